@@ -1,0 +1,152 @@
+"""The video ViT and predictor: sizes, positions, token order, masked forward, determinism."""
+import numpy as np
+import pytest
+import torch
+
+from vjepa.models import ModelConfig, build_encoder, build_predictor, count_trainable, gather_tokens
+from vjepa.models.pos_embed import interpolate_pos_embed, sincos_1d, sincos_3d
+
+TINY = ModelConfig(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3,
+                   pred_depth=2, pred_embed_dim=24, pred_num_heads=3)
+
+
+@pytest.mark.parametrize("size,encoder,predictor", [
+    ("large", 303_885_312, 22_082_944),
+    ("huge", 631_648_000, 22_279_808),
+])
+def test_parameter_counts_match_the_released_models(size, encoder, predictor):
+    cfg = ModelConfig(size=size)
+    with torch.device("meta"):  # no weights allocated
+        enc, pred = build_encoder(cfg), build_predictor(cfg)
+    assert count_trainable(enc) == encoder
+    assert count_trainable(pred) == predictor
+    assert not enc.pos_embed.requires_grad and not pred.predictor_pos_embed.requires_grad
+    assert enc.pos_embed.shape == (1, 1568, cfg.encoder_shape()[0])
+
+
+def test_sincos_1d_is_sines_then_cosines():
+    d = 8
+    emb = sincos_1d(d, np.array([3.0]))[0]
+    omega = 1.0 / 10000 ** (np.arange(4) / 4.0)
+    np.testing.assert_allclose(emb, np.concatenate([np.sin(3 * omega), np.cos(3 * omega)]))
+
+
+@pytest.mark.parametrize("dim,part", [(1024, 342), (1280, 428), (384, 128)])
+def test_position_table_is_the_closed_form_uniform_power_recipe(dim, part):
+    T, H, W = 8, 14, 14
+    table = sincos_3d(dim, T, H, W, uniform_power=True)
+    assert table.shape == (T * H * W, dim)
+    # token n = t*H*W + h*W + w carries [sincos(t) | sincos(h) | sincos(w)] truncated to dim
+    for t, h, w in [(0, 0, 0), (3, 5, 7), (7, 13, 13)]:
+        n = t * H * W + h * W + w
+        expect = np.concatenate([sincos_1d(part, np.array([t])), sincos_1d(part, np.array([h])),
+                                 sincos_1d(part, np.array([w]))], axis=1)[0, :dim]
+        np.testing.assert_array_equal(table[n], expect)
+
+
+def test_position_table_without_uniform_power_splits_half_quarter_quarter():
+    table = sincos_3d(16, 2, 3, 3, uniform_power=False)
+    n = 1 * 9 + 2 * 3 + 1
+    expect = np.concatenate([sincos_1d(8, np.array([1])), sincos_1d(4, np.array([2])), sincos_1d(4, np.array([1]))], 1)[0]
+    np.testing.assert_array_equal(table[n], expect)
+
+
+def test_tokens_are_ordered_time_then_height_then_width():
+    enc = build_encoder(TINY).eval()
+    x = torch.zeros(1, 3, 4, 32, 32)
+    x[:, :, 2:4, 8:16, 24:32] = 1.0  # tubelet t=1, row h=1, column w=3
+    with torch.no_grad():
+        emb = enc.patch_embed(x)[0]
+    baseline = enc.patch_embed(torch.zeros_like(x))[0]
+    changed = (emb - baseline).abs().sum(-1).nonzero().flatten().tolist()
+    assert changed == [1 * 16 + 1 * 4 + 3]
+
+
+def test_positions_interpolate_trilinearly_and_identity_on_same_grid():
+    table = torch.from_numpy(sincos_3d(12, 4, 4, 4)).float().unsqueeze(0)
+    assert interpolate_pos_embed(table, (4, 4, 4), (4, 4, 4)) is table
+    up = interpolate_pos_embed(table, (4, 4, 4), (8, 4, 4))
+    ref = torch.nn.functional.interpolate(table.reshape(1, 4, 4, 4, 12).permute(0, 4, 1, 2, 3),
+                                          size=(8, 4, 4), mode="trilinear")
+    torch.testing.assert_close(up, ref.permute(0, 2, 3, 4, 1).reshape(1, -1, 12))
+    enc = build_encoder(TINY).eval()
+    with torch.no_grad():
+        out = enc(torch.randn(2, 3, 8, 48, 32))  # other frame count and size
+    assert out.shape == (2, 4 * 6 * 4, 48)
+
+
+def test_masked_forward_equals_gathering_rows_of_the_full_computation_for_one_block():
+    """With no attention between tokens (1 kept token), masked forward = that token alone."""
+    enc = build_encoder(TINY).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    keep = torch.tensor([[5], [17]])
+    with torch.no_grad():
+        (z,) = enc(x, [keep])
+        tokens = gather_tokens(enc.tokens(x), keep)
+        ref = enc.norm(enc.blocks[1](enc.blocks[0](tokens)))
+    assert z.shape == (2, 1, 48)
+    torch.testing.assert_close(z, ref, rtol=0, atol=0)
+
+
+def test_out_layers_return_normed_intermediate_features():
+    enc = build_encoder(TINY).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        l1, l2 = enc(x, out_layers=[1, 2])
+        full = enc(x)
+        t = enc.tokens(x)
+        ref1 = enc.norm(enc.blocks[0](t))
+    torch.testing.assert_close(l2, full, rtol=0, atol=0)
+    torch.testing.assert_close(l1, ref1, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="out_layers"):
+        enc(x, out_layers=[3])
+
+
+def test_images_become_still_clips():
+    enc = build_encoder(TINY).eval()
+    img = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = enc(img)
+        b = enc(img.unsqueeze(2).repeat(1, 1, 4, 1, 1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_encoder_and_predictor_train_forward_backward_deterministically():
+    def run():
+        torch.manual_seed(123)
+        enc, pred = build_encoder(TINY), build_predictor(TINY)
+        x = torch.randn(3, 3, 4, 32, 32)
+        ctx = torch.tensor([[0, 1, 2, 9, 20, 30]] * 3)
+        tgt = torch.tensor([[3, 4, 5, 6, 31]] * 3)
+        (z,) = enc(x, [ctx])
+        p = pred(z, ctx, tgt, mask_index=1)
+        loss = p.abs().mean()
+        loss.backward()
+        return p.detach(), enc.patch_embed.proj.weight.grad.clone(), pred.mask_tokens[1].grad.clone()
+    p1, g1, m1 = run()
+    p2, g2, m2 = run()
+    assert p1.shape == (3, 5, 48)
+    assert torch.equal(p1, p2) and torch.equal(g1, g2) and torch.equal(m1, m2)
+    assert g1.abs().sum() > 0 and m1.abs().sum() > 0
+
+
+def test_predictor_uses_mask_token_of_its_config():
+    pred = build_predictor(TINY).eval()
+    with torch.no_grad():
+        pred.mask_tokens[0].fill_(1.0)
+        pred.mask_tokens[1].fill_(-1.0)
+        z = torch.randn(1, 3, 48)
+        ctx, tgt = torch.tensor([[0, 1, 2]]), torch.tensor([[7, 8]])
+        a, b = pred(z, ctx, tgt, 0), pred(z, ctx, tgt, 1)
+    assert not torch.equal(a, b)
+    with torch.no_grad():
+        assert torch.equal(pred(z, ctx, tgt, 2), a)  # index taken modulo the number of tokens
+
+
+def test_effective_init_has_no_depth_rescaling_and_zero_mask_tokens():
+    cfg = ModelConfig(size="base", img_size=32, num_frames=2)
+    enc, pred = build_encoder(cfg), build_predictor(cfg)
+    assert abs(enc.blocks[-1].attn.proj.weight.std().item() - 0.02) < 2e-3
+    assert abs(enc.patch_embed.proj.weight.std().item() - 0.02) < 2e-3
+    assert all(torch.count_nonzero(t) == 0 for t in pred.mask_tokens)
+    assert torch.count_nonzero(enc.blocks[0].attn.qkv.bias) == 0

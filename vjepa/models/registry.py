@@ -1,0 +1,79 @@
+"""Model sizes and the typed model config that builds the encoder and predictor."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vjepa.models.predictor import Predictor
+from vjepa.models.vit import VisionTransformer
+
+# name: (width D, depth, heads, mlp_ratio), as the official factory functions define them.
+SIZES: dict[str, tuple[int, int, int, float]] = {
+    "tiny": (192, 12, 3, 4.0),
+    "small": (384, 12, 6, 4.0),
+    "base": (768, 12, 12, 4.0),
+    "large": (1024, 24, 16, 4.0),
+    "huge": (1280, 32, 16, 4.0),
+    "giant": (1408, 40, 16, 48 / 11),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Encoder + predictor shape. `size` picks a row of SIZES; explicit embed_dim/depth/num_heads
+    override it (the CPU profile's small models use that)."""
+
+    size: str = "large"
+    img_size: int = 224
+    patch_size: int = 16
+    num_frames: int = 16
+    tubelet_size: int = 2
+    in_chans: int = 3
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    uniform_power: bool = True
+    pred_depth: int = 12
+    pred_embed_dim: int = 384
+    pred_num_heads: int | None = None   # None: the encoder's head count (paper and official code)
+    num_mask_tokens: int = 2
+    activation_checkpointing: bool = False
+
+    def validate(self) -> None:
+        if self.size not in SIZES and None in (self.embed_dim, self.depth, self.num_heads):
+            raise ValueError(f"size {self.size!r} is not one of {sorted(SIZES)}; give embed_dim, depth and num_heads")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.num_frames % self.tubelet_size:
+            raise ValueError(f"num_frames {self.num_frames} is not a multiple of tubelet_size {self.tubelet_size}")
+
+    def encoder_shape(self) -> tuple[int, int, int, float]:
+        d, depth, heads, ratio = SIZES.get(self.size, (None, None, None, 4.0))
+        return (self.embed_dim or d, self.depth or depth, self.num_heads or heads, self.mlp_ratio or ratio)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.num_frames // self.tubelet_size, self.img_size // self.patch_size, self.img_size // self.patch_size)
+
+
+def build_encoder(cfg: ModelConfig, **overrides) -> VisionTransformer:
+    d, depth, heads, ratio = cfg.encoder_shape()
+    kw = dict(img_size=cfg.img_size, patch_size=cfg.patch_size, num_frames=cfg.num_frames,
+              tubelet_size=cfg.tubelet_size, in_chans=cfg.in_chans, embed_dim=d, depth=depth,
+              num_heads=heads, mlp_ratio=ratio, uniform_power=cfg.uniform_power,
+              activation_checkpointing=cfg.activation_checkpointing)
+    kw.update(overrides)
+    return VisionTransformer(**kw)
+
+
+def build_predictor(cfg: ModelConfig) -> Predictor:
+    d, _, heads, _ = cfg.encoder_shape()
+    return Predictor(img_size=cfg.img_size, patch_size=cfg.patch_size, num_frames=cfg.num_frames,
+                     tubelet_size=cfg.tubelet_size, embed_dim=d, predictor_embed_dim=cfg.pred_embed_dim,
+                     depth=cfg.pred_depth, num_heads=cfg.pred_num_heads or heads,
+                     uniform_power=cfg.uniform_power, num_mask_tokens=cfg.num_mask_tokens,
+                     activation_checkpointing=cfg.activation_checkpointing)
+
+
+def count_trainable(module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,178 @@
+"""The video Vision Transformer of V-JEPA: tubelet patch embedding, fixed 3D sin-cos positions,
+pre-norm blocks on scaled_dot_product_attention, a final norm and no [cls] token.
+
+Parameter names follow the released checkpoints (after their `module.backbone.` prefix is
+removed), so official weights load strictly. Token n of a clip sits at
+n = t * (H' * W') + h * W' + w: time slowest, width fastest.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch.utils.checkpoint import checkpoint
+
+from vjepa.models.pos_embed import interpolate_pos_embed, sincos_3d
+
+LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+
+
+class PatchEmbed3D(nn.Module):
+    """Tubelets of tubelet_size x patch x patch pixels -> one token each, by a strided Conv3d."""
+
+    def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
+                              stride=(tubelet_size, patch_size, patch_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] -> [B, N, D]
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        # the 3*C outputs are ordered (q | k | v), each split head-major
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, heads, N, hd]
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()  # exact (erf) GELU, as the released models
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)). DropPath only for finetuning."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Pick tokens x[b, index[b, k]]: [B, N, D] x [B, K] -> [B, K, D]."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+def init_weights(module: nn.Module) -> None:
+    """The effective pretraining init of the official code: N(0, 0.02) (truncated at +-2 absolute)
+    on every Linear and Conv, zero biases, LayerNorm (1, 0); no depth rescaling survives there."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class VisionTransformer(nn.Module):
+    """Video ViT encoder. forward(clip) -> normed tokens [B, N, D]; forward(clip, masks) runs only the
+    kept tokens of each mask and returns one [B, K_i, D] tensor per mask."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        uniform_power: bool = True,
+        drop_path_rate: float = 0.0,
+        activation_checkpointing: bool = False,
+    ):
+        super().__init__()
+        if img_size % patch_size or num_frames % tubelet_size:
+            raise ValueError(f"clip {num_frames}x{img_size}px does not tile into {tubelet_size}x{patch_size}px tubelets")
+        self.img_size, self.patch_size = img_size, patch_size
+        self.num_frames, self.tubelet_size = num_frames, tubelet_size
+        self.in_chans, self.embed_dim, self.num_heads = in_chans, embed_dim, num_heads
+        self.activation_checkpointing = activation_checkpointing
+        self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+
+        self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
+        table = torch.from_numpy(sincos_3d(embed_dim, *self.grid, uniform_power=uniform_power)).float()
+        self.pos_embed = nn.Parameter(table.unsqueeze(0), requires_grad=False)  # [1, N, D], fixed
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i]) for i in range(depth))
+        self.norm = LayerNorm(embed_dim)
+        self.apply(init_weights)
+
+    @property
+    def num_patches(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    def token_grid(self, x: torch.Tensor) -> tuple[int, int, int]:
+        T, H, W = x.shape[-3:]
+        return T // self.tubelet_size, H // self.patch_size, W // self.patch_size
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Clip [B, C, T, H, W] -> embedded tokens with positions [B, N, D] (positions interpolated
+        trilinearly for clips of another size)."""
+        pos = interpolate_pos_embed(self.pos_embed, self.grid, self.token_grid(x))
+        return self.patch_embed(x) + pos
+
+    def run_blocks(self, x: torch.Tensor, out_layers: list[int] | None = None):
+        """Blocks then the final norm. With out_layers (1-based block numbers) return the normed
+        output of each of those blocks instead."""
+        outs = []
+        for i, blk in enumerate(self.blocks, start=1):
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+            if out_layers is not None and i in out_layers:
+                outs.append(self.norm(x))
+        return outs if out_layers is not None else self.norm(x)
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None, out_layers: list[int] | None = None):
+        if x.ndim == 4:  # images: a still clip repeating the image num_frames times
+            x = still_clip(x, self.num_frames)
+        if out_layers is not None:
+            bad = [i for i in out_layers if not 1 <= i <= len(self.blocks)]
+            if bad:
+                raise ValueError(f"out_layers {bad} outside blocks 1..{len(self.blocks)}")
+        x = self.tokens(x)
+        if masks is None:
+            return self.run_blocks(x, out_layers)
+        # One pass per mask (as the official wrapper does); each keeps only its context tokens.
+        return [self.run_blocks(gather_tokens(x, m), out_layers) for m in masks]
+
+
+def still_clip(images: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, num_frames, H, W] by repeating each image along time."""
+    return images.unsqueeze(2).expand(-1, -1, num_frames, -1, -1).contiguous()
