@@ -1,0 +1,11 @@
+"""Data: readers for the real annotation formats, decoding and clip sampling, transforms, datasets
+and the small real-data suite that `prepare` builds.
+
+Classification items are dicts {"video": FloatTensor [S, V, C, T, H, W], "label", "index", "path"}
+(S temporal segments, V spatial views), or None when a file cannot be decoded; `collate` stacks
+them and lists the skipped paths.
+"""
+from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
+                                read_path_label_list, read_ssv2, read_ssv2_labels, write_path_label_list)
+from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap,
+                            read_ava_proposals)

@@ -1,0 +1,328 @@
+"""AVA v2.2 readers (and writers, for the small suite and tests): ground-truth CSV, label map
+(pbtxt), excluded timestamps, person-box proposals (pickle or CSV, with a score threshold), and
+the 30 fps frame folders with 1 Hz keyframes.
+
+Conventions (eval-protocols.md 1.1): boxes are normalised [0, 1] corners (x1, y1, x2, y2); action
+ids are 1-based; keyframe keys are (video_id, second); the frames are the video cut from second
+900, decoded at 30 fps and numbered from 1, so the keyframe of second `sec` is the 0-based frame
+index (sec - 900) * 30 in the ordered frame list. A malformed row raises AnnotationError naming
+the file and 1-based line.
+"""
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Collection, Mapping
+
+import numpy as np
+import pandas as pd
+
+from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text
+
+AVA_FPS = 30
+AVA_START_SEC = 900
+AVA_KEYFRAME_SECONDS = range(902, 1799)  # 897 keyframes per 15-minute video
+# The 60 classes of ava_action_list_v2.2_for_activitynet_2019.pbtxt (same ids as the 2018 v2.1 list).
+AVA_EVAL_CLASS_IDS = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34,
+                      36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64,
+                      65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80)
+AVA_CSV_COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id"]
+
+
+def _float(text: str, path, line: int, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise AnnotationError(path, line, f"{what} must be a number, got {text!r}") from None
+    if not np.isfinite(v):
+        raise AnnotationError(path, line, f"{what} must be finite, got {text!r}")
+    return v
+
+
+def _box(row: list[str], path, line: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (_float(v, path, line, k) for v, k in zip(row, ("x1", "y1", "x2", "y2")))
+    if not (0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0):
+        raise AnnotationError(path, line, f"box ({x1}, {y1}, {x2}, {y2}) is not normalised corners "
+                                          "with 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1")
+    return x1, y1, x2, y2
+
+
+def _video_id(text: str, path, line: int) -> str:
+    if not text or any(c.isspace() or c == "," for c in text):
+        raise AnnotationError(path, line, f"bad video id {text!r}")
+    return text
+
+
+def _csv_rows(path):
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        for row in reader:
+            if not row or not "".join(row).strip():
+                raise AnnotationError(path, reader.line_num, "blank line")
+            yield reader.line_num, [c.strip() for c in row]
+
+
+# ---------------------------------------------------------------------------------------------
+# Label map
+
+def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
+    """`item { name: "..." id: N }` blocks (or `label_id: N`) -> {id: name}, in file order. An id
+    without a preceding name, a duplicate id or an unknown line is an error."""
+    out: dict[int, str] = {}
+    name = None
+    for i, raw in _nonblank_lines(path):
+        line = raw.strip()
+        if line.startswith("#") or line in ("item {", "item{", "}", "{"):
+            if line.startswith("item"):
+                name = None
+            continue
+        key, _, val = line.partition(":")
+        val = val.strip()
+        if key == "name":
+            if len(val) < 2 or val[0] != '"' or val[-1] != '"':
+                raise AnnotationError(path, i, f"name must be a quoted string, got {val!r}")
+            name = val[1:-1]
+        elif key in ("id", "label_id"):
+            k = _int(val, path, i, key)
+            if name is None:
+                raise AnnotationError(path, i, f"{key} {k} has no name before it in its item")
+            if k in out:
+                raise AnnotationError(path, i, f"id {k} appears twice")
+            if k < 1:
+                raise AnnotationError(path, i, f"ids are 1-based, got {k}")
+            out[k] = name
+            name = None
+        elif key == "label_type":
+            continue
+        else:
+            raise AnnotationError(path, i, f"unexpected line {raw!r} (expected item {{, name:, id:, label_id:, }})")
+    if not out:
+        raise AnnotationError(path, None, "the label map has no items")
+    return out
+
+
+def write_ava_labelmap(labels: Mapping[int, str], path: str | os.PathLike) -> Path:
+    """Write {id: name} as an AVA pbtxt label map."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f'item {{\n  name: "{n}"\n  id: {k}\n}}\n' for k, n in labels.items()))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Ground truth, exclusions, proposals
+
+def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = None) -> pd.DataFrame:
+    """Ground-truth CSV rows `video_id, timestamp, x1, y1, x2, y2, action_id, person_id` (no header;
+    person_id may be absent: -1) -> DataFrame with those columns (timestamp, action_id, person_id
+    int64). With `action_ids`, an action outside them is an unknown label."""
+    allowed = set(action_ids) if action_ids is not None else None
+    rows = []
+    for i, row in _csv_rows(path):
+        if len(row) not in (7, 8):
+            raise AnnotationError(path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id,"
+                                           f"person_id), got {len(row)}: {row}")
+        vid = _video_id(row[0], path, i)
+        sec = _int(row[1], path, i, "timestamp")
+        box = _box(row[2:6], path, i)
+        if not row[6]:
+            raise AnnotationError(path, i, "empty action_id (a proposals CSV? use read_ava_proposals)")
+        act = _int(row[6], path, i, "action_id")
+        if act < 1 or (allowed is not None and act not in allowed):
+            raise AnnotationError(path, i, f"unknown label: action_id {act}")
+        pid = _int(row[7], path, i, "person_id") if len(row) == 8 else -1
+        rows.append((vid, sec, *box, act, pid))
+    df = pd.DataFrame(rows, columns=AVA_CSV_COLUMNS)
+    return df.astype({"video_id": str, "timestamp": "int64", "action_id": "int64", "person_id": "int64",
+                      "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64"})
+
+
+def write_ava_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a ground-truth DataFrame in the AVA CSV form (4-digit seconds, 3-decimal boxes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{r.video_id},{r.timestamp:04d},{r.x1:.3f},{r.y1:.3f},{r.x2:.3f},{r.y2:.3f},{r.action_id},{r.person_id}\n"
+             for r in df.itertuples(index=False)]
+    path.write_text("".join(lines))
+    return path
+
+
+def read_ava_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
+    """Excluded-timestamps CSV `video_id, timestamp` -> {(video_id, second)}. An empty file is valid."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        return set()
+    out = set()
+    for i, row in _csv_rows(path):
+        if len(row) != 2:
+            raise AnnotationError(path, i, f"expected 2 columns (video_id,timestamp), got {len(row)}: {row}")
+        out.add((_video_id(row[0], path, i), _int(row[1], path, i, "timestamp")))
+    return out
+
+
+_PICKLE_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                   ("numpy.core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                   ("collections", "OrderedDict")}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers of numpy arrays and nothing else: a proposals file must not be
+    able to run code when read."""
+
+    def find_class(self, module, name):
+        if (module.replace("numpy._core", "numpy.core"), name) in _PICKLE_ALLOWED or \
+                (module == "numpy.dtypes" and name.endswith("DType")):
+            if module.startswith("numpy.core") and hasattr(np, "_core"):  # pickled by numpy 1.x
+                module = module.replace("numpy.core", "numpy._core")
+            return getattr(importlib.import_module(module), name)
+        raise pickle.UnpicklingError(f"proposals pickle refers to {module}.{name}, which is not a numpy array "
+                                     "or plain container; refusing to load it")
+
+
+def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[tuple[str, int], np.ndarray]:
+    """Person-box proposals -> {(video_id, second): float32 [N, 5] (x1, y1, x2, y2, score)} keeping
+    boxes with score >= score_threshold; keyframes left with no box are omitted.
+
+    Accepts mmaction's pickle (dict "vid,%04d" -> [N, 5], or [N, 4] meaning no scores: score 1.0)
+    and SlowFast's 8-column CSV `video_id, timestamp, x1, y1, x2, y2, <action, ignored>, score`
+    (a box repeated on several rows is kept once)."""
+    path = Path(path)
+    boxes: dict[tuple[str, int], list] = {}
+    if path.suffix in (".pkl", ".pickle"):
+        if not path.is_file():
+            raise AnnotationError(path, None, "proposals file not found")
+        with open(path, "rb") as f:
+            try:
+                data = _ArrayUnpickler(f).load()
+            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+                raise AnnotationError(path, None, f"cannot read proposals pickle: {e}") from None
+        if not isinstance(data, dict):
+            raise AnnotationError(path, None, f"expected a dict 'video_id,%04d' -> array, got {type(data).__name__}")
+        for key, arr in data.items():
+            vid, _, sec = str(key).rpartition(",")
+            if not vid or not sec.isdigit():
+                raise AnnotationError(path, None, f"key {key!r} is not 'video_id,%04d'")
+            a = np.asarray(arr, dtype=np.float64)
+            if a.ndim != 2 or a.shape[1] not in (4, 5):
+                raise AnnotationError(path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array, got shape {a.shape}")
+            if a.shape[1] == 4:
+                a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+            if not np.isfinite(a).all() or (a[:, :4] < 0).any() or (a[:, :4] > 1).any() \
+                    or (a[:, 0] > a[:, 2]).any() or (a[:, 1] > a[:, 3]).any():
+                raise AnnotationError(path, None, f"key {key!r}: boxes must be finite normalised corners")
+            boxes[(vid, int(sec))] = [tuple(r) for r in a]
+    else:
+        for i, row in _csv_rows(path):
+            if len(row) != 8:
+                raise AnnotationError(path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action,score), "
+                                               f"got {len(row)}: {row}")
+            key = (_video_id(row[0], path, i), _int(row[1], path, i, "timestamp"))
+            rec = (*_box(row[2:6], path, i), _float(row[7], path, i, "score"))
+            lst = boxes.setdefault(key, [])
+            same = [k for k, r in enumerate(lst) if r[:4] == rec[:4]]
+            if same:
+                lst[same[0]] = max(lst[same[0]], rec, key=lambda r: r[4])
+            else:
+                lst.append(rec)
+    out = {}
+    for key, lst in boxes.items():
+        a = np.asarray(lst, dtype=np.float32).reshape(-1, 5)
+        a = a[a[:, 4] >= score_threshold]
+        if len(a):
+            out[key] = a
+    return out
+
+
+def write_ava_proposals(proposals: Mapping[tuple[str, int], np.ndarray], path: str | os.PathLike) -> Path:
+    """Write {(vid, sec): [N, 5]} as mmaction's pickle (.pkl) or SlowFast's 8-column CSV (.csv)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".pkl", ".pickle"):
+        with open(path, "wb") as f:
+            pickle.dump({f"{v},{s:04d}": np.asarray(a, dtype=np.float32) for (v, s), a in proposals.items()}, f,
+                        protocol=4)
+    else:
+        path.write_text("".join(f"{v},{s:04d},{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f},,{b[4]:.6f}\n"
+                                for (v, s), a in proposals.items() for b in a))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame folders
+
+def ava_keyframe_index(sec: int, fps: int = AVA_FPS, start_sec: int = AVA_START_SEC) -> int:
+    """0-based index of the keyframe of second `sec` in a video's ordered frame list."""
+    return (int(sec) - start_sec) * fps
+
+
+def ava_clip_indices(center: int, num_video_frames: int, num_frames: int = 16, frame_step: int = 4) -> np.ndarray:
+    """SlowFast's clip around a keyframe: range(center - L//2, center + L//2, step) with
+    L = num_frames * frame_step, clamped to the video; the keyframe is position num_frames // 2."""
+    half = num_frames * frame_step // 2
+    idx = np.arange(center - half, center + half, frame_step)
+    return np.clip(idx, 0, num_video_frames - 1)
+
+
+_SLOWFAST = re.compile(r"^(?P<vid>.+)_(?P<n>\d{6})\.jpg$")
+_MMACTION = re.compile(r"^img_(?P<n>\d{5})\.jpg$")
+
+
+class AvaFrameFolder:
+    """Frames of AVA videos at 30 fps under `root/<video_id>/`, in SlowFast's layout
+    `<video_id>_%06d.jpg` or mmaction's `img_%05d.jpg`, numbered from 1 without gaps."""
+
+    def __init__(self, root: str | os.PathLike, fps: int = AVA_FPS, start_sec: int = AVA_START_SEC):
+        self.root, self.fps, self.start_sec = Path(root), fps, start_sec
+        self._cache: dict[str, list[str]] = {}
+
+    def frame_paths(self, video_id: str) -> list[str]:
+        """The ordered frame files of one video (listed once per process)."""
+        if video_id not in self._cache:
+            self._cache[video_id] = _list_frames(str(self.root / video_id), video_id)
+        return self._cache[video_id]
+
+    def keyframe_index(self, sec: int) -> int:
+        return ava_keyframe_index(sec, self.fps, self.start_sec)
+
+    def clip_indices(self, video_id: str, sec: int, num_frames: int = 16, frame_step: int = 4) -> np.ndarray:
+        n = len(self.frame_paths(video_id))
+        center = self.keyframe_index(sec)
+        if not 0 <= center < n:
+            raise IndexError(f"{self.root / video_id}: keyframe of second {sec} is frame {center + 1}, "
+                             f"but the folder has {n} frames")
+        return ava_clip_indices(center, n, num_frames, frame_step)
+
+    def load_clip(self, video_id: str, sec: int, num_frames: int = 16, frame_step: int = 4) -> np.ndarray:
+        """uint8 [T, H, W, 3] clip centred on the keyframe of second `sec`."""
+        from PIL import Image
+
+        paths = self.frame_paths(video_id)
+        frames = []
+        for k in self.clip_indices(video_id, sec, num_frames, frame_step):
+            with Image.open(paths[k]) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        return np.stack(frames)
+
+
+def _list_frames(folder: str, video_id: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise AnnotationError(folder, None, "frame folder not found")
+    numbered = {}
+    for fn in os.listdir(folder):
+        m = _SLOWFAST.match(fn)
+        if m and m.group("vid") == video_id:
+            numbered[int(m.group("n"))] = fn
+            continue
+        m = _MMACTION.match(fn)
+        if m:
+            numbered[int(m.group("n"))] = fn
+    if not numbered:
+        raise AnnotationError(folder, None, f"no frames named {video_id}_%06d.jpg or img_%05d.jpg")
+    n = len(numbered)
+    if sorted(numbered) != list(range(1, n + 1)):
+        missing = min(set(range(1, max(numbered) + 1)) - set(numbered))
+        raise AnnotationError(folder, None, f"frames must be numbered 1..N without gaps; frame {missing} is missing")
+    return [os.path.join(folder, numbered[k]) for k in range(1, n + 1)]
