@@ -1,0 +1,161 @@
+"""MLflow tracking for the stages: one run per stage execution, never fatal.
+
+The default store is `sqlite:///<repo root>/mlflow.db`, an absolute path: DVC experiments that run
+in temporary copies (DVC sets DVC_ROOT to the parent repository) still log to the same database.
+MLFLOW_TRACKING_URI overrides it. If the tracking store cannot be reached, the stage warns once and
+carries on; its metrics still land in the DVC metrics files.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+EXPERIMENT = "vjepa-reproduction"
+
+
+def repo_root() -> Path:
+    """The parent repository's root: DVC_ROOT inside `dvc repro`/`dvc exp run` (temporary copies
+    included), else the git top level of the working directory, else the working directory."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    cwd = Path.cwd().resolve()
+    parts = cwd.parts
+    if ".dvc" in parts:  # a temporary experiment copy under <root>/.dvc/tmp/exps/...
+        return Path(*parts[: parts.index(".dvc")])
+    for p in (cwd, *cwd.parents):
+        if (p / ".git").exists() or (p / "dvc.yaml").exists():
+            return p
+    return cwd
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or repo_root(), capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become their repr (MLflow params are strings)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _server_reachable(uri: str, timeout: float = 3.0) -> bool:
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class Tracker:
+    """A thin, fault-tolerant wrapper around one MLflow run. Every call is a no-op after the first
+    failure (with one warning), so an unreachable tracking server never fails a stage."""
+
+    def __init__(self, run=None):
+        self._run = run
+        self._mlflow = None
+        if run is not None:
+            import mlflow
+            self._mlflow = mlflow
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run.info.run_id if self._run is not None else None
+
+    def _call(self, name: str, *args, **kwargs) -> None:
+        if self._run is None:
+            return
+        try:
+            getattr(self._mlflow, name)(*args, **kwargs)
+        except Exception as e:  # tracking must never take a stage down
+            warnings.warn(f"MLflow {name} failed ({e.__class__.__name__}: {e}); tracking disabled for this stage, "
+                          "metrics still go to the DVC metrics files", stacklevel=2)
+            self._run = None
+
+    def params(self, params: dict) -> None:
+        flat = {k: (str(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in flatten(params).items()}
+        items = list(flat.items())
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self._call("log_params", dict(items[i:i + 100]))
+
+    def metrics(self, metrics: dict, step: int | None = None) -> None:
+        numeric = {k: float(v) for k, v in flatten(metrics).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numeric:
+            self._call("log_metrics", numeric, step=step)
+
+    def tags(self, tags: dict) -> None:
+        self._call("set_tags", {k: str(v) for k, v in tags.items() if v is not None})
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if Path(path).exists():
+            self._call("log_artifact", str(path), artifact_path)
+
+
+@contextmanager
+def stage_run(stage: str, params: dict | None = None, tags: dict | None = None) -> Iterator[Tracker]:
+    """Open one MLflow run for a stage execution, tagged with the stage, git commit, DVC experiment
+    and profile; yields a Tracker (inactive if MLflow is unreachable or VJEPA_MLFLOW=0)."""
+    if os.environ.get("VJEPA_MLFLOW", "1") == "0":
+        yield Tracker()
+        return
+    uri = tracking_uri()
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    run = None
+    if not _server_reachable(uri):
+        warnings.warn(f"MLflow tracking server {uri} is not reachable; stage '{stage}' runs without tracking "
+                      "(its metrics still go to the DVC metrics files)", stacklevel=3)
+    else:
+        try:
+            import mlflow
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+            run = mlflow.start_run(run_name=os.environ.get("DVC_STAGE", stage))
+        except Exception as e:
+            warnings.warn(f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
+                          f"stage '{stage}' runs without tracking", stacklevel=3)
+            run = None
+    tracker = Tracker(run)
+    base_tags = {"stage": stage, "dvc_stage": os.environ.get("DVC_STAGE"), "git_commit": git_commit(),
+                 "dvc_experiment": os.environ.get("DVC_EXP_NAME")}
+    tracker.tags({**base_tags, **(tags or {})})
+    if params:
+        tracker.params(params)
+    status = "FINISHED"
+    try:
+        yield tracker
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if tracker.active:
+            try:
+                tracker._mlflow.end_run(status=status)
+            except Exception as e:
+                warnings.warn(f"MLflow end_run failed: {e}", stacklevel=2)
