@@ -1,0 +1,146 @@
+"""Probes on frozen tokens: the attentive probe (appendix B.1) and a linear probe on mean-pooled tokens.
+
+The attentive probe's parameter names are those of the released probe files (`classifier` entry,
+keys `module.pooler.query_tokens`, `module.pooler.cross_attention_block.*`, `module.linear.*`), so
+they load strictly and predict as the official code does. Two details matter for that:
+- the cross-attention has an output projection `proj` that is created (its keys are in the files)
+  but never applied; applying it breaks the released probes;
+- the probe's LayerNorms use PyTorch's default eps 1e-5, not the encoder's 1e-6.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vjepa.checkpoint import CheckpointError, load, load_into
+from vjepa.models.vit import MLP, Block
+
+
+class CrossAttention(nn.Module):
+    """Queries [B, n, D] attend to tokens [B, N, D]. `proj` exists for key compatibility only."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"probe width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)  # never applied (see the module docstring)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        B, n, D = q.shape
+        N, h = x.shape[1], self.num_heads
+        q = self.q(q).reshape(B, n, h, D // h).transpose(1, 2)                  # [B, h, n, hd]
+        k, v = self.kv(x).reshape(B, N, 2, h, D // h).permute(2, 0, 3, 1, 4)    # each [B, h, N, hd]
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, n, D)
+
+
+class CrossAttentionBlock(nn.Module):
+    """q + xattn(q, LN(x)), then q + MLP(LN(q)). The query itself is not normalised."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)  # eps 1e-5, as the released probes
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        q = q + self.xattn(q, self.norm1(x))
+        return q + self.mlp(self.norm2(q))
+
+
+class AttentivePooler(nn.Module):
+    """Learnable query token(s) pooling a token sequence by cross-attention: [B, N, D] -> [B, n, D].
+    depth > 1 adds self-attention blocks over the queries after the cross-attention."""
+
+    def __init__(self, embed_dim: int, num_heads: int = 12, mlp_ratio: float = 4.0, depth: int = 1,
+                 num_queries: int = 1, qkv_bias: bool = True, init_std: float = 0.02):
+        super().__init__()
+        self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, embed_dim))
+        self.cross_attention_block = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias)
+        self.blocks = None
+        if depth > 1:
+            self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth - 1))
+            for blk in self.blocks:
+                blk.norm1.eps = blk.norm2.eps = 1e-5  # the probe's norms use the PyTorch default eps
+        self._init(init_std)
+
+    @torch.no_grad()
+    def _init(self, std: float) -> None:
+        nn.init.trunc_normal_(self.query_tokens, std=std)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        # residual-branch outputs shrink by sqrt(2 * layer), as in the official constructor
+        self.cross_attention_block.xattn.proj.weight.div_(math.sqrt(2.0))
+        self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0))
+        for layer, blk in enumerate(self.blocks or [], start=2):
+            blk.attn.proj.weight.div_(math.sqrt(2.0 * layer))
+            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.cross_attention_block(self.query_tokens.expand(len(x), -1, -1), x)
+        for blk in self.blocks or []:
+            q = blk(q)
+        return q
+
+
+class AttentiveClassifier(nn.Module):
+    """Attentive probe: AttentivePooler (one query) then a linear classifier. [B, N, D] -> logits [B, K]."""
+
+    def __init__(self, embed_dim: int, num_classes: int, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 depth: int = 1, qkv_bias: bool = True, init_std: float = 0.02):
+        super().__init__()
+        self.pooler = AttentivePooler(embed_dim, num_heads, mlp_ratio, depth, 1, qkv_bias, init_std)
+        self.linear = nn.Linear(embed_dim, num_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=init_std)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.pooler(x).squeeze(1))
+
+
+class LinearProbe(nn.Module):
+    """Linear probe on the mean of the tokens. [B, N, D] -> logits [B, K].
+
+    norm='batchnorm' standardises the pooled feature with a BatchNorm without affine parameters
+    (as MAE's linear probe does), so one learning rate suits encoders whose feature scales differ;
+    norm='none' feeds the raw mean."""
+
+    def __init__(self, embed_dim: int, num_classes: int, norm: str = "batchnorm", init_std: float = 0.02):
+        super().__init__()
+        if norm not in ("batchnorm", "none"):
+            raise ValueError(f"linear probe norm must be 'batchnorm' or 'none', got {norm!r}")
+        self.norm = nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6) if norm == "batchnorm" else nn.Identity()
+        self.linear = nn.Linear(embed_dim, num_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=init_std)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.norm(x.mean(dim=1)))
+
+
+def official_probe_state(classifier: nn.Module) -> dict:
+    """The `classifier` entry of an official probe file: our state dict with DDP's `module.` prefix."""
+    return {"module." + k: v.detach() for k, v in classifier.state_dict().items()}
+
+
+def load_official_probe(classifier: nn.Module, source: str | Path | Mapping[str, Any]) -> dict:
+    """Load a released probe file (or its already-loaded dict) strictly into `classifier`.
+    Takes the `classifier` entry and strips `module.`; returns the whole checkpoint dict."""
+    ck = load(source) if isinstance(source, (str, Path)) else source
+    where = str(source) if isinstance(source, (str, Path)) else "probe checkpoint"
+    if "classifier" not in ck:
+        raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["classifier"].items()}
+    load_into(classifier, state, where=f"{where}['classifier']")
+    return ck
