@@ -1,0 +1,440 @@
+"""Frozen evaluation (appendix B.1, Table 6): probes trained on the tokens of a frozen encoder.
+
+- Features: the EMA target encoder of a checkpoint (ours or a released file), or a 2D image model
+  run frame by frame (Table 10). Each of the S temporal segments of a video is encoded separately
+  and their tokens are concatenated along the token axis (K400: 8 segments; SSv2: 1, official 2);
+  each of the V spatial views gives one token sequence.
+- Several probes learn from the same features in one pass (attentive and linear, over a grid of
+  learning rates and weight decays): the encoder runs once per batch, each probe keeps its own
+  optimiser, schedule and result.
+- Training: cross-entropy averaged over views; AdamW, cosine from lr to final_lr without warmup,
+  weight decay fixed (appendix) or cosine (official). Test: softmax probabilities averaged over views.
+
+Batches follow the data contract: {"video": [B, S, V, C, T, H, W], "label": [B], "index", "path"};
+an image is a still clip (S=1), and a clip with T=1 is repeated to `still_frames` frames here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
+from vjepa.config import ConfigError, to_dict
+from vjepa.models import ModelConfig, build_encoder, still_clip
+from vjepa.models.image_adapter import build_image_encoder
+from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EncoderConfig:
+    """The frozen encoder the probes read."""
+
+    kind: str = "vjepa"                     # "vjepa" (our or a released file) | "timm" (2D image model per frame)
+    checkpoint: str | None = None           # vjepa: official-layout file; null = random init (the baseline)
+    checkpoint_key: str = "target_encoder"  # the EMA target encoder, which the paper evaluates
+    timm_model: str | None = None           # timm: model name, e.g. vit_large_patch14_dinov2
+    timm_weights: str | None = None         # timm: a local weights file (nothing is downloaded)
+    timm_img_size: int | None = None
+
+    def validate(self) -> None:
+        if self.kind not in ("vjepa", "timm"):
+            raise ValueError(f"kind must be 'vjepa' or 'timm', got {self.kind!r}")
+        if self.kind == "timm" and not self.timm_model:
+            raise ValueError("kind 'timm' needs timm_model")
+
+
+@dataclass
+class ProbeConfig:
+    """Table 6 defaults; the official code's choices are one parameter away (see README)."""
+
+    num_classes: int
+    kinds: list[str] = field(default_factory=lambda: ["attentive", "linear"])
+    lrs: list[float] = field(default_factory=lambda: [1e-3])
+    weight_decays: list[float] = field(default_factory=lambda: [0.01])
+    epochs: int = 20
+    batch_size: int = 256
+    final_lr: float = 0.0
+    wd_schedule: str = "constant"           # appendix: fixed; "cosine": official, from wd down to final_weight_decay
+    final_weight_decay: float = 1e-6
+    grad_clip: float | None = 1.0           # official clips at 1.0 (the appendix does not say)
+    num_heads: int | None = 12              # appendix: 12; null = the encoder's heads (official: 16)
+    depth: int = 1
+    linear_norm: str = "batchnorm"          # linear probe: BatchNorm without affine on the mean token, or "none"
+    num_segments: int = 1                   # K400 8; SSv2 1 (appendix) or 2 (official); Table 11: 1 vs 8
+    still_frames: int = 16                  # images as still clips of 16 frames; 2 gives image-model token counts
+    hflip: bool = True                      # appendix: random horizontal flip in training; official video: false
+    precision: str = "bf16"                 # appendix bf16 autocast; "fp16": official (fp16 + GradScaler); "fp32"
+    cache_features: bool = False            # encode the training set once; needs a deterministic transform
+    encoder_chunk: int | None = None        # encode at most this many clips at a time (memory)
+    num_workers: int = 0
+    seed: int = 0
+    device: str | None = None               # null: cuda when available, else cpu
+
+    def validate(self) -> None:
+        bad = [k for k in self.kinds if k not in ("attentive", "linear")]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
+        if not self.lrs or not self.weight_decays:
+            raise ValueError("lrs and weight_decays need at least one value each")
+        if self.wd_schedule not in ("constant", "cosine"):
+            raise ValueError(f"wd_schedule must be 'constant' or 'cosine', got {self.wd_schedule!r}")
+        if self.precision not in AUTOCAST:
+            raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
+        if self.num_classes < 2 or self.epochs < 1 or self.batch_size < 1 or self.num_segments < 1:
+            raise ValueError("num_classes >= 2, epochs >= 1, batch_size >= 1 and num_segments >= 1 are required")
+        if self.cache_features and self.hflip:
+            raise ValueError("cache_features reuses one encoding per clip, so it cannot be combined with hflip")
+
+    def probe_names(self) -> list[str]:
+        return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
+
+
+def probe_name(kind: str, lr: float, wd: float) -> str:
+    return f"{kind}_lr{lr:g}_wd{wd:g}"
+
+
+def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -> nn.Module:
+    """The encoder in eval mode with gradients off. V-JEPA files load strictly (weights_only)."""
+    if cfg.kind == "timm":
+        enc = build_image_encoder(cfg.timm_model, cfg.timm_weights, cfg.timm_img_size)
+    else:
+        if model is None:
+            raise ConfigError("a V-JEPA encoder needs the model config (params section 'model')")
+        enc = build_encoder(model)
+        if cfg.checkpoint is not None:
+            load_official_module(enc, load(cfg.checkpoint), cfg.checkpoint_key, cfg.checkpoint)
+    return enc.eval().requires_grad_(False)
+
+
+def collate_items(items: list[dict | None]) -> dict:
+    """Stack contract items ({"video": [S, V, C, T, H, W], "label", "index", "path"}), dropping None
+    (undecodable) items; "skipped" counts them."""
+    kept = [it for it in items if it is not None]
+    out = {"skipped": len(items) - len(kept)}
+    if not kept:
+        return out
+    out["video"] = torch.stack([it["video"] for it in kept])
+    out["label"] = torch.as_tensor([int(it["label"]) for it in kept], dtype=torch.long)
+    out["index"] = torch.as_tensor([int(it["index"]) for it in kept], dtype=torch.long)
+    out["path"] = [str(it["path"]) for it in kept]
+    return out
+
+
+def encode(encoder: nn.Module, video: torch.Tensor, still_frames: int = 16, chunk: int | None = None) -> torch.Tensor:
+    """[B, S, V, C, T, H, W] -> [V, B, S*N, D]: every clip encoded on its own, the S segments' tokens
+    concatenated along the token axis (segment-major), one sequence per spatial view."""
+    B, S, V = video.shape[:3]
+    clips = video.flatten(0, 2)                       # [B*S*V, C, T, H, W], order (b, s, v)
+    if clips.shape[2] == 1 and still_frames > 1:      # an image: repeat it into a still clip
+        clips = still_clip(clips[:, :, 0], still_frames)
+    parts = clips.split(chunk) if chunk else [clips]
+    tokens = torch.cat([encoder(p) for p in parts])   # [B*S*V, N, D]
+    N, D = tokens.shape[1:]
+    return tokens.view(B, S, V, N, D).permute(2, 0, 1, 3, 4).reshape(V, B, S * N, D)
+
+
+def average_views(logits: torch.Tensor) -> torch.Tensor:
+    """Per-view logits [V, B, K] -> class probabilities [B, K]: the mean of the views' softmaxes."""
+    return logits.float().softmax(dim=-1).mean(dim=0)
+
+
+def view_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over views: logits [V, B, K]."""
+    return torch.stack([F.cross_entropy(lv.float(), labels) for lv in logits]).mean()
+
+
+def cosine(step: int, total: int, start: float, end: float) -> float:
+    """Cosine from `start` (step 0) to `end` (step total). Our own one-liner: it drives lr and wd of
+    many optimisers, which timm's schedulers (lr only, one optimiser each) do not."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def param_groups(module: nn.Module) -> list[dict]:
+    """Official split: biases and 1-D parameters without weight decay, everything else (the 3-D query included) with."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
+
+
+class ProbeSet:
+    """The probes of one run, each with its own optimiser, grad scaler and hyper-parameters."""
+
+    def __init__(self, cfg: ProbeConfig, embed_dim: int, encoder_heads: int | None, device: torch.device):
+        self.cfg, self.device = cfg, device
+        heads = cfg.num_heads or encoder_heads
+        if "attentive" in cfg.kinds and (heads is None or embed_dim % heads):
+            raise ConfigError(f"probe.num_heads: {heads} heads do not divide the encoder width {embed_dim} "
+                              "(the appendix's 12 cannot split ViT-L/H widths; set num_heads: null for the "
+                              "encoder's heads, as the official code does)")
+        torch.manual_seed(cfg.seed)
+        self.probes: dict[str, nn.Module] = {}
+        self.hparams: dict[str, dict] = {}
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        for kind, lr, wd in product(cfg.kinds, cfg.lrs, cfg.weight_decays):
+            name = probe_name(kind, lr, wd)
+            probe = (AttentiveClassifier(embed_dim, cfg.num_classes, heads, depth=cfg.depth) if kind == "attentive"
+                     else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)).to(device)
+            self.probes[name] = probe
+            self.hparams[name] = {"kind": kind, "lr": lr, "weight_decay": wd}
+            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd)
+            self.scalers[name] = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+    def set_schedule(self, step: int, total: int) -> None:
+        for name, opt in self.opts.items():
+            hp = self.hparams[name]
+            lr = cosine(step, total, hp["lr"], self.cfg.final_lr)
+            wd = (hp["weight_decay"] if self.cfg.wd_schedule == "constant"
+                  else cosine(step, total, hp["weight_decay"], self.cfg.final_weight_decay))
+            for g in opt.param_groups:
+                g["lr"] = lr
+                if g["decay"]:
+                    g["weight_decay"] = wd
+
+    def train_step(self, tokens: torch.Tensor, labels: torch.Tensor, autocast) -> dict[str, tuple[float, int]]:
+        """One optimiser step per probe on the same tokens [V, B, L, D]; returns (loss, correct) each."""
+        out = {}
+        for name, probe in self.probes.items():
+            probe.train()
+            opt, scaler = self.opts[name], self.scalers[name]
+            with autocast():
+                logits = torch.stack([probe(tv) for tv in tokens])   # [V, B, K]
+            loss = view_loss(logits, labels)
+            scaler.scale(loss).backward()
+            if self.cfg.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(probe.parameters(), self.cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            correct = int((average_views(logits.detach()).argmax(-1) == labels).sum())
+            out[name] = (float(loss.detach()), correct)
+        return out
+
+    def state(self) -> dict:
+        return {"probes": {n: p.state_dict() for n, p in self.probes.items()},
+                "opts": {n: o.state_dict() for n, o in self.opts.items()},
+                "scalers": {n: s.state_dict() for n, s in self.scalers.items()}}
+
+    def load_state(self, state: dict, where: str) -> None:
+        for n, p in self.probes.items():
+            load_into(p, state["probes"][n], where=f"{where} probe {n}")
+            self.opts[n].load_state_dict(state["opts"][n])
+            if state["scalers"][n]:
+                self.scalers[n].load_state_dict(state["scalers"][n])
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[list[int], torch.Generator]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist(), g
+
+
+def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
+    video, labels = batch["video"], batch["label"]
+    if video.ndim != 7:
+        raise ValueError(f"{where}: expected video [B, S, V, C, T, H, W], got shape {tuple(video.shape)}")
+    if video.shape[1] != cfg.num_segments:
+        raise ConfigError(f"probe.num_segments is {cfg.num_segments} but the {where} items have "
+                          f"{video.shape[1]} segments (build the dataset with the same number)")
+    bad = ((labels < 0) | (labels >= cfg.num_classes)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{where} item {batch['path'][i]} (index {int(batch['index'][i])}) has label "
+                         f"{int(labels[i])} outside 0..{cfg.num_classes - 1} (probe.num_classes)")
+
+
+def _random_hflip(video: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Flip each video (all its segments, views and frames alike) along width with probability 0.5."""
+    flip = torch.rand(len(video), generator=g) < 0.5
+    if flip.any():
+        video = video.clone()
+        video[flip] = video[flip].flip(-1)
+    return video
+
+
+@torch.no_grad()
+def _cache_features(encoder, dataset, cfg, device, autocast) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Encode the training set once (only valid for a deterministic transform, checked on item 0)."""
+    a, b = dataset[0], dataset[0]
+    if a is not None and b is not None and not torch.equal(a["video"], b["video"]):
+        raise ConfigError("probe.cache_features: training item 0 differs between two reads, so the training "
+                          "transform is random; caching would freeze one augmentation. Turn caching off.")
+    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_items, num_workers=cfg.num_workers)
+    feats, labels, positions, skipped, start = [], [], [], 0, 0
+    for batch in tqdm(loader, desc="caching features", leave=False):
+        skipped += batch["skipped"]
+        if "video" in batch:
+            _check_batch(batch, cfg, "training")
+            with autocast():
+                feats.append(encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk).cpu())
+            labels.append(batch["label"])
+    return torch.cat(feats, dim=1), torch.cat(labels), skipped
+
+
+def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache):
+    """Yield (tokens [V, B, L, D], labels, skipped) for one epoch, in the epoch's shuffled order."""
+    if cache is not None:
+        feats, labels = cache
+        order, _ = _epoch_order(len(labels), cfg.seed, epoch)
+        for i in range(0, len(order), cfg.batch_size):
+            idx = torch.tensor(order[i:i + cfg.batch_size])
+            if len(idx) > 1 or len(order) == 1:
+                yield feats[:, idx].to(device), labels[idx].to(device), 0
+        return
+    order, g = _epoch_order(len(dataset), cfg.seed, epoch)
+    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_items, num_workers=cfg.num_workers)
+    for batch in loader:
+        if "video" not in batch or (len(batch["label"]) == 1 and len(order) > 1):
+            yield None, None, batch["skipped"]  # a 1-clip remainder cannot be batch-normalised
+            continue
+        _check_batch(batch, cfg, "training")
+        video = _random_hflip(batch["video"], g) if cfg.hflip else batch["video"]
+        with torch.no_grad(), autocast():
+            tokens = encode(encoder, video.to(device), cfg.still_frames, cfg.encoder_chunk)
+        yield tokens, batch["label"].to(device), batch["skipped"]
+
+
+@torch.no_grad()
+def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset, cfg: ProbeConfig,
+             device: torch.device, autocast) -> dict:
+    """Run every probe on every view; returns labels, index, path, per-probe view-averaged
+    probabilities [n, K] and per-view predictions [V, n]."""
+    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_items, num_workers=cfg.num_workers)
+    for p in probes.values():
+        p.eval()
+    probs = {n: [] for n in probes}
+    view_pred = {n: [] for n in probes}
+    labels, index, paths, skipped = [], [], [], 0
+    for batch in tqdm(loader, desc="probe eval", leave=False):
+        skipped += batch["skipped"]
+        if "video" not in batch:
+            continue
+        _check_batch(batch, cfg, "evaluation")
+        with autocast():
+            tokens = encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk)
+            for n, probe in probes.items():
+                logits = torch.stack([probe(tv) for tv in tokens]).float()  # [V, B, K]
+                probs[n].append(average_views(logits).cpu())
+                view_pred[n].append(logits.argmax(-1).cpu())
+        labels.append(batch["label"])
+        index.append(batch["index"])
+        paths += batch["path"]
+    if not labels:
+        raise ValueError(f"no evaluation item could be read ({skipped} skipped)")
+    return {"label": torch.cat(labels), "index": torch.cat(index), "path": paths, "skipped": skipped,
+            "probs": {n: torch.cat(v) for n, v in probs.items()},
+            "view_pred": {n: torch.cat(v, dim=1) for n, v in view_pred.items()}}
+
+
+def _top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * float((pred == labels).float().mean())
+
+
+def _metrics_and_predictions(result: dict, hparams: dict, history: dict) -> tuple[dict, pd.DataFrame]:
+    labels, per_probe, rows = result["label"], {}, []
+    for name, probs in result["probs"].items():
+        k = min(5, probs.shape[1])
+        top = probs.topk(k, dim=1)
+        views = result["view_pred"][name]                               # [V, n]
+        per_view = [_top1(v, labels) for v in views]
+        per_probe[name] = {
+            **hparams[name],
+            "top1": _top1(top.indices[:, 0], labels),                    # softmax averaged over all views
+            "top5": 100.0 * float((top.indices == labels[:, None]).any(1).float().mean()),
+            "top1_single_view": per_view[len(per_view) // 2],            # the centre crop of 3 views
+            "top1_per_view": per_view,
+            "train_loss": history[name]["loss"], "train_top1": history[name]["top1"]}
+        rows.append(pd.DataFrame({
+            "probe": name, "index": result["index"].numpy(), "path": result["path"], "label": labels.numpy(),
+            "predicted": top.indices[:, 0].numpy(),
+            "top5": [" ".join(map(str, r)) for r in top.indices.tolist()],
+            "top5_prob": [" ".join(f"{p:.5f}" for p in r) for r in top.values.tolist()]}))
+    best = max(per_probe, key=lambda n: per_probe[n]["top1"])
+    metrics = {"probes": per_probe, "best_probe": best, "best_top1": per_probe[best]["top1"],
+               "best_probe_by_kind": {k: max((n for n in per_probe if per_probe[n]["kind"] == k),
+                                             key=lambda n: per_probe[n]["top1"])
+                                      for k in sorted({v["kind"] for v in per_probe.values()})}}
+    return metrics, pd.concat(rows, ignore_index=True)
+
+
+def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
+              out_dir: str | Path, encoder_name: str = "") -> dict:
+    """Train every probe of the grid on frozen features, evaluate them, and write
+    out_dir/metrics.json, out_dir/predictions.csv and out_dir/probes/<name>.pth.tar (the official
+    probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity)."""
+    out = Path(out_dir)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = AUTOCAST[cfg.precision]
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    encoder = encoder.to(device).eval().requires_grad_(False)
+    probes = ProbeSet(cfg, encoder.embed_dim, getattr(encoder, "num_heads", None), device)
+    history = {n: {"loss": float("nan"), "top1": float("nan")} for n in probes.probes}
+    state_path, start_epoch = out / "probe_state.pt", 0
+    if state_path.exists():
+        state = load(state_path)
+        if state["config"] != to_dict(cfg):
+            diff = sorted(k for k in to_dict(cfg) if state["config"].get(k) != to_dict(cfg)[k])
+            raise CheckpointError(f"{state_path} was written with another probe config (keys {diff} differ); "
+                                  "delete it or restore the config")
+        probes.load_state(state, str(state_path))
+        start_epoch, history = state["epoch"], state["history"]
+
+    t0 = time.time()
+    cache, train_skipped = None, 0
+    if cfg.cache_features and start_epoch < cfg.epochs:
+        feats, labels, train_skipped = _cache_features(encoder, train_set, cfg, device, autocast)
+        cache = (feats, labels)
+    n_train = len(cache[1]) if cache else len(train_set)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        sums = {n: [0.0, 0, 0] for n in probes.probes}  # loss*B, correct, seen
+        bar = tqdm(_train_batches(cfg, train_set, encoder, device, autocast, epoch, cache),
+                   total=steps_per_epoch, desc=f"probe epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        epoch_skipped = 0
+        for i, (tokens, labels, skipped) in enumerate(bar):
+            epoch_skipped += skipped
+            if tokens is None:
+                continue
+            probes.set_schedule(epoch * steps_per_epoch + i, total)
+            for name, (loss, correct) in probes.train_step(tokens, labels, autocast).items():
+                s = sums[name]
+                s[0] += loss * len(labels); s[1] += correct; s[2] += len(labels)
+        if not cache:
+            train_skipped = epoch_skipped
+        history = {n: {"loss": s[0] / max(s[2], 1), "top1": 100.0 * s[1] / max(s[2], 1)} for n, s in sums.items()}
+        save_atomic({"epoch": epoch + 1, "history": history, "config": to_dict(cfg), **probes.state()}, state_path)
+
+    result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast)
+    metrics, predictions = _metrics_and_predictions(result, probes.hparams, history)
+    v, s = (int(x) for x in (len(result["view_pred"][metrics["best_probe"]]), cfg.num_segments))
+    metrics.update({"encoder": encoder_name, "segments": s, "views": v, "num_train": n_train,
+                    "num_val": len(result["label"]), "skipped_train": train_skipped, "skipped_val": result["skipped"],
+                    "epochs": cfg.epochs, "seconds": round(time.time() - t0, 1)})
+    for name, probe in probes.probes.items():
+        save_atomic({"classifier": official_probe_state(probe), "opt": probes.opts[name].state_dict(),
+                     "scaler": probes.scalers[name].state_dict() or None, "epoch": cfg.epochs,
+                     "batch_size": cfg.batch_size, "world_size": 1, "lr": probes.hparams[name]["lr"]},
+                    out / "probes" / f"{name}.pth.tar")
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out / "predictions.csv.tmp", index=False)
+    (out / "predictions.csv.tmp").replace(out / "predictions.csv")
+    (out / "metrics.json.tmp").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    return metrics
