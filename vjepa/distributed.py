@@ -1,0 +1,194 @@
+"""Data-parallel training on torch.distributed: the process environment torchrun sets up, DDP
+wrapping, small collectives, and a resumable sharded sampler.
+
+Launch with torchrun (one node or many), e.g. `torchrun --nproc_per_node 8 ...` or
+`torchrun --nnodes 16 --nproc_per_node 8 --rdzv_endpoint host:port ...`; the process group is
+initialised from the environment (env://), NCCL on GPUs and gloo on CPU. Without torchrun
+everything runs as a single process (rank 0 of 1).
+
+Batch layout. A global batch of G = batch_size x world_size x accumulation_steps clips is cut into
+world_size x accumulation_steps *shards* of batch_size clips. Shard k = rank * accumulation_steps +
+micro_step gets the k-th slice of the global batch, and its masks are drawn with shard id k. So one
+process with accumulation 2 sees exactly the micro-batches and masks that two processes without
+accumulation see, and both compute the same update up to float summation order.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Sampler
+
+from vjepa.masks import _seed  # the one seed-mixing rule of the project: hash of (seed, ...) parts
+
+
+@dataclass
+class DistEnv:
+    """Where this process sits: its rank among world_size, its local rank on the node, its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # True when init_distributed created the process group (and should close it)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def shard_ids(self, accumulation_steps: int) -> list[int]:
+        """Shards this process handles, in micro-step order."""
+        return [self.rank * accumulation_steps + m for m in range(accumulation_steps)]
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK and join the process group (env://).
+    device: 'auto' (cuda:LOCAL_RANK when CUDA is available, else cpu), 'cpu' or 'cuda'."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    owns = False
+    if world_size > 1 and not dist.is_initialized():
+        kw = {"device_id": dev} if use_cuda else {}
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://", **kw)
+        owns = True
+    if dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    return DistEnv(rank, world_size, local_rank, dev, owns)
+
+
+def shutdown(env: DistEnv) -> None:
+    """Leave the process group if init_distributed created it."""
+    if env.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_ddp(module: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
+    """DDP over all processes (a no-op for one process). Every trainable parameter is used in each
+    step, so no unused-parameter search is needed."""
+    if not env.distributed:
+        return module
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def all_reduce_sum(x: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Sum of a tensor over processes (a copy; the input is left alone)."""
+    x = x.detach().clone()
+    if env.distributed:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def gather_objects(obj, env: DistEnv) -> list:
+    """Every process's `obj`, in rank order (a collective: all ranks must call it)."""
+    if not env.distributed:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()
+
+
+class ShardedBatchSampler(Sampler):
+    """Yields this process's micro-batches of dataset keys, iteration by iteration from `start_step`.
+
+    The order of each epoch is a permutation seeded by (seed, epoch); an epoch holds
+    len(dataset) // G global batches (the remainder is dropped, as DistributedSampler's drop_last).
+    Iteration i (0-based) takes positions [i*G, (i+1)*G) of the running order, and shard k the
+    slice [k*B, (k+1)*B) of those. Each key is (dataset index, item seed): the item seed is a
+    function of (seed, epoch, position), so random augmentations are reproducible whatever the
+    worker count and across resumes (see SeededItems).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, accumulation_steps: int, env: DistEnv, seed: int,
+                 total_steps: int, start_step: int = 0):
+        self.n, self.batch_size, self.accum = num_samples, batch_size, accumulation_steps
+        self.global_batch = batch_size * env.world_size * accumulation_steps
+        self.steps_per_epoch = num_samples // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the dataset has {num_samples} clips, fewer than one global batch of {self.global_batch} "
+                             f"(batch_size {batch_size} x {env.world_size} processes x {accumulation_steps} accumulation steps)")
+        self.shards = env.shard_ids(accumulation_steps)
+        self.seed, self.total_steps, self.start_step = seed, total_steps, start_step
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def position(self, step: int) -> dict:
+        """Data position before 0-based iteration `step`: epoch and clips consumed in it."""
+        return {"epoch": step // self.steps_per_epoch,
+                "index_in_epoch": (step % self.steps_per_epoch) * self.global_batch,
+                "steps_per_epoch": self.steps_per_epoch}
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def micro_batch(self, step: int, shard: int) -> list[tuple[int, int]]:
+        """Keys of shard `shard` at 0-based iteration `step`."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        perm = self.order(epoch)
+        first = within * self.global_batch + shard * self.batch_size
+        return [(int(perm[p]), _seed(self.seed, epoch, p)) for p in range(first, first + self.batch_size)]
+
+    def __iter__(self):
+        for step in range(self.start_step, self.total_steps):
+            for shard in self.shards:
+                yield self.micro_batch(step, shard)
+
+    def __len__(self) -> int:
+        return (self.total_steps - self.start_step) * len(self.shards)
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Wraps a dataset so that item (index, seed) is drawn with python, numpy and torch RNGs seeded
+    by `seed`, then the caller's RNG states are put back: augmentations become a function of the
+    data position alone, which exact resume needs (a worker's own RNG stream would depend on when
+    the loader was created)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        import random
+        index, seed = key
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+__all__ = ["DistEnv", "init_distributed", "shutdown", "wrap_ddp", "all_reduce_sum", "gather_objects", "barrier",
+           "ShardedBatchSampler", "SeededItems"]

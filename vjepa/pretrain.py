@@ -1,0 +1,550 @@
+"""V-JEPA pretraining: the JEPA step, the EMA target encoder, AdamW with the paper's schedules, and
+the loop with atomic checkpoints, exact resume and data-parallel training (see vjepa.distributed).
+
+One step, in order (spec 4.2):
+  1. set lr / weight decay for this step;
+  2. targets: h = LN(target_encoder(clip)) over all N tokens (no affine, eps 1e-5), gathered at
+     each target mask -> [B, K_tgt_i, D];
+  3. context: z_i = encoder(clip, context mask i); p_i = predictor(z_i, mask token i) -> [B, K_tgt_i, D];
+  4. loss = mean_i L1(p_i, h_i), plus reg_coeff x the official variance regulariser (default 0);
+  5. backward (per micro-batch; DDP averages over processes), optional clipping, AdamW step;
+  6. EMA: theta_tgt <- m theta_tgt + (1 - m) theta_ctx.
+
+Steps are 1-based (step s is the s-th update); masks for step s are drawn with the 0-based
+iteration s - 1, as the official collator's counter does.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import resource
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vjepa import schedules
+from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic
+from vjepa.config import to_dict
+from vjepa.distributed import (DistEnv, SeededItems, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
+                               init_distributed, shutdown, wrap_ddp)
+from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
+from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedules; defaults are the paper's ViT-L/16 run (appendix Table 5)."""
+
+    iterations: int = 90_000
+    lr: float = 6.25e-4
+    start_lr: float = 2e-4
+    final_lr: float = 1e-6
+    warmup_iterations: int | None = 12_000          # the appendix text and the official code
+    warmup_iterations_fraction: float | None = None  # Table 5 says 0.15 (13,500 steps); set this instead
+    start_weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    weight_decay_schedule: str = "cosine"           # official; the appendix text says "linearly"
+    start_momentum: float = 0.998
+    final_momentum: float = 1.0
+    scheduler_scale_factor: float = 1.25
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad: float | None = None                  # official: 10.0 ...
+    clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
+
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if (self.warmup_iterations is None) == (self.warmup_iterations_fraction is None):
+            raise ValueError("set exactly one of warmup_iterations and warmup_iterations_fraction")
+        if self.weight_decay_schedule not in ("cosine", "linear"):
+            raise ValueError(f"weight_decay_schedule must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}")
+        if self.scheduler_scale_factor <= 0:
+            raise ValueError(f"scheduler_scale_factor must be > 0, got {self.scheduler_scale_factor}")
+        if not (0 <= self.start_momentum <= 1 and 0 <= self.final_momentum <= 1):
+            raise ValueError("momenta must lie in [0, 1]")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ValueError(f"clip_grad must be > 0 or null, got {self.clip_grad}")
+
+    @property
+    def warmup(self) -> int:
+        if self.warmup_iterations is not None:
+            return self.warmup_iterations
+        return int(round(self.warmup_iterations_fraction * self.iterations))
+
+    @property
+    def schedule_length(self) -> int:
+        return schedules.schedule_length(self.iterations, self.scheduler_scale_factor)
+
+    def lr_at(self, step: int) -> float:
+        return schedules.warmup_cosine_lr(step, lr=self.lr, start_lr=self.start_lr, final_lr=self.final_lr,
+                                          warmup=self.warmup, total=self.schedule_length)
+
+    def weight_decay_at(self, step: int) -> float:
+        fn = schedules.cosine_weight_decay if self.weight_decay_schedule == "cosine" else schedules.linear_weight_decay
+        return fn(step, start=self.start_weight_decay, final=self.final_weight_decay, total=self.schedule_length)
+
+    def momentum_at(self, step: int) -> float:
+        return schedules.ema_momentum(step, start=self.start_momentum, final=self.final_momentum,
+                                      total=self.schedule_length)
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs besides the data. Global batch = batch_size (per process)
+    x processes x accumulation_steps; activation checkpointing is model.activation_checkpointing."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masks: list[MaskConfig] = field(default_factory=lambda: [copy.copy(m) for m in PAPER_MASKS])
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 24
+    accumulation_steps: int = 1
+    dtype: str = "bf16"              # "fp32" | "bf16" (autocast; on GPU or CPU)
+    grad_scaler: bool = False        # official: a GradScaler even with bf16 (no effect but skipping inf steps)
+    target: str = "ema"              # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
+    reg_coeff: float = 0.0           # official variance regulariser on the predictions (off in the paper)
+    seed: int = 234                  # official meta.seed
+    device: str = "auto"             # "auto" | "cpu" | "cuda"
+    num_workers: int = 0
+    checkpoint_every: int = 300
+    log_every: int = 1
+
+    def validate(self) -> None:
+        if self.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.target not in ("ema", "copy"):
+            raise ValueError(f"target must be 'ema' or 'copy', got {self.target!r}")
+        for name in ("batch_size", "accumulation_steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.masks:
+            raise ValueError("masks must hold at least one mask config")
+        if self.model.num_mask_tokens > len(self.masks):
+            # an unused mask token gets no gradient, which DDP refuses
+            raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the number of mask "
+                             f"configs ({len(self.masks)}); set model.num_mask_tokens to {len(self.masks)}")
+        if self.num_workers < 0:
+            raise ValueError("num_workers must be >= 0")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; raised before the optimizer step, so no weight is touched."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The JEPA step
+
+class ContextPath(nn.Module):
+    """Context encoder + predictor as one module, so that one DDP wrapper averages both."""
+
+    def __init__(self, encoder: nn.Module, predictor: nn.Module):
+        super().__init__()
+        self.encoder, self.predictor = encoder, predictor
+
+    def forward(self, clips, context_masks, target_masks) -> list[torch.Tensor]:
+        z = self.encoder(clips, context_masks)                                # [B, K_ctx_i, D] per mask
+        return self.predictor.forward_masks(z, context_masks, target_masks)   # [B, K_tgt_i, D] per mask
+
+
+@dataclass
+class JepaOutput:
+    loss: torch.Tensor               # scalar to backpropagate: mean over masks + reg_coeff * reg
+    per_mask: list[torch.Tensor]     # L1 mean of each mask config
+    reg: torch.Tensor                # the variance regulariser (logged even when reg_coeff = 0)
+    target_pooled: torch.Tensor      # [B, D] mean-pooled normalised targets, for the collapse monitor
+
+
+def jepa_loss(context_path: nn.Module, target_encoder: nn.Module, clips: torch.Tensor,
+              context_masks: list[torch.Tensor], target_masks: list[torch.Tensor], reg_coeff: float = 0.0) -> JepaOutput:
+    """The V-JEPA objective for one batch of clips [B, C, T, H, W] and one (context, target) mask
+    pair per mask config."""
+    with torch.no_grad():
+        h = target_encoder(clips)                          # [B, N, D], after the encoder's own final LN
+        h = F.layer_norm(h, (h.size(-1),))                 # no affine, eps 1e-5
+        targets = [gather_tokens(h, m) for m in target_masks]  # [B, K_tgt_i, D]
+    preds = context_path(clips, context_masks, target_masks)
+    per_mask = [(p - t).abs().mean() for p, t in zip(preds, targets)]
+    loss = sum(per_mask) / len(per_mask)
+    # official reg_fn: hinge on the std of each prediction over its tokens
+    reg = sum(F.relu(1.0 - torch.sqrt(p.float().var(dim=1) + 1e-4)).mean() for p in preds) / len(preds)
+    if reg_coeff:
+        loss = loss + reg_coeff * reg
+    return JepaOutput(loss, per_mask, reg.detach(), h.float().mean(1))
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, context: nn.Module, momentum: float) -> None:
+    """theta_tgt <- m * theta_tgt + (1 - m) * theta_ctx, for every parameter (pos_embed included, as
+    the official code does), computed as official: mul_(m) then add_((1 - m) * theta_ctx)."""
+    tgt, ctx = list(target.parameters()), list(context.parameters())
+    torch._foreach_mul_(tgt, momentum)
+    torch._foreach_add_(tgt, torch._foreach_mul(ctx, 1.0 - momentum))
+
+
+def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
+    """The official 4 AdamW groups: encoder / predictor weights (decayed), then their biases and 1-D
+    parameters (WD_exclude, no decay). Frozen pos_embeds are listed too (they get no gradient), so
+    the optimizer state lines up with the official one."""
+    def split(model, decayed):
+        return [p for n, p in model.named_parameters() if (("bias" not in n) and p.ndim != 1) == decayed]
+    return [{"params": split(encoder, True)}, {"params": split(predictor, True)},
+            {"params": split(encoder, False), "WD_exclude": True, "weight_decay": 0.0},
+            {"params": split(predictor, False), "WD_exclude": True, "weight_decay": 0.0}]
+
+
+@dataclass
+class TrainState:
+    encoder: nn.Module
+    predictor: nn.Module
+    target_encoder: nn.Module        # the encoder itself when cfg.target == "copy"
+    context_path: nn.Module          # ContextPath, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    env: DistEnv
+
+
+def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
+    """Models (seeded by cfg.seed, identical on every process), optimizer and scaler."""
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(cfg.model).to(env.device)
+    predictor = build_predictor(cfg.model).to(env.device)
+    if cfg.target == "ema":
+        target = copy.deepcopy(encoder).requires_grad_(False)  # starts identical to the context encoder
+    else:
+        target = encoder
+    optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  eps=cfg.optim.eps)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
+    return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
+
+
+def _grad_norm(module: nn.Module, clip: float | None) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.nn.utils.get_total_norm(grads)
+    if clip is not None:
+        torch.nn.utils.clip_grads_with_norm_([p for p in module.parameters() if p.grad is not None], clip, norm)
+    return float(norm)
+
+
+def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step: int) -> dict:
+    """One optimizer update (1-based `step`) over this process's micro-batches, a list of
+    (clips [B, C, T, H, W], context masks, target masks). Returns the step's metrics, averaged over
+    all micro-batches of all processes. Raises NonFiniteLossError before touching any weight."""
+    env, opt = state.env, cfg.optim
+    lr, wd = opt.lr_at(step), opt.weight_decay_at(step)
+    for g in state.optimizer.param_groups:
+        g["lr"] = lr
+        if not g.get("WD_exclude"):
+            g["weight_decay"] = wd
+
+    M, n, D = len(cfg.masks), len(micro_batches), state.encoder.embed_dim
+    # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
+    # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
+    stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
+        if clips.size(0) == 0:
+            if env.distributed:
+                raise RuntimeError(f"step {step}: every clip of a micro-batch failed to decode; with several "
+                                   "processes this would stall the gradient exchange")
+            continue  # one process: this micro-batch contributes no gradient
+        last = i == n - 1
+        sync = contextlib.nullcontext() if last or not env.distributed else state.context_path.no_sync()
+        with sync:
+            with autocast:
+                out = jepa_loss(state.context_path, state.target_encoder, clips, context_masks, target_masks,
+                                cfg.reg_coeff)
+            # / n: the accumulated gradient is the mean over micro-batches (DDP then averages processes)
+            state.scaler.scale(out.loss / n).backward()
+        pooled = out.target_pooled.double()
+        stats[:M] += torch.stack([l.detach().double() for l in out.per_mask])
+        stats[M] += out.reg.double()
+        stats[M + 1] += 1
+        stats[M + 2] += clips.size(0)
+        stats[M + 3:M + 3 + D] += pooled.sum(0)
+        stats[M + 3 + D:] += pooled.square().sum(0)
+    stats = all_reduce_sum(stats, env)
+    count, clips_seen = max(stats[M + 1].item(), 1.0), stats[M + 2].item()
+    per_mask = (stats[:M] / count).tolist()
+    if not all(math.isfinite(x) for x in per_mask):
+        state.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"non-finite loss at step {step}: loss per mask {per_mask}")
+    # collapse monitor: std over all clips of the step of the mean-pooled target, averaged over channels
+    target_std = None
+    if clips_seen > 1:
+        s1, s2 = stats[M + 3:M + 3 + D], stats[M + 3 + D:]
+        var = (s2 - s1.square() / clips_seen) / (clips_seen - 1)
+        target_std = var.clamp(min=0).sqrt().mean().item()
+
+    state.scaler.unscale_(state.optimizer)
+    clip = opt.clip_grad if step >= opt.clip_grad_from_step else None
+    norm_enc = _grad_norm(state.encoder, clip)   # clipped separately, as the official code does
+    norm_pred = _grad_norm(state.predictor, clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+
+    if cfg.target == "ema":
+        m = opt.momentum_at(step)
+        ema_update_(state.target_encoder, state.encoder, m)
+    else:
+        m = 0.0  # the target is the context encoder itself
+
+    jepa, reg = sum(per_mask) / M, stats[M].item() / count
+    metrics = {"loss": jepa + cfg.reg_coeff * reg, "loss_jepa": jepa,
+               **{f"loss_mask{i}": v for i, v in enumerate(per_mask)}, "loss_reg": reg, "lr": lr, "weight_decay": wd, "momentum": m,
+               "grad_norm_encoder": norm_enc, "grad_norm_predictor": norm_pred,
+               "target_std": target_std, "clips": int(clips_seen)}
+    _, context_masks, target_masks = micro_batches[0]  # token counts of the first micro-batch
+    metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(context_masks)})
+    metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(target_masks)})
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and exact resume
+
+def _rng_state() -> dict:
+    keys, pos, has_gauss, cached = np.random.get_state()[1:]
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": random.getstate()}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = s["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: int, loss: float,
+                    sampler: ShardedBatchSampler, skipped: tuple[int, set[str]]) -> None:
+    """Official layout (spec 5.1) plus our training state; written atomically by rank 0 (all ranks
+    must call: the RNG states and skipped paths are gathered from every process). `skipped` is
+    (undecodable items met so far on all processes, this process's paths of them)."""
+    env = state.env
+    rngs = gather_objects(_rng_state(), env)
+    skipped_paths = set().union(*gather_objects(sorted(skipped[1]), env))
+    if env.is_main:
+        ck = official_layout(
+            state.encoder, state.predictor, state.target_encoder,
+            opt=state.optimizer.state_dict(), scaler=state.scaler.state_dict() if cfg.grad_scaler else None,
+            epoch=sampler.position(step)["epoch"], loss=loss, batch_size=cfg.batch_size,
+            world_size=env.world_size, lr=cfg.optim.lr,
+            step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
+            skipped={"count": skipped[0], "paths": sorted(skipped_paths)}, config=to_dict(cfg))
+        save_atomic(ck, path)
+    barrier(env)
+
+
+# config keys that fix which clips, masks and models a step sees: a resume must not change them
+_FIXED_KEYS = ("model", "masks", "seed", "batch_size", "target")
+
+
+def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> dict:
+    """Load models, optimizer, scaler and RNG states from a training checkpoint; returns it."""
+    env = state.env
+    ck = load(path, map_location=env.device)
+    for key in ("step", "config", "rng", "opt"):
+        if key not in ck:
+            raise CheckpointError(f"{path} has no '{key}' entry: not a resumable training checkpoint")
+    saved, now = ck["config"], to_dict(cfg)
+    changed = [k for k in _FIXED_KEYS if saved.get(k) != now.get(k)]
+    saved_global = saved["batch_size"] * ck["world_size"] * ck["accumulation_steps"]
+    now_global = cfg.batch_size * env.world_size * cfg.accumulation_steps
+    if changed or saved_global != now_global:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        if saved_global != now_global:
+            detail += f"{', ' if detail else ''}global batch {saved_global} -> {now_global}"
+        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({detail}); use a new out_dir")
+    others = sorted(k for k in set(saved) | set(now) if k not in _FIXED_KEYS and saved.get(k) != now.get(k))
+    if others and env.is_main:
+        warnings.warn(f"resuming {path} with changed settings {others}", stacklevel=3)
+    load_official_module(state.encoder, ck, "encoder", str(path))
+    load_official_module(state.predictor, ck, "predictor", str(path))
+    if cfg.target == "ema":
+        load_official_module(state.target_encoder, ck, "target_encoder", str(path))
+    state.optimizer.load_state_dict(ck["opt"])
+    if cfg.grad_scaler and ck.get("scaler"):
+        state.scaler.load_state_dict(ck["scaler"])
+    if len(ck["rng"]) == env.world_size:
+        _set_rng_state(ck["rng"][env.rank])
+    elif env.is_main:
+        # the step itself draws no global random numbers (masks and data are seeded by position)
+        warnings.warn(f"{path} was written by {len(ck['rng'])} processes, now {env.world_size}: "
+                      "global RNG states are not restored", stacklevel=3)
+    return ck
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+def collate_clips(items: list) -> dict:
+    """Stack dataset items {"video" [S, V, C, T, H, W], "label", "index", "path"} into a batch,
+    dropping undecodable ones (None, or a None video) into "skipped" (used until vjepa.data.collate exists)."""
+    kept = [it for it in items if it is not None and it.get("video") is not None]
+    skipped = [("<unknown>" if it is None else str(it.get("path"))) for it in items
+               if it is None or it.get("video") is None]
+    if not kept:
+        return {"video": torch.empty(0, 1, 1, 0, 0, 0, 0), "label": torch.empty(0, dtype=torch.long),
+                "index": torch.empty(0, dtype=torch.long), "path": [], "skipped": skipped}
+    return {"video": torch.stack([it["video"] for it in kept]),
+            "label": torch.tensor([int(it["label"]) for it in kept]),
+            "index": torch.tensor([int(it["index"]) for it in kept]),
+            "path": [str(it["path"]) for it in kept], "skipped": skipped}
+
+
+def _collate_fn():
+    try:
+        from vjepa.data import collate  # the data package's collate, once it exists (same contract)
+    except ImportError:
+        return collate_clips
+    return collate
+
+
+def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
+    """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W], checked against the model."""
+    v = batch["video"]
+    if v.size(0) == 0:
+        return v.reshape(0, cfg.model.in_chans, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size)
+    if v.ndim != 7 or v.shape[1:3] != (1, 1):
+        raise ValueError(f"pretraining takes one segment and one view per video: batch['video'] has shape "
+                         f"{tuple(v.shape)}, expected [B, 1, 1, C, T, H, W]")
+    m = cfg.model
+    want = (m.in_chans, m.num_frames, m.img_size, m.img_size)
+    if tuple(v.shape[3:]) != want:
+        raise ValueError(f"clips of shape [C, T, H, W] = {tuple(v.shape[3:])} do not match model config {want}")
+    return v[:, 0, 0]
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or on CPU the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class MetricsLog:
+    """Append-only JSONL of per-step metrics; on resume, lines past the checkpoint's step are dropped
+    (they will be logged again)."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        if path.exists():
+            keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(l + "\n" for l in keep))
+            tmp.replace(path)
+
+    def write(self, metrics: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+
+def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int], None] | None = None) -> dict:
+    """Train V-JEPA on `dataset` (items as vjepa.data produces, one segment and one view), writing
+    out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl.
+    Resumes from out_dir/latest.pth.tar when it exists. Under torchrun, runs data-parallel.
+    log_fn(metrics, step) is called on rank 0 every cfg.log_every steps. Returns a summary."""
+    env = init_distributed(cfg.device)
+    try:
+        return _pretrain(cfg, dataset, Path(out_dir), log_fn, env)
+    finally:
+        shutdown(env)
+
+
+def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv) -> dict:
+    cfg.validate()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shape: let cuDNN pick the Conv3d kernel once
+    state = build_state(cfg, env)
+    ckpt_path = out_dir / "latest.pth.tar"
+    start, last_loss, skipped, skipped_paths = 0, float("nan"), 0, set()
+    if ckpt_path.exists():
+        ck = restore_checkpoint(ckpt_path, state, cfg)
+        start, last_loss = ck["step"], ck["loss"]
+        skipped, skipped_paths = ck["skipped"]["count"], set(ck["skipped"]["paths"])
+        del ck
+    total = cfg.optim.iterations
+    sampler = ShardedBatchSampler(len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
+    loader = torch.utils.data.DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
+                                         collate_fn=_collate_fn(), pin_memory=env.device.type == "cuda")
+    collators = [MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=k)
+                 for k in env.shard_ids(cfg.accumulation_steps)]
+    log = MetricsLog(out_dir / "metrics.jsonl", start) if env.is_main else None
+
+    batches = iter(loader)
+    saved_step, window, rates, last = start, [], [], {}
+    t_start = time.perf_counter()
+    bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="pretrain", disable=not env.is_main,
+               dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        micro, step_skipped = [], []
+        for collate_masks in collators:
+            batch = next(batches)
+            step_skipped += batch["skipped"]
+            clips = _clips(batch, cfg).to(env.device, non_blocking=True)
+            context_masks, target_masks = collate_masks(clips.size(0), step - 1)
+            micro.append((clips, [m.to(env.device) for m in context_masks], [m.to(env.device) for m in target_masks]))
+        try:
+            metrics = train_step(state, cfg, micro, step)
+        except NonFiniteLossError as e:
+            good = f"{ckpt_path} (step {saved_step})" if ckpt_path.exists() else "none written yet"
+            raise NonFiniteLossError(f"{e}; the weights were not updated; last good checkpoint: {good}") from None
+        skipped_paths.update(step_skipped)
+        skipped += int(all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item())
+        dt = time.perf_counter() - t0
+        metrics.update({"skipped_videos": skipped, "step": step, "epoch": sampler.position(step - 1)["epoch"],
+                        "clips_per_s": metrics["clips"] / dt, "peak_memory_mb": _peak_memory_mb(env.device)})
+        window.append(metrics["loss"])
+        rates.append(metrics["clips_per_s"])
+        last = metrics
+        if env.is_main:
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+            if step % cfg.log_every == 0 or step == total:
+                log.write(metrics)
+                if log_fn is not None:
+                    log_fn(metrics, step)
+        if step % cfg.checkpoint_every == 0 or step == total:
+            last_loss = float(np.mean(window))
+            save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, (skipped, skipped_paths))
+            saved_step, window = step, []
+    bar.close()
+    return {"steps": total, "final_loss": last.get("loss", last_loss),
+            "final_loss_per_mask": [last[f"loss_mask{i}"] for i in range(len(cfg.masks))] if last else None,
+            "final_target_std": last.get("target_std"), "clips_per_s": float(np.mean(rates)) if rates else None,
+            "peak_memory_mb": _peak_memory_mb(env.device), "skipped_videos": skipped,
+            "global_batch": cfg.batch_size * env.world_size * cfg.accumulation_steps,
+            "world_size": env.world_size, "checkpoint": str(ckpt_path),
+            "wall_s": time.perf_counter() - t_start}
+
+
+__all__ = ["OptimConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
+           "ema_update_", "param_groups", "TrainState", "build_state", "train_step", "save_checkpoint",
+           "restore_checkpoint", "collate_clips", "pretrain"]
