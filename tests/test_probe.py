@@ -45,7 +45,7 @@ class Bands(Dataset):
 
 
 def fast_cfg(**kw):
-    base = dict(num_classes=3, epochs=3, batch_size=16, lrs=[1e-3, 1e-2], precision="fp32", hflip=False,
+    base = dict(num_classes=3, epochs=3, batch_size=16, lrs=[1e-3, 1e-2], precision="fp32",
                 device="cpu", num_heads=12)
     base.update(kw)
     return from_dict(ProbeConfig, base)
@@ -122,8 +122,6 @@ def test_learning_rate_is_a_cosine_to_zero_without_warmup_and_weight_decay_stays
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="probe: precision must be one of"):
         from_dict(ProbeConfig, {"num_classes": 3, "precision": "fp8"}, "probe")
-    with pytest.raises(ConfigError, match="cache_features"):
-        from_dict(ProbeConfig, {"num_classes": 3, "cache_features": True, "hflip": True}, "probe")
     with pytest.raises(ConfigError, match="num_heads: 12 heads do not divide the encoder width 1024"):
         ProbeSet(fast_cfg(), 1024, 16, torch.device("cpu"))
     assert sorted(ProbeSet(fast_cfg(num_heads=None), 1024, 16, torch.device("cpu")).probes) == \
@@ -171,6 +169,13 @@ def test_feature_cache_gives_the_same_probes_as_encoding_every_epoch(tmp_path):
         assert b["probes"][name]["top1"] == a["probes"][name]["top1"]
         assert b["probes"][name]["train_loss"] == pytest.approx(a["probes"][name]["train_loss"], rel=1e-4)
 
+    class Augmented(Bands):  # a random transform: every read differs
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            return {**item, "video": item["video"] + 0.01 * torch.randn_like(item["video"])}
+    with pytest.raises(ConfigError, match="cache_features: training item 0 differs between two reads"):
+        run_probe(fast_cfg(epochs=1, cache_features=True), enc, Augmented(8), val, tmp_path / "c")
+
 
 def test_a_crashed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_one(tmp_path):
     enc = tiny_encoder()
@@ -204,9 +209,9 @@ def test_undecodable_items_are_skipped_and_counted_and_bad_shapes_are_named(tmp_
         run_probe(fast_cfg(epochs=1), enc, Bands(8, segments=2), Bands(4), tmp_path / "x")
 
 
-def test_precision_options_run_hflip_applies_and_fp16_uses_a_grad_scaler(tmp_path):
+def test_precision_options_run_and_fp16_uses_a_grad_scaler(tmp_path):
     enc = tiny_encoder()
-    m = run_probe(fast_cfg(epochs=1, precision="fp16", hflip=True, lrs=[1e-3]), enc, Bands(16), Bands(8), tmp_path)
+    m = run_probe(fast_cfg(epochs=1, precision="fp16", lrs=[1e-3]), enc, Bands(16), Bands(8), tmp_path)
     assert all(math.isfinite(p["train_loss"]) for p in m["probes"].values())
     assert load(tmp_path / "probes" / "linear_lr0.001_wd0.01.pth.tar")["scaler"]["scale"] > 0
     m = run_probe(fast_cfg(epochs=1, precision="bf16", lrs=[1e-3]), enc, Bands(16), Bands(8), tmp_path / "bf16")

@@ -24,11 +24,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-# The 60 evaluation classes (ava_action_list_v2.2_for_activitynet_2019.pbtxt; same ids as v2.1's 2018 list).
-AVA_EVAL_CLASSES: tuple[int, ...] = (
-    1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34, 36, 37, 38, 41, 43,
-    45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76,
-    77, 78, 79, 80)
+from vjepa.data.ava import AVA_EVAL_CLASS_IDS
+
 BOX = ["x1", "y1", "x2", "y2"]
 DETECTION_COLUMNS = ["video_id", "timestamp", *BOX, "action_id", "score"]
 KEY = ["video_id", "timestamp"]
@@ -101,7 +98,7 @@ def match_detections(groundtruth: pd.DataFrame, detections: pd.DataFrame, iou_th
     return tp
 
 
-def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASSES,
+def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS,
               exclusions: Iterable[tuple[str, int]] | None = None, iou_threshold: float = 0.5,
               labelmap: Mapping[int, str] | None = None,
               keyframes: Iterable[tuple[str, int]] | None = None) -> dict:
@@ -140,7 +137,7 @@ def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: It
     return out
 
 
-def official_top_k(detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASSES, top_k: int = 50) -> pd.DataFrame:
+def official_top_k(detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS, top_k: int = 50) -> pd.DataFrame:
     """The official command-line reader: keep evaluation-class rows, then per keyframe the `top_k`
     highest scores across classes, sorted by descending score (keyframes in order of first
     appearance). Rows tied at the cut are kept in input order; the reference's heap may pick

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -75,7 +76,6 @@ class ProbeConfig:
     linear_norm: str = "batchnorm"          # linear probe: BatchNorm without affine on the mean token, or "none"
     num_segments: int = 1                   # K400 8; SSv2 1 (appendix) or 2 (official); Table 11: 1 vs 8
     still_frames: int = 16                  # images as still clips of 16 frames; 2 gives image-model token counts
-    hflip: bool = True                      # appendix: random horizontal flip in training; official video: false
     precision: str = "bf16"                 # appendix bf16 autocast; "fp16": official (fp16 + GradScaler); "fp32"
     cache_features: bool = False            # encode the training set once; needs a deterministic transform
     encoder_chunk: int | None = None        # encode at most this many clips at a time (memory)
@@ -95,8 +95,6 @@ class ProbeConfig:
             raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
         if self.num_classes < 2 or self.epochs < 1 or self.batch_size < 1 or self.num_segments < 1:
             raise ValueError("num_classes >= 2, epochs >= 1, batch_size >= 1 and num_segments >= 1 are required")
-        if self.cache_features and self.hflip:
-            raise ValueError("cache_features reuses one encoding per clip, so it cannot be combined with hflip")
 
     def probe_names(self) -> list[str]:
         return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
@@ -120,17 +118,14 @@ def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -
 
 
 def collate_items(items: list[dict | None]) -> dict:
-    """Stack contract items ({"video": [S, V, C, T, H, W], "label", "index", "path"}), dropping None
-    (undecodable) items; "skipped" counts them."""
+    """Stack contract items ({"video": [S, V, C, T, H, W], "label", "index", "path"}) as the data
+    layer's `collate` does: None (undecodable) items are dropped and listed in "skipped"; with no
+    item left, "video" is empty and B = 0."""
     kept = [it for it in items if it is not None]
-    out = {"skipped": len(items) - len(kept)}
-    if not kept:
-        return out
-    out["video"] = torch.stack([it["video"] for it in kept])
-    out["label"] = torch.as_tensor([int(it["label"]) for it in kept], dtype=torch.long)
-    out["index"] = torch.as_tensor([int(it["index"]) for it in kept], dtype=torch.long)
-    out["path"] = [str(it["path"]) for it in kept]
-    return out
+    return {"video": torch.stack([it["video"] for it in kept]) if kept else torch.empty(0),
+            "label": torch.as_tensor([int(it["label"]) for it in kept], dtype=torch.long),
+            "index": torch.as_tensor([int(it["index"]) for it in kept], dtype=torch.long),
+            "path": [str(it["path"]) for it in kept], "skipped": ["<unknown>"] * (len(items) - len(kept))}
 
 
 def encode(encoder: nn.Module, video: torch.Tensor, still_frames: int = 16, chunk: int | None = None) -> torch.Tensor:
@@ -238,9 +233,8 @@ class ProbeSet:
                 self.scalers[n].load_state_dict(state["scalers"][n])
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> tuple[list[int], torch.Generator]:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).tolist(), g
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
 
 
 def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
@@ -257,27 +251,18 @@ def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
                          f"{int(labels[i])} outside 0..{cfg.num_classes - 1} (probe.num_classes)")
 
 
-def _random_hflip(video: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Flip each video (all its segments, views and frames alike) along width with probability 0.5."""
-    flip = torch.rand(len(video), generator=g) < 0.5
-    if flip.any():
-        video = video.clone()
-        video[flip] = video[flip].flip(-1)
-    return video
-
-
 @torch.no_grad()
-def _cache_features(encoder, dataset, cfg, device, autocast) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Encode the training set once (only valid for a deterministic transform, checked on item 0)."""
     a, b = dataset[0], dataset[0]
     if a is not None and b is not None and not torch.equal(a["video"], b["video"]):
         raise ConfigError("probe.cache_features: training item 0 differs between two reads, so the training "
                           "transform is random; caching would freeze one augmentation. Turn caching off.")
-    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_items, num_workers=cfg.num_workers)
-    feats, labels, positions, skipped, start = [], [], [], 0, 0
+    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
+    feats, labels, skipped = [], [], []
     for batch in tqdm(loader, desc="caching features", leave=False):
         skipped += batch["skipped"]
-        if "video" in batch:
+        if len(batch["label"]):
             _check_batch(batch, cfg, "training")
             with autocast():
                 feats.append(encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk).cpu())
@@ -285,44 +270,45 @@ def _cache_features(encoder, dataset, cfg, device, autocast) -> tuple[torch.Tens
     return torch.cat(feats, dim=1), torch.cat(labels), skipped
 
 
-def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache):
-    """Yield (tokens [V, B, L, D], labels, skipped) for one epoch, in the epoch's shuffled order."""
+def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collate_fn):
+    """Yield (tokens [V, B, L, D], labels, skipped paths) for one epoch, in the epoch's shuffled
+    order (the same with or without a feature cache). A final batch of one clip is left out: the
+    linear probe's BatchNorm needs two."""
     if cache is not None:
         feats, labels = cache
-        order, _ = _epoch_order(len(labels), cfg.seed, epoch)
+        order = _epoch_order(len(labels), cfg.seed, epoch)
         for i in range(0, len(order), cfg.batch_size):
             idx = torch.tensor(order[i:i + cfg.batch_size])
             if len(idx) > 1 or len(order) == 1:
-                yield feats[:, idx].to(device), labels[idx].to(device), 0
+                yield feats[:, idx].to(device), labels[idx].to(device), []
         return
-    order, g = _epoch_order(len(dataset), cfg.seed, epoch)
+    order = _epoch_order(len(dataset), cfg.seed, epoch)
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_items, num_workers=cfg.num_workers)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
     for batch in loader:
-        if "video" not in batch or (len(batch["label"]) == 1 and len(order) > 1):
-            yield None, None, batch["skipped"]  # a 1-clip remainder cannot be batch-normalised
+        if len(batch["label"]) == 0 or (len(batch["label"]) == 1 and len(order) > 1):
+            yield None, None, batch["skipped"]
             continue
         _check_batch(batch, cfg, "training")
-        video = _random_hflip(batch["video"], g) if cfg.hflip else batch["video"]
         with torch.no_grad(), autocast():
-            tokens = encode(encoder, video.to(device), cfg.still_frames, cfg.encoder_chunk)
+            tokens = encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk)
         yield tokens, batch["label"].to(device), batch["skipped"]
 
 
 @torch.no_grad()
 def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset, cfg: ProbeConfig,
-             device: torch.device, autocast) -> dict:
-    """Run every probe on every view; returns labels, index, path, per-probe view-averaged
-    probabilities [n, K] and per-view predictions [V, n]."""
-    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_items, num_workers=cfg.num_workers)
+             device: torch.device, autocast, collate_fn: Callable = collate_items) -> dict:
+    """Run every probe on every view; returns labels, index, path, skipped paths, per-probe
+    view-averaged probabilities [n, K] and per-view predictions [V, n]."""
+    loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
     for p in probes.values():
         p.eval()
     probs = {n: [] for n in probes}
     view_pred = {n: [] for n in probes}
-    labels, index, paths, skipped = [], [], [], 0
+    labels, index, paths, skipped = [], [], [], []
     for batch in tqdm(loader, desc="probe eval", leave=False):
         skipped += batch["skipped"]
-        if "video" not in batch:
+        if len(batch["label"]) == 0:
             continue
         _check_batch(batch, cfg, "evaluation")
         with autocast():
@@ -335,7 +321,7 @@ def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset,
         index.append(batch["index"])
         paths += batch["path"]
     if not labels:
-        raise ValueError(f"no evaluation item could be read ({skipped} skipped)")
+        raise ValueError(f"no evaluation item could be read ({len(skipped)} skipped)")
     return {"label": torch.cat(labels), "index": torch.cat(index), "path": paths, "skipped": skipped,
             "probs": {n: torch.cat(v) for n, v in probs.items()},
             "view_pred": {n: torch.cat(v, dim=1) for n, v in view_pred.items()}}
@@ -373,10 +359,11 @@ def _metrics_and_predictions(result: dict, hparams: dict, history: dict) -> tupl
 
 
 def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
-              out_dir: str | Path, encoder_name: str = "") -> dict:
+              out_dir: str | Path, encoder_name: str = "", collate_fn: Callable = collate_items) -> dict:
     """Train every probe of the grid on frozen features, evaluate them, and write
     out_dir/metrics.json, out_dir/predictions.csv and out_dir/probes/<name>.pth.tar (the official
-    probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity)."""
+    probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity).
+    `collate_fn` turns a list of items into a batch with "skipped" paths (the data layer's collate)."""
     out = Path(out_dir)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = AUTOCAST[cfg.precision]
@@ -396,18 +383,18 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
         start_epoch, history = state["epoch"], state["history"]
 
     t0 = time.time()
-    cache, train_skipped = None, 0
+    cache, train_skipped = None, []
     if cfg.cache_features and start_epoch < cfg.epochs:
-        feats, labels, train_skipped = _cache_features(encoder, train_set, cfg, device, autocast)
+        feats, labels, train_skipped = _cache_features(encoder, train_set, cfg, device, autocast, collate_fn)
         cache = (feats, labels)
     n_train = len(cache[1]) if cache else len(train_set)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         sums = {n: [0.0, 0, 0] for n in probes.probes}  # loss*B, correct, seen
-        bar = tqdm(_train_batches(cfg, train_set, encoder, device, autocast, epoch, cache),
+        bar = tqdm(_train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn),
                    total=steps_per_epoch, desc=f"probe epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        epoch_skipped = 0
+        epoch_skipped = []
         for i, (tokens, labels, skipped) in enumerate(bar):
             epoch_skipped += skipped
             if tokens is None:
@@ -421,11 +408,12 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
         history = {n: {"loss": s[0] / max(s[2], 1), "top1": 100.0 * s[1] / max(s[2], 1)} for n, s in sums.items()}
         save_atomic({"epoch": epoch + 1, "history": history, "config": to_dict(cfg), **probes.state()}, state_path)
 
-    result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast)
+    result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast, collate_fn)
     metrics, predictions = _metrics_and_predictions(result, probes.hparams, history)
     v, s = (int(x) for x in (len(result["view_pred"][metrics["best_probe"]]), cfg.num_segments))
     metrics.update({"encoder": encoder_name, "segments": s, "views": v, "num_train": n_train,
-                    "num_val": len(result["label"]), "skipped_train": train_skipped, "skipped_val": result["skipped"],
+                    "num_val": len(result["label"]), "skipped_train": len(train_skipped), "skipped_val": len(result["skipped"]),
+                    "skipped_paths": sorted(set(train_skipped + result["skipped"]) - {"<unknown>"})[:20],
                     "epochs": cfg.epochs, "seconds": round(time.time() - t0, 1)})
     for name, probe in probes.probes.items():
         save_atomic({"classifier": official_probe_state(probe), "opt": probes.opts[name].state_dict(),
