@@ -3,9 +3,16 @@ and the small real-data suite that `prepare` builds.
 
 Classification items are dicts {"video": FloatTensor [S, V, C, T, H, W], "label", "index", "path"}
 (S temporal segments, V spatial views), or None when a file cannot be decoded; `collate` stacks
-them and lists the skipped paths.
+them and lists the skipped paths. Transforms and prepare import timm/PyAV lazily.
 """
 from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2, read_ssv2_labels, write_path_label_list)
 from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap,
                             read_ava_proposals)
+from vjepa.data.sampling import ClipSampling, clip_indices
+from vjepa.data.video import VideoDecodeError, read_clips
+from vjepa.data.datasets import (ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
+                                 VideoDataset, collate, mixture_indices)
+from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
+                                   EvalClipTransform, TrainClipTransform, eval_transform, pretrain_transform,
+                                   probe_train_transform)

@@ -1,0 +1,124 @@
+"""Clip transforms: one crop/flip/augmentation/erasing box for every frame of a clip, evaluation
+views (centre crop, 3 crops along the long side), normalisation, and reproducibility from an rng."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from vjepa.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, RAND_AUGMENT, ClipAutoAugment, ClipColorJitter,
+                                   ClipRandAugment, ClipRandomErasing, eval_transform, normalize, pretrain_transform,
+                                   probe_train_transform, random_resized_box, to_clip_tensor)
+
+
+def _static_clip(T=4, h=40, w=48, seed=0):
+    """A textured frame repeated T times: any per-frame difference in the output is the transform's."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return np.repeat(img[None], T, axis=0)
+
+
+def _frames_identical(x: torch.Tensor) -> bool:  # x [..., T, H, W]
+    return all(torch.equal(x[..., t, :, :], x[..., 0, :, :]) for t in range(x.shape[-3]))
+
+
+def test_rand_augment_applies_the_same_ops_to_every_frame_and_leaves_global_rngs_alone():
+    aug = ClipRandAugment(RAND_AUGMENT, img_size=48)
+    clip = _static_clip()
+    random.seed(123)
+    np.random.seed(123)
+    changed = 0
+    for seed in range(12):
+        out = aug(clip, np.random.default_rng(seed))
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        assert all(np.array_equal(out[t], out[0]) for t in range(len(out)))
+        changed += not np.array_equal(out[0], clip[0])
+        # reproducible from the rng
+        assert np.array_equal(out, aug(clip, np.random.default_rng(seed)))
+    assert changed >= 8  # 4 ops at p = 0.5 each: almost every clip is altered
+    # the caller's global random streams continue as if nothing had happened
+    r, n = random.random(), np.random.random()
+    random.seed(123)
+    np.random.seed(123)
+    assert (r, n) == (random.random(), np.random.random())
+
+
+def test_auto_augment_original_is_clip_consistent():
+    aug = ClipAutoAugment("original", img_size=48)
+    for seed in range(5):
+        out = aug(_static_clip(T=3), np.random.default_rng(seed))
+        assert all(np.array_equal(out[t], out[0]) for t in range(3))
+
+
+def test_random_erasing_uses_one_box_through_all_frames_with_fresh_noise():
+    erase = ClipRandomErasing(probability=1.0, mode="pixel", max_count=1)
+    clip = torch.zeros(3, 5, 32, 32)
+    out = erase(clip.clone(), np.random.default_rng(3))
+    mask = out != 0  # [C, T, H, W]
+    assert mask.any()
+    for t in range(5):
+        assert torch.equal(mask[:, t], mask[:, 0])  # same box in every frame and channel
+    box = mask[0, 0].nonzero()
+    h, w = box[:, 0].max() - box[:, 0].min() + 1, box[:, 1].max() - box[:, 1].min() + 1
+    assert mask[0, 0].sum() == h * w  # a rectangle
+    assert not torch.equal(out[:, 0][mask[:, 0]], out[:, 1][mask[:, 1]])  # per-frame noise
+    assert torch.equal(ClipRandomErasing(probability=0.0)(clip.clone()), clip)
+
+
+def test_colour_jitter_draws_one_set_of_factors_per_clip():
+    clip = to_clip_tensor(_static_clip(T=4))
+    out = ClipColorJitter(0.4, 0.4, 0.4)(clip, np.random.default_rng(0))
+    assert not torch.equal(out, clip) and _frames_identical(out)
+
+
+@pytest.mark.parametrize("make", [lambda: pretrain_transform(32),
+                                  lambda: probe_train_transform(32, auto_augment=RAND_AUGMENT, reprob=0.25)])
+def test_training_transforms_crop_and_flip_every_frame_alike(make):
+    tf = make()
+    clip = _static_clip(T=4)
+    outs = [tf(clip, np.random.default_rng(s)) for s in range(20)]
+    for out in outs:
+        assert out.shape == (1, 3, 4, 32, 32) and out.dtype == torch.float32
+        assert _frames_identical(out[0]) or tf.erase is not None  # erasing noise differs per frame
+    assert len({o.sum().item() for o in outs}) > 15  # crops differ from clip to clip
+    assert torch.equal(tf(clip, np.random.default_rng(7)), tf(clip, np.random.default_rng(7)))
+
+
+def test_pretraining_flip_happens_about_half_the_time():
+    ramp = np.repeat(np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3))[None], 2, axis=0)
+    tf = pretrain_transform(32, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # full frame: only the flip varies
+    flips = [bool(tf(ramp, np.random.default_rng(s))[0, 0, 0, 0, 0] > 0) for s in range(200)]
+    assert 70 < sum(flips) < 130
+
+
+def test_random_resized_box_respects_scale_and_ratio():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = random_resized_box(100, 200, (0.3, 1.0), (0.75, 1.33), rng)
+        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 200
+        assert 0.3 * 20000 * 0.9 <= h * w <= 20000 and 0.7 <= w / h <= 1.4
+    # an impossible request falls back to the centre crop
+    assert random_resized_box(10, 100, (0.99, 1.0), (1.0, 1.0), rng) == (0, 45, 10, 10)
+
+
+def test_normalisation_uses_imagenet_statistics():
+    frame = np.array(IMAGENET_MEAN) * 255
+    clip = to_clip_tensor(np.broadcast_to(frame, (2, 4, 4, 3)).round().astype(np.uint8))
+    assert normalize(clip).abs().max() < 0.01
+    white = normalize(torch.ones(3, 1, 1, 1)).flatten()
+    assert torch.allclose(white, torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]))
+
+
+def test_eval_views_one_centre_crop_or_three_crops_along_the_long_side():
+    h, w = 16, 40
+    col = np.tile((np.arange(w, dtype=np.uint8) * 6)[None, :, None], (h, 1, 3))
+    clip = np.repeat(col[None], 3, axis=0)
+    three = eval_transform(16, num_views=3)(clip)
+    assert three.shape == (3, 3, 3, 16, 16)
+    # short side already 16: no resize; crops start at 0, 12, 24 along the width ((40 - 16) // 2 = 12)
+    ref = normalize(to_clip_tensor(clip))
+    for k, left in enumerate((0, 12, 24)):
+        assert torch.allclose(three[k], ref[..., left:left + 16])
+    one = eval_transform(16, num_views=1)(clip)  # short side to int(16 * 256 / 224) = 18, centre crop
+    assert one.shape == (1, 3, 3, 16, 16)
+    tall = eval_transform(16, num_views=3)(np.transpose(clip, (0, 2, 1, 3)))  # crops along the height
+    assert torch.allclose(tall[1], ref.transpose(-1, -2)[..., 12:28, :])

@@ -1,0 +1,250 @@
+"""Datasets of clips and still clips, the batch collate, the skipped-video count, and weighted
+mixtures of datasets (VideoMix2M = K710 + SSv2 + HowTo100M).
+
+An item is {"video": FloatTensor [S, V, C, T, H, W], "label": int, "index": int, "path": str}, or
+None when the file cannot be decoded (a warning names it once per process). `collate` drops the
+None items and lists their paths under "skipped"; `SkipCounter` counts unique skipped paths over
+a run and raises when more than a set fraction of the dataset is bad.
+
+Randomness: with `seed` set, an item's clip position and augmentation are a function of
+(seed, epoch, index) alone, so they do not depend on the number of workers and a resumed run sees
+the same clips (call set_epoch(epoch) on the dataset, or pass (index, key) pairs as indices to
+choose the key per draw). Without a seed, the draws come from numpy's global RNG, which torch
+seeds in each DataLoader worker.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import warnings
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from vjepa.data.sampling import ClipSampling
+from vjepa.data.video import VideoDecodeError, read_clips
+
+Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None) -> [V, C, T, H, W]
+
+# Paths skipped in this process since the last collate: the DataLoader fetches a batch's items and
+# collates them in the same process, so collate can name the files behind its None items.
+_recent_skips: list[str] = []
+_warned: set[str] = set()
+
+
+def _skip(path: str, reason: str) -> None:
+    if path not in _warned:
+        _warned.add(path)
+        warnings.warn(f"skipping undecodable file {path}: {reason}", RuntimeWarning, stacklevel=3)
+    _recent_skips.append(path)
+
+
+class _Seeded:
+    seed: int | None = None
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Key of the per-item random draws (only used with a seed)."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index) -> tuple[int, np.random.Generator | None]:
+        i, key = (int(index[0]), int(index[1])) if isinstance(index, (tuple, list)) else (int(index), self.epoch)
+        if self.seed is None:
+            return i, np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        return i, np.random.default_rng([self.seed, key, i])
+
+
+class VideoDataset(_Seeded, Dataset):
+    """Videos listed as [(path, label)] -> items of S = clip.num_segments clips, each turned into V
+    views by `transform`. The decord reader is opened inside __getitem__ (so inside each worker)."""
+
+    def __init__(self, entries: Sequence[tuple[str, int]], clip: ClipSampling, transform: Transform,
+                 decode_threads: int = 1, seed: int | None = None):
+        clip.validate()
+        self.entries, self.clip, self.transform = list(entries), clip, transform
+        self.decode_threads, self.seed = decode_threads, seed
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index) -> dict | None:
+        i, rng = self._rng(index)
+        path, label = self.entries[i]
+        try:
+            frames, _ = read_clips(path, self.clip, rng, self.decode_threads)
+        except VideoDecodeError as e:
+            _skip(path, str(e))
+            return None
+        T = self.clip.num_frames
+        video = torch.stack([self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)])
+        return {"video": video, "label": int(label), "index": i, "path": path}
+
+
+class ImageDataset(_Seeded, Dataset):
+    """Images as still clips: the transformed image is repeated `still_frames` times along time
+    (16 as the paper's evaluation; 2 fills one tubelet) with expand, so no copy is made until
+    collate. Items have S = 1."""
+
+    def __init__(self, entries: Sequence[tuple[str, int]], transform: Transform, still_frames: int = 16,
+                 seed: int | None = None):
+        if still_frames < 1:
+            raise ValueError(f"still_frames must be >= 1, got {still_frames}")
+        self.entries, self.transform, self.still_frames, self.seed = list(entries), transform, still_frames, seed
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index) -> dict | None:
+        from PIL import Image, UnidentifiedImageError
+
+        i, rng = self._rng(index)
+        path, label = self.entries[i]
+        try:
+            with Image.open(path) as im:
+                frame = np.asarray(im.convert("RGB"))[None]  # [1, H, W, 3]
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            _skip(path, str(e) or type(e).__name__)
+            return None
+        views = self.transform(frame, rng=rng)  # [V, C, 1, H, W]
+        video = views.expand(-1, -1, self.still_frames, -1, -1).unsqueeze(0)
+        return {"video": video, "label": int(label), "index": i, "path": path}
+
+
+def collate(items: Sequence[dict | None]) -> dict:
+    """Stack items into {"video": [B, S, V, C, T, H, W], "label": LongTensor [B], "index": LongTensor [B],
+    "path": list[str], "skipped": list[str]}; None items are dropped and named in "skipped". When every
+    item was skipped, "video" is an empty tensor and B = 0."""
+    n_bad = sum(x is None for x in items)
+    skipped = _recent_skips[-n_bad:] if n_bad else []
+    skipped = ["<unknown>"] * (n_bad - len(skipped)) + skipped  # None from a dataset outside this module
+    _recent_skips.clear()
+    good = [x for x in items if x is not None]
+    return {
+        "video": torch.stack([x["video"] for x in good]) if good else torch.empty(0),
+        "label": torch.tensor([x["label"] for x in good], dtype=torch.long),
+        "index": torch.tensor([x["index"] for x in good], dtype=torch.long),
+        "path": [x["path"] for x in good],
+        "skipped": skipped,
+    }
+
+
+class TooManySkipped(RuntimeError):
+    """More than the allowed fraction of a dataset's files could not be decoded."""
+
+
+class SkipCounter:
+    """Counts unique skipped paths over a run; raises TooManySkipped as soon as the bad files exceed
+    max_fraction of the dataset (the count only grows, so the final fraction can only be larger)."""
+
+    def __init__(self, dataset_size: int, max_fraction: float = 0.01):
+        if not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        self.dataset_size, self.max_fraction = int(dataset_size), max_fraction
+        self.paths: set[str] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    def update(self, skipped: Iterable[str]) -> int:
+        """Add a batch's "skipped" paths; returns the running count."""
+        self.paths.update(skipped)
+        if self.count > self.max_fraction * self.dataset_size:
+            some = ", ".join(sorted(self.paths)[:5])
+            raise TooManySkipped(f"{self.count} of {self.dataset_size} files could not be decoded "
+                                 f"({self.count / max(self.dataset_size, 1):.2%}), more than the allowed "
+                                 f"{self.max_fraction:.2%}; for example {some}")
+        return self.count
+
+    def metrics(self) -> dict:
+        return {"skipped_videos": self.count, "skipped_fraction": self.count / max(self.dataset_size, 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixtures
+
+class MixtureDataset(Dataset):
+    """Datasets concatenated (index i runs through them in order; an item's "index" is the global
+    one). `weights` (one per dataset, optional) give each item the sampling weight
+    w_d / len(d), normalised: with MixtureSampler, dataset d is drawn with probability w_d / sum(w).
+    Without weights, sample uniformly over all items as V-JEPA 1 does."""
+
+    def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float] | None = None):
+        if not datasets:
+            raise ValueError("MixtureDataset needs at least one dataset")
+        if weights is not None and (len(weights) != len(datasets) or any(w < 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"weights must be {len(datasets)} non-negative numbers with a positive sum, got {weights}")
+        self.datasets, self.weights = list(datasets), None if weights is None else [float(w) for w in weights]
+        self.sizes = [len(d) for d in datasets]
+        if 0 in self.sizes:
+            raise ValueError(f"dataset {self.sizes.index(0)} of the mixture is empty")
+        self.offsets = np.cumsum([0] + self.sizes).tolist()
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(dataset number, index inside it) of a global index."""
+        d = bisect.bisect_right(self.offsets, index) - 1
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a mixture of {len(self)} items")
+        return d, index - self.offsets[d]
+
+    def __getitem__(self, index) -> dict | None:
+        i, key = (index[0], index[1]) if isinstance(index, (tuple, list)) else (index, None)
+        d, j = self.locate(int(i))
+        item = self.datasets[d][(j, key) if key is not None else j]
+        if item is not None:
+            item = dict(item, index=int(i))
+        return item
+
+
+def mixture_indices(sizes: Sequence[int], weights: Sequence[float] | None, num_samples: int,
+                    seed: int, epoch: int = 0) -> np.ndarray:
+    """num_samples global indices into datasets of `sizes` concatenated: a dataset drawn with
+    probability w_d / sum(w) (uniform over all items without weights), then an item uniformly
+    inside it; with replacement, a function of (seed, epoch) only."""
+    rng = np.random.default_rng([seed, epoch])
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if weights is None:
+        return rng.integers(0, int(sizes.sum()), num_samples)
+    p = np.asarray(weights, dtype=np.float64)
+    d = rng.choice(len(sizes), size=num_samples, p=p / p.sum())
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return offsets[d] + (rng.random(num_samples) * sizes[d]).astype(np.int64)
+
+
+class MixtureSampler(Sampler[int]):
+    """Weighted sampling over a MixtureDataset for a distributed run: each epoch draws
+    num_samples indices with mixture_indices(seed, epoch) and rank r takes every world_size-th from
+    position r. `set_epoch(epoch, start)` resumes mid-epoch at this rank's sample `start`."""
+
+    def __init__(self, dataset: MixtureDataset, num_samples: int | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.sizes, self.weights = dataset.sizes, dataset.weights
+        self.num_samples = int(num_samples if num_samples is not None else len(dataset))
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.world_size)) - self.start
+
+    def __iter__(self):
+        idx = mixture_indices(self.sizes, self.weights, self.num_samples, self.seed, self.epoch)
+        return iter(idx[self.rank::self.world_size][self.start:].tolist())
+
+
+def worker_threads_init(_worker_id: int) -> None:
+    """DataLoader worker_init_fn: one torch thread per worker (workers share the machine's cores)."""
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -1,0 +1,235 @@
+"""Clip transforms. Call convention: transform(frames uint8 ndarray [T, H, W, 3], rng=None) ->
+FloatTensor [V, C, T, H, W] (V spatial views), normalised with the ImageNet mean and std.
+
+Every random choice is made once per clip, so all frames get the same crop, flip, augmentation ops
+and erasing box. `rng` (a numpy Generator) makes a clip's augmentation a function of the caller's
+seed; without it the draws come from numpy's global RNG (seeded per DataLoader worker by torch).
+
+timm supplies RandAugment, AutoAugment and RandomErasing, which assume single images: RandAugment
+and AutoAugment draw their ops from Python's and numpy's global RNGs per call, so ClipRandAugment
+re-seeds those identically before each frame (and restores them after); RandomErasing treats the
+first axis of a 4-D tensor as a batch (one box per frame), so ClipRandomErasing hands it the clip
+as one [C*T, H, W] image: one box through every frame, fresh noise per frame.
+"""
+from __future__ import annotations
+
+import math
+import random
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"  # VideoMAE / official probe (Table 8, spec 6.2)
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return rng if rng is not None else np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
+@contextmanager
+def _global_rngs():
+    """Save Python's, numpy's and torch's global RNG states and restore them afterwards."""
+    state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.set_rng_state(state[2])
+
+
+def _seed_globals(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [C, T, H, W] in [0, 1]."""
+    frames = np.require(frames, requirements=["C", "W"])  # torch wants writable memory (PIL arrays are not)
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+
+
+def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Per-channel (x - mean) / std of a [C, T, H, W] clip in [0, 1]."""
+    m = torch.tensor(mean, dtype=clip.dtype).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=clip.dtype).view(-1, 1, 1, 1)
+    return (clip - m) / s
+
+
+def resize(clip: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
+    """Bilinear resize of a [C, T, H, W] clip to (h, w), align_corners=False (official)."""
+    if tuple(clip.shape[-2:]) == tuple(size):
+        return clip
+    out = F.interpolate(clip.transpose(0, 1), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return out.transpose(0, 1)
+
+
+def random_resized_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
+                       rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop: area fraction ~ U(scale), aspect w/h log-uniform
+    in ratio, 10 tries, then the centre crop at the nearest allowed aspect (as torchvision)."""
+    area = h * w
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        ar = math.exp(rng.uniform(*log_r))
+        cw, ch = int(round(math.sqrt(target * ar))), int(round(math.sqrt(target / ar)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        cw, ch = w, int(round(w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        ch, cw = h, int(round(h * ratio[1]))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+class ClipRandAugment:
+    """timm RandAugment (default rand-m7-n4-mstd0.5-inc1, bicubic) with the same ops, magnitudes and
+    signs on every frame of a clip: uint8 [T, H, W, 3] -> uint8 [T, H, W, 3]."""
+
+    def __init__(self, config: str = RAND_AUGMENT, img_size: int = 224, interpolation: str = "bicubic"):
+        from timm.data.auto_augment import auto_augment_transform, rand_augment_transform
+        from timm.data.transforms import str_to_pil_interp
+
+        hparams = {"translate_const": int(img_size * 0.45), "interpolation": str_to_pil_interp(interpolation)}
+        self.config = config
+        self.op = (rand_augment_transform(config, hparams) if config.startswith("rand")
+                   else auto_augment_transform(config, hparams))
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        from PIL import Image
+
+        seed = int(_rng(rng).integers(0, 2**31 - 1))
+        out = np.empty_like(frames)
+        with _global_rngs():
+            for t in range(len(frames)):
+                _seed_globals(seed)  # same draws for every frame
+                out[t] = np.asarray(self.op(Image.fromarray(frames[t])))
+        return out
+
+
+def ClipAutoAugment(policy: str = "original", img_size: int = 224, interpolation: str = "bicubic") -> ClipRandAugment:
+    """timm AutoAugment (IN1K probe: 'original') with the same sub-policy on every frame."""
+    return ClipRandAugment(policy, img_size, interpolation)
+
+
+class ClipRandomErasing:
+    """timm RandomErasing on a normalised [C, T, H, W] clip with one box through all frames
+    (VideoMAE's cube erasing); mode 'pixel' fills it with fresh N(0, 1) noise per frame."""
+
+    def __init__(self, probability: float = 0.25, mode: str = "pixel", max_count: int = 1):
+        from timm.data.random_erasing import RandomErasing
+
+        self.erase = RandomErasing(probability=probability, mode=mode, max_count=max_count, device="cpu")
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        c, t, h, w = clip.shape
+        flat = clip.contiguous().view(c * t, h, w)  # one "image" of C*T channels: one box for the clip
+        with _global_rngs():
+            _seed_globals(int(_rng(rng).integers(0, 2**31 - 1)))
+            self.erase(flat)
+        return flat.view(c, t, h, w)
+
+
+class ClipColorJitter:
+    """torchvision ColorJitter with one draw of factors per clip, on a [C, T, H, W] clip in [0, 1]."""
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0):
+        from torchvision.transforms import v2
+
+        self.jitter = v2.ColorJitter(brightness, contrast, saturation, hue)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        with _global_rngs():
+            _seed_globals(int(_rng(rng).integers(0, 2**31 - 1)))
+            return self.jitter(clip.transpose(0, 1)).transpose(0, 1)  # frames as a batch: shared factors
+
+
+class TrainClipTransform:
+    """Random resized crop (one box per clip) -> optional horizontal flip -> ImageNet normalisation,
+    with optional clip-consistent RandAugment/AutoAugment before the crop (official order), colour
+    jitter and random erasing after normalisation. Returns [1, C, T, size, size]."""
+
+    def __init__(self, img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
+                 auto_augment: str | None = None, reprob: float = 0.0, color_jitter: float | None = None,
+                 interpolation: str = "bicubic", antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.size, self.scale, self.ratio, self.hflip = img_size, tuple(scale), tuple(ratio), hflip
+        self.augment = ClipRandAugment(auto_augment, img_size, interpolation) if auto_augment else None
+        self.jitter = ClipColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter else None
+        self.erase = ClipRandomErasing(reprob) if reprob > 0 else None
+        self.antialias, self.mean, self.std = antialias, mean, std
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        rng = _rng(rng)
+        if self.augment is not None:
+            frames = self.augment(frames, rng)
+        top, left, h, w = random_resized_box(frames.shape[1], frames.shape[2], self.scale, self.ratio, rng)
+        clip = to_clip_tensor(frames[:, top:top + h, left:left + w])  # crop before converting: cheaper
+        clip = resize(clip, (self.size, self.size), self.antialias)
+        if self.hflip and rng.random() < 0.5:
+            clip = clip.flip(-1)
+        if self.jitter is not None:
+            clip = self.jitter(clip, rng)
+        clip = normalize(clip, self.mean, self.std)
+        if self.erase is not None:
+            clip = self.erase(clip, rng)
+        return clip.unsqueeze(0)
+
+
+class EvalClipTransform:
+    """Deterministic views. num_views=1: short side to int(size * resize_ratio), centre crop.
+    num_views=3 (official EvalVideoTransform): short side to `size`, three crops along the long
+    side at offsets 0, s, 2s with s = (L - size) // 2. Returns [V, C, T, size, size]."""
+
+    def __init__(self, img_size: int, num_views: int = 1, resize_ratio: float = 256 / 224,
+                 antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        if num_views not in (1, 3):
+            raise ValueError(f"num_views must be 1 or 3, got {num_views}")
+        self.size, self.num_views, self.resize_ratio = img_size, num_views, resize_ratio
+        self.antialias, self.mean, self.std = antialias, mean, std
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        clip = to_clip_tensor(frames)
+        h, w = clip.shape[-2:]
+        short = self.size if self.num_views == 3 else int(self.size * self.resize_ratio)
+        nh, nw = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
+        clip = normalize(resize(clip, (nh, nw), self.antialias), self.mean, self.std)
+        s = self.size
+        if self.num_views == 1:
+            top, left = (nh - s) // 2, (nw - s) // 2
+            return clip[..., top:top + s, left:left + s].unsqueeze(0)
+        views = []
+        for k in range(3):
+            if nw >= nh:
+                top, left = (nh - s) // 2, k * ((nw - s) // 2)
+            else:
+                top, left = k * ((nh - s) // 2), (nw - s) // 2
+            views.append(clip[..., top:top + s, left:left + s])
+        return torch.stack(views)
+
+
+def pretrain_transform(img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True) -> TrainClipTransform:
+    """Pretraining (appendix Table 5): random resized crop at scale (0.3, 1), aspect (0.75, 1.33)
+    (official: 1.35), horizontal flip, ImageNet normalisation; no other augmentation."""
+    return TrainClipTransform(img_size, scale, ratio, hflip)
+
+
+def probe_train_transform(img_size: int, scale=(0.08, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
+                          auto_augment: str | None = None, reprob: float = 0.0) -> TrainClipTransform:
+    """Probe training (appendix Table 6): random resized crop at scale (0.08, 1), flip. Options:
+    auto_augment=RAND_AUGMENT with reprob=0.25 and hflip=False is the official video probe;
+    auto_augment='original' is the IN1K AutoAugment."""
+    return TrainClipTransform(img_size, scale, ratio, hflip, auto_augment=auto_augment, reprob=reprob)
+
+
+def eval_transform(img_size: int, num_views: int = 1, resize_ratio: float = 256 / 224) -> EvalClipTransform:
+    """Evaluation: short-side resize and centre crop (1 view) or 3 crops along the long side."""
+    return EvalClipTransform(img_size, num_views, resize_ratio)

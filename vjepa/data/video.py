@@ -1,0 +1,57 @@
+"""Decoding clips with decord. A VideoReader is opened per call, inside the DataLoader worker that
+needs it: a reader opened in the parent and used in forked workers aborts the worker."""
+from __future__ import annotations
+
+import numpy as np
+
+from vjepa.data.sampling import ClipSampling, clip_indices
+
+
+# decord 0.6.0 cannot return frames of these widths (its copy fails with "The size must exactly match")
+DECORD_BROKEN_WIDTHS = (2, 4, 6, 8, 12, 16, 24, 48, 72)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video cannot be opened or decoded (zero bytes, truncated, broken container, too short)."""
+
+
+def video_info(path: str, num_threads: int = 1) -> tuple[int, float, tuple[int, int]]:
+    """(number of frames, frames per second, (height, width)) of a video file."""
+    from decord import DECORDError, VideoReader, cpu
+
+    try:
+        vr = VideoReader(path, ctx=cpu(0), num_threads=num_threads)
+        h, w = vr[0].shape[:2] if len(vr) else (0, 0)
+        return len(vr), float(vr.get_avg_fps()), (int(h), int(w))
+    except (DECORDError, RuntimeError, OSError, IndexError) as e:
+        raise VideoDecodeError(f"{path}: cannot decode: {_last_line(e)}") from None
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    return lines[-1].strip() if lines else type(e).__name__
+
+
+def read_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = None,
+               num_threads: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Decode the cfg.num_segments clips of one video: (uint8 [S*T, H, W, 3], per-segment indices)."""
+    from decord import DECORDError, VideoReader, cpu
+
+    try:
+        vr = VideoReader(path, ctx=cpu(0), num_threads=num_threads)
+        n = len(vr)
+        if n < cfg.num_segments:
+            raise VideoDecodeError(f"{path}: has {n} frames, fewer than the {cfg.num_segments} segments asked for")
+        fps = float(vr.get_avg_fps()) if cfg.clip_duration is not None else None
+        idx = clip_indices(n, cfg, rng, fps)
+        frames = vr.get_batch(np.concatenate(idx).tolist()).asnumpy()
+    except (DECORDError, RuntimeError, OSError, IndexError) as e:
+        if isinstance(e, VideoDecodeError):
+            raise
+        hint = (f" (decord 0.6 cannot decode frames {DECORD_BROKEN_WIDTHS} pixels wide; re-encode wider)"
+                if "size must exactly match" in str(e) else "")
+        raise VideoDecodeError(f"{path}: cannot decode: {_last_line(e)}{hint}") from None
+    if frames.ndim != 4 or frames.shape[0] != cfg.num_segments * cfg.num_frames or frames.shape[-1] != 3:
+        raise VideoDecodeError(f"{path}: decoded an array of shape {frames.shape}, expected "
+                               f"[{cfg.num_segments * cfg.num_frames}, H, W, 3]")
+    return frames, idx
