@@ -35,6 +35,7 @@ from vjepa.config import ConfigError, to_dict
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
+from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -151,12 +152,6 @@ def view_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([F.cross_entropy(lv.float(), labels) for lv in logits]).mean()
 
 
-def cosine(step: int, total: int, start: float, end: float) -> float:
-    """Cosine from `start` (step 0) to `end` (step total). Our own one-liner: it drives lr and wd of
-    many optimisers, which timm's schedulers (lr only, one optimiser each) do not."""
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
 def param_groups(module: nn.Module) -> list[dict]:
     """Official split: biases and 1-D parameters without weight decay, everything else (the 3-D query included) with."""
     decay, no_decay = [], []
@@ -190,11 +185,12 @@ class ProbeSet:
             self.scalers[name] = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def set_schedule(self, step: int, total: int) -> None:
+        """Values for the step-th update (1-based, as the official schedulers count) of `total`."""
         for name, opt in self.opts.items():
             hp = self.hparams[name]
-            lr = cosine(step, total, hp["lr"], self.cfg.final_lr)
-            wd = (hp["weight_decay"] if self.cfg.wd_schedule == "constant"
-                  else cosine(step, total, hp["weight_decay"], self.cfg.final_weight_decay))
+            lr = warmup_cosine_lr(step, lr=hp["lr"], start_lr=hp["lr"], final_lr=self.cfg.final_lr, warmup=0, total=total)
+            wd = (hp["weight_decay"] if self.cfg.wd_schedule == "constant" else
+                  cosine_weight_decay(step, start=hp["weight_decay"], final=self.cfg.final_weight_decay, total=total))
             for g in opt.param_groups:
                 g["lr"] = lr
                 if g["decay"]:
@@ -399,7 +395,7 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
             epoch_skipped += skipped
             if tokens is None:
                 continue
-            probes.set_schedule(epoch * steps_per_epoch + i, total)
+            probes.set_schedule(epoch * steps_per_epoch + i + 1, total)
             for name, (loss, correct) in probes.train_step(tokens, labels, autocast).items():
                 s = sums[name]
                 s[0] += loss * len(labels); s[1] += correct; s[2] += len(labels)
