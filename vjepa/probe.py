@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, to_dict
+from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
@@ -116,17 +117,6 @@ def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -
         if cfg.checkpoint is not None:
             load_official_module(enc, load(cfg.checkpoint), cfg.checkpoint_key, cfg.checkpoint)
     return enc.eval().requires_grad_(False)
-
-
-def collate_items(items: list[dict | None]) -> dict:
-    """Stack contract items ({"video": [S, V, C, T, H, W], "label", "index", "path"}) as the data
-    layer's `collate` does: None (undecodable) items are dropped and listed in "skipped"; with no
-    item left, "video" is empty and B = 0."""
-    kept = [it for it in items if it is not None]
-    return {"video": torch.stack([it["video"] for it in kept]) if kept else torch.empty(0),
-            "label": torch.as_tensor([int(it["label"]) for it in kept], dtype=torch.long),
-            "index": torch.as_tensor([int(it["index"]) for it in kept], dtype=torch.long),
-            "path": [str(it["path"]) for it in kept], "skipped": ["<unknown>"] * (len(items) - len(kept))}
 
 
 def encode(encoder: nn.Module, video: torch.Tensor, still_frames: int = 16, chunk: int | None = None) -> torch.Tensor:
@@ -293,7 +283,7 @@ def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collat
 
 @torch.no_grad()
 def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset, cfg: ProbeConfig,
-             device: torch.device, autocast, collate_fn: Callable = collate_items) -> dict:
+             device: torch.device, autocast, collate_fn: Callable = collate) -> dict:
     """Run every probe on every view; returns labels, index, path, skipped paths, per-probe
     view-averaged probabilities [n, K] and per-view predictions [V, n]."""
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
@@ -355,11 +345,11 @@ def _metrics_and_predictions(result: dict, hparams: dict, history: dict) -> tupl
 
 
 def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
-              out_dir: str | Path, encoder_name: str = "", collate_fn: Callable = collate_items) -> dict:
+              out_dir: str | Path, encoder_name: str = "", collate_fn: Callable = collate) -> dict:
     """Train every probe of the grid on frozen features, evaluate them, and write
     out_dir/metrics.json, out_dir/predictions.csv and out_dir/probes/<name>.pth.tar (the official
     probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity).
-    `collate_fn` turns a list of items into a batch with "skipped" paths (the data layer's collate)."""
+    `collate_fn` turns a list of items into a batch with "skipped" paths (default: the data layer's)."""
     out = Path(out_dir)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = AUTOCAST[cfg.precision]
