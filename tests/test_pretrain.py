@@ -16,11 +16,11 @@ import torch
 
 from vjepa.checkpoint import CheckpointError, import_official, load
 from vjepa.config import ConfigError, from_dict
-from vjepa.distributed import DistEnv, SeededItems, ShardedBatchSampler
+from vjepa.distributed import DistEnv, ShardedBatchSampler
 from vjepa.masks import MaskCollator
 from vjepa.models import build_encoder, build_predictor
-from vjepa.pretrain import (NonFiniteLossError, PretrainConfig, build_state, ema_update_, jepa_loss, param_groups,
-                            pretrain, train_step)
+from vjepa.pretrain import (MicroBatches, NonFiniteLossError, PretrainConfig, build_state, collate_clips, ema_update_,
+                            jepa_loss, param_groups, pretrain, train_step)
 
 TINY = {
     "model": {"size": "tiny", "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 48, "depth": 2,
@@ -199,11 +199,11 @@ def test_sampler_gives_each_shard_its_slice_of_the_global_batch_and_resumes_mid_
     one = ShardedBatchSampler(10, 2, 2, DistEnv(), seed=3, total_steps=5)
     assert one.global_batch == 4 and one.steps_per_epoch == 2  # 10 // 4: two clips dropped per epoch
     batches = list(one)
-    assert len(batches) == 10  # 5 steps x 2 micro-batches
+    assert [(step, shard) for step, shard, _ in batches[:4]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     ranks = [list(ShardedBatchSampler(10, 2, 1, DistEnv(rank=r, world_size=2), seed=3, total_steps=5))
              for r in range(2)]
     assert [b for s in range(5) for b in (ranks[0][s], ranks[1][s])] == batches  # rank r = shard r
-    idx = [i for b in batches[:4] for i, _ in b]
+    idx = [i for _, _, keys in batches[:4] for i, _ in keys]
     assert len(set(idx)) == 8  # one epoch: no clip twice
     assert list(ShardedBatchSampler(10, 2, 2, DistEnv(), seed=3, total_steps=5, start_step=3)) == batches[6:]
     assert one.position(3) == {"epoch": 1, "index_in_epoch": 4, "steps_per_epoch": 2}
@@ -211,14 +211,19 @@ def test_sampler_gives_each_shard_its_slice_of_the_global_batch_and_resumes_mid_
         ShardedBatchSampler(10, 3, 4, DistEnv(), seed=0, total_steps=1)
 
 
-def test_seeded_items_give_the_same_augmentation_for_a_key_and_leave_the_caller_rng_alone():
-    data = SeededItems(MovingSquares(4))
+def test_micro_batches_seed_augmentations_by_position_and_draw_the_shards_masks():
+    cfg = tiny_config()
+    data = MicroBatches(MovingSquares(4), cfg, collate_clips)
     torch.manual_seed(1)
     state = torch.get_rng_state()
-    a, b = data[(2, 11)], data[(2, 11)]
-    flips = {bool(torch.equal(data[(2, s)]["video"], a["video"])) for s in range(8)}
-    assert torch.equal(a["video"], b["video"]) and flips == {True, False}
-    assert torch.equal(torch.get_rng_state(), state)
+    a, b = data[(5, 1, [(2, 11), (3, 12)])], data[(5, 1, [(2, 11), (3, 12)])]
+    assert torch.equal(a["clips"], b["clips"]) and torch.equal(torch.get_rng_state(), state)
+    flips = {bool(torch.equal(data.item(2, s)["video"], data.item(2, 11)["video"])) for s in range(8)}
+    assert flips == {True, False}  # the item seed drives the random flip
+    ctx, tgt = MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=1)(2, 5)
+    assert all(torch.equal(x, y) for x, y in zip(a["context_masks"] + a["target_masks"], ctx + tgt))
+    other = data[(5, 0, [(2, 11), (3, 12)])]  # shard 0 draws other masks for the same clips
+    assert not all(torch.equal(x, y) for x, y in zip(other["context_masks"] + other["target_masks"], ctx + tgt))
 
 
 def test_checkpoint_has_the_official_layout_and_our_training_state(tmp_path):

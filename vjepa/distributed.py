@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -113,14 +112,15 @@ def barrier(env: DistEnv) -> None:
 
 
 class ShardedBatchSampler(Sampler):
-    """Yields this process's micro-batches of dataset keys, iteration by iteration from `start_step`.
+    """Yields this process's micro-batches as (step, shard, keys), iteration by iteration from
+    `start_step` (0-based iterations), for a DataLoader with batch_size=None.
 
     The order of each epoch is a permutation seeded by (seed, epoch); an epoch holds
     len(dataset) // G global batches (the remainder is dropped, as DistributedSampler's drop_last).
-    Iteration i (0-based) takes positions [i*G, (i+1)*G) of the running order, and shard k the
-    slice [k*B, (k+1)*B) of those. Each key is (dataset index, item seed): the item seed is a
-    function of (seed, epoch, position), so random augmentations are reproducible whatever the
-    worker count and across resumes (see SeededItems).
+    Iteration i takes positions [i*G, (i+1)*G) of the running order, and shard k the slice
+    [k*B, (k+1)*B) of those. Each key is (dataset index, item seed), the item seed a function of
+    (seed, epoch, position), so random augmentations are reproducible whatever the worker count
+    and across resumes.
     """
 
     def __init__(self, num_samples: int, batch_size: int, accumulation_steps: int, env: DistEnv, seed: int,
@@ -148,7 +148,7 @@ class ShardedBatchSampler(Sampler):
         return self._perm[1]
 
     def micro_batch(self, step: int, shard: int) -> list[tuple[int, int]]:
-        """Keys of shard `shard` at 0-based iteration `step`."""
+        """Keys (index, item seed) of shard `shard` at 0-based iteration `step`."""
         epoch, within = divmod(step, self.steps_per_epoch)
         perm = self.order(epoch)
         first = within * self.global_batch + shard * self.batch_size
@@ -157,38 +157,11 @@ class ShardedBatchSampler(Sampler):
     def __iter__(self):
         for step in range(self.start_step, self.total_steps):
             for shard in self.shards:
-                yield self.micro_batch(step, shard)
+                yield step, shard, self.micro_batch(step, shard)
 
     def __len__(self) -> int:
         return (self.total_steps - self.start_step) * len(self.shards)
 
 
-class SeededItems(torch.utils.data.Dataset):
-    """Wraps a dataset so that item (index, seed) is drawn with python, numpy and torch RNGs seeded
-    by `seed`, then the caller's RNG states are put back: augmentations become a function of the
-    data position alone, which exact resume needs (a worker's own RNG stream would depend on when
-    the loader was created)."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        import random
-        index, seed = key
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-
-
 __all__ = ["DistEnv", "init_distributed", "shutdown", "wrap_ddp", "all_reduce_sum", "gather_objects", "barrier",
-           "ShardedBatchSampler", "SeededItems"]
+           "ShardedBatchSampler"]

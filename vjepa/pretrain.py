@@ -36,7 +36,7 @@ from tqdm import tqdm
 from vjepa import schedules
 from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic
 from vjepa.config import to_dict
-from vjepa.distributed import (DistEnv, SeededItems, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
+from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
 from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
@@ -439,6 +439,45 @@ def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
     return v[:, 0, 0]
 
 
+def _identity(x):
+    return x
+
+
+class MicroBatches(torch.utils.data.Dataset):
+    """Builds one micro-batch from a sampler key (step, shard, [(index, item seed), ...]), inside a
+    DataLoader worker when num_workers > 0: each item is drawn with the python, numpy and torch RNGs
+    seeded by its item seed (then the caller's RNG states are put back), so augmentations are a
+    function of the data position alone, which exact resume needs; the items are collated and the
+    shard's masks drawn for the clips that decoded (as the official collator does in its workers)."""
+
+    def __init__(self, dataset, cfg: PretrainConfig, collate: Callable):
+        self.dataset, self.cfg, self.collate = dataset, cfg, collate
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def item(self, index: int, seed: int):
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+    def __getitem__(self, key) -> dict:
+        step, shard, keys = key
+        batch = self.collate([self.item(i, s) for i, s in keys])
+        clips = _clips(batch, self.cfg)
+        masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
+        context_masks, target_masks = masks(clips.size(0), step)
+        return {"clips": clips, "context_masks": context_masks, "target_masks": target_masks,
+                "skipped": batch["skipped"], "step": step, "shard": shard}
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated by torch, or on CPU the process's peak resident set."""
     if device.type == "cuda":
@@ -492,10 +531,9 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         del ck
     total = cfg.optim.iterations
     sampler = ShardedBatchSampler(len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
-    loader = torch.utils.data.DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
-                                         collate_fn=_collate_fn(), pin_memory=env.device.type == "cuda")
-    collators = [MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=k)
-                 for k in env.shard_ids(cfg.accumulation_steps)]
+    loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg, _collate_fn()), sampler=sampler, batch_size=None,
+                                         collate_fn=_identity, num_workers=cfg.num_workers,
+                                         pin_memory=env.device.type == "cuda")
     log = MetricsLog(out_dir / "metrics.jsonl", start) if env.is_main else None
 
     batches = iter(loader)
@@ -506,12 +544,14 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     for step in bar:
         t0 = time.perf_counter()
         micro, step_skipped = [], []
-        for collate_masks in collators:
-            batch = next(batches)
-            step_skipped += batch["skipped"]
-            clips = _clips(batch, cfg).to(env.device, non_blocking=True)
-            context_masks, target_masks = collate_masks(clips.size(0), step - 1)
-            micro.append((clips, [m.to(env.device) for m in context_masks], [m.to(env.device) for m in target_masks]))
+        for _ in range(cfg.accumulation_steps):
+            mb = next(batches)
+            if mb["step"] != step - 1:  # the loader and the loop must move in lockstep
+                raise RuntimeError(f"data loader is at iteration {mb['step']}, the loop at {step - 1}")
+            step_skipped += mb["skipped"]
+            to_dev = [m.to(env.device, non_blocking=True) for m in mb["context_masks"] + mb["target_masks"]]
+            M = len(cfg.masks)
+            micro.append((mb["clips"].to(env.device, non_blocking=True), to_dev[:M], to_dev[M:]))
         try:
             metrics = train_step(state, cfg, micro, step)
         except NonFiniteLossError as e:
@@ -547,4 +587,4 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
 
 __all__ = ["OptimConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
            "ema_update_", "param_groups", "TrainState", "build_state", "train_step", "save_checkpoint",
-           "restore_checkpoint", "collate_clips", "pretrain"]
+           "restore_checkpoint", "collate_clips", "MicroBatches", "pretrain"]
