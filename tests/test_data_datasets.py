@@ -98,7 +98,10 @@ def test_collate_names_skipped_files_in_process_and_handles_an_all_bad_batch(vid
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         empty = collate([ds[0]])
-    assert empty["video"].numel() == 0 and empty["label"].shape == (0,) and empty["skipped"] == [videos["zero"]]
+    assert empty["video"].shape == (0,) * 7 and empty["label"].shape == (0,) and empty["skipped"] == [videos["zero"]]
+    # an item that keeps its path but has no video is skipped too
+    b = collate([{"video": None, "label": 0, "index": 3, "path": "x.mp4"}, items[1]])
+    assert b["skipped"] == ["x.mp4"] and b["index"].tolist() == [1]
 
 
 def test_seeded_items_depend_only_on_seed_epoch_and_index(videos):

@@ -114,15 +114,16 @@ class ImageDataset(_Seeded, Dataset):
 
 def collate(items: Sequence[dict | None]) -> dict:
     """Stack items into {"video": [B, S, V, C, T, H, W], "label": LongTensor [B], "index": LongTensor [B],
-    "path": list[str], "skipped": list[str]}; None items are dropped and named in "skipped". When every
-    item was skipped, "video" is an empty tensor and B = 0."""
+    "path": list[str], "skipped": list[str]}; None items (and items whose "video" is None) are dropped
+    and named in "skipped". When every item was skipped, "video" is an empty 7-D tensor (B = 0)."""
     n_bad = sum(x is None for x in items)
     skipped = _recent_skips[-n_bad:] if n_bad else []
     skipped = ["<unknown>"] * (n_bad - len(skipped)) + skipped  # None from a dataset outside this module
     _recent_skips.clear()
-    good = [x for x in items if x is not None]
+    skipped += [str(x.get("path")) for x in items if x is not None and x.get("video") is None]
+    good = [x for x in items if x is not None and x.get("video") is not None]
     return {
-        "video": torch.stack([x["video"] for x in good]) if good else torch.empty(0),
+        "video": torch.stack([x["video"] for x in good]) if good else torch.empty((0,) * 7),
         "label": torch.tensor([x["label"] for x in good], dtype=torch.long),
         "index": torch.tensor([x["index"] for x in good], dtype=torch.long),
         "path": [x["path"] for x in good],

@@ -45,7 +45,7 @@ def _global_rngs():
 def _seed_globals(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed would also queue CUDA seeding
 
 
 def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
