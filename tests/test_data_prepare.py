@@ -27,18 +27,21 @@ def _digest(root):
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
+    """The tiny suite built twice into the same folder (the second build replaces the first)."""
     cfg = from_dict(SmallSuiteConfig, TINY, "data")
-    a, b = tmp_path_factory.mktemp("a") / "data", tmp_path_factory.mktemp("b") / "data"
-    summary = build_small_suite(cfg, a)
-    build_small_suite(cfg, b)
-    return cfg, a, b, summary
+    root = tmp_path_factory.mktemp("suite") / "data"
+    build_small_suite(cfg, root)
+    first = _digest(root)
+    summary = build_small_suite(cfg, root)
+    return cfg, root, first, summary
 
 
 def test_prepare_is_byte_identical_for_a_seed(suite):
-    _, a, b, summary = suite
-    da, db = _digest(a), _digest(b)
-    assert da == db and len(da) > 100
-    assert summary["bytes"] == sum((a / f).stat().st_size for f in da if f != "summary.json")
+    _, root, first, summary = suite
+    second = _digest(root)
+    assert first == second and len(first) > 100
+    assert summary["bytes"] == sum((root / f).stat().st_size for f in second if f != "summary.json")
+    assert sorted(p.name for p in root.parent.iterdir()) == ["data"]  # no half-built or old copies left
     # another seed draws other clips: the first motion clip for seeds 0 and 1
     clips = []
     for seed in (0, 1):
@@ -132,6 +135,14 @@ def test_trajectories_speeds_reversal_and_boundaries():
     assert md.heading(12, (0.0, 0.0), (0.5, -1.0), 32, 12, "wrap", reverse_at=10) == (-1, 1)
     jit = md.trajectory(50, (10.0, 10.0), (0.0, 0.0), canvas=32, size=12, jitter=1, rng=np.random.default_rng(0))
     assert set(np.unique(jit)) == {9, 10, 11}
+
+
+def test_prepare_refuses_to_replace_a_folder_it_did_not_build(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "README.md").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not built by prepare"):
+        build_small_suite(SmallSuiteConfig(), tmp_path / "data")
+    assert (tmp_path / "data" / "README.md").read_text() == "keep me"
 
 
 def test_config_errors_name_the_key():

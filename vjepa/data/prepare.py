@@ -546,12 +546,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 def build_small_suite(cfg: SmallSuiteConfig, out_dir: str | os.PathLike) -> dict:
-    """Build the small suite under out_dir (replaced as a whole once complete, so a crash never
-    leaves a half-built folder there) and return a summary: counts, classes, seconds of video and
-    bytes per part, and the build time."""
+    """Build the small suite under out_dir and return a summary: counts, classes, seconds of video
+    and bytes per part, and the build time. The suite is built beside out_dir and swapped in once
+    complete (a crash never leaves a half-built folder); an existing out_dir is replaced only if a
+    previous build made it."""
     cfg.validate()
     t_start = time.time()
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise FileExistsError(f"{out} exists and was not built by prepare (no summary.json); refusing to replace "
+                              "it. Point out_dir at its own folder, e.g. data/small")
     tmp = out.parent / f".{out.name}.building"
     if tmp.exists():
         shutil.rmtree(tmp)
