@@ -16,11 +16,12 @@ import torch
 
 from vjepa.checkpoint import CheckpointError, import_official, load
 from vjepa.config import ConfigError, from_dict
+from vjepa.data import MixtureDataset, TooManySkipped
 from vjepa.distributed import DistEnv, ShardedBatchSampler
 from vjepa.masks import MaskCollator
 from vjepa.models import build_encoder, build_predictor
-from vjepa.pretrain import (MicroBatches, NonFiniteLossError, PretrainConfig, build_state, collate_clips, ema_update_,
-                            jepa_loss, param_groups, pretrain, train_step)
+from vjepa.pretrain import (MicroBatches, NonFiniteLossError, PretrainConfig, build_state, ema_update_, jepa_loss,
+                            param_groups, pretrain, train_step)
 
 TINY = {
     "model": {"size": "tiny", "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 48, "depth": 2,
@@ -43,7 +44,7 @@ def tiny_config(**over) -> PretrainConfig:
 class MovingSquares(torch.utils.data.Dataset):
     """Clips of a bright square moving right over noise, flipped at random (an augmentation drawing
     from the global torch RNG, so exact resume must reproduce it). Item `nan_index` becomes NaN
-    while `poisoned` is set; items in `broken` are undecodable (None)."""
+    while `poisoned` is set; items in `broken` are undecodable (no video)."""
 
     def __init__(self, n: int, frames: int = 4, px: int = 32):
         self.n, self.frames, self.px = n, frames, px
@@ -54,7 +55,7 @@ class MovingSquares(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         if i in self.broken:
-            return None
+            return {"video": None, "label": i % 3, "index": i, "path": f"clip{i:03d}.mp4"}
         g = torch.Generator().manual_seed(i)
         v = 0.1 * torch.randn(3, self.frames, self.px, self.px, generator=g)
         x, y = torch.randint(0, self.px - 8, (2,), generator=g).tolist()
@@ -199,11 +200,11 @@ def test_sampler_gives_each_shard_its_slice_of_the_global_batch_and_resumes_mid_
     one = ShardedBatchSampler(10, 2, 2, DistEnv(), seed=3, total_steps=5)
     assert one.global_batch == 4 and one.steps_per_epoch == 2  # 10 // 4: two clips dropped per epoch
     batches = list(one)
-    assert [(step, shard) for step, shard, _ in batches[:4]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [key[:3] for key in batches[:6]] == [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 0, 1), (2, 1, 1)]
     ranks = [list(ShardedBatchSampler(10, 2, 1, DistEnv(rank=r, world_size=2), seed=3, total_steps=5))
              for r in range(2)]
     assert [b for s in range(5) for b in (ranks[0][s], ranks[1][s])] == batches  # rank r = shard r
-    idx = [i for _, _, keys in batches[:4] for i, _ in keys]
+    idx = [i for *_, keys in batches[:4] for i, _ in keys]
     assert len(set(idx)) == 8  # one epoch: no clip twice
     assert list(ShardedBatchSampler(10, 2, 2, DistEnv(), seed=3, total_steps=5, start_step=3)) == batches[6:]
     assert one.position(3) == {"epoch": 1, "index_in_epoch": 4, "steps_per_epoch": 2}
@@ -211,18 +212,29 @@ def test_sampler_gives_each_shard_its_slice_of_the_global_batch_and_resumes_mid_
         ShardedBatchSampler(10, 3, 4, DistEnv(), seed=0, total_steps=1)
 
 
+def test_a_weighted_mixture_is_drawn_with_its_weights(tmp_path):
+    class Recorded(MovingSquares):
+        def __getitem__(self, i):
+            self.seen.append(i)
+            return super().__getitem__(i)
+    a, b = Recorded(4), Recorded(4)
+    a.seen, b.seen = [], []
+    pretrain(tiny_config(optim={"iterations": 3}), MixtureDataset([a, b], weights=[1.0, 0.0]), tmp_path)
+    assert len(a.seen) == 6 and b.seen == []
+
+
 def test_micro_batches_seed_augmentations_by_position_and_draw_the_shards_masks():
     cfg = tiny_config()
-    data = MicroBatches(MovingSquares(4), cfg, collate_clips)
+    data = MicroBatches(MovingSquares(4), cfg)
     torch.manual_seed(1)
     state = torch.get_rng_state()
-    a, b = data[(5, 1, [(2, 11), (3, 12)])], data[(5, 1, [(2, 11), (3, 12)])]
+    a, b = data[(5, 1, 2, [(2, 11), (3, 12)])], data[(5, 1, 2, [(2, 11), (3, 12)])]
     assert torch.equal(a["clips"], b["clips"]) and torch.equal(torch.get_rng_state(), state)
     flips = {bool(torch.equal(data.item(2, s)["video"], data.item(2, 11)["video"])) for s in range(8)}
     assert flips == {True, False}  # the item seed drives the random flip
     ctx, tgt = MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=1)(2, 5)
     assert all(torch.equal(x, y) for x, y in zip(a["context_masks"] + a["target_masks"], ctx + tgt))
-    other = data[(5, 0, [(2, 11), (3, 12)])]  # shard 0 draws other masks for the same clips
+    other = data[(5, 0, 2, [(2, 11), (3, 12)])]  # shard 0 draws other masks for the same clips
     assert not all(torch.equal(x, y) for x, y in zip(other["context_masks"] + other["target_masks"], ctx + tgt))
 
 
@@ -288,13 +300,16 @@ def test_a_nan_loss_stops_with_a_clear_error_and_the_last_checkpoint_still_loads
     assert pretrain(cfg, data, tmp_path)["steps"] == 6  # and the run resumes from it
 
 
-def test_undecodable_videos_are_skipped_and_counted(tmp_path):
+def test_undecodable_videos_are_skipped_counted_once_and_stop_the_run_past_the_allowed_fraction(tmp_path):
     data = MovingSquares(4)
     data.broken = {1}
-    summary = pretrain(tiny_config(batch_size=4, optim={"iterations": 2}), data, tmp_path)
-    assert summary["skipped_videos"] == 2  # met once per step (every step is a whole epoch here)
-    assert [(m["clips"], m["skipped_videos"]) for m in read_metrics(tmp_path)] == [(3, 1), (3, 2)]
-    assert load(tmp_path / "latest.pth.tar")["skipped"]["count"] == 2
+    summary = pretrain(tiny_config(batch_size=4, optim={"iterations": 2}, max_skipped_fraction=0.25), data, tmp_path)
+    assert summary["skipped_videos"] == 1  # a unique file, met at both steps
+    assert [(m["clips"], m["skipped_videos"]) for m in read_metrics(tmp_path)] == [(3, 1), (3, 1)]
+    assert load(tmp_path / "latest.pth.tar")["skipped"] == ["clip001.mp4"]
+    data.broken = {1, 2}
+    with pytest.raises(TooManySkipped, match="2 of 4 files could not be decoded"):
+        pretrain(tiny_config(batch_size=4, optim={"iterations": 2}, max_skipped_fraction=0.25), data, tmp_path / "b")
 
 
 def test_resume_refuses_a_changed_batch_or_model(tmp_path):

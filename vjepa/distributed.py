@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -112,10 +113,11 @@ def barrier(env: DistEnv) -> None:
 
 
 class ShardedBatchSampler(Sampler):
-    """Yields this process's micro-batches as (step, shard, keys), iteration by iteration from
-    `start_step` (0-based iterations), for a DataLoader with batch_size=None.
+    """Yields this process's micro-batches as (step, shard, epoch, keys), iteration by iteration
+    from `start_step` (0-based iterations), for a DataLoader with batch_size=None.
 
-    The order of each epoch is a permutation seeded by (seed, epoch); an epoch holds
+    The order of each epoch is a permutation seeded by (seed, epoch), or order_fn(epoch) (e.g. a
+    weighted draw over a mixture of datasets); an epoch holds
     len(dataset) // G global batches (the remainder is dropped, as DistributedSampler's drop_last).
     Iteration i takes positions [i*G, (i+1)*G) of the running order, and shard k the slice
     [k*B, (k+1)*B) of those. Each key is (dataset index, item seed), the item seed a function of
@@ -124,7 +126,7 @@ class ShardedBatchSampler(Sampler):
     """
 
     def __init__(self, num_samples: int, batch_size: int, accumulation_steps: int, env: DistEnv, seed: int,
-                 total_steps: int, start_step: int = 0):
+                 total_steps: int, start_step: int = 0, order_fn: Callable[[int], Sequence[int]] | None = None):
         self.n, self.batch_size, self.accum = num_samples, batch_size, accumulation_steps
         self.global_batch = batch_size * env.world_size * accumulation_steps
         self.steps_per_epoch = num_samples // self.global_batch
@@ -132,7 +134,7 @@ class ShardedBatchSampler(Sampler):
             raise ValueError(f"the dataset has {num_samples} clips, fewer than one global batch of {self.global_batch} "
                              f"(batch_size {batch_size} x {env.world_size} processes x {accumulation_steps} accumulation steps)")
         self.shards = env.shard_ids(accumulation_steps)
-        self.seed, self.total_steps, self.start_step = seed, total_steps, start_step
+        self.seed, self.total_steps, self.start_step, self.order_fn = seed, total_steps, start_step, order_fn
         self._perm: tuple[int, torch.Tensor] | None = None
 
     def position(self, step: int) -> dict:
@@ -143,8 +145,14 @@ class ShardedBatchSampler(Sampler):
 
     def order(self, epoch: int) -> torch.Tensor:
         if self._perm is None or self._perm[0] != epoch:
-            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
-            self._perm = (epoch, torch.randperm(self.n, generator=g))
+            if self.order_fn is not None:
+                order = torch.as_tensor(self.order_fn(epoch), dtype=torch.long)
+                if len(order) < self.steps_per_epoch * self.global_batch:
+                    raise ValueError(f"order_fn({epoch}) gave {len(order)} indices, fewer than an epoch's "
+                                     f"{self.steps_per_epoch * self.global_batch}")
+            else:
+                order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+            self._perm = (epoch, order)
         return self._perm[1]
 
     def micro_batch(self, step: int, shard: int) -> list[tuple[int, int]]:
@@ -157,7 +165,7 @@ class ShardedBatchSampler(Sampler):
     def __iter__(self):
         for step in range(self.start_step, self.total_steps):
             for shard in self.shards:
-                yield step, shard, self.micro_batch(step, shard)
+                yield step, shard, step // self.steps_per_epoch, self.micro_batch(step, shard)
 
     def __len__(self) -> int:
         return (self.total_steps - self.start_step) * len(self.shards)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import random
@@ -36,6 +37,7 @@ from tqdm import tqdm
 from vjepa import schedules
 from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic
 from vjepa.config import to_dict
+from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -120,6 +122,7 @@ class PretrainConfig:
     seed: int = 234                  # official meta.seed
     device: str = "auto"             # "auto" | "cpu" | "cuda"
     num_workers: int = 0
+    max_skipped_fraction: float = 0.01  # undecodable videos allowed before the run stops (unique files)
     checkpoint_every: int = 300
     log_every: int = 1
 
@@ -340,13 +343,11 @@ def _set_rng_state(s: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: int, loss: float,
-                    sampler: ShardedBatchSampler, skipped: tuple[int, set[str]]) -> None:
+                    sampler: ShardedBatchSampler, skipped: SkipCounter) -> None:
     """Official layout (spec 5.1) plus our training state; written atomically by rank 0 (all ranks
-    must call: the RNG states and skipped paths are gathered from every process). `skipped` is
-    (undecodable items met so far on all processes, this process's paths of them)."""
+    must call: the RNG states are gathered from every process)."""
     env = state.env
     rngs = gather_objects(_rng_state(), env)
-    skipped_paths = set().union(*gather_objects(sorted(skipped[1]), env))
     if env.is_main:
         ck = official_layout(
             state.encoder, state.predictor, state.target_encoder,
@@ -354,7 +355,7 @@ def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: in
             epoch=sampler.position(step)["epoch"], loss=loss, batch_size=cfg.batch_size,
             world_size=env.world_size, lr=cfg.optim.lr,
             step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
-            skipped={"count": skipped[0], "paths": sorted(skipped_paths)}, config=to_dict(cfg))
+            skipped=sorted(skipped.paths), config=to_dict(cfg))
         save_atomic(ck, path)
     barrier(env)
 
@@ -401,29 +402,6 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
 # ----------------------------------------------------------------------------------------------
 # The loop
 
-def collate_clips(items: list) -> dict:
-    """Stack dataset items {"video" [S, V, C, T, H, W], "label", "index", "path"} into a batch,
-    dropping undecodable ones (None, or a None video) into "skipped" (used until vjepa.data.collate exists)."""
-    kept = [it for it in items if it is not None and it.get("video") is not None]
-    skipped = [("<unknown>" if it is None else str(it.get("path"))) for it in items
-               if it is None or it.get("video") is None]
-    if not kept:
-        return {"video": torch.empty(0, 1, 1, 0, 0, 0, 0), "label": torch.empty(0, dtype=torch.long),
-                "index": torch.empty(0, dtype=torch.long), "path": [], "skipped": skipped}
-    return {"video": torch.stack([it["video"] for it in kept]),
-            "label": torch.tensor([int(it["label"]) for it in kept]),
-            "index": torch.tensor([int(it["index"]) for it in kept]),
-            "path": [str(it["path"]) for it in kept], "skipped": skipped}
-
-
-def _collate_fn():
-    try:
-        from vjepa.data import collate  # the data package's collate, once it exists (same contract)
-    except ImportError:
-        return collate_clips
-    return collate
-
-
 def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
     """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W], checked against the model."""
     v = batch["video"]
@@ -444,14 +422,14 @@ def _identity(x):
 
 
 class MicroBatches(torch.utils.data.Dataset):
-    """Builds one micro-batch from a sampler key (step, shard, [(index, item seed), ...]), inside a
+    """Builds one micro-batch from a sampler key (step, shard, epoch, [(index, item seed), ...]), inside a
     DataLoader worker when num_workers > 0: each item is drawn with the python, numpy and torch RNGs
     seeded by its item seed (then the caller's RNG states are put back), so augmentations are a
     function of the data position alone, which exact resume needs; the items are collated and the
     shard's masks drawn for the clips that decoded (as the official collator does in its workers)."""
 
-    def __init__(self, dataset, cfg: PretrainConfig, collate: Callable):
-        self.dataset, self.cfg, self.collate = dataset, cfg, collate
+    def __init__(self, dataset, cfg: PretrainConfig):
+        self.dataset, self.cfg = dataset, cfg
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -469,8 +447,10 @@ class MicroBatches(torch.utils.data.Dataset):
                 np.random.set_state(np_state)
 
     def __getitem__(self, key) -> dict:
-        step, shard, keys = key
-        batch = self.collate([self.item(i, s) for i, s in keys])
+        step, shard, epoch, keys = key
+        if hasattr(self.dataset, "set_epoch"):  # datasets with their own seeded draws key them by epoch
+            self.dataset.set_epoch(epoch)
+        batch = collate([self.item(i, s) for i, s in keys])
         clips = _clips(batch, self.cfg)
         masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
         context_masks, target_masks = masks(clips.size(0), step)
@@ -523,15 +503,20 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         torch.backends.cudnn.benchmark = True  # fixed clip shape: let cuDNN pick the Conv3d kernel once
     state = build_state(cfg, env)
     ckpt_path = out_dir / "latest.pth.tar"
-    start, last_loss, skipped, skipped_paths = 0, float("nan"), 0, set()
+    start, last_loss = 0, float("nan")
+    skipped = SkipCounter(len(dataset), cfg.max_skipped_fraction)  # the same on every process
     if ckpt_path.exists():
         ck = restore_checkpoint(ckpt_path, state, cfg)
         start, last_loss = ck["step"], ck["loss"]
-        skipped, skipped_paths = ck["skipped"]["count"], set(ck["skipped"]["paths"])
+        skipped.paths = set(ck["skipped"])
         del ck
     total = cfg.optim.iterations
-    sampler = ShardedBatchSampler(len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
-    loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg, _collate_fn()), sampler=sampler, batch_size=None,
+    order_fn = None
+    if getattr(dataset, "weights", None) is not None:  # a weighted MixtureDataset: draw with its weights
+        order_fn = functools.partial(mixture_indices, dataset.sizes, dataset.weights, len(dataset), cfg.seed)
+    sampler = ShardedBatchSampler(len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start,
+                                  order_fn)
+    loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg), sampler=sampler, batch_size=None,
                                          collate_fn=_identity, num_workers=cfg.num_workers,
                                          pin_memory=env.device.type == "cuda")
     log = MetricsLog(out_dir / "metrics.jsonl", start) if env.is_main else None
@@ -557,10 +542,11 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         except NonFiniteLossError as e:
             good = f"{ckpt_path} (step {saved_step})" if ckpt_path.exists() else "none written yet"
             raise NonFiniteLossError(f"{e}; the weights were not updated; last good checkpoint: {good}") from None
-        skipped_paths.update(step_skipped)
-        skipped += int(all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item())
+        if all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item():
+            # rare: share the paths so that every process counts (and stops on) the same files
+            skipped.update(p for paths in gather_objects(step_skipped, env) for p in paths)
         dt = time.perf_counter() - t0
-        metrics.update({"skipped_videos": skipped, "step": step, "epoch": sampler.position(step - 1)["epoch"],
+        metrics.update({**skipped.metrics(), "step": step, "epoch": sampler.position(step - 1)["epoch"],
                         "clips_per_s": metrics["clips"] / dt, "peak_memory_mb": _peak_memory_mb(env.device)})
         window.append(metrics["loss"])
         rates.append(metrics["clips_per_s"])
@@ -573,13 +559,13 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
                     log_fn(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == total:
             last_loss = float(np.mean(window))
-            save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, (skipped, skipped_paths))
+            save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, skipped)
             saved_step, window = step, []
     bar.close()
     return {"steps": total, "final_loss": last.get("loss", last_loss),
             "final_loss_per_mask": [last[f"loss_mask{i}"] for i in range(len(cfg.masks))] if last else None,
             "final_target_std": last.get("target_std"), "clips_per_s": float(np.mean(rates)) if rates else None,
-            "peak_memory_mb": _peak_memory_mb(env.device), "skipped_videos": skipped,
+            "peak_memory_mb": _peak_memory_mb(env.device), **skipped.metrics(),
             "global_batch": cfg.batch_size * env.world_size * cfg.accumulation_steps,
             "world_size": env.world_size, "checkpoint": str(ckpt_path),
             "wall_s": time.perf_counter() - t_start}
@@ -587,4 +573,4 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
 
 __all__ = ["OptimConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
            "ema_update_", "param_groups", "TrainState", "build_state", "train_step", "save_checkpoint",
-           "restore_checkpoint", "collate_clips", "MicroBatches", "pretrain"]
+           "restore_checkpoint", "MicroBatches", "pretrain"]
