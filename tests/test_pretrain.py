@@ -158,6 +158,32 @@ def test_ema_update_with_momentum_one_keeps_the_target_and_zero_copies_the_conte
     assert all(torch.equal(b.state_dict()[k], v) for k, v in a.state_dict().items())
 
 
+def test_gradient_clipping_starts_at_its_step_and_bounds_each_model_separately():
+    cfg = tiny_config(optim={"clip_grad": 1e-3, "clip_grad_from_step": 2})
+    state, micro = tiny_state_and_batch(cfg)
+    seen = []
+
+    def norms(optimizer, *_):  # gradient norms as the optimizer sees them
+        seen.append([torch.nn.utils.get_total_norm([p.grad for p in m.parameters() if p.grad is not None]).item()
+                     for m in (state.encoder, state.predictor)])
+    state.optimizer.register_step_pre_hook(norms)
+    m1 = train_step(state, cfg, micro, step=1)
+    m2 = train_step(state, cfg, micro, step=2)
+    assert seen[0] == pytest.approx([m1["grad_norm_encoder"], m1["grad_norm_predictor"]])  # step 1: not clipped
+    assert m2["grad_norm_predictor"] > 1e-3 and seen[1][1] == pytest.approx(1e-3, rel=1e-4)
+    assert seen[1][0] == pytest.approx(min(m2["grad_norm_encoder"], 1e-3), rel=1e-4)
+
+
+def test_activation_checkpointing_gives_the_same_step_and_bf16_a_close_one():
+    losses = {}
+    for name, over in {"plain": {}, "ckpt": {"model": {"activation_checkpointing": True}}, "bf16": {"dtype": "bf16"}}.items():
+        cfg = tiny_config(**over)
+        state, micro = tiny_state_and_batch(cfg)
+        losses[name] = [train_step(state, cfg, micro, step=s)["loss"] for s in (1, 2)]
+    assert losses["ckpt"] == losses["plain"]
+    assert losses["bf16"] == pytest.approx(losses["plain"], rel=2e-2)
+
+
 def test_param_groups_follow_the_official_weight_decay_split():
     cfg = tiny_config()
     enc, pred = build_encoder(cfg.model), build_predictor(cfg.model)
