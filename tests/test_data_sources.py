@@ -1,0 +1,53 @@
+"""Task data specs: each real format read through one typed spec, train and val in one label space."""
+import pytest
+
+from vjepa.config import ConfigError, from_dict
+from vjepa.data.readers import AnnotationError
+from vjepa.data.sources import TaskData, read_task
+
+
+def spec(root, fmt, train, val, **extra):
+    return {"train": {"format": fmt, "path": str(root / train), **extra.get("train_extra", {})},
+            "val": {"format": fmt, "path": str(root / val), **extra.get("val_extra", {})}}
+
+
+def test_every_format_of_the_small_suite_reads_into_one_label_space(tiny_suite):
+    root, summary = tiny_suite
+    labels = str(root / "ssv2/something-something-v2-labels.json")
+    tasks = {
+        "k400": spec(root, "kinetics", "k400/annotations/train.csv", "k400/annotations/validate.csv",
+                     train_extra={"root": str(root / "k400/videos/train")}, val_extra={"root": str(root / "k400/videos/val")}),
+        "ssv2": spec(root, "ssv2", "ssv2/something-something-v2-train.json", "ssv2/something-something-v2-validation.json",
+                     train_extra={"labels": labels, "root": str(root / "ssv2/videos")},
+                     val_extra={"labels": labels, "root": str(root / "ssv2/videos")}),
+        "ssv2_list": spec(root, "list", "ssv2/train.csv", "ssv2/val.csv"),
+        "in1k": spec(root, "image_folder", "in1k/train", "in1k/val"),
+        "inat21": spec(root, "inat", "inat21/train.json", "inat21/val.json"),
+    }
+    sizes = {}
+    for name, s in tasks.items():
+        train, val, classes = read_task(from_dict(TaskData, s, name))
+        sizes[name] = (len(train), len(val))
+        assert all(0 <= y < len(classes) for _, y in train + val)
+    assert sizes["k400"] == (120, 4) and sizes["ssv2"] == (8, 4) == sizes["ssv2_list"]
+    assert sizes["in1k"] == (10, 10) and sizes["inat21"] == (6, 6)
+    # the SSv2 JSON and the list file give the same labels for the same videos
+    a, _, _ = read_task(from_dict(TaskData, tasks["ssv2"]))
+    b, _, _ = read_task(from_dict(TaskData, tasks["ssv2_list"]))
+    assert sorted((p.split("/")[-1], y) for p, y in a) == sorted((p.split("/")[-1], y) for p, y in b)
+
+
+def test_a_val_class_missing_from_training_is_an_error_naming_the_folder(tmp_path):
+    for split, classes in (("train", ["cat"]), ("val", ["cat", "dog"])):
+        for c in classes:
+            (tmp_path / split / c).mkdir(parents=True)
+            (tmp_path / split / c / "a.jpg").write_bytes(b"x")
+    with pytest.raises(AnnotationError, match=r"val.*\['dog'\] are not in the training classes"):
+        read_task(from_dict(TaskData, spec(tmp_path, "image_folder", "train", "val")))
+
+
+def test_specs_are_validated_at_the_edge():
+    with pytest.raises(ConfigError, match="k400.train: .*format"):
+        from_dict(TaskData, {"train": {"format": "csv", "path": "x"}, "val": {"format": "list", "path": "y"}}, "k400")
+    with pytest.raises(ConfigError, match="needs `labels`"):
+        from_dict(TaskData, {"train": {"format": "ssv2", "path": "x"}, "val": {"format": "ssv2", "path": "y"}})

@@ -1,0 +1,94 @@
+"""Where a task's data lives and in which real format: one typed spec per split, read with the
+format's own reader. The same spec serves a researcher's K400/SSv2/IN1K/Places205/iNat21 folders
+and the small suite that `prepare` writes in those formats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
+                                read_path_label_list, read_ssv2)
+
+FORMATS = ("list", "kinetics", "ssv2", "image_folder", "inat")
+IMAGE_FORMATS = ("image_folder", "inat")
+
+
+@dataclass
+class SplitSource:
+    """One split. format: 'list' (space-separated `path label`), 'kinetics' (release CSV; clips at
+    <root>/<label>/<ytid>_<t0>_<t1>.mp4), 'ssv2' (split JSON + labels JSON; <root>/<id><extension>),
+    'image_folder' (path is the root of class folders), 'inat' (iNat21 JSON; images under root)."""
+
+    format: str
+    path: str
+    root: str | None = None
+    labels: str | None = None       # ssv2: something-something-v2-labels.json
+    extension: str = ".webm"        # ssv2 video files
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.format == "ssv2" and not self.labels:
+            raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
+
+    @property
+    def is_image(self) -> bool:
+        return self.format in IMAGE_FORMATS
+
+
+@dataclass
+class TaskData:
+    """A labelled task: a train and a val split in the same label space."""
+
+    train: SplitSource
+    val: SplitSource
+
+    def validate(self) -> None:
+        if self.train.is_image != self.val.is_image:
+            raise ValueError("train and val must both be videos or both be images")
+
+
+def read_split(src: SplitSource, classes: dict[str, int] | None = None) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """Entries [(path, label)] and the class map of one split; `classes` (from the train split)
+    fixes the label indices of a val split whose format derives them from names."""
+    f = src.format
+    if f == "list":
+        entries = read_path_label_list(src.path)
+        return entries, classes or {str(k): k for k in sorted({label for _, label in entries})}
+    if f == "kinetics":
+        return read_kinetics_csv(src.path, video_root=src.root, classes=classes)
+    if f == "ssv2":
+        return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension)
+    if f == "image_folder":
+        entries, found = read_image_folder(src.path)
+        if classes is not None:
+            extra = sorted(set(found) - set(classes))
+            if extra:
+                raise AnnotationError(src.path, None, f"class folders {extra} are not in the training classes")
+            entries = [(p, classes[name]) for p, name in _names(entries, found)]
+            return entries, classes
+        return entries, found
+    entries, found = read_inat_json(src.path, image_root=src.root)
+    if classes is not None and found != classes:
+        missing = sorted(set(found) - set(classes))
+        if missing:
+            raise AnnotationError(src.path, None, f"categories {missing[:5]} are not in the training categories")
+        entries = [(p, classes[name]) for p, name in _names(entries, found)]
+        return entries, classes
+    return entries, found
+
+
+def _names(entries, class_map):
+    inverse = {v: k for k, v in class_map.items()}
+    return [(p, inverse[label]) for p, label in entries]
+
+
+def read_task(task: TaskData) -> tuple[list, list, dict[str, int]]:
+    """(train entries, val entries, class map) with indices shared by both splits."""
+    train, classes = read_split(task.train)
+    val, _ = read_split(task.val, classes)
+    n = max(classes.values()) + 1 if classes else 0
+    bad = [(p, y) for p, y in train + val if not 0 <= y < n]
+    if bad:
+        raise AnnotationError(task.val.path, None, f"label {bad[0][1]} of {bad[0][0]} outside 0..{n - 1}")
+    return train, val, classes
+
