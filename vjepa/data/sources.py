@@ -52,8 +52,8 @@ def read_split(src: SplitSource, classes: dict[str, int] | None = None) -> tuple
     fixes the label indices of a val split whose format derives them from names."""
     f = src.format
     if f == "list":
-        entries = read_path_label_list(src.path)
-        return entries, classes or {str(k): k for k in sorted({label for _, label in entries})}
+        entries = read_path_label_list(src.path)  # integer labels: classes are 0..max
+        return entries, classes or {str(k): k for k in range(max(label for _, label in entries) + 1)}
     if f == "kinetics":
         return read_kinetics_csv(src.path, video_root=src.root, classes=classes)
     if f == "ssv2":
@@ -86,6 +86,8 @@ def read_task(task: TaskData) -> tuple[list, list, dict[str, int]]:
     """(train entries, val entries, class map) with indices shared by both splits."""
     train, classes = read_split(task.train)
     val, _ = read_split(task.val, classes)
+    if task.train.format == "list":  # integer labels: the label space is 0..max over both splits
+        classes = {str(k): k for k in range(max(y for _, y in train + val) + 1)}
     n = max(classes.values()) + 1 if classes else 0
     bad = [(p, y) for p, y in train + val if not 0 <= y < n]
     if bad:
