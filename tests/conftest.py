@@ -17,8 +17,8 @@ def _seed():
 
 
 # A tiny small-suite (every real format), built once per test session for tests that read it.
-TINY_SUITE = dict(k400_train=120, k400_val=4, k400_frames=16, ssv2_train=8, ssv2_val=4, ssv2_frames=8, in1k_train=10,
-                  in1k_val=10, inat_train=6, inat_val=6, places_train=4, places_val=2, ava_train_videos=1,
+TINY_SUITE = dict(k400_train=120, k400_val=4, k400_frames=16, ssv2_train=8, ssv2_val=4, ssv2_frames=8, in1k_train=80,
+                  in1k_val=10, inat_train=120, inat_val=6, places_train=4, places_val=2, ava_train_videos=1,
                   ava_val_videos=1, ava_keyframes=2, footage_size=32, footage_chunk_frames=48)
 
 

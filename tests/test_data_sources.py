@@ -30,7 +30,7 @@ def test_every_format_of_the_small_suite_reads_into_one_label_space(tiny_suite):
         sizes[name] = (len(train), len(val))
         assert all(0 <= y < len(classes) for _, y in train + val)
     assert sizes["k400"] == (120, 4) and sizes["ssv2"] == (8, 4) == sizes["ssv2_list"]
-    assert sizes["in1k"] == (10, 10) and sizes["inat21"] == (6, 6)
+    assert sizes["in1k"] == (80, 10) and sizes["inat21"] == (120, 6)
     # the SSv2 JSON and the list file give the same labels for the same videos
     a, _, _ = read_task(from_dict(TaskData, tasks["ssv2"]))
     b, _, _ = read_task(from_dict(TaskData, tasks["ssv2_list"]))

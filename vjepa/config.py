@@ -50,6 +50,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         kt, vt = args or (Any, Any)
         return {_check(k, kt, where): _check(v, vt, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 as a string; accept exactly that spelling
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
