@@ -14,5 +14,5 @@ from vjepa.data.video import VideoDecodeError, read_clips
 from vjepa.data.datasets import (ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
                                  VideoDataset, collate, mixture_indices)
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
-                                   EvalClipTransform, TrainClipTransform, eval_transform, pretrain_transform,
-                                   probe_train_transform)
+                                   EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
+                                   finetune_train_transform, pretrain_transform, probe_train_transform)

@@ -10,12 +10,24 @@ A clip is `num_frames` frames spread over a window of clip_len = num_frames * fr
 - partition not longer than the window: linspace over the partition with partition // frame_step
   points, padded by repeating the last frame; or, with `allow_overlap` (the official frozen evals),
   windows of up to clip_len frames whose starts are spread evenly over the whole video.
+
+Two more methods serve VideoMAE-style finetuning (appendix Table 8):
+- "spread" (VideoMAE's Kinetics test views, evaluation only): every frame_step-th frame of the whole
+  video (the last repeated up to num_frames), and S windows of num_frames consecutive ones whose
+  starts int(s * (L - num_frames) / (S - 1)) spread from the first to the last; S = 1 takes the centre.
+- "tsn" (VideoMAE's SSv2 loader, TSN segments): the video is cut into num_frames equal segments and
+  one frame is taken from each, so a clip covers the whole video whatever its length (frame_step is
+  not used). Training: a random frame per segment; evaluation: frame int(tick * (x + s / S)) of
+  segment x for view s, tick = length / num_frames (S = 2: the segment starts, then their midpoints).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+
+METHODS = ("window", "spread", "tsn")
 
 
 @dataclass
@@ -29,6 +41,7 @@ class ClipSampling:
     random: bool = True  # True for training; False for deterministic evaluation
     allow_overlap: bool = False  # official frozen evals: True
     eval_window: str = "center"  # random=False and a long partition: "center" (ours) or "start" (official)
+    method: str = "window"  # "window" (official, above) | "spread" (VideoMAE K400 test) | "tsn" (VideoMAE SSv2)
 
     def validate(self) -> None:
         if self.num_frames < 1 or self.frame_step < 1 or self.num_segments < 1:
@@ -37,6 +50,10 @@ class ClipSampling:
             raise ValueError(f"clip_duration must be positive seconds, got {self.clip_duration}")
         if self.eval_window not in ("center", "start"):
             raise ValueError(f"eval_window must be 'center' or 'start', got {self.eval_window!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "spread" and self.random:
+            raise ValueError("method 'spread' builds evaluation views; set random: false (train with 'window' or 'tsn')")
 
 
 def clip_window(start: int, clip_len: int, num_frames: int) -> np.ndarray:
@@ -70,7 +87,11 @@ def clip_indices(num_video_frames: int, cfg: ClipSampling, rng: np.random.Genera
     n, fpc, S = int(num_video_frames), cfg.num_frames, cfg.num_segments
     if n < S:
         raise ValueError(f"video has {n} frames, fewer than the {S} segments asked for")
+    if cfg.method == "tsn":
+        return tsn_indices(n, fpc, S, rng if cfg.random else None, cfg.random)
     step = frame_step_for(cfg, fps)
+    if cfg.method == "spread":
+        return spread_indices(n, fpc, step, S)
     clip_len = fpc * step
     part = n // S
     out = []
@@ -95,3 +116,39 @@ def clip_indices(num_video_frames: int, cfg: ClipSampling, rng: np.random.Genera
             offset = (n - clip_len) // (S - 1) if n > clip_len else 0
             out.append(_padded(span, points, fpc, max(span - 1, 0)) + i * offset)
     return out
+
+
+def spread_indices(num_video_frames: int, num_frames: int, frame_step: int, num_views: int) -> list[np.ndarray]:
+    """VideoMAE's Kinetics test views: windows of num_frames consecutive frames of the video
+    subsampled every frame_step frames, with starts spread evenly from its first to its last window."""
+    sub = np.arange(0, num_video_frames, frame_step)
+    if len(sub) < num_frames:  # short video: repeat its last sampled frame
+        sub = np.concatenate([sub, np.full(num_frames - len(sub), sub[-1])])
+    spare = len(sub) - num_frames
+    if num_views == 1:  # VideoMAE divides by S - 1 here; one view takes the centre window
+        starts = [spare // 2]
+    else:
+        starts = [int(s * max(spare / (num_views - 1), 0)) for s in range(num_views)]
+    return [sub[t:t + num_frames].astype(np.int64) for t in starts]
+
+
+def tsn_indices(num_video_frames: int, num_frames: int, num_views: int = 1, rng: np.random.Generator | None = None,
+                random: bool = False) -> list[np.ndarray]:
+    """TSN sampling (VideoMAE's SSv2 loader): num_frames equal segments of the whole video, one frame
+    from each. random: a uniform frame inside each segment per view; else view s of S takes frame
+    int(tick * x + tick * s / S) of segment x (tick = n / num_frames)."""
+    n = int(num_video_frames)
+    if random:
+        if rng is None:
+            raise ValueError("random TSN sampling needs an rng")
+        seg = n // num_frames
+        out = []
+        for _ in range(num_views):
+            if seg > 0:
+                out.append(np.arange(num_frames) * seg + rng.integers(0, seg, size=num_frames))
+            else:  # fewer frames than segments: VideoMAE repeats frame 0 (a still clip); we draw sorted frames
+                out.append(np.sort(rng.integers(0, n, size=num_frames)))
+        return [o.astype(np.int64) for o in out]
+    tick = n / float(num_frames)
+    return [np.array([int(tick * x + tick * s / num_views) for x in range(num_frames)], dtype=np.int64)
+            for s in range(num_views)]

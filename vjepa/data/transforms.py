@@ -230,6 +230,31 @@ def probe_train_transform(img_size: int, scale=(0.08, 1.0), ratio=(0.75, 1.33), 
     return TrainClipTransform(img_size, scale, ratio, hflip, auto_augment=auto_augment, reprob=reprob)
 
 
+def finetune_train_transform(img_size: int, hflip: bool = True, auto_augment: str | None = RAND_AUGMENT,
+                             color_jitter: float | None = 0.4, reprob: float = 0.25, interpolation: str = "bicubic",
+                             scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> TrainClipTransform:
+    """Finetuning (appendix Table 8, VideoMAE): clip-consistent RandAugment rand-m7-n4-mstd0.5-inc1
+    (bicubic), random resized crop at scale (0.08, 1), flip (off for SSv2), colour jitter 0.4 (the
+    appendix lists it; VideoMAE and timm skip jitter when RandAugment is on: color_jitter=None),
+    normalisation, random erasing 0.25 in pixel mode with one box through the clip."""
+    return TrainClipTransform(img_size, scale, ratio, hflip, auto_augment=auto_augment, reprob=reprob,
+                              color_jitter=color_jitter, interpolation=interpolation)
+
+
+class RepeatedAugment:
+    """Repeated augmentation (VideoMAE num_sample): `transform` applied num_sample times to the same
+    decoded frames, each with its own draws, stacked as views [num_sample * V, C, T, H, W]."""
+
+    def __init__(self, transform, num_sample: int = 2):
+        if num_sample < 1:
+            raise ValueError(f"num_sample must be >= 1, got {num_sample}")
+        self.transform, self.num_sample = transform, num_sample
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        rng = _rng(rng)
+        return torch.cat([self.transform(frames, rng=rng) for _ in range(self.num_sample)])
+
+
 def eval_transform(img_size: int, num_views: int = 1, resize_ratio: float = 256 / 224) -> EvalClipTransform:
     """Evaluation: short-side resize and centre crop (1 view) or 3 crops along the long side."""
     return EvalClipTransform(img_size, num_views, resize_ratio)
