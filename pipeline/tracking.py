@@ -118,10 +118,12 @@ class Tracker:
 
 
 @contextmanager
-def stage_run(stage: str, params: dict | None = None, tags: dict | None = None) -> Iterator[Tracker]:
+def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
+              enabled: bool = True) -> Iterator[Tracker]:
     """Open one MLflow run for a stage execution, tagged with the stage, git commit, DVC experiment
-    and profile; yields a Tracker (inactive if MLflow is unreachable or VJEPA_MLFLOW=0)."""
-    if os.environ.get("VJEPA_MLFLOW", "1") == "0":
+    and profile; yields a Tracker (inactive if MLflow is unreachable, enabled is False (e.g. on
+    ranks other than 0) or VJEPA_MLFLOW=0)."""
+    if not enabled or os.environ.get("VJEPA_MLFLOW", "1") == "0":
         yield Tracker()
         return
     uri = tracking_uri()
