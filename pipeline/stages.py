@@ -291,14 +291,16 @@ def probe_config(params: dict, task: ProbeTask, num_classes: int, segments: int,
     return from_dict(ProbeConfig, raw, f"params.yaml:probe.tasks.{task.data}")
 
 
-def frozen_encoder(params: dict, checkpoint: str | None):
-    """The EMA target encoder of a checkpoint (None: random init), or the `probe.encoder` override
-    (a released V-JEPA file or a timm image model run frame by frame)."""
+def frozen_encoder(params: dict, checkpoint: str | None, model: ModelConfig | None = None,
+                   override: bool = True):
+    """The EMA target encoder of a checkpoint (None: random init) of shape `model` (default: the
+    `model` section), or, with override, the `probe.encoder` section's encoder (a released V-JEPA
+    file or a timm image model run frame by frame)."""
     from vjepa.probe import EncoderConfig, build_frozen_encoder
 
-    enc_cfg = from_dict(EncoderConfig, {"checkpoint": checkpoint, **section(params, "probe.encoder", {})},
-                        "params.yaml:probe.encoder")
-    return build_frozen_encoder(enc_cfg, model_config(params)), enc_cfg
+    raw = {"checkpoint": checkpoint, **(section(params, "probe.encoder", {}) if override else {})}
+    enc_cfg = from_dict(EncoderConfig, raw, "params.yaml:probe.encoder")
+    return build_frozen_encoder(enc_cfg, model or model_config(params)), enc_cfg
 
 
 def run_probe_task(params: dict, task: ProbeTask, encoder, out: Path, seed: int, segments: int,
@@ -400,7 +402,7 @@ def learn(params_path: str = "params.yaml", seed: str | int | None = None) -> di
     same shape, under the same probes, on the tasks of `learn.tasks` (motion and appearance)."""
     params = load_params(params_path)
     seed = main_seed(params) if seed is None else int(seed)
-    names = section(params, "learn.tasks")
+    names = [section(params, "learn.motion"), section(params, "learn.appearance")]
     extra = section(params, "learn.probe", {})
     ckpt = str(checkpoint_path(seed))
     settings = {"learn": section(params, "learn"), "seed": seed, "checkpoint": ckpt,
@@ -411,7 +413,7 @@ def learn(params_path: str = "params.yaml", seed: str | int | None = None) -> di
         results = {}
         for encoder_kind in ("pretrained", "random"):
             torch.manual_seed(seed)  # the random encoder's init is a function of the seed
-            encoder, _ = frozen_encoder(params, ckpt if encoder_kind == "pretrained" else None)
+            encoder, _ = frozen_encoder(params, ckpt if encoder_kind == "pretrained" else None, override=False)
             for name in names:
                 task = typed(ProbeTask, params, f"probe.tasks.{name}")
                 segments = int(section(params, "learn.segments", 1))
@@ -459,7 +461,7 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
         work = work_dir(f"ablate-{point}", settings)
         summary = run_pretraining(cfg, pretrain_dataset(params, cfg, seed), work / "pretrain", t,
                                   int(section(params, "pretrain.mlflow_every", 1)))
-        encoder, _ = frozen_encoder(params, str(work / "pretrain" / "latest.pth.tar"))
+        encoder, _ = frozen_encoder(params, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
         r = run_probe_task(params, task, encoder, work / "probe", seed, task.segments[0], point,
                            section(params, "ablations.probe", {}))
         stats = [mask_statistics(m, cfg.model.grid, batch_size=cfg.batch_size, num_batches=20) for m in cfg.masks]
@@ -474,5 +476,49 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
         return _finish(t, f"ablate/{point}", metrics)
 
 
+# ----------------------------------------------------------------------------------------------
+# finetuning (Table 8)
+
+def finetune(params_path: str = "params.yaml", task_name: str | None = None) -> dict:
+    """Finetune the main seed's encoder end to end on one task (VideoMAE recipe, multi-view test);
+    writes runs/finetune/<task>/."""
+    from vjepa.finetune import FinetuneConfig, build_datasets
+    from vjepa.finetune import finetune as vjepa_finetune
+
+    params = load_params(params_path)
+    seed = main_seed(params)
+    spec = section(params, f"finetune.tasks.{task_name}")
+    data = typed(TaskData, params, f"tasks.{spec['data']}")
+    train, val, classes = read_task(data)
+    raw = {**section(params, "finetune.defaults", {}), **{k: v for k, v in spec.items() if k != "data"},
+           "model": section(params, "model"), "num_classes": len(classes), "seed": seed}
+    cfg = from_dict(FinetuneConfig, raw, f"params.yaml:finetune.tasks.{task_name}")
+    ckpt = section(params, "finetune").get("checkpoint") or str(checkpoint_path(seed))  # or a released file
+    settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": section(params, f"tasks.{spec['data']}")}
+    with stage_run("finetune", settings, {"profile": profile_name(params), "task": task_name}) as t:
+        work = work_dir(f"finetune-{task_name}", settings)
+        train_set, val_set = build_datasets(cfg, train, val)
+        result = vjepa_finetune(cfg, ckpt, train_set, val_set, work,
+                                log_fn=lambda m, step: t.metrics({k: v for k, v in m.items() if k != "step"}, step=step))
+        (work / "latest.pth.tar").unlink(missing_ok=True)  # the resume state; the finetuned model stays
+        publish(work, RUNS / "finetune" / task_name)
+        return _finish(t, f"finetune/{task_name}", {"profile": profile_name(params), "task": task_name,
+                                                     "checkpoint": ckpt, **result})
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+def report(params_path: str = "params.yaml") -> dict:
+    """reports/README.md and figures, from the metrics files alone."""
+    from pipeline.report import build_report
+
+    params = load_params(params_path)
+    with stage_run("report", None, {"profile": profile_name(params)}) as t:
+        path = build_report(params)
+        t.artifact(path)
+        return {"report": str(path)}
+
+
 STAGES = {"prepare": prepare, "masks": masks, "pretrain": pretrain, "probe": probe, "detect": detect,
-          "learn": learn, "ablate": ablate}
+          "learn": learn, "ablate": ablate, "finetune": finetune, "report": report}

@@ -196,11 +196,19 @@ class _Digits:
             self._sprites[(k, size)] = md.sprite(self.images[k], size)
         return self._sprites[(k, size)]
 
-    def motion(self, rng, num_frames: int, canvas: int, boundary: str,
-               speed_scale: float = 1.0) -> tuple[np.ndarray, dict]:
+    def pick(self, rng, split: str, digit: int | None = None) -> int:
+        """A digit image of the split: any, or one of class `digit` (stratified splits, so every class
+        of a small split appears in training, as in the real datasets)."""
+        pool = self.pool[split]
+        if digit is not None:
+            pool = pool[self.labels[pool] == digit]
+        return int(rng.choice(pool))
+
+    def motion(self, rng, num_frames: int, canvas: int, boundary: str, speed_scale: float = 1.0,
+               direction: int | None = None) -> tuple[np.ndarray, dict]:
         """Integer positions [T, 2] of one digit and its motion labels (direction, speed, reversal)."""
         cfg = self.cfg
-        d = int(rng.integers(len(self.directions)))
+        d = int(rng.integers(len(self.directions))) if direction is None else direction % len(self.directions)
         si = int(rng.integers(len(cfg.speeds)))
         rev = bool(rng.random() < cfg.reversal_prob)
         span = canvas if boundary == "wrap" else canvas - cfg.digit_size
@@ -211,11 +219,12 @@ class _Digits:
         heading = lambda t: md.heading(t, start, v, canvas, cfg.digit_size, boundary, reverse_at)
         return pos, {"direction": d, "speed": si, "reversal": int(rev), "heading": heading}
 
-    def clip(self, rng, split: str, num_frames: int, visible_fraction: float = 1.0):
-        """A moving-digit clip [T, R, R, 3] and its labels."""
+    def clip(self, rng, split: str, num_frames: int, visible_fraction: float = 1.0, digit: int | None = None,
+             direction: int | None = None):
+        """A moving-digit clip [T, R, R, 3] and its labels (digit class and direction drawn, or given)."""
         cfg = self.cfg
-        k = int(rng.choice(self.pool[split]))
-        pos, meta = self.motion(rng, num_frames, cfg.resolution, cfg.boundary)
+        k = self.pick(rng, split, digit)
+        pos, meta = self.motion(rng, num_frames, cfg.resolution, cfg.boundary, direction=direction)
         visible = None
         if visible_fraction < 1:
             n = max(1, int(round(visible_fraction * num_frames)))
@@ -235,9 +244,9 @@ class _Digits:
         meta.update(digit=int(self.labels[k]), digit_index=k)
         return frames, meta
 
-    def still(self, rng, split: str, size: int, colour=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, int]:
+    def still(self, rng, split: str, size: int, colour=(1.0, 1.0, 1.0), digit: int | None = None) -> tuple[np.ndarray, int]:
         """A still digit image [size, size, 3] at a random place, inked in `colour`."""
-        k = int(rng.choice(self.pool[split]))
+        k = self.pick(rng, split, digit)
         span = size - self.cfg.digit_size
         y, x = rng.integers(0, span + 1, size=2)
         canvas = np.zeros((size, size), np.float32)
@@ -262,7 +271,7 @@ def _build_k400(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
         rows, entries = [], []
         for i in range(n):
             rng = _rng(cfg, "k400", split, i)
-            frames, meta = digits.clip(rng, split, cfg.k400_frames, cfg.k400_visible_fraction)
+            frames, meta = digits.clip(rng, split, cfg.k400_frames, cfg.k400_visible_fraction, digit=i % 10)
             label = md.DIGIT_NAMES[meta["digit"]]
             yid = _youtube_id(rng)
             t0 = int(rng.integers(0, 300))
@@ -319,7 +328,7 @@ def _build_ssv2(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
         items, per_task = [], {t: [] for t in MOTION_TASKS}
         for i in range(n):
             rng = _rng(cfg, "ssv2", split, i)
-            frames, meta = digits.clip(rng, split, cfg.ssv2_frames)
+            frames, meta = digits.clip(rng, split, cfg.ssv2_frames, direction=i)  # directions stratified
             vid = str(next_id)
             next_id += 1
             path = root / "videos" / f"{vid}{ext}"
@@ -350,7 +359,7 @@ def _build_in1k(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
     wnids = [f"n{k:08d}" for k in range(10)]
     for split, n in (("train", cfg.in1k_train), ("val", cfg.in1k_val)):
         for i in range(n):
-            img, label = digits.still(_rng(cfg, "in1k", split, i), split, cfg.image_size)
+            img, label = digits.still(_rng(cfg, "in1k", split, i), split, cfg.image_size, digit=i % 10)
             _save_image(root / split / wnids[label] / f"{wnids[label]}_{i:06d}.JPEG", img)
             bar.update()
     return {"train": cfg.in1k_train, "val": cfg.in1k_val, "classes": wnids,
@@ -371,8 +380,8 @@ def _build_inat(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
         images, anns = [], []
         for i in range(n):
             rng = _rng(cfg, "inat21", split, i)
-            c = int(rng.integers(len(colours)))
-            img, label = digits.still(rng, split, cfg.image_size, INK_COLOURS[colours[c]])
+            c = i % len(colours)  # categories (digit x ink) stratified
+            img, label = digits.still(rng, split, cfg.image_size, INK_COLOURS[colours[c]], digit=(i // len(colours)) % 10)
             cat = cats[label * len(colours) + c]
             rel = f"{split}/{cat['image_dir_name']}/{_youtube_id(rng)}.jpg"
             _save_image(root / rel, img)

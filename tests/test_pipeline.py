@@ -1,0 +1,109 @@
+"""The DAG end to end on the smoke profile, in a copy of the checkout: every stage runs and writes
+its metrics, the report is built from them, a second `dvc repro` does nothing, and a changed probe
+parameter re-runs only the probe that reads it and the report. Plus the stage plumbing."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import stages
+from pipeline.profiles import available, use_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_work_dir_resumes_with_the_same_settings_and_starts_over_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    w = stages.work_dir("pretrain-seed0", {"lr": 1})
+    (w / "latest.pth.tar").write_text("step 5")
+    assert (stages.work_dir("pretrain-seed0", {"lr": 1}) / "latest.pth.tar").read_text() == "step 5"
+    assert not (stages.work_dir("pretrain-seed0", {"lr": 2}) / "latest.pth.tar").exists()
+    out = stages.publish(w, Path("runs/pretrain/seed0"))
+    assert (out / "settings.json").exists() and not w.exists()
+
+
+def test_profiles_switch_params_yaml(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "a.yaml").write_text("profile: a\n")
+    (tmp_path / "params.yaml").write_text("profile: default\n")
+    use_profile("a", tmp_path)
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == {"profile": "a"}
+    with pytest.raises(FileNotFoundError, match="no profile 'b'.*available: \\['a'\\]"):
+        use_profile("b", tmp_path)
+
+
+def test_the_default_profile_file_is_params_yaml():
+    assert (ROOT / "profiles" / "default.yaml").read_text() == (ROOT / "params.yaml").read_text()
+    assert {"default", "smoke"} <= set(available(ROOT))
+
+
+def checkout_copy(dst: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    for stale in ("dvc.lock", "metrics", "reports"):
+        p = dst / stale
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
+    return dst
+
+
+def dvc(repo: Path, *args) -> str:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory):
+    repo = checkout_copy(tmp_path_factory.mktemp("smoke") / "checkout")
+    use_profile("smoke", repo)
+    log = dvc(repo, "repro")
+    return repo, log
+
+
+def test_the_whole_dag_runs_and_writes_every_stage_metrics_and_the_report(smoke_repo):
+    repo, log = smoke_repo
+    m = repo / "metrics"
+    expected = ["prepare", "masks", "pretrain/seed0", "pretrain/seed1", "probe/k400", "probe/ssv2", "probe/in1k",
+                "probe/places205", "probe/inat21", "detect", "finetune/k400", "finetune/ssv2", "learn/seed0",
+                "learn/seed1", "ablate/default", "ablate/copy"]
+    for name in expected:
+        data = json.loads((m / f"{name}.json").read_text())
+        assert data["profile"] == "smoke", name
+    assert json.loads((m / "pretrain/seed1.json").read_text())["steps"] == 4
+    k400 = json.loads((m / "probe/k400.json").read_text())
+    assert set(k400["coverage"]) == {"segments1", "segments2"} and set(k400["top1_by_kind"]) == {"attentive", "linear"}
+    learn = json.loads((m / "learn/seed0.json").read_text())
+    assert set(learn["top1"]["ssv2"]) == {"pretrained", "random"}
+    assert json.loads((m / "ablate/copy.json").read_text())["target"] == "copy"
+    report = (repo / "reports" / "README.md").read_text()
+    for title in ("Does it learn?", "Frozen evaluation", "Table 11", "Table 12", "Appendix D", "Finetuning"):
+        assert title in report
+    assert (repo / "reports" / "figures" / "pretraining_curves.png").stat().st_size > 1000
+    assert not any((repo / "runs" / ".work").iterdir())  # every finished stage left its work folder
+
+
+def test_a_second_repro_does_nothing_and_a_probe_param_reruns_only_its_probe(smoke_repo):
+    repo, _ = smoke_repo
+    assert "Data and pipelines are up to date" in dvc(repo, "repro")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["probe"]["tasks"]["in1k"]["still_frames"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(repo, "status", "--json")
+    assert sorted(json.loads(status)) == ["probe@in1k"]
+    log = dvc(repo, "repro")
+    ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+    assert ran == ["probe@in1k", "report"]
