@@ -284,6 +284,7 @@ def probe_datasets(params: dict, task: ProbeTask, img_size: int, segments: int, 
 def probe_config(params: dict, task: ProbeTask, num_classes: int, segments: int, seed: int, extra: dict | None = None):
     from vjepa.probe import ProbeConfig
 
+    from_dict(ProbeConfig, {**section(params, "probe.defaults"), "num_classes": 2}, "params.yaml:probe.defaults")
     raw = {**section(params, "probe.defaults"), **task.probe, **(extra or {}),
            "num_classes": num_classes, "num_segments": segments, "still_frames": task.still_frames, "seed": seed}
     if not task.augment:
@@ -518,6 +519,54 @@ def report(params_path: str = "params.yaml") -> dict:
         path = build_report(params)
         t.artifact(path)
         return {"report": str(path)}
+
+
+# ----------------------------------------------------------------------------------------------
+# checking a params file before a long run
+
+def check(params_path: str = "params.yaml") -> list[str]:
+    """Build every typed config of a params file without touching data or weights, so a typo or a
+    wrong type fails in seconds with its key path, not hours into a run. Returns what was checked."""
+    from vjepa.detect import AvaClipConfig, DetectConfig
+    from vjepa.finetune import FinetuneConfig
+    from vjepa.probe import EncoderConfig, ProbeConfig
+
+    params = load_params(params_path)
+    checked = []
+    if params.get("prepare") is not None:
+        from vjepa.data.prepare import SmallSuiteConfig
+        typed(SmallSuiteConfig, params, "prepare")
+    for name in section(params, "tasks"):
+        typed(TaskData, params, f"tasks.{name}")
+    model_config(params), mask_configs(params)
+    for seed in section(params, "seeds"):
+        pretrain_config(params, int(seed))
+    typed(PretrainData, params, "pretrain.data")
+    checked += ["prepare", "tasks", "model", "masks", "pretrain"]
+    from_dict(EncoderConfig, section(params, "probe.encoder", {}), "params.yaml:probe.encoder")
+    for name in section(params, "probe.tasks"):
+        task = typed(ProbeTask, params, f"probe.tasks.{name}")
+        if task.data not in section(params, "tasks"):
+            raise ConfigError(f"params.yaml:probe.tasks.{name}.data: no task '{task.data}' in `tasks`")
+        for s in task.segments:
+            probe_config(params, task, 2, s, 0)
+    checked.append("probe")
+    typed(AvaFiles, params, "detect.data"), typed(AvaClipConfig, params, "detect.clip")
+    from_dict(DetectConfig, section(params, "detect.head"), "params.yaml:detect.head")
+    for name, spec in section(params, "finetune.tasks").items():
+        raw = {**section(params, "finetune.defaults", {}), **{k: v for k, v in spec.items() if k != "data"},
+               "model": section(params, "model"), "num_classes": 2}
+        from_dict(FinetuneConfig, raw, f"params.yaml:finetune.tasks.{name}")
+    for key in ("learn.motion", "learn.appearance", "ablations.task"):
+        if section(params, key) not in section(params, "probe.tasks"):
+            raise ConfigError(f"params.yaml:{key}: '{section(params, key)}' is not a key of probe.tasks")
+    for point in section(params, "ablations.points"):
+        spec = typed(AblationPoint, params, f"ablations.points.{point}")
+        overrides = copy.deepcopy(section(params, "ablations.pretrain", {}))
+        overrides.update(spec.pretrain)
+        pretrain_config(params, 0, overrides)
+    checked += ["detect", "finetune", "learn", "ablations"]
+    return checked
 
 
 STAGES = {"prepare": prepare, "masks": masks, "pretrain": pretrain, "probe": probe, "detect": detect,

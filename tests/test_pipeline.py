@@ -40,7 +40,7 @@ def test_profiles_switch_params_yaml(tmp_path):
 
 def test_the_default_profile_file_is_params_yaml():
     assert (ROOT / "profiles" / "default.yaml").read_text() == (ROOT / "params.yaml").read_text()
-    assert {"default", "smoke"} <= set(available(ROOT))
+    assert {"default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384"} <= set(available(ROOT))
 
 
 def checkout_copy(dst: Path) -> Path:
@@ -107,3 +107,21 @@ def test_a_second_repro_does_nothing_and_a_probe_param_reruns_only_its_probe(smo
     log = dvc(repo, "repro")
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
     assert ran == ["probe@in1k", "report"]
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384"])
+def test_every_profile_is_a_valid_params_file(name):
+    assert "ablations" in stages.check(str(ROOT / "profiles" / f"{name}.yaml"))
+
+
+def test_check_names_the_key_of_a_typo(tmp_path):
+    params = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    params["probe"]["defaults"]["epoch"] = 3
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(Exception, match=r"params.yaml:probe.defaults: unknown key\(s\) \['epoch'\]"):
+        stages.check(str(tmp_path / "p.yaml"))
+    params["probe"]["defaults"].pop("epoch")
+    params["learn"]["motion"] = "ssv3"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(Exception, match=r"learn.motion: 'ssv3' is not a key of probe.tasks"):
+        stages.check(str(tmp_path / "p.yaml"))
