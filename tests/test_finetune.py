@@ -165,16 +165,57 @@ def test_mixup_refuses_an_odd_number_of_clips():
 # ----------------------------------------------------------------------------------------------
 # multi-view testing
 
+class LogitsInClip(torch.nn.Module):
+    """Returns each clip's per-channel mean as its logits, so a dataset dictates every view's scores."""
+
+    def forward(self, clips):
+        return clips.mean(dim=(2, 3, 4))
+
+
+class Views(Dataset):
+    """Video i holds S x V views; view (s, v) is a clip whose channel k is filled with logits[i, s, v, k]."""
+
+    def __init__(self, logits, labels):
+        self.logits, self.labels = logits, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        S, V, K = self.logits.shape[1:]
+        video = self.logits[i][:, :, :, None, None, None].expand(S, V, K, 2, 4, 4).clone()
+        return {"video": video, "label": int(self.labels[i]), "index": i, "path": f"v{i}.mp4"}
+
+
+def _evaluate(dataset, batch_size=2):
+    cfg = cfg_of(batch_size=batch_size, num_sample=1, mixup_prob=0.0)
+    return evaluate(LogitsInClip(), dataset, cfg, torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False))
+
+
 def test_views_are_averaged_as_softmax_probabilities_not_logits():
     # one confident view for class 1 against two moderate views for class 0
-    view_logits = torch.tensor([[[0.0, 100.0, 0.0]], [[3.0, 0.0, 0.0]], [[3.0, 0.0, 0.0]]])  # [V=3, n=1, K=3]
-    result = {"view_logits": view_logits, "probs": view_logits.softmax(-1).mean(0), "label": torch.tensor([0]),
-              "index": torch.tensor([7]), "path": ["a.mp4"], "skipped": [], "segments": 3, "crops": 1}
-    assert view_logits.mean(0).argmax(-1).item() == 1                     # averaging logits would say 1
-    metrics, predictions = multiview_metrics(result)
+    logits = torch.tensor([[[[0.0, 100.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 0.0]]]])  # [n=1, S=1, V=3, K=3]
+    assert logits.mean(dim=(1, 2)).argmax(-1).item() == 1                             # averaging logits says 1
+    metrics, predictions = multiview_metrics(_evaluate(Views(logits, [0])))
     assert metrics["top1"] == 100.0 and metrics["top1_per_view"] == [0.0, 100.0, 100.0]
     assert predictions.iloc[0]["predicted"] == 0
-    assert float(predictions.iloc[0]["top5_prob"].split()[0]) == pytest.approx((2 * 0.909443 + 0.0) / 3, abs=1e-5)
+    p0 = torch.tensor([3.0, 0.0, 0.0]).softmax(0)[0].item()
+    assert float(predictions.iloc[0]["top5_prob"].split()[0]) == pytest.approx(2 * p0 / 3, abs=1e-5)
+
+
+def test_evaluation_takes_every_segment_and_crop_of_a_video_as_one_view():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 2, 3, 3, generator=g) * 3                                 # [n, S=2, V=3, K=3]
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    result = _evaluate(Views(logits, labels))
+    views = logits.flatten(1, 2)                                                      # [n, S*V, K], order (s, v)
+    assert (result["segments"], result["crops"]) == (2, 3)
+    assert torch.allclose(result["probs"], views.softmax(-1).mean(1), atol=1e-6)
+    assert torch.equal(result["view_pred"], views.argmax(-1).T)
+    assert result["index"].tolist() == [0, 1, 2, 3, 4] and torch.equal(result["label"], labels)
+    metrics, _ = multiview_metrics(result)
+    assert metrics["top1"] == pytest.approx(100 * (views.softmax(-1).mean(1).argmax(-1) == labels).float().mean().item())
+    assert metrics["views"] == 6 and len(metrics["top1_per_view"]) == 6
 
 
 def test_topk_counts_a_label_among_the_k_best_classes():
@@ -182,36 +223,6 @@ def test_topk_counts_a_label_among_the_k_best_classes():
                           [0.3, 0.2, 0.1, 0.15, 0.05, 0.12, 0.08],     # label 5 is 4th: hit top-5
                           [0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]])     # label 0: hit top-1
     assert topk_accuracy(probs, torch.tensor([3, 5, 0])) == {"top1": pytest.approx(100 / 3), "top5": pytest.approx(200 / 3)}
-
-
-class ValueModel(torch.nn.Module):
-    """Logits from a clip's mean value v: [v % 7, v % 5, v % 3], so every view gives known scores."""
-
-    def forward(self, clips):
-        v = clips.mean(dim=(1, 2, 3, 4))
-        return torch.stack([v % 7, v % 5, v % 3], dim=1)
-
-
-class Views(Dataset):
-    def __len__(self):
-        return 5
-
-    def __getitem__(self, i):
-        value = torch.tensor([[100.0 * i + 10 * s + v for v in range(3)] for s in range(2)])  # [S=2, V=3]
-        return {"video": value[:, :, None, None, None, None].expand(2, 3, 3, 4, 8, 8).clone(), "label": i % 3,
-                "index": i, "path": f"v{i}.mp4"}
-
-
-def test_evaluation_takes_every_segment_and_crop_of_a_video_as_one_view():
-    cfg = cfg_of(batch_size=2, num_sample=1, mixup_prob=0.0)
-    result = evaluate(ValueModel(), Views(), cfg, torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False))
-    assert result["view_logits"].shape == (6, 5, 3) and (result["segments"], result["crops"]) == (2, 3)
-    for i in range(5):
-        vals = torch.tensor([100.0 * i + 10 * s + v for s in range(2) for v in range(3)])
-        logits = torch.stack([vals % 7, vals % 5, vals % 3], dim=1)
-        assert torch.allclose(result["view_logits"][:, i], logits)
-        assert torch.allclose(result["probs"][i], logits.softmax(-1).mean(0))
-    assert result["index"].tolist() == [0, 1, 2, 3, 4] and result["label"].tolist() == [0, 1, 2, 0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,6 +238,10 @@ def test_head_is_mean_pool_fc_norm_dropout_linear_with_a_small_init():
     assert torch.allclose(model(x), expect, atol=1e-6)
     assert model.head_drop.p == 0.5 and model.encoder.blocks[-1].drop_path.drop_prob == pytest.approx(0.2)
     assert isinstance(build_model(cfg_of(encoder_norm=False)).encoder.norm, torch.nn.Identity)
+    bn = build_model(cfg_of(head_norm="batchnorm")).eval()  # standardises each pooled channel over the batch
+    pooled = bn.encoder(x).mean(1)
+    expect = bn.head((pooled - bn.fc_norm.running_mean) / torch.sqrt(bn.fc_norm.running_var + bn.fc_norm.eps))
+    assert torch.allclose(bn(x), expect, atol=1e-6) and not list(bn.fc_norm.parameters())
 
 
 def test_the_pretrained_target_encoder_loads_strictly_and_longer_clips_interpolate_positions(tmp_path):
@@ -247,6 +262,8 @@ def test_config_errors_name_the_key_and_table8_ssv2_column_builds():
         cfg_of(lr="fast")
     with pytest.raises(ConfigError, match="sampling must be"):
         cfg_of(sampling="random")
+    with pytest.raises(ConfigError, match="head_norm must be"):
+        cfg_of(head_norm="groupnorm")
     with pytest.raises(ConfigError, match="do not tile"):
         cfg_of(num_frames=5)
     ssv2 = cfg_of(**{**TABLE8_SSV2, "num_frames": 8})
@@ -279,8 +296,9 @@ class Stop(Exception):
 
 
 def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
-    # mixup, drop path, dropout and a random augmentation all on: every draw must repeat on resume
-    cfg = cfg_of(epochs=2, batch_size=4, num_sample=2, checkpoint_every=2, eval_every=1)
+    # mixup, drop path, dropout and a random augmentation all on: every draw must repeat on resume;
+    # the batch-norm head's running statistics must come back too
+    cfg = cfg_of(epochs=2, batch_size=4, num_sample=2, checkpoint_every=2, eval_every=1, head_norm="batchnorm")
     train, val = Bands(16, views=2, jitter=0.5), Bands(6, segments=2, views=1, seed=1)
     whole = finetune(cfg, None, train, val, tmp_path / "whole")
 
@@ -300,4 +318,5 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert (resumed["top1"], resumed["top5"]) == (whole["top1"], whole["top5"])
     assert resumed["history"] == whole["history"]
     with pytest.raises(CheckpointError, match="lr: 0.001 -> 0.002"):
-        finetune(cfg_of(epochs=2, batch_size=4, num_sample=2, lr=2e-3), None, train, val, tmp_path / "killed")
+        finetune(cfg_of(epochs=2, batch_size=4, num_sample=2, lr=2e-3, head_norm="batchnorm"), None, train, val,
+                 tmp_path / "killed")

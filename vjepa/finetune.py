@@ -82,6 +82,8 @@ class FinetuneConfig:
     head_drop_rate: float = 0.5
     init_scale: float = 0.001               # head weight and bias scaled at init (VideoMAE)
     encoder_norm: bool = True               # keep the encoder's final norm before pooling; false: VideoMAE
+    head_norm: str = "layernorm"            # fc_norm: "layernorm" (VideoMAE) | "batchnorm" (no affine, MAE's
+                                            # linear-probe head; for pooled features that barely vary across clips)
     # optimisation
     epochs: int = 35                        # SSv2 20
     batch_size: int = 64                    # videos per process and step; global = x processes x accumulation
@@ -126,6 +128,8 @@ class FinetuneConfig:
             raise ValueError(f"test_num_crop must be 1 or 3, got {self.test_num_crop}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.head_norm not in ("layernorm", "batchnorm"):
+            raise ValueError(f"head_norm must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
         if self.mixup_mode not in ("batch", "pair", "elem"):
             raise ValueError(f"mixup_mode must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
         for name in ("num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
@@ -157,15 +161,17 @@ TABLE8_SSV2 = {"num_frames": 32, "epochs": 20, "lr": 1e-4, "test_num_segment": 2
 # Model
 
 class VideoClassifier(nn.Module):
-    """Encoder -> mean of its tokens -> LayerNorm (fc_norm) -> dropout -> Linear: [B, C, T, H, W] -> [B, K]."""
+    """Encoder -> mean of its tokens -> LayerNorm (fc_norm) -> dropout -> Linear: [B, C, T, H, W] -> [B, K].
+    head_norm="batchnorm" standardises each pooled channel over the batch instead (no affine)."""
 
     def __init__(self, encoder: VisionTransformer, num_classes: int, head_drop_rate: float = 0.5,
-                 init_scale: float = 0.001, encoder_norm: bool = True):
+                 init_scale: float = 0.001, encoder_norm: bool = True, head_norm: str = "layernorm"):
         super().__init__()
         if not encoder_norm:  # VideoMAE: under mean pooling the final norm is an identity
             encoder.norm = nn.Identity()
         self.encoder = encoder
-        self.fc_norm = LayerNorm(encoder.embed_dim)
+        D = encoder.embed_dim
+        self.fc_norm = LayerNorm(D) if head_norm == "layernorm" else nn.BatchNorm1d(D, affine=False)
         self.head_drop = nn.Dropout(head_drop_rate)
         self.head = nn.Linear(encoder.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
@@ -202,7 +208,7 @@ def build_model(cfg: FinetuneConfig, encoder_checkpoint: str | Path | None = Non
     encoder = build_encoder(cfg.model, drop_path_rate=cfg.drop_path)
     if encoder_checkpoint is not None:
         load_official_module(encoder, load(encoder_checkpoint), cfg.checkpoint_key, str(encoder_checkpoint))
-    return VideoClassifier(encoder, cfg.num_classes, cfg.head_drop_rate, cfg.init_scale, cfg.encoder_norm)
+    return VideoClassifier(encoder, cfg.num_classes, cfg.head_drop_rate, cfg.init_scale, cfg.encoder_norm, cfg.head_norm)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,15 +323,16 @@ def _seeded(seed: int, device: torch.device):
 def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: torch.device, autocast,
              env: DistEnv | None = None) -> dict:
     """Every view of every video through the model; returns labels, index, path, skipped paths,
-    view-averaged softmax probabilities [n, K] and per-view logits [S*V, n, K]. Under DDP each
-    process takes every world_size-th video and the results are gathered on all processes."""
+    view-averaged softmax probabilities [n, K], per-view predicted classes [S*V, n] and the numbers
+    of segments and crops. Under DDP each process takes every world_size-th video and the results
+    are gathered on all processes."""
     env = env or DistEnv()
     model.eval()
     mine = list(range(env.rank, len(dataset), env.world_size))
     loader = DataLoader(torch.utils.data.Subset(dataset, mine), cfg.batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.num_workers)
     chunk = cfg.batch_size * cfg.num_sample  # clips per forward pass, as in training
-    logits, labels, index, paths, skipped, shape = [], [], [], [], [], None
+    probs, view_pred, labels, index, paths, skipped, shape = [], [], [], [], [], [], None
     for batch in tqdm(loader, desc="finetune eval", leave=False, disable=not env.is_main):
         skipped += batch["skipped"]
         if len(batch["label"]) == 0:
@@ -339,19 +346,21 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: to
         clips = video.flatten(0, 2)                                   # order (b, s, v)
         with autocast():
             out = torch.cat([model(c.to(device, non_blocking=True)).float() for c in clips.split(chunk)])
-        logits.append(out.view(B, S * V, -1).transpose(0, 1).cpu())   # [S*V, B, K]
+        logits = out.view(B, S * V, -1).transpose(0, 1)                 # [S*V, B, K]
+        probs.append(average_views(logits).cpu())                       # mean of the views' softmaxes
+        view_pred.append(logits.argmax(-1).cpu())
         labels.append(batch["label"])
         index.append(batch["index"])
         paths += batch["path"]
-    local = {"logits": torch.cat(logits, 1) if logits else None, "label": torch.cat(labels) if labels else None,
-             "index": torch.cat(index) if index else None, "path": paths, "skipped": skipped, "shape": shape}
-    parts = [p for p in gather_objects(local, env)]
-    got = [p for p in parts if p["logits"] is not None]
+    local = {"probs": torch.cat(probs) if probs else None, "view_pred": torch.cat(view_pred, 1) if probs else None,
+             "label": torch.cat(labels) if labels else None, "index": torch.cat(index) if index else None,
+             "path": paths, "skipped": skipped, "shape": shape}
+    parts = gather_objects(local, env)
+    got = [p for p in parts if p["probs"] is not None]
     if not got:
         raise ValueError(f"no evaluation video could be read ({sum(len(p['skipped']) for p in parts)} skipped)")
-    view_logits = torch.cat([p["logits"] for p in got], 1)
-    return {"view_logits": view_logits, "probs": average_views(view_logits), "segments": got[0]["shape"][0],
-            "crops": got[0]["shape"][1],
+    return {"probs": torch.cat([p["probs"] for p in got]), "view_pred": torch.cat([p["view_pred"] for p in got], 1),
+            "segments": got[0]["shape"][0], "crops": got[0]["shape"][1],
             "label": torch.cat([p["label"] for p in got]), "index": torch.cat([p["index"] for p in got]),
             "path": [x for p in got for x in p["path"]], "skipped": [x for p in parts for x in p["skipped"]]}
 
@@ -365,7 +374,7 @@ def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[
 def multiview_metrics(result: dict) -> tuple[dict, pd.DataFrame]:
     """Top-1/top-5 of the averaged softmax, top-1 of each view alone; and the predictions table."""
     probs, labels = result["probs"], result["label"]
-    per_view = [topk_accuracy(v.softmax(-1), labels, (1,))["top1"] for v in result["view_logits"]]
+    per_view = [100.0 * float((v == labels).float().mean()) for v in result["view_pred"]]
     k = min(5, probs.shape[1])
     top = probs.topk(k, dim=1)
     metrics = {**topk_accuracy(probs, labels), "top1_per_view": per_view, "views": len(per_view),
@@ -430,7 +439,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
         clips, labels = training_clips(mb, cfg)
         if state.mixup is not None and len(clips) % 2:  # an undecodable video left an odd count
             clips, labels = clips[:-1], labels[:-1]
-        if len(clips) == 0:
+        if len(clips) < (2 if cfg.head_norm == "batchnorm" else 1):  # batch statistics need two clips
             if env.distributed:
                 raise RuntimeError(f"step {step}: no clip of a micro-batch could be decoded; with several processes "
                                    "this would stall the gradient exchange")
@@ -549,10 +558,11 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     def autocast():
         return torch.autocast(env.device.type, dtype=dtype, enabled=dtype is not None)
 
-    batches, result = iter(loader), None
+    batches, result, rates = iter(loader), None, []
     bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="finetune", disable=not env.is_main,
                dynamic_ncols=True)
     for step in bar:
+        t_step = time.perf_counter()
         micro = []
         for _ in range(cfg.accumulation_steps):
             mb = next(batches)
@@ -564,7 +574,9 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
         if all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item():
             skipped.update(p for paths in gather_objects(step_skipped, env) for p in paths)
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        metrics.update({"epoch": (step - 1) // steps_per_epoch, **skipped.metrics()})
+        metrics.update({"epoch": (step - 1) // steps_per_epoch, **skipped.metrics(),
+                        "clips_per_s": metrics["clips"] / (time.perf_counter() - t_step)})
+        rates.append(metrics["clips_per_s"])
         epoch_loss = (epoch_loss[0] + metrics["loss"], epoch_loss[1] + 1)
         if env.is_main:
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
@@ -596,7 +608,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
         "encoder_checkpoint": None if encoder_checkpoint is None else str(encoder_checkpoint),
         **{f"train_{k}": v for k, v in skipped.metrics().items()},
         "skipped_paths": sorted(set(skipped.paths) | set(result["skipped"]) - {"<unknown>"})[:20],
-        "seconds": round(time.perf_counter() - t0, 1)})
+        "train_clips_per_s": float(np.mean(rates)) if rates else None, "seconds": round(time.perf_counter() - t0, 1)})
     if env.is_main:
         _write_outputs(out, metrics, predictions, state.model, cfg)
     barrier(env)
