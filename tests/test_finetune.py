@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from vjepa.checkpoint import CheckpointError, export_official, import_official, load
 from vjepa.config import ConfigError, from_dict
-from vjepa.finetune import (TABLE8_SSV2, ClipMixup, DistEnv, FinetuneConfig, VideoClassifier, build_model, build_state,
+from vjepa.distributed import DistEnv
+from vjepa.finetune import (TABLE8_SSV2, ClipMixup, FinetuneConfig, build_model, build_state,
                             evaluate, finetune, layer_decay_groups, lr_values, multiview_metrics, topk_accuracy)
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 

@@ -2,7 +2,8 @@
 end with the VideoMAE recipe (Tong et al. 2022), then tested on several views per video.
 
 - Model: encoder -> mean of the tokens -> LayerNorm (fc_norm) -> dropout 0.5 -> Linear, the head
-  initialised at 0.001 x N(0, 0.02); drop path 0.2 rising linearly with depth. A clip with more
+  initialised at 0.001 x N(0, 0.02); drop path 0.2 rising linearly with depth. Option: a batch norm
+  (no affine) as fc_norm, for pooled features that barely vary across clips (the small suite). A clip with more
   frames or pixels than the encoder was pretrained on (SSv2: 32 frames on a 16-frame encoder) uses
   the encoder's position table interpolated trilinearly.
 - Optimiser: AdamW over timm's layer-decay groups: embeddings id 0, block k id k+1, final norm and
@@ -26,7 +27,6 @@ import json
 import math
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
