@@ -164,3 +164,19 @@ def test_the_sample_footage_decodes_through_the_same_reader():
         assert frames.std() > 5  # real pictures, not blank frames
     assert shapes == {"bigbuckbunny.mp4": (720, 1280), "bikes.mp4": (272, 640),
                       "carphone_distorted.mp4": (144, 176), "carphone_pristine.mp4": (144, 176)}
+
+
+def test_the_frame_cache_gives_the_same_items_as_decoding_each_clip(videos, tiny_suite):
+    root, _ = tiny_suite
+    real = sorted(str(p) for p in (root / "ssv2" / "videos").iterdir())[:4] + videos["good"]
+    entries = [(p, 0) for p in real] + [(videos["zero"], 0)]
+    clip = ClipSampling(num_frames=4, frame_step=2, num_segments=2)
+    plain = VideoDataset(entries, clip, pretrain_transform(32), seed=5)
+    cached = VideoDataset(entries, clip, pretrain_transform(32), seed=5, cache_mb=64)
+    for epoch in (0, 1):  # the second epoch reads from the cache
+        plain.set_epoch(epoch), cached.set_epoch(epoch)
+        for i in range(len(entries) - 1):
+            assert torch.equal(plain[i]["video"], cached[i]["video"])
+        with pytest.warns(RuntimeWarning, match="zero.mp4"):
+            assert cached[len(entries) - 1] is None  # a broken file is still skipped, not cached
+    assert len(cached.cache.videos) == len(entries) - 1 and cached.cache.bytes > 0

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vjepa.data.sampling import ClipSampling
-from vjepa.data.video import VideoDecodeError, read_clips
+from vjepa.data.video import FrameCache, VideoDecodeError, read_clips
 
 Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None) -> [V, C, T, H, W]
 
@@ -61,10 +61,11 @@ class VideoDataset(_Seeded, Dataset):
     views by `transform`. The decord reader is opened inside __getitem__ (so inside each worker)."""
 
     def __init__(self, entries: Sequence[tuple[str, int]], clip: ClipSampling, transform: Transform,
-                 decode_threads: int = 1, seed: int | None = None):
+                 decode_threads: int = 1, seed: int | None = None, cache_mb: int = 0):
         clip.validate()
         self.entries, self.clip, self.transform = list(entries), clip, transform
         self.decode_threads, self.seed = decode_threads, seed
+        self.cache = FrameCache(cache_mb * 2**20) if cache_mb > 0 else None  # one per process (workers copy it)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -73,7 +74,7 @@ class VideoDataset(_Seeded, Dataset):
         i, rng = self._rng(index)
         path, label = self.entries[i]
         try:
-            frames, _ = read_clips(path, self.clip, rng, self.decode_threads)
+            frames, _ = read_clips(path, self.clip, rng, self.decode_threads, self.cache)
         except VideoDecodeError as e:
             _skip(path, str(e))
             return None
