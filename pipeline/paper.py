@@ -62,3 +62,18 @@ TABLE5 = {
     "final_lr": 1e-6, "momentum": "0.998 -> 1.0", "weight_decay": "0.04 -> 0.4", "scheduler_scale_factor": 1.25,
     "patch_size": 16, "tubelet_size": 2, "pred_depth": 12, "pred_embed_dim": 384, "dtype": "bfloat16",
 }
+
+# Table 6: frozen evaluation (K400 column; SSv2 1 clip, IN1K batch 512 and AutoAugment).
+TABLE6 = {"num_clips (K400 / SSv2)": "8 / 1", "num_frames": 16, "temporal_stride": 4, "horizontal_flip": True,
+          "random_resize_scale": "(0.08, 1.0)", "batch_size": 256, "epochs": 20, "lr": 1e-3, "final_lr": 0,
+          "weight_decay": 0.01, "probe heads": 12}
+
+# Table 7: frozen detection (ViT-L/16 column).
+TABLE7 = {"out_layers": "[18, 20, 22, 24]", "batch_size": 64, "epochs": 30, "lr": 1e-4, "weight_decay": 0.05,
+          "warmup_epochs": 2, "warmup_lr": 1e-6, "min_lr": 1e-6}
+
+# Table 8: finetuning (K400 column; SSv2: 32 frames, 20 epochs, lr 1e-4, 2 test segments).
+TABLE8 = {"num_frames": 16, "sampling_rate": 4, "resolution": 384, "drop_path": 0.2, "head_drop_rate": 0.5,
+          "batch_size": 64, "epochs": 35, "lr": 3e-4, "layer_decay": 0.8, "weight_decay": 0.05, "warmup_epochs": 5,
+          "num_sample": 2, "auto_augment": "rand-m7-n4-mstd0.5-inc1", "color_jitter": 0.4, "reprob": 0.25,
+          "mixup": 0.8, "cutmix": 1.0, "mixup_prob": 1.0, "smoothing": 0.1, "test_num_segment": 5, "test_num_crop": 3}

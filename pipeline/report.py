@@ -102,9 +102,10 @@ def section_samples(pretrain: dict, profile: str) -> str:
     return "## Table 12: samples seen during pretraining\n\n" + _table(["model", "#samples seen"], rows) + "\n"
 
 
-def section_learn(learn: dict, profile: str) -> str:
+def section_learn(learn: dict, profile: str, roles: dict | None = None) -> str:
     if not learn:
         return ""
+    roles = roles or {}
     seeds = sorted(learn.values(), key=lambda m: m["seed"])
     tasks = list(seeds[0]["top1"])
     rows = []
@@ -113,14 +114,25 @@ def section_learn(learn: dict, profile: str) -> str:
             pre = [m["top1"][t]["pretrained"].get(kind) for m in seeds]
             rnd = [m["top1"][t]["random"].get(kind) for m in seeds]
             margin = [m["margin"][t].get(kind) for m in seeds]
-            rows.append([t, kind, _mean_spread(pre), _mean_spread(rnd), _mean_spread(margin),
+            rows.append([f"{t} ({roles[t]})" if t in roles else t, kind, _mean_spread(pre), _mean_spread(rnd), _mean_spread(margin),
                          " / ".join(_fmt(x) for x in margin)])
+    verdicts = []
+    for t in tasks:
+        for kind in ("attentive", "linear"):
+            margin = [m["margin"][t].get(kind) for m in seeds if m["margin"][t].get(kind) is not None]
+            if len(margin) < 2:
+                continue
+            mean, spread = float(np.mean(margin)), float(np.std(margin))
+            verdict = ("beats random initialisation by more than the seed-to-seed spread" if mean > spread
+                       else "loses to random initialisation by more than the seed-to-seed spread" if -mean > spread
+                       else "is within the seed-to-seed spread of random initialisation")
+            verdicts.append(f"- {t}{f' ({roles[t]})' if t in roles else ''}, {kind} probe: pretraining {verdict} ({mean:+.1f} ± {spread:.1f} points).")
     return (f"## Does it learn? V-JEPA against a random encoder of the same shape ({profile} profile, "
             f"{len(seeds)} seeds)\n\n"
             + _table(["task", "probe", "pretrained", "random init", "margin", "margin per seed"], rows)
             + "\n\nMean ± standard deviation over seeds (seeds "
             + ", ".join(str(m["seed"]) for m in seeds) + "); each seed pretrains, initialises the random encoder "
-            "and trains the probes with that seed.\n")
+            "and trains the probes with that seed.\n\n" + "\n".join(verdicts) + "\n")
 
 
 def section_ablations(ablate: dict, profile: str) -> str:
@@ -146,6 +158,8 @@ def section_ablations(ablate: dict, profile: str) -> str:
         title = {"13": "Table 13: masking ratio", "14": "Table 14: block size at a fixed ratio",
                  "15": "Table 15: masks per sample", "D": "Appendix D: EMA target vs a copy of the context encoder"}[table]
         out.append(f"### {title} (ours, {profile} profile, task {points[0]['task']})\n\n" + _table(header, rows) + "\n")
+    out.append("Each point is one pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`; "
+               "read differences against the seed-to-seed spread of the probes in the section above.\n")
     out.append("Paper (ViT-B/16 on K400, K400 accuracy): Table 13 "
                + ", ".join(f"{d}% depth/{s}% area: {v[3]:.2f}" for (d, s), v in paper.TABLE13.items() if d == 100)
                + "; Table 14 " + ", ".join(f"{b}px x{n}: {a:.2f}" for b, (n, a) in paper.TABLE14.items())
@@ -174,6 +188,69 @@ def section_finetune(finetune: dict, probes: dict, profile: str) -> str:
             + _table(["task", "finetuned top-1", "finetuned top-5", "frozen attentive probe top-1"], rows) + "\n")
 
 
+def section_hyperparameters(params: dict, profile: str) -> str:
+    """Tables 5-8: the paper's settings (ViT-L/16, K400 columns) beside the active profile's, resolved
+    through the same typed configs the stages build (so defaults the profile leaves out show too)."""
+    from vjepa.config import from_dict
+    from vjepa.detect import DetectConfig
+    from vjepa.probe import ProbeConfig
+
+    from pipeline.stages import PretrainData, ProbeTask, finetune_config, main_seed, pretrain_config, section, typed
+
+    pre = pretrain_config(params, main_seed(params))
+    data = typed(PretrainData, params, "pretrain.data")
+    o, m = pre.optim, pre.model
+    ours5 = {"resolution": m.img_size, "num_frames": m.num_frames, "temporal_stride": data.frame_step,
+             "random_resize_scale": f"({data.scale[0]}, {data.scale[1]})",
+             "batch_size": pre.batch_size * pre.accumulation_steps, "iterations": o.iterations,
+             "warmup_fraction": round(o.warmup / o.iterations, 3),
+             "lr": o.lr, "start_lr": o.start_lr, "final_lr": o.final_lr,
+             "momentum": f"{o.start_momentum} -> {o.final_momentum}",
+             "weight_decay": f"{o.start_weight_decay} -> {o.final_weight_decay}",
+             "scheduler_scale_factor": o.scheduler_scale_factor, "patch_size": m.patch_size,
+             "tubelet_size": m.tubelet_size, "pred_depth": m.pred_depth, "pred_embed_dim": m.pred_embed_dim,
+             "dtype": {"bf16": "bfloat16", "fp32": "float32"}.get(pre.dtype, pre.dtype)}
+    out = [f"## Hyper-parameters: the paper's (ViT-L/16 224) and ours ({profile} profile)",
+           f"Encoder: paper ViT-L/16 (width 1024, depth 24); ours width {m.embed_dim}, depth {m.depth}, "
+           f"{m.num_heads} heads. Masks: " + "; ".join(f"{x.num_blocks} blocks at scale {x.spatial_scale[0]}"
+                                                     for x in pre.masks) + ".",
+           "### Table 5: pretraining\n\n" + _table(["hyper-parameter", "paper", "ours"],
+                                                   [[k, str(v), str(ours5[k])] for k, v in paper.TABLE5.items()])]
+    probe = from_dict(ProbeConfig, {**section(params, "probe.defaults"), "num_classes": 2}, "params.yaml:probe.defaults")
+    tasks = section(params, "probe.tasks")
+    k400 = typed(ProbeTask, params, "probe.tasks.k400") if "k400" in tasks else None
+    ssv2 = typed(ProbeTask, params, "probe.tasks.ssv2") if "ssv2" in tasks else None
+    ours6 = {"num_clips (K400 / SSv2)": f"{k400.segments[0] if k400 else '–'} / {ssv2.segments[0] if ssv2 else '–'}",
+             "num_frames": k400.num_frames if k400 else "–", "temporal_stride": k400.frame_step if k400 else "–",
+             "horizontal_flip": (k400.hflip and k400.augment) if k400 else "–",
+             "random_resize_scale": f"({k400.scale[0]}, {k400.scale[1]})" if k400 and k400.augment else "none (cached features)",
+             "batch_size": probe.batch_size, "epochs": probe.epochs, "lr": "/".join(str(x) for x in probe.lrs),
+             "final_lr": probe.final_lr, "weight_decay": "/".join(str(x) for x in probe.weight_decays),
+             "probe heads": probe.num_heads or "encoder's"}
+    out.append("### Table 6: frozen evaluation\n\n" + _table(["hyper-parameter", "paper", "ours"],
+                                                               [[k, str(v), str(ours6[k])] for k, v in paper.TABLE6.items()]))
+    det = from_dict(DetectConfig, section(params, "detect.head"), "params.yaml:detect.head")
+    ours7 = {"out_layers": str(det.out_layers), "batch_size": det.batch_size, "epochs": det.epochs, "lr": det.lr,
+             "weight_decay": det.weight_decay, "warmup_epochs": det.warmup_epochs, "warmup_lr": det.warmup_lr,
+             "min_lr": det.min_lr}
+    out.append("### Table 7: frozen detection\n\n" + _table(["hyper-parameter", "paper", "ours"],
+                                                              [[k, str(v), str(ours7[k])] for k, v in paper.TABLE7.items()]))
+    ft_tasks = section(params, "finetune.tasks", {})
+    if ft_tasks:
+        name = "k400" if "k400" in ft_tasks else next(iter(ft_tasks))
+        ft = finetune_config(params, name, 2)
+        ours8 = {"num_frames": ft.num_frames, "sampling_rate": ft.frame_step, "resolution": ft.img_size or m.img_size,
+                 "drop_path": ft.drop_path, "head_drop_rate": ft.head_drop_rate, "batch_size": ft.batch_size,
+                 "epochs": ft.epochs, "lr": ft.lr, "layer_decay": ft.layer_decay, "weight_decay": ft.weight_decay,
+                 "warmup_epochs": ft.warmup_epochs, "num_sample": ft.num_sample, "auto_augment": ft.auto_augment,
+                 "color_jitter": ft.color_jitter, "reprob": ft.reprob, "mixup": ft.mixup, "cutmix": ft.cutmix,
+                 "mixup_prob": ft.mixup_prob, "smoothing": ft.smoothing, "test_num_segment": ft.test_num_segment,
+                 "test_num_crop": ft.test_num_crop}
+        out.append(f"### Table 8: finetuning (ours: task {name}, head norm {ft.head_norm})\n\n"
+                   + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours8[k])] for k, v in paper.TABLE8.items()]))
+    return "\n\n".join(out) + "\n"
+
+
 # ----------------------------------------------------------------------------------------------
 # figures
 
@@ -191,9 +268,13 @@ def figure_curves(pretrain: dict) -> str | None:
     for name, rows in curves.items():
         steps = [r["step"] for r in rows]
         axes[0].plot(steps, [r["loss"] for r in rows], label=name, lw=1)
-        axes[1].plot(steps, [r["target_std"] for r in rows], label=name, lw=1)
+        std = np.array([r["target_std"] for r in rows])
+        k = min(20, len(std))  # a 20-step running mean: single batches swing with their mix of sources
+        smooth = np.convolve(std, np.ones(k) / k, mode="valid")
+        line, = axes[1].plot(steps[k - 1:], smooth, label=name, lw=1.2)
+        axes[1].plot(steps, std, lw=0.5, alpha=0.25, color=line.get_color())
         axes[2].plot(steps, [r["lr"] for r in rows], label=name, lw=1)
-    for ax, title in zip(axes, ["L1 loss", "collapse monitor: target std across clips", "learning rate"]):
+    for ax, title in zip(axes, ["L1 loss", "collapse monitor: target std across clips (20-step mean)", "learning rate"]):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
     axes[0].legend(fontsize=7)
@@ -272,9 +353,11 @@ def build_report(params: dict) -> Path:
              "Generated by the `report` stage from the metrics files alone. Every number of ours is labelled "
              f"with the profile that produced it ({profile}); the paper's numbers are from its appendix and the "
              "official README.\n",
-             section_learn(learn, profile), section_frozen(probes, detect, profile), section_lin_att(probes, profile),
+             section_learn(learn, profile, {v: k for k, v in (params.get("learn") or {}).items()
+                                            if k in ("motion", "appearance")}), section_frozen(probes, detect, profile), section_lin_att(probes, profile),
              section_coverage(probes, profile), section_samples(pretrain, profile), section_ablations(ablate, profile),
              section_detect(detect, profile), section_finetune(finetune, probes, profile),
+             section_hyperparameters(params, profile),
              "## Figures\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figs) + "\n"]
     path = REPORTS / "README.md"
     path.write_text("\n".join(p for p in parts if p))

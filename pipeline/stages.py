@@ -482,10 +482,20 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 # finetuning (Table 8)
 
+def finetune_config(params: dict, task_name: str, num_classes: int, seed: int = 0):
+    """FinetuneConfig of one task: `finetune.defaults`, then the task's entries, on the `model` section."""
+    from vjepa.finetune import FinetuneConfig
+
+    spec = section(params, f"finetune.tasks.{task_name}")
+    raw = {**section(params, "finetune.defaults", {}), **{k: v for k, v in spec.items() if k != "data"},
+           "model": section(params, "model"), "num_classes": num_classes, "seed": seed}
+    return from_dict(FinetuneConfig, raw, f"params.yaml:finetune.tasks.{task_name}")
+
+
 def finetune(params_path: str = "params.yaml", task_name: str | None = None) -> dict:
     """Finetune the main seed's encoder end to end on one task (VideoMAE recipe, multi-view test);
     writes runs/finetune/<task>/."""
-    from vjepa.finetune import FinetuneConfig, build_datasets
+    from vjepa.finetune import build_datasets
     from vjepa.finetune import finetune as vjepa_finetune
 
     params = load_params(params_path)
@@ -493,9 +503,7 @@ def finetune(params_path: str = "params.yaml", task_name: str | None = None) -> 
     spec = section(params, f"finetune.tasks.{task_name}")
     data = typed(TaskData, params, f"tasks.{spec['data']}")
     train, val, classes = read_task(data)
-    raw = {**section(params, "finetune.defaults", {}), **{k: v for k, v in spec.items() if k != "data"},
-           "model": section(params, "model"), "num_classes": len(classes), "seed": seed}
-    cfg = from_dict(FinetuneConfig, raw, f"params.yaml:finetune.tasks.{task_name}")
+    cfg = finetune_config(params, task_name, len(classes), seed)
     ckpt = section(params, "finetune").get("checkpoint") or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": section(params, f"tasks.{spec['data']}")}
     with stage_run("finetune", settings, {"profile": profile_name(params), "task": task_name}) as t:
@@ -530,7 +538,6 @@ def check(params_path: str = "params.yaml") -> list[str]:
     """Build every typed config of a params file without touching data or weights, so a typo or a
     wrong type fails in seconds with its key path, not hours into a run. Returns what was checked."""
     from vjepa.detect import AvaClipConfig, DetectConfig
-    from vjepa.finetune import FinetuneConfig
     from vjepa.probe import EncoderConfig, ProbeConfig
 
     params = load_params(params_path)
@@ -555,10 +562,8 @@ def check(params_path: str = "params.yaml") -> list[str]:
     checked.append("probe")
     typed(AvaFiles, params, "detect.data"), typed(AvaClipConfig, params, "detect.clip")
     from_dict(DetectConfig, section(params, "detect.head"), "params.yaml:detect.head")
-    for name, spec in section(params, "finetune.tasks").items():
-        raw = {**section(params, "finetune.defaults", {}), **{k: v for k, v in spec.items() if k != "data"},
-               "model": section(params, "model"), "num_classes": 2}
-        from_dict(FinetuneConfig, raw, f"params.yaml:finetune.tasks.{name}")
+    for name in section(params, "finetune.tasks"):
+        finetune_config(params, name, 2)
     for key in ("learn.motion", "learn.appearance", "ablations.task"):
         if section(params, key) not in section(params, "probe.tasks"):
             raise ConfigError(f"params.yaml:{key}: '{section(params, key)}' is not a key of probe.tasks")
