@@ -18,8 +18,10 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from vjepa.config import from_dict
 from vjepa.distributed import DistEnv
@@ -27,8 +29,7 @@ from vjepa.masks import MaskCollator
 from vjepa.pretrain import PretrainConfig, build_state, train_step
 
 # the default profile's model (params.yaml `model`), and the paper's ViT-L/16
-TINY = {"size": "tiny", "img_size": 32, "patch_size": 4, "num_frames": 8, "embed_dim": 96, "depth": 4,
-        "num_heads": 3, "pred_depth": 2, "pred_embed_dim": 48}
+TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "default.yaml").read_text())["model"]
 VITL = {"size": "large", "img_size": 224, "patch_size": 16, "num_frames": 16}
 # peak dense bf16 tensor-core FLOP/s by device name
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
