@@ -60,26 +60,22 @@ def read_split(src: SplitSource, classes: dict[str, int] | None = None) -> tuple
         return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension)
     if f == "image_folder":
         entries, found = read_image_folder(src.path)
-        if classes is not None:
-            extra = sorted(set(found) - set(classes))
-            if extra:
-                raise AnnotationError(src.path, None, f"class folders {extra} are not in the training classes")
-            entries = [(p, classes[name]) for p, name in _names(entries, found)]
-            return entries, classes
-        return entries, found
+        return _onto_classes(entries, found, classes, src.path, "class folders", "training classes")
     entries, found = read_inat_json(src.path, image_root=src.root)
-    if classes is not None and found != classes:
-        missing = sorted(set(found) - set(classes))
-        if missing:
-            raise AnnotationError(src.path, None, f"categories {missing[:5]} are not in the training categories")
-        entries = [(p, classes[name]) for p, name in _names(entries, found)]
-        return entries, classes
-    return entries, found
+    return _onto_classes(entries, found, classes, src.path, "categories", "training categories", show=5)
 
 
-def _names(entries, class_map):
-    inverse = {v: k for k, v in class_map.items()}
-    return [(p, inverse[label]) for p, label in entries]
+def _onto_classes(entries, found: dict[str, int], classes: dict[str, int] | None, path, what: str, where: str,
+                  show: int | None = None):
+    """Relabel a split's entries (labels indexed by its own `found` names) with the training split's
+    `classes`; a name the training split lacks is an error naming the file."""
+    if classes is None or found == classes:
+        return entries, found
+    extra = sorted(set(found) - set(classes))
+    if extra:
+        raise AnnotationError(path, None, f"{what} {extra[:show]} are not in the {where}")
+    inverse = {v: k for k, v in found.items()}
+    return [(p, classes[inverse[label]]) for p, label in entries], classes
 
 
 def read_task(task: TaskData) -> tuple[list, list, dict[str, int]]:
