@@ -254,6 +254,15 @@ def section_hyperparameters(params: dict, profile: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # figures
 
+def _save(plt, fig, name: str) -> str:
+    """Write a figure to reports/figures/<name>; returns its path relative to reports/."""
+    fig.tight_layout()
+    FIG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIG / name, dpi=100)
+    plt.close(fig)
+    return f"figures/{name}"
+
+
 def figure_curves(pretrain: dict) -> str | None:
     curves = {}
     for name in pretrain:
@@ -278,11 +287,7 @@ def figure_curves(pretrain: dict) -> str | None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    FIG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIG / "pretraining_curves.png", dpi=100)
-    plt.close(fig)
-    return "figures/pretraining_curves.png"
+    return _save(plt, fig, "pretraining_curves.png")
 
 
 def figure_probes(probes: dict) -> str | None:
@@ -298,10 +303,7 @@ def figure_probes(probes: dict) -> str | None:
     ax.set_ylabel("top-1 %")
     ax.set_title("frozen probes of the pretrained encoder", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(FIG / "probes.png", dpi=100)
-    plt.close(fig)
-    return "figures/probes.png"
+    return _save(plt, fig, "probes.png")
 
 
 def figure_masking(ablate: dict) -> str | None:
@@ -320,10 +322,7 @@ def figure_masking(ablate: dict) -> str | None:
     ax.set_ylabel(f"top-1 % ({points[0]['task']})")
     ax.set_title("masking ratio ablation (cf. Figure 5c)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(FIG / "masking_ablation.png", dpi=100)
-    plt.close(fig)
-    return "figures/masking_ablation.png"
+    return _save(plt, fig, "masking_ablation.png")
 
 
 def copy_masks_figure() -> str | None:
