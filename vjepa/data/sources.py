@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
+import numpy as np
+
+from vjepa.data.readers import (AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2)
 
 FORMATS = ("list", "kinetics", "ssv2", "image_folder", "inat")
@@ -23,12 +25,15 @@ class SplitSource:
     root: str | None = None
     labels: str | None = None       # ssv2: something-something-v2-labels.json
     extension: str = ".webm"        # ssv2 video files
+    num_classes: int | None = None  # list: the label space 0..num_classes-1 (default: 0..max of training)
 
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.format == "ssv2" and not self.labels:
             raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
+        if self.num_classes is not None and (self.format != "list" or self.num_classes < 1):
+            raise ValueError("`num_classes` is for the 'list' format (integer labels) and must be >= 1")
 
     @property
     def is_image(self) -> bool:
@@ -45,28 +50,35 @@ class TaskData:
     def validate(self) -> None:
         if self.train.is_image != self.val.is_image:
             raise ValueError("train and val must both be videos or both be images")
+        if self.train.num_classes != self.val.num_classes:
+            raise ValueError(f"train and val must give the same `num_classes`, got {self.train.num_classes} "
+                             f"and {self.val.num_classes}")
 
 
-def read_split(src: SplitSource, classes: dict[str, int] | None = None) -> tuple[list[tuple[str, int]], dict[str, int]]:
-    """Entries [(path, label)] and the class map of one split; `classes` (from the train split)
-    fixes the label indices of a val split whose format derives them from names."""
+def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_files: bool = True,
+               progress: bool = False) -> tuple[Entries, dict[str, int]]:
+    """Entries and the class map of one split; `classes` (from the train split) fixes the label
+    indices of a val split whose format derives them from names. `check_files` (default on) stats
+    every listed file; ImageFolder trees are listings, so their files always exist."""
     f = src.format
+    kw = dict(check_files=check_files, progress=progress)
     if f == "list":
-        entries = read_path_label_list(src.path)  # integer labels: classes are 0..max
-        return entries, classes or {str(k): k for k in range(max(label for _, label in entries) + 1)}
+        entries = read_path_label_list(src.path, num_classes=src.num_classes, **kw)
+        n = src.num_classes if src.num_classes is not None else int(entries.labels.max()) + 1
+        return entries, classes or {str(k): k for k in range(n)}  # integer labels: classes 0..n-1
     if f == "kinetics":
-        return read_kinetics_csv(src.path, video_root=src.root, classes=classes)
+        return read_kinetics_csv(src.path, video_root=src.root, classes=classes, **kw)
     if f == "ssv2":
-        return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension)
+        return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension, **kw)
     if f == "image_folder":
         entries, found = read_image_folder(src.path)
         return _onto_classes(entries, found, classes, src.path, "class folders", "training classes")
-    entries, found = read_inat_json(src.path, image_root=src.root)
+    entries, found = read_inat_json(src.path, image_root=src.root, **kw)
     return _onto_classes(entries, found, classes, src.path, "categories", "training categories", show=5)
 
 
-def _onto_classes(entries, found: dict[str, int], classes: dict[str, int] | None, path, what: str, where: str,
-                  show: int | None = None):
+def _onto_classes(entries: Entries, found: dict[str, int], classes: dict[str, int] | None, path, what: str,
+                  where: str, show: int | None = None):
     """Relabel a split's entries (labels indexed by its own `found` names) with the training split's
     `classes`; a name the training split lacks is an error naming the file."""
     if classes is None or found == classes:
@@ -74,19 +86,36 @@ def _onto_classes(entries, found: dict[str, int], classes: dict[str, int] | None
     extra = sorted(set(found) - set(classes))
     if extra:
         raise AnnotationError(path, None, f"{what} {extra[:show]} are not in the {where}")
-    inverse = {v: k for k, v in found.items()}
-    return [(p, classes[inverse[label]]) for p, label in entries], classes
+    table = np.empty(max(found.values()) + 1, dtype=np.int64)
+    for name, k in found.items():
+        table[k] = classes[name]
+    return entries.map_labels(table), classes
 
 
-def read_task(task: TaskData) -> tuple[list, list, dict[str, int]]:
+def _check_list_labels(task: TaskData, train: Entries, val: Entries) -> None:
+    """`list` format without `num_classes`: the label space is 0..max of the training labels, and
+    a validation label that never occurs in training is an error naming its line (a probe would
+    otherwise silently grow an output that no training sample teaches)."""
+    seen = np.zeros(int(max(train.labels.max(), val.labels.max())) + 1, dtype=bool)
+    seen[train.labels] = True
+    unseen = np.flatnonzero(~seen[val.labels])
+    if len(unseen):
+        n = int(unseen[0])
+        raise AnnotationError(task.val.path, n + 1,  # a list's entry n is its line n + 1
+                              f"label {int(val.labels[n])} never occurs in the training list {task.train.path}; "
+                              "set `num_classes` on both splits if the label space is larger than what training covers")
+
+
+def read_task(task: TaskData, check_files: bool = True, progress: bool = False) -> tuple[Entries, Entries, dict[str, int]]:
     """(train entries, val entries, class map) with indices shared by both splits."""
-    train, classes = read_split(task.train)
-    val, _ = read_split(task.val, classes)
-    if task.train.format == "list":  # integer labels: the label space is 0..max over both splits
-        classes = {str(k): k for k in range(max(y for _, y in train + val) + 1)}
+    train, classes = read_split(task.train, check_files=check_files, progress=progress)
+    val, _ = read_split(task.val, classes, check_files=check_files, progress=progress)
+    if task.train.format == "list" and task.train.num_classes is None:
+        _check_list_labels(task, train, val)
     n = max(classes.values()) + 1 if classes else 0
-    bad = [(p, y) for p, y in train + val if not 0 <= y < n]
-    if bad:
-        raise AnnotationError(task.val.path, None, f"label {bad[0][1]} of {bad[0][0]} outside 0..{n - 1}")
+    for split, entries in (("train", train), ("val", val)):
+        bad = np.flatnonzero((entries.labels < 0) | (entries.labels >= n))
+        if len(bad):
+            p, y = entries[int(bad[0])]
+            raise AnnotationError(getattr(task, split).path, None, f"label {y} of {p} outside 0..{n - 1}")
     return train, val, classes
-
