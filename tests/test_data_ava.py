@@ -32,6 +32,18 @@ def test_labelmap_reads_id_and_label_id_items(tmp_path):
     assert len(AVA_EVAL_CLASS_IDS) == 60 and AVA_EVAL_CLASS_IDS[-1] == 80
 
 
+def test_labelmap_reads_the_label_block_layout_of_the_full_action_list(tmp_path):
+    # ava_action_list_v2.2.pbtxt: `label { name label_id label_type }` blocks (the 2019 eval list uses `item`)
+    p = tmp_path / "ava_action_list_v2.2.pbtxt"
+    p.write_text('label {\n  name: "bend/bow (at the waist)"\n  label_id: 1\n  label_type: PERSON_MOVEMENT\n}\n'
+                 'label {\n  name: "answer phone"\n  label_id: 80\n  label_type: OBJECT_MANIPULATION\n}\n')
+    assert read_ava_labelmap(p) == {1: "bend/bow (at the waist)", 80: "answer phone"}
+    p.write_text(p.read_text().replace("label_id: 80", "label_id: 1"))
+    with pytest.raises(AnnotationError, match="twice") as e:
+        read_ava_labelmap(p)
+    assert e.value.line == 8
+
+
 @pytest.mark.parametrize("text, line, what", [
     (PBTXT.replace("  id: 1", "  id: one"), 3, "integer"),
     (PBTXT.replace('  name: "crawl"\n', ""), 6, "no name"),

@@ -3,8 +3,14 @@
 Per keyframe ("image") and class, detections are matched greedily **in the order they are given**:
 each takes its highest-IoU ground-truth box of that class (the first one on ties) and is a true
 positive if that IoU >= 0.5 and the box is still free; otherwise it is a false positive. Invalid
-boxes (x1 >= x2 or y1 >= y2) are dropped first. Per class, Pascal VOC all-point AP over the scores
-of all keyframes; a class without ground truth gets NaN and is left out of the mean.
+detection boxes (x1 >= x2 or y1 >= y2) are dropped first; a degenerate ground-truth box (zero
+width or height) stays, counts, and has IoU 0 with everything (its area is 0 and the detection's
+is positive, so the union is never 0). Per class, Pascal VOC all-point AP over the scores of all
+keyframes, ranked by the reference's reversed argsort (so tied scores rank as there: the scores
+are concatenated in the reference's order, keyframes by first appearance, rows in input order); a
+class without ground truth gets NaN and is left out of the mean (nanmean over ascending ids).
+Equal to SlowFast's `ava_evaluation` to 1e-12 (tests/test_ava_eval.py pins an independent copy of
+that algorithm on random inputs with every corner case).
 
 Two ways to feed detections, which give different numbers:
 - the API path (`frame_map`): every detection, in the given order (SlowFast's in-training eval:
@@ -56,7 +62,9 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
         return float("nan")
     if len(scores) == 0:
         return 0.0
-    order = np.argsort(scores)[::-1]  # descending, ties as numpy's default sort leaves them
+    # descending as the reference sorts: numpy's default (unstable) argsort, reversed; an identical
+    # score array in the identical order gives the identical permutation, ties included
+    order = np.argsort(scores)[::-1]
     tp = np.asarray(tp, dtype=int)[order]
     cum_tp, cum_fp = np.cumsum(tp), np.cumsum(1 - tp)
     precision = np.concatenate([[0.0], cum_tp.astype(float) / (cum_tp + cum_fp), [0.0]])
@@ -112,26 +120,38 @@ def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: It
     class_ids = [int(c) for c in class_ids]
     gt = _check_columns(groundtruth, [*KEY, *BOX, "action_id"], "ground-truth")
     det = _check_columns(detections, DETECTION_COLUMNS, "detection")
+    g = gt[BOX].to_numpy(float)
+    bad = ~(np.isfinite(g).all(axis=1) & (g[:, 0] <= g[:, 2]) & (g[:, 1] <= g[:, 3]))
+    if bad.any():
+        r = gt.iloc[int(np.flatnonzero(bad)[0])]
+        raise ValueError(f"ground-truth box {tuple(r[BOX])} of {r.video_id},{r.timestamp} is not finite corners with "
+                         "x1 <= x2 and y1 <= y2")
+    if not np.isfinite(det[[*BOX, "score"]].to_numpy(float)).all():
+        raise ValueError("detection boxes and scores must be finite")
     gt = _drop_keys(gt[gt["action_id"].isin(class_ids)], exclusions)
     det = _drop_keys(det[det["action_id"].isin(class_ids)], exclusions)
     if keyframes is not None:
         allowed = {(str(v), int(t)) for v, t in keyframes}
         det = det[np.array([k in allowed for k in zip(det["video_id"], det["timestamp"])], dtype=bool)]
+    # The reference adds keyframes in order of first appearance among the rows it reads (its
+    # reader keeps evaluated classes only) and drops invalid boxes inside each keyframe afterwards,
+    # so the keyframe order is taken before that drop. It matters only for tied scores.
+    det = det.assign(_key_rank=det.groupby(KEY, sort=False).ngroup().to_numpy(), _row=np.arange(len(det)))
     det = det[(det["x1"] < det["x2"]) & (det["y1"] < det["y2"])].reset_index(drop=True)
 
     det["tp"] = match_detections(gt, det, iou_threshold)
-    # Per class, keyframes in order of first appearance, rows in input order within each keyframe:
-    # the order in which the reference concatenates them (it matters only for tied scores).
-    rank = det.groupby(KEY, sort=False).ngroup()
-    det = det.iloc[np.lexsort((np.arange(len(det)), rank.to_numpy()))]
+    # Per class: keyframes in that order, rows in input order within each keyframe, which is how
+    # the reference concatenates them before its (unstable) argsort of the scores.
+    det = det.iloc[np.lexsort((det["_row"].to_numpy(), det["_key_rank"].to_numpy()))]
     num_gt = gt["action_id"].value_counts()
     per_class, counts = {}, {}
     for c in class_ids:
         sel = det[det["action_id"] == c]
         counts[c] = int(num_gt.get(c, 0))
-        per_class[c] = average_precision(sel["score"].to_numpy(float), sel["tp"].to_numpy(), counts[c])
-    values = np.array([v for v in per_class.values() if not np.isnan(v)])
-    out = {"mAP": float(values.mean()) if len(values) else float("nan"), "per_class": per_class, "num_gt": counts}
+        per_class[c] = average_precision(sel["score"].to_numpy(np.float64), sel["tp"].to_numpy(bool), counts[c])
+    aps = np.array([per_class[c] for c in sorted(per_class)], dtype=float)  # the reference's class-index order
+    mean = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
+    out = {"mAP": mean, "per_class": per_class, "num_gt": counts}
     if labelmap is not None:
         out["per_class_name"] = {labelmap.get(c, str(c)): ap for c, ap in per_class.items()}
     return out

@@ -70,18 +70,21 @@ def _csv_rows(path):
 # Label map
 
 def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
-    """`item { name: "..." id: N }` blocks (or `label_id: N`) -> {id: name}, in file order. An id
-    without a preceding name, a duplicate id or an unknown line is an error."""
+    """{id: name}, in file order, from either layout AVA ships:
+    `item { name: "..." id: N }` (the ActivityNet 2018/2019 evaluation lists) or
+    `label { name: "..." label_id: N label_type: ... }` (ava_action_list_v2.x.pbtxt). An id without a
+    preceding name, a duplicate id or an unknown line is an error naming the line."""
     out: dict[int, str] = {}
     name = None
     for i, raw in _nonblank_lines(path):
         line = raw.strip()
-        if line.startswith("#") or line in ("item {", "item{", "}", "{"):
-            if line.startswith("item"):
-                name = None
+        if line.startswith("#") or line in ("}", "{"):
+            continue
+        if line.replace(" ", "") in ("item{", "label{"):
+            name = None
             continue
         key, _, val = line.partition(":")
-        val = val.strip()
+        key, val = key.strip(), val.strip()
         if key == "name":
             if len(val) < 2 or val[0] != '"' or val[-1] != '"':
                 raise AnnotationError(path, i, f"name must be a quoted string, got {val!r}")
@@ -89,7 +92,7 @@ def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
         elif key in ("id", "label_id"):
             k = _int(val, path, i, key)
             if name is None:
-                raise AnnotationError(path, i, f"{key} {k} has no name before it in its item")
+                raise AnnotationError(path, i, f"{key} {k} has no name before it in its block")
             if k in out:
                 raise AnnotationError(path, i, f"id {k} appears twice")
             if k < 1:
@@ -99,7 +102,8 @@ def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
         elif key == "label_type":
             continue
         else:
-            raise AnnotationError(path, i, f"unexpected line {raw!r} (expected item {{, name:, id:, label_id:, }})")
+            raise AnnotationError(path, i, f"unexpected line {raw!r} (expected item {{ or label {{, name:, id:, "
+                                           "label_id:, label_type:, }})")
     if not out:
         raise AnnotationError(path, None, "the label map has no items")
     return out
@@ -221,12 +225,11 @@ def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[
                                                f"got {len(row)}: {row}")
             key = (_video_id(row[0], path, i), _int(row[1], path, i, "timestamp"))
             rec = (*_box(row[2:6], path, i), _float(row[7], path, i, "score"))
-            lst = boxes.setdefault(key, [])
-            same = [k for k, r in enumerate(lst) if r[:4] == rec[:4]]
-            if same:
-                lst[same[0]] = max(lst[same[0]], rec, key=lambda r: r[4])
-            else:
-                lst.append(rec)
+            per_box = boxes.setdefault(key, {})  # a box repeated on several rows: kept once, best score
+            old = per_box.get(rec[:4])
+            if old is None or rec[4] > old[4]:
+                per_box[rec[:4]] = rec
+        boxes = {key: list(per_box.values()) for key, per_box in boxes.items()}
     out = {}
     for key, lst in boxes.items():
         a = np.asarray(lst, dtype=np.float32).reshape(-1, 5)
