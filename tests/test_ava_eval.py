@@ -221,7 +221,7 @@ def _random_case(rng):
 def test_frame_map_equals_the_reference_algorithm_on_random_inputs_with_every_corner_case():
     class_ids = [1, 3, 5]  # 5 has no GT; 7 is present but not evaluated
     compared = ties = 0
-    for seed in range(40):
+    for seed in [*range(36), 40, 55, 64, 74]:  # the last four: where a wrong tie order once showed
         gt_rows, det_rows, excluded = _random_case(np.random.default_rng(seed))
         g = pd.DataFrame(gt_rows, columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"])
         d = pd.DataFrame(det_rows, columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"])
