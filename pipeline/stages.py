@@ -25,6 +25,7 @@ from pipeline.tracking import stage_run
 from vjepa.config import ConfigError, from_dict, to_dict
 from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, VideoDataset, eval_transform,
                         probe_train_transform, pretrain_transform, read_path_label_list)
+from vjepa.data.index import IndexConfig, load_task_index, write_task_index
 from vjepa.data.sources import TaskData, read_task
 from vjepa.masks import MaskConfig, mask_statistics, plot_masks
 from vjepa.models import ModelConfig
@@ -112,12 +113,10 @@ def prepare(params_path: str = "params.yaml") -> dict:
         if params.get("prepare") is not None:
             cfg = typed(SmallSuiteConfig, params, "prepare")
             summary = build_small_suite(cfg, out)
-        else:
-            summary = {"tasks": {}}
-            for name in section(params, "tasks"):
-                train, val, classes = read_task(typed(TaskData, params, f"tasks.{name}"))
-                summary["tasks"][name] = {"train": len(train), "val": len(val), "classes": len(classes)}
-            out.mkdir(parents=True, exist_ok=True)
+        else:  # read and check each task once; probe and finetune load data/prepared/index/<task>.parquet
+            index_cfg = from_dict(IndexConfig, params.get("index") or {}, "params.yaml:index")
+            summary = {"tasks": {name: write_task_index(name, typed(TaskData, params, f"tasks.{name}"), out / "index",
+                                                        index_cfg) for name in section(params, "tasks")}}
             write_json(out / "index.json", summary)
         metrics = {"profile": profile_name(params), **_summary_numbers(summary)}
         return _finish(t, "prepare", metrics)
@@ -265,10 +264,19 @@ class ProbeTask:
     probe: dict = field(default_factory=dict)
 
 
+def task_entries(params: dict, name: str):
+    """(train, val, classes) of a task: real-data profiles (`prepare: null`) load the index that
+    prepare wrote (read and checked once); the small suite is read directly (it is tiny)."""
+    data = typed(TaskData, params, f"tasks.{name}")
+    if params.get("prepare") is None:
+        return load_task_index(name, data, Path("data/prepared/index"))
+    return read_task(data)
+
+
 def probe_datasets(params: dict, task: ProbeTask, img_size: int, segments: int, seed: int):
     """(train set, val set, number of classes) of a task in its real format."""
     data = typed(TaskData, params, f"tasks.{task.data}")
-    train, val, classes = read_task(data)
+    train, val, classes = task_entries(params, task.data)
     if task.augment:
         train_tf = probe_train_transform(img_size, task.scale, task.ratio, task.hflip, task.auto_augment, task.reprob)
     else:
@@ -502,7 +510,7 @@ def finetune(params_path: str = "params.yaml", task_name: str | None = None) -> 
     seed = main_seed(params)
     spec = section(params, f"finetune.tasks.{task_name}")
     data = typed(TaskData, params, f"tasks.{spec['data']}")
-    train, val, classes = read_task(data)
+    train, val, classes = task_entries(params, spec["data"])
     cfg = finetune_config(params, task_name, len(classes), seed)
     ckpt = section(params, "finetune").get("checkpoint") or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": section(params, f"tasks.{spec['data']}")}
