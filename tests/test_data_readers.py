@@ -180,3 +180,54 @@ def test_inat_json_errors_name_the_line(tmp_path):
     _raises(lambda: read_inat_json(p, check_files=False), p, text_line(p, '"id": 11,'), "no annotation")
     p = _inat(tmp_path, [{"id": 1, "image_id": 10, "category_id": 7}, {"id": 2, "image_id": 11, "category_id": 3}])
     _raises(lambda: read_inat_json(p), p, text_line(p, '"id": 10,'), "image not found")
+
+
+# ---------------------------------------------------------------------------------------------
+# Encodings: UTF-8 only (the error names the line), a byte-order mark ignored, in every format
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_its_line(tmp_path):
+    lst = tmp_path / "train.csv"
+    lst.write_bytes("a.mp4 0\nb.mp4 1\nc\xe9.mp4 2\n".encode("latin-1"))  # é in Latin-1 on line 3
+    _raises(lambda: read_path_label_list(lst, check_files=False), lst, 3, "not valid UTF-8")
+    csv = tmp_path / "k.csv"
+    csv.write_bytes(("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\n"
+                     "caf\xe9 sitting,x2,1,11,train\n").encode("latin-1"))
+    _raises(lambda: read_kinetics_csv(csv, check_files=False), csv, 3, "not valid UTF-8")
+    js = tmp_path / "labels.json"
+    js.write_bytes('{\n "Holding something": "0",\n "Caf\xe9 something": "1"\n}'.encode("latin-1"))
+    _raises(lambda: read_ssv2_labels(js), js, 3, "not valid UTF-8")
+
+
+def test_a_byte_order_mark_is_ignored(tmp_path):
+    _touch(tmp_path / "a.mp4")
+    lst = tmp_path / "train.csv"
+    lst.write_bytes(b"\xef\xbb\xbfa.mp4 3\n")
+    assert read_path_label_list(lst) == [(str(tmp_path / "a.mp4"), 3)]
+    csv = tmp_path / "k.csv"
+    csv.write_bytes(b"\xef\xbb\xbf" + KINETICS.encode())
+    entries, classes = read_kinetics_csv(csv, check_files=False)
+    assert classes == {"abseiling": 0, "air drumming": 1} and len(entries) == 3
+    labels, split = _ssv2_files(tmp_path, [{"id": "7", "template": "Holding [something]"}])
+    for p in (labels, split):
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    assert read_ssv2(split, labels, check_files=False)[0] == [(str(tmp_path / "7.webm"), 1)]
+    # the mark does not shift line numbers
+    lst.write_bytes(b"\xef\xbb\xbfa.mp4 3\na.mp4 x\n")
+    _raises(lambda: read_path_label_list(lst), lst, 2, "label must be an integer")
+
+
+def test_inat_json_on_one_line_names_line_one_and_the_entry(tmp_path):
+    p = tmp_path / "train.json"
+    p.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2}],
+                             "annotations": [], "categories": []}))
+    _raises(lambda: read_inat_json(p, check_files=False), p, 1, "image needs integer 'id'")
+
+
+def test_entries_are_compact_arrays_that_index_like_a_list(tmp_path):
+    lst = tmp_path / "train.csv"
+    lst.write_text("".join(f"/v/{k}.mp4 {k % 7}\n" for k in range(1000)))
+    e = read_path_label_list(lst, check_files=False)
+    assert len(e) == 1000 and e[3] == ("/v/3.mp4", 3) and e[-1] == ("/v/999.mp4", 999 % 7)
+    # no Python object per entry: the path bytes, one 8-byte offset and one 4-byte label each
+    assert e.labels.dtype.name == "int32" and e.nbytes <= sum(len(f"/v/{k}.mp4") for k in range(1000)) + 8 * 1001 + 4 * 1000
+    assert list(e[10:12]) == [("/v/10.mp4", 3), ("/v/11.mp4", 4)] and (e[:2] + e[2:4]) == e[:4]

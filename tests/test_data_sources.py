@@ -51,3 +51,28 @@ def test_specs_are_validated_at_the_edge():
         from_dict(TaskData, {"train": {"format": "csv", "path": "x"}, "val": {"format": "list", "path": "y"}}, "k400")
     with pytest.raises(ConfigError, match="needs `labels`"):
         from_dict(TaskData, {"train": {"format": "ssv2", "path": "x"}, "val": {"format": "ssv2", "path": "y"}})
+
+
+def test_a_list_val_label_unseen_in_training_is_an_error_unless_num_classes_is_set(tmp_path):
+    (tmp_path / "train.csv").write_text("/v/a.mp4 0\n/v/b.mp4 2\n")
+    (tmp_path / "val.csv").write_text("/v/c.mp4 0\n/v/d.mp4 1\n/v/e.mp4 2\n")
+    s = spec(tmp_path, "list", "train.csv", "val.csv")
+    s["train"]["path"], s["val"]["path"] = str(tmp_path / "train.csv"), str(tmp_path / "val.csv")
+    with pytest.raises(AnnotationError, match="label 1 never occurs in the training list") as e:
+        read_task(from_dict(TaskData, s), check_files=False)
+    assert e.value.path == str(tmp_path / "val.csv") and e.value.line == 2
+    (tmp_path / "val.csv").write_text("/v/c.mp4 0\n/v/e.mp4 3\n")  # beyond the training maximum too
+    with pytest.raises(AnnotationError, match="label 3 never occurs") as e:
+        read_task(from_dict(TaskData, s), check_files=False)
+    assert e.value.line == 2
+    s["train"]["num_classes"] = s["val"]["num_classes"] = 5  # an explicit label space allows it
+    train, val, classes = read_task(from_dict(TaskData, s), check_files=False)
+    assert len(classes) == 5 and list(val.labels) == [0, 3]
+    s["val"]["num_classes"] = 3
+    with pytest.raises(ConfigError, match="same `num_classes`"):
+        from_dict(TaskData, s)
+    s["val"]["num_classes"] = 5
+    (tmp_path / "val.csv").write_text("/v/c.mp4 0\n/v/e.mp4 5\n")
+    with pytest.raises(AnnotationError, match="unknown label 5") as e:
+        read_task(from_dict(TaskData, s), check_files=False)
+    assert e.value.line == 2

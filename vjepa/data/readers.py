@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import mmap
 import os
 from collections.abc import Sequence as _SequenceABC
 from pathlib import Path
@@ -151,8 +152,23 @@ def _decode(data: bytes, path) -> str:
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """A text annotation file as str: UTF-8 (else an error naming the line), BOM dropped."""
-    return _decode(_read_bytes(path), path)
+    """A text annotation file as str: UTF-8 (else an error naming the line), BOM dropped. Decoded
+    from a read-only memory map, so a multi-GB file is not held twice (bytes and str) at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(path, None, "annotation file not found")
+    if path.stat().st_size == 0:
+        return ""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        view = memoryview(mm)
+        try:
+            start = len(_BOM) if mm[:len(_BOM)] == _BOM else 0
+            try:
+                return str(view[start:], "utf-8")
+            except UnicodeDecodeError:
+                return _decode(bytes(view[start:]), path)  # raises, naming the line
+        finally:
+            view.release()
 
 
 def _open_text(path: str | os.PathLike):
