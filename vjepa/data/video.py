@@ -249,7 +249,7 @@ def video_frames(path: str, frames: np.ndarray, index: VideoIndex, container, st
     return _decode_av(container, stream, index, frames, path), why
 
 
-def _av_call(path: str, num_threads: int, fn):
+def with_index(path: str, num_threads: int, fn):
     """Open the file with PyAV, index it and run fn(container, stream, index); PyAV and OS errors
     become VideoDecodeError naming the file."""
     import av
@@ -273,7 +273,7 @@ def _av_call(path: str, num_threads: int, fn):
 
 def video_info(path: str, num_threads: int = 1) -> tuple[int, float, tuple[int, int]]:
     """(number of frames, frames per second, (height, width)) of a video file, after the checks."""
-    return _av_call(path, num_threads, lambda c, s, ix: (len(ix), ix.fps, (ix.height, ix.width)))
+    return with_index(path, num_threads, lambda c, s, ix: (len(ix), ix.fps, (ix.height, ix.width)))
 
 
 class FrameCache:
@@ -300,7 +300,7 @@ class FrameCache:
             frames, why = video_frames(path, np.arange(len(index)), index, container, stream, backend, num_threads)
             return frames, index.fps, why
 
-        got = _av_call(path, num_threads, whole)
+        got = with_index(path, num_threads, whole)
         if got is not None:
             self.videos[path] = got
             self.bytes += got[0].nbytes
@@ -330,7 +330,7 @@ def decode_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None =
             idx = indices(len(index), index.fps)
             return (*video_frames(path, np.concatenate(idx), index, container, stream, backend, num_threads), idx)
 
-        frames, why, idx = _av_call(path, num_threads, clips)
+        frames, why, idx = with_index(path, num_threads, clips)
     _check_shape(frames, cfg, path)
     return DecodedClips(frames, idx, why)
 
