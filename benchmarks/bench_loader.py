@@ -16,8 +16,8 @@ replayed for ours). Rows:
   resize, flip and normalisation run in the consumer (TrainClipTransform.finish on --device, cpu
   here: "worker CPU" is then what the loader worker keeps).
 
-    git clone https://github.com/facebookresearch/jepa /work/official    # outside this repository
-    python benchmarks/bench_loader.py --official-repo /work/official [--clips 24] [--device cuda]
+    git clone https://github.com/facebookresearch/jepa ../jepa-official    # outside this repository
+    python benchmarks/bench_loader.py --official-repo ../jepa-official [--clips 24] [--device cuda]
 
 Prints a table and the ratios to the official loader and to the floor, all measured in this run.
 """
