@@ -161,6 +161,7 @@ class PretrainData:
     hflip: bool = True
     decode_threads: int = 1
     cache_mb: int = 0                   # keep decoded videos in memory (small datasets read many times)
+    video_backend: str = "decord"       # "decord" | "pyav" (vjepa.data.video; decord falls back to PyAV per file)
 
 
 def pretrain_config(params: dict, seed: int, overrides: dict | None = None):
@@ -188,8 +189,8 @@ def pretrain_dataset(params: dict, cfg, seed: int):
         raise ConfigError(f"params.yaml: pretrain.data.num_frames ({data.num_frames}) must equal model.num_frames "
                           f"({cfg.model.num_frames})")
     transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip)
-    parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb)
-             for p in data.sources]
+    parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb,
+                          video_backend=data.video_backend) for p in data.sources]
     return MixtureDataset(parts, data.weights)
 
 

@@ -122,3 +122,30 @@ def test_eval_views_one_centre_crop_or_three_crops_along_the_long_side():
     assert one.shape == (1, 3, 3, 16, 16)
     tall = eval_transform(16, num_views=3)(np.transpose(clip, (0, 2, 1, 3)))  # crops along the height
     assert torch.allclose(tall[1], ref.transpose(-1, -2)[..., 12:28, :])
+
+
+def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit():
+    # the loader worker may stop after crop() (uint8 box + flip draw) and hand the rest to the
+    # consumer's device; on the CPU that is the same operations in the same order as before the
+    # split: the independent composition below, bit-identical, for both flip draws
+    from vjepa.data.transforms import normalize, resize, to_clip_tensor
+    frames = np.random.default_rng(0).integers(0, 256, (6, 40, 52, 3), dtype=np.uint8)
+    tf = pretrain_transform(24)
+    flips = set()
+    for seed in range(6):
+        want = tf(frames, rng=np.random.default_rng(seed))
+        r = np.random.default_rng(seed)
+        crop, flip = tf.crop(frames, r)
+        assert crop.base is not None and crop.dtype == np.uint8  # a view of the decoded frames: no copy
+        assert torch.equal(tf.finish(crop, flip, "cpu"), want)
+        r = np.random.default_rng(seed)
+        from vjepa.data.transforms import random_resized_box
+        top, left, h, w = random_resized_box(40, 52, tf.scale, tf.ratio, r)
+        ref = resize(to_clip_tensor(frames[:, top:top + h, left:left + w]), (24, 24))
+        ref = ref.flip(-1) if r.random() < 0.5 else ref
+        assert torch.equal(normalize(ref).unsqueeze(0), want)
+        flips.add(flip)
+        if torch.cuda.is_available():  # on a GPU the kernels differ: float rounding only
+            torch.testing.assert_close(tf.finish(torch.from_numpy(np.ascontiguousarray(crop)), flip, "cuda").cpu(),
+                                       want, atol=1e-5, rtol=0)
+    assert flips == {True, False}

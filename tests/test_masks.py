@@ -93,3 +93,9 @@ def test_figure_of_sampled_masks_is_written(tmp_path):
     path = tmp_path / "masks.png"
     plot_masks(PAPER_MASKS, GRID, path, samples=3)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_a_batch_without_clips_gets_empty_masks_not_an_error():
+    # every clip of a micro-batch failed to decode: the collator returns [0, 0] masks per config
+    ctx, tgt = MaskCollator(PAPER_MASKS, (8, 14, 14), seed=0)(0, step=3)
+    assert [tuple(c.shape) for c in ctx + tgt] == [(0, 0)] * 4 and all(c.dtype == torch.int64 for c in ctx + tgt)

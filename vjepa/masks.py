@@ -108,7 +108,10 @@ class MaskGenerator:
         return self.to_indices(self.sample_grids(batch_size, step))
 
     def to_indices(self, grids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep grids -> (context [B, K_ctx], target [B, K_tgt]), cut to the batch minimum."""
+        """Keep grids -> (context [B, K_ctx], target [B, K_tgt]), cut to the batch minimum; no grids
+        (a micro-batch whose every clip failed to decode) -> two empty [0, 0] tensors."""
+        if not grids:
+            return torch.empty((0, 0), dtype=torch.int64), torch.empty((0, 0), dtype=torch.int64)
         flat = [g.flatten() for g in grids]
         context = [torch.nonzero(f).squeeze(1) for f in flat]
         target = [torch.nonzero(f == 0).squeeze(1) for f in flat]

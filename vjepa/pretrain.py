@@ -355,7 +355,7 @@ def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: in
             epoch=sampler.position(step)["epoch"], loss=loss, batch_size=cfg.batch_size,
             world_size=env.world_size, lr=cfg.optim.lr,
             step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
-            skipped=sorted(skipped.paths), config=to_dict(cfg))
+            skipped=sorted(skipped.paths), fallback=sorted(skipped.fallback_paths), config=to_dict(cfg))
         save_atomic(ck, path)
     barrier(env)
 
@@ -455,7 +455,7 @@ class MicroBatches(torch.utils.data.Dataset):
         masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
         context_masks, target_masks = masks(clips.size(0), step)
         return {"clips": clips, "context_masks": context_masks, "target_masks": target_masks,
-                "skipped": batch["skipped"], "step": step, "shard": shard}
+                "skipped": batch["skipped"], "fallback": batch["fallback"], "step": step, "shard": shard}
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -508,7 +508,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     if ckpt_path.exists():
         ck = restore_checkpoint(ckpt_path, state, cfg)
         start, last_loss = ck["step"], ck["loss"]
-        skipped.paths = set(ck["skipped"])
+        skipped.paths, skipped.fallback_paths = set(ck["skipped"]), set(ck.get("fallback", ()))
         del ck
     total = cfg.optim.iterations
     order_fn = None
@@ -522,50 +522,62 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     log = MetricsLog(out_dir / "metrics.jsonl", start) if env.is_main else None
 
     batches = iter(loader)
-    saved_step, window, rates, last = start, [], [], {}
+    saved_step, window, rates, last, empty_steps = start, [], [], {}, 0
     t_start = time.perf_counter()
     bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="pretrain", disable=not env.is_main,
                dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
-        micro, step_skipped = [], []
+        micro, step_skipped, step_fallback = [], [], []
         for _ in range(cfg.accumulation_steps):
             mb = next(batches)
             if mb["step"] != step - 1:  # the loader and the loop must move in lockstep
                 raise RuntimeError(f"data loader is at iteration {mb['step']}, the loop at {step - 1}")
             step_skipped += mb["skipped"]
+            step_fallback += mb["fallback"]
             to_dev = [m.to(env.device, non_blocking=True) for m in mb["context_masks"] + mb["target_masks"]]
             M = len(cfg.masks)
             micro.append((mb["clips"].to(env.device, non_blocking=True), to_dev[:M], to_dev[M:]))
-        try:
-            metrics = train_step(state, cfg, micro, step)
-        except NonFiniteLossError as e:
-            good = f"{ckpt_path} (step {saved_step})" if ckpt_path.exists() else "none written yet"
-            raise NonFiniteLossError(f"{e}; the weights were not updated; last good checkpoint: {good}") from None
-        if all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item():
-            # rare: share the paths so that every process counts (and stops on) the same files
-            skipped.update(p for paths in gather_objects(step_skipped, env) for p in paths)
-        dt = time.perf_counter() - t0
-        metrics.update({**skipped.metrics(), "step": step, "epoch": sampler.position(step - 1)["epoch"],
-                        "clips_per_s": metrics["clips"] / dt, "peak_memory_mb": _peak_memory_mb(env.device)})
-        window.append(metrics["loss"])
-        rates.append(metrics["clips_per_s"])
-        last = metrics
-        if env.is_main:
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
-            if step % cfg.log_every == 0 or step == total:
-                log.write(metrics)
-                if log_fn is not None:
-                    log_fn(metrics, step)
+        # one exchange before the step, the same on every process: undecodable and fallback files, and
+        # micro-batches left without a clip (any, with several processes: the gradient exchange needs
+        # every process; all of them, with one): such a step is skipped everywhere and counted
+        n_empty = sum(c.size(0) == 0 for c, _, _ in micro)
+        flags = all_reduce_sum(torch.tensor([len(step_skipped), len(step_fallback),
+                                             n_empty if env.distributed else int(n_empty == len(micro))],
+                                            device=env.device), env).tolist()
+        if flags[0] or flags[1]:  # rare: share the paths so that every process counts (and stops on) the same files
+            for paths, fallback in gather_objects((step_skipped, step_fallback), env):
+                skipped.update(paths, fallback)
+        if flags[2]:
+            empty_steps += 1
+        else:
+            try:
+                metrics = train_step(state, cfg, micro, step)
+            except NonFiniteLossError as e:
+                good = f"{ckpt_path} (step {saved_step})" if ckpt_path.exists() else "none written yet"
+                raise NonFiniteLossError(f"{e}; the weights were not updated; last good checkpoint: {good}") from None
+            dt = time.perf_counter() - t0
+            metrics.update({**skipped.metrics(), "empty_steps": empty_steps, "step": step,
+                            "epoch": sampler.position(step - 1)["epoch"],
+                            "clips_per_s": metrics["clips"] / dt, "peak_memory_mb": _peak_memory_mb(env.device)})
+            window.append(metrics["loss"])
+            rates.append(metrics["clips_per_s"])
+            last = metrics
+            if env.is_main:
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                if step % cfg.log_every == 0 or step == total:
+                    log.write(metrics)
+                    if log_fn is not None:
+                        log_fn(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == total:
-            last_loss = float(np.mean(window))
+            last_loss = float(np.mean(window)) if window else last_loss
             save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, skipped)
             saved_step, window = step, []
     bar.close()
     return {"steps": total, "final_loss": last.get("loss", last_loss),
             "final_loss_per_mask": [last[f"loss_mask{i}"] for i in range(len(cfg.masks))] if last else None,
             "final_target_std": last.get("target_std"), "clips_per_s": float(np.mean(rates)) if rates else None,
-            "peak_memory_mb": _peak_memory_mb(env.device), **skipped.metrics(),
+            "peak_memory_mb": _peak_memory_mb(env.device), **skipped.metrics(), "empty_steps": empty_steps,
             "global_batch": cfg.batch_size * env.world_size * cfg.accumulation_steps,
             "world_size": env.world_size, "checkpoint": str(ckpt_path),
             "wall_s": time.perf_counter() - t_start}

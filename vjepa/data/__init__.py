@@ -10,7 +10,7 @@ from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_js
 from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap,
                             read_ava_proposals)
 from vjepa.data.sampling import ClipSampling, clip_indices
-from vjepa.data.video import VideoDecodeError, read_clips
+from vjepa.data.video import VideoDecodeError, decode_clips, read_clips
 from vjepa.data.datasets import (ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
                                  VideoDataset, collate, mixture_indices)
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,

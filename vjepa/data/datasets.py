@@ -3,8 +3,9 @@ mixtures of datasets (VideoMix2M = K710 + SSv2 + HowTo100M).
 
 An item is {"video": FloatTensor [S, V, C, T, H, W], "label": int, "index": int, "path": str}, or
 None when the file cannot be decoded (a warning names it once per process). `collate` drops the
-None items and lists their paths under "skipped"; `SkipCounter` counts unique skipped paths over
-a run and raises when more than a set fraction of the dataset is bad.
+None items and lists their paths under "skipped", and lists under "fallback" the files decord could
+not read right that PyAV decoded instead (vjepa.data.video); `SkipCounter` counts unique skipped
+(and fallback) paths over a run and raises when more than a set fraction of the dataset is bad.
 
 Randomness: with `seed` set, an item's clip position and augmentation are a function of
 (seed, epoch, index) alone, so they do not depend on the number of workers and a resumed run sees
@@ -24,13 +25,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vjepa.data.sampling import ClipSampling
-from vjepa.data.video import FrameCache, VideoDecodeError, read_clips
+from vjepa.data.video import FrameCache, VideoDecodeError, check_backend, decode_clips
 
 Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None) -> [V, C, T, H, W]
 
 # Paths skipped in this process since the last collate: the DataLoader fetches a batch's items and
 # collates them in the same process, so collate can name the files behind its None items.
 _recent_skips: list[str] = []
+_recent_fallbacks: list[str] = []  # likewise, files decoded by PyAV because decord read them wrong
 _warned: set[str] = set()
 
 
@@ -58,13 +60,15 @@ class _Seeded:
 
 class VideoDataset(_Seeded, Dataset):
     """Videos listed as [(path, label)] -> items of S = clip.num_segments clips, each turned into V
-    views by `transform`. The decord reader is opened inside __getitem__ (so inside each worker)."""
+    views by `transform`. Files are opened inside __getitem__ (so inside each worker) and decoded
+    with `video_backend` ("decord" or "pyav", see vjepa.data.video)."""
 
     def __init__(self, entries: Sequence[tuple[str, int]], clip: ClipSampling, transform: Transform,
-                 decode_threads: int = 1, seed: int | None = None, cache_mb: int = 0):
+                 decode_threads: int = 1, seed: int | None = None, cache_mb: int = 0,
+                 video_backend: str = "decord"):
         clip.validate()
         self.entries, self.clip, self.transform = list(entries), clip, transform
-        self.decode_threads, self.seed = decode_threads, seed
+        self.decode_threads, self.seed, self.video_backend = decode_threads, seed, check_backend(video_backend)
         self.cache = FrameCache(cache_mb * 2**20) if cache_mb > 0 else None  # one per process (workers copy it)
 
     def __len__(self) -> int:
@@ -74,10 +78,13 @@ class VideoDataset(_Seeded, Dataset):
         i, rng = self._rng(index)
         path, label = self.entries[i]
         try:
-            frames, _ = read_clips(path, self.clip, rng, self.decode_threads, self.cache)
+            frames, _, fallback = decode_clips(path, self.clip, rng, self.decode_threads, self.cache,
+                                               self.video_backend)
         except VideoDecodeError as e:
             _skip(path, str(e))
             return None
+        if fallback is not None:
+            _recent_fallbacks.append(path)
         T = self.clip.num_frames
         video = torch.stack([self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)])
         return {"video": video, "label": int(label), "index": i, "path": path}
@@ -115,12 +122,16 @@ class ImageDataset(_Seeded, Dataset):
 
 def collate(items: Sequence[dict | None]) -> dict:
     """Stack items into {"video": [B, S, V, C, T, H, W], "label": LongTensor [B], "index": LongTensor [B],
-    "path": list[str], "skipped": list[str]}; None items (and items whose "video" is None) are dropped
-    and named in "skipped". When every item was skipped, "video" is an empty 7-D tensor (B = 0)."""
+    "path": list[str], "skipped": list[str], "fallback": list[str]}; None items (and items whose "video"
+    is None) are dropped and named in "skipped"; "fallback" names the files of this batch that PyAV
+    decoded because decord read them wrong. When every item was skipped, "video" is an empty 7-D
+    tensor (B = 0)."""
     n_bad = sum(x is None for x in items)
     skipped = _recent_skips[-n_bad:] if n_bad else []
     skipped = ["<unknown>"] * (n_bad - len(skipped)) + skipped  # None from a dataset outside this module
     _recent_skips.clear()
+    fallback = list(dict.fromkeys(_recent_fallbacks))
+    _recent_fallbacks.clear()
     skipped += [str(x.get("path")) for x in items if x is not None and x.get("video") is None]
     good = [x for x in items if x is not None and x.get("video") is not None]
     return {
@@ -129,6 +140,7 @@ def collate(items: Sequence[dict | None]) -> dict:
         "index": torch.tensor([x["index"] for x in good], dtype=torch.long),
         "path": [x["path"] for x in good],
         "skipped": skipped,
+        "fallback": fallback,
     }
 
 
@@ -138,21 +150,24 @@ class TooManySkipped(RuntimeError):
 
 class SkipCounter:
     """Counts unique skipped paths over a run; raises TooManySkipped as soon as the bad files exceed
-    max_fraction of the dataset (the count only grows, so the final fraction can only be larger)."""
+    max_fraction of the dataset (the count only grows, so the final fraction can only be larger).
+    Also counts the unique files decoded by the PyAV fallback (`fallback`, never an error)."""
 
     def __init__(self, dataset_size: int, max_fraction: float = 0.01):
         if not 0 <= max_fraction <= 1:
             raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
         self.dataset_size, self.max_fraction = int(dataset_size), max_fraction
         self.paths: set[str] = set()
+        self.fallback_paths: set[str] = set()
 
     @property
     def count(self) -> int:
         return len(self.paths)
 
-    def update(self, skipped: Iterable[str]) -> int:
-        """Add a batch's "skipped" paths; returns the running count."""
+    def update(self, skipped: Iterable[str], fallback: Iterable[str] = ()) -> int:
+        """Add a batch's "skipped" (and "fallback") paths; returns the running count of skipped files."""
         self.paths.update(skipped)
+        self.fallback_paths.update(fallback)
         if self.count > self.max_fraction * self.dataset_size:
             some = ", ".join(sorted(self.paths)[:5])
             raise TooManySkipped(f"{self.count} of {self.dataset_size} files could not be decoded "
@@ -161,7 +176,8 @@ class SkipCounter:
         return self.count
 
     def metrics(self) -> dict:
-        return {"skipped_videos": self.count, "skipped_fraction": self.count / max(self.dataset_size, 1)}
+        return {"skipped_videos": self.count, "skipped_fraction": self.count / max(self.dataset_size, 1),
+                "fallback_videos": len(self.fallback_paths)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,8 +56,8 @@ def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """Per-channel (x - mean) / std of a [C, T, H, W] clip in [0, 1]."""
-    m = torch.tensor(mean, dtype=clip.dtype).view(-1, 1, 1, 1)
-    s = torch.tensor(std, dtype=clip.dtype).view(-1, 1, 1, 1)
+    m = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
     return (clip - m) / s
 
 
@@ -167,8 +167,28 @@ class TrainClipTransform:
         self.erase = ClipRandomErasing(reprob) if reprob > 0 else None
         self.antialias, self.mean, self.std = antialias, mean, std
 
+    def crop(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """The CPU half of the plain transform (no RandAugment, jitter or erasing): the clip's random
+        box cut from the uint8 frames (a view, no copy) and the flip draw, in the draw order of __call__."""
+        top, left, h, w = random_resized_box(frames.shape[1], frames.shape[2], self.scale, self.ratio, rng)
+        return frames[:, top:top + h, left:left + w], bool(self.hflip and rng.random() < 0.5)
+
+    def finish(self, crop: np.ndarray | torch.Tensor, flip: bool, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The rest on `device` (e.g. a GPU, so the loader's workers only decode and crop): the uint8
+        crop [T, h, w, 3] to float, resized, flipped, normalised -> [1, C, T, size, size]. On the CPU
+        the same operations in the same order as __call__ (bit-identical, pinned by a test)."""
+        if isinstance(crop, np.ndarray):
+            crop = torch.from_numpy(np.require(crop, requirements=["C", "W"]))
+        clip = crop.to(device, non_blocking=True).permute(3, 0, 1, 2).float().div_(255.0)
+        clip = resize(clip, (self.size, self.size), self.antialias)
+        if flip:
+            clip = clip.flip(-1)
+        return normalize(clip, self.mean, self.std).unsqueeze(0)
+
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         rng = _rng(rng)
+        if self.augment is None and self.jitter is None and self.erase is None:
+            return self.finish(*self.crop(frames, rng))  # crop before converting: cheaper
         if self.augment is not None:
             frames = self.augment(frames, rng)
         top, left, h, w = random_resized_box(frames.shape[1], frames.shape[2], self.scale, self.ratio, rng)
