@@ -81,3 +81,43 @@ def read_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = N
         raise VideoDecodeError(f"{path}: decoded an array of shape {frames.shape}, expected "
                                f"[{cfg.num_segments * cfg.num_frames}, H, W, 3]")
     return frames, idx
+
+
+class VideoFile:
+    """One video opened once for many reads, as a long video cut into windows needs: its frame
+    count, average frame rate, each frame's presentation time in seconds (from the container's
+    timestamps, so variable frame rates are timed right), and frames by index."""
+
+    def __init__(self, path: str, num_threads: int = 1):
+        from decord import DECORDError, VideoReader, cpu
+
+        self.path, self._errors = str(path), (DECORDError, RuntimeError, OSError, IndexError)
+        try:
+            self._vr = VideoReader(self.path, ctx=cpu(0), num_threads=num_threads)
+            self.fps = float(self._vr.get_avg_fps())
+        except self._errors as e:
+            raise VideoDecodeError(f"{path}: cannot decode: {_last_line(e)}") from None
+        if len(self._vr) == 0:
+            raise VideoDecodeError(f"{path}: has no video frames")
+
+    def __len__(self) -> int:
+        return len(self._vr)
+
+    def times(self) -> np.ndarray:
+        """float64 [num_frames]: the start time of each frame, seconds."""
+        try:
+            return np.asarray(self._vr.get_frame_timestamp(list(range(len(self))))[:, 0], dtype=np.float64)
+        except self._errors as e:
+            raise VideoDecodeError(f"{self.path}: cannot read frame timestamps: {_last_line(e)}") from None
+
+    def frames(self, indices) -> np.ndarray:
+        """uint8 [K, H, W, 3] of the frames at `indices`."""
+        try:
+            out = self._vr.get_batch(np.asarray(indices, dtype=np.int64).tolist()).asnumpy()
+        except self._errors as e:
+            hint = (f" (decord 0.6 cannot decode frames {DECORD_BROKEN_WIDTHS} pixels wide; re-encode wider)"
+                    if "size must exactly match" in str(e) else "")
+            raise VideoDecodeError(f"{self.path}: cannot decode: {_last_line(e)}{hint}") from None
+        if out.ndim != 4 or out.shape[0] != len(indices) or out.shape[-1] != 3:
+            raise VideoDecodeError(f"{self.path}: decoded an array of shape {out.shape}, expected [{len(indices)}, H, W, 3]")
+        return out
