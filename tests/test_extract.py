@@ -11,7 +11,7 @@ import torch
 from test_hub import SMALL, by_hand, write_official
 
 from vjepa.data.transforms import eval_transform
-from vjepa.extract import ExtractConfig, extract, extract_video, main
+from vjepa.extract import ExtractConfig, extract, extract_video, main, window_indices, window_starts
 from vjepa.models.probes import AttentiveClassifier, official_probe_state
 
 W, H = 333, 187
@@ -130,3 +130,12 @@ def test_probe_pooling_gives_the_attentive_pooler_feature_and_bf16_stays_close(v
     fp32 = hand_features(enc, frames, table["start_frame"].tolist()).mean(1).numpy()
     assert out["windows"] == 4 and bf16.dtype == np.float32 and bf16.shape == (4, 48)
     assert np.abs(bf16 - fp32).max() < 0.05 * np.abs(fp32).max() and not np.array_equal(bf16, fp32)
+
+
+def test_a_video_shorter_than_a_window_gives_one_window_repeating_its_last_frame():
+    times = np.array([0.0, 0.04, 0.2, 0.21, 0.5])
+    assert window_starts(times, span=8, stride=2).tolist() == [0]
+    assert window_indices(0, 4, 2, 5).tolist() == [0, 2, 4, 4]
+    # seconds: the first frame at or after each multiple of the stride, never the same frame twice
+    times = np.array([0.0, 0.1, 0.9, 1.0, 1.05, 2.6, 2.7, 2.8, 2.9, 3.0])
+    assert window_starts(times, span=2, stride=0.5, unit="seconds").tolist() == [0, 2, 3, 5]
