@@ -115,9 +115,11 @@ def extract_video(path: str, encoder: nn.Module, cfg: ExtractConfig, probe: nn.M
         batch = starts[b:b + cfg.batch_size]
         idx = [window_indices(s, T, cfg.frame_step, n) for s in batch]
         wanted = np.unique(np.concatenate(idx))  # decode each frame once, in order
-        frames = video.frames(wanted)
+        # the eval transform acts frame by frame, so each decoded frame is transformed once even
+        # when overlapping windows share it
+        frames = transform(video.frames(wanted))[0]                      # [C, K, size, size]
         pos = {f: k for k, f in enumerate(wanted.tolist())}
-        clips = torch.stack([transform(frames[[pos[f] for f in i.tolist()]])[0] for i in idx]).to(device)
+        clips = torch.stack([frames[:, [pos[f] for f in i.tolist()]] for i in idx]).to(device)
         with torch.no_grad(), autocast:
             feats.append(_pool(encoder(clips), cfg.pooling, probe).float().cpu())
         for s, i in zip(batch.tolist(), idx):
