@@ -54,8 +54,12 @@ def _plt():
 
 def section_frozen(probes: dict, detect: dict | None, profile: str) -> str:
     tasks = ["k400", "ssv2", "in1k", "places205", "inat21"]
-    ours = [probes[t]["top1"] if t in probes else None for t in tasks]
+    released = {t for t in tasks if probes.get(t, {}).get("released_probe")}  # probe.tasks.<t>.evaluate_only
+    ours = [probes[t]["top1"] if t in probes and t not in released else None for t in tasks]
     rows = [[f"ours ({profile} profile)", *ours, detect.get("mAP") * 100 if detect and detect.get("mAP") is not None else None]]
+    if released:
+        rows.append(["released probe, evaluated here as it is", *[probes[t]["top1"] if t in released else None
+                                                                   for t in tasks], None])
     for name, vals in paper.FROZEN.items():
         rows.append([f"paper, V-JEPA {name}", *[vals[t] for t in tasks], None])
     text = ("## Frozen evaluation (attentive probe, top-1 %; AVA mAP@0.5 x 100)\n\n"
@@ -72,7 +76,8 @@ def section_lin_att(probes: dict, profile: str) -> str:
     for t in ["k400", "ssv2", "in1k", "places205", "inat21"]:
         if t in probes:
             k = probes[t]["top1_by_kind"]
-            rows.append([f"{t} (ours, {profile})", k.get("linear"), k.get("attentive")])
+            who = "released probe" if probes[t].get("released_probe") else "ours"
+            rows.append([f"{t} ({who}, {profile})", k.get("linear"), k.get("attentive")])
     for name, vals in paper.TABLE9.items():
         for t, (lin, att) in vals.items():
             rows.append([f"{t} (paper Table 9, {name})", lin, att])

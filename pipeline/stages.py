@@ -262,7 +262,9 @@ class ProbeTask:
     hflip: bool = True
     auto_augment: str | None = None             # IN1K: "original" (AutoAugment)
     reprob: float = 0.0
+    allow_overlap: bool = False                 # official frozen evals: overlapping clips in short videos
     probe: dict = field(default_factory=dict)
+    evaluate_only: dict | None = None           # {probe: <file>, encoder: <file>}: a released probe as it is
 
 
 def task_entries(params: dict, name: str):
@@ -287,7 +289,8 @@ def probe_datasets(params: dict, task: ProbeTask, img_size: int, segments: int, 
         return (ImageDataset(train, train_tf, task.still_frames, seed=seed),
                 ImageDataset(val, val_tf, task.still_frames, seed=seed), len(classes))
     def clips(random):
-        return ClipSampling(num_frames=task.num_frames, frame_step=task.frame_step, num_segments=segments, random=random)
+        return ClipSampling(num_frames=task.num_frames, frame_step=task.frame_step, num_segments=segments, random=random,
+                            allow_overlap=task.allow_overlap)
     return (VideoDataset(train, clips(task.augment), train_tf, seed=seed),
             VideoDataset(val, clips(False), val_tf, seed=seed), len(classes))
 
@@ -330,6 +333,9 @@ def probe(params_path: str = "params.yaml", task_name: str | None = None) -> dic
     at each temporal coverage in `segments`; writes runs/probe/<task>/."""
     params = load_params(params_path)
     task = typed(ProbeTask, params, f"probe.tasks.{task_name}")
+    if task.evaluate_only is not None:  # a released probe, evaluated as it is
+        from pipeline.released import evaluate_only
+        return evaluate_only(params, task_name, task)
     seed = main_seed(params)
     ckpt = str(checkpoint_path(seed)) if not section(params, "probe.encoder", {}).get("checkpoint") else None
     settings = {"task": to_dict(task), "defaults": section(params, "probe.defaults"),
@@ -568,6 +574,9 @@ def check(params_path: str = "params.yaml") -> list[str]:
             raise ConfigError(f"params.yaml:probe.tasks.{name}.data: no task '{task.data}' in `tasks`")
         for s in task.segments:
             probe_config(params, task, 2, s, 0)
+        if task.evaluate_only is not None:
+            from pipeline.released import evaluate_only_spec
+            evaluate_only_spec(task, name).protocol(name)
     checked.append("probe")
     typed(AvaFiles, params, "detect.data"), typed(AvaClipConfig, params, "detect.clip")
     from_dict(DetectConfig, section(params, "detect.head"), "params.yaml:detect.head")

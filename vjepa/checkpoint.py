@@ -4,6 +4,7 @@ both directions, so released files load strictly into our models and ours into t
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
@@ -119,3 +120,55 @@ def import_official(path, encoder: nn.Module | None = None, predictor: nn.Module
         if model is not None:
             load_official_module(model, ck, key, str(path))
     return ck
+
+
+def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: int | None = None,
+                              img_size: int | None = None, num_heads: int | None = None, where: str = "checkpoint"):
+    """The ModelConfig of the encoder whose state dict (prefixes stripped) this is, read from its
+    shapes: width, channels, tubelet and patch from `patch_embed.proj.weight` [D, C, t, p, p], depth
+    from the blocks, MLP ratio from `fc1`, and the token grid from `pos_embed` [1, N, D] with the
+    clip's frame count (default 16, every released model) or its image size. Heads are not in the
+    shapes: they come from `num_heads`, else from the size table row of that width and depth."""
+    from vjepa.models.registry import SIZES, ModelConfig
+
+    w = state.get("patch_embed.proj.weight")
+    if w is None or w.ndim != 5:
+        raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]; "
+                              "not a V-JEPA video encoder")
+    D, C, t, p, p2 = w.shape
+    if p != p2:
+        raise CheckpointError(f"{where}: non-square patches {p}x{p2} are not supported")
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if depth == 0:
+        raise CheckpointError(f"{where}: no transformer blocks ('blocks.<i>.*') in the encoder state")
+    mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / D
+    if "pos_embed" not in state:
+        raise CheckpointError(f"{where}: no 'pos_embed'; a V-JEPA 1 encoder stores its fixed positions")
+    N = state["pos_embed"].shape[1]
+    if img_size is not None:
+        hw = (img_size // p) ** 2
+        if img_size % p or N % hw:
+            raise CheckpointError(f"{where}: {N} positions do not tile into {img_size}px frames of {p}px patches")
+        frames = N // hw * t
+        if num_frames is not None and num_frames != frames:
+            raise CheckpointError(f"{where}: {N} positions at {img_size}px make {frames} frames, not {num_frames}")
+    else:
+        frames = 16 if num_frames is None else num_frames
+        side = math.isqrt(N // max(frames // t, 1)) if frames % t == 0 else 0
+        if frames % t or (frames // t) * side * side != N:
+            raise CheckpointError(
+                f"{where}: {N} positions do not make square frames at {frames} frames of tubelet {t}; "
+                f"pass num_frames= (or img_size=) to say the clip the encoder was trained on")
+        img_size = side * p
+    row = next((name for name, (d, n, _, r) in SIZES.items() if d == D and n == depth and abs(r - mlp_ratio) < 1e-6), None)
+    if num_heads is None:
+        if row is None:
+            raise CheckpointError(f"{where}: width {D} and depth {depth} match no standard size, and the number of "
+                                  "attention heads is not in the weights' shapes; pass num_heads=")
+        num_heads = SIZES[row][2]
+    if D % num_heads:
+        raise CheckpointError(f"{where}: {num_heads} heads do not divide width {D}")
+    if row is not None and num_heads == SIZES[row][2]:
+        return ModelConfig(size=row, img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C)
+    return ModelConfig(size="custom", img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C,
+                       embed_dim=D, depth=depth, num_heads=num_heads, mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio)

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vjepa import schedules
-from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic
+from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
+                              strip_prefix)
 from vjepa.config import to_dict
 from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -106,6 +107,17 @@ class OptimConfig:
 
 
 @dataclass
+class InitConfig:
+    """Continued pretraining (domain adaptation): start from a checkpoint's encoder, predictor and
+    target encoder (a released file or ours), with a fresh optimizer and schedules from step 1."""
+
+    checkpoint: str
+    strict: bool = True                 # False: keys of another shape (e.g. pos_embed at another
+                                        # resolution) keep their fresh values, listed in a warning
+    reinit_predictor: bool = False      # True: a freshly initialised predictor (encoders still loaded)
+
+
+@dataclass
 class PretrainConfig:
     """Everything a pretraining run needs besides the data. Global batch = batch_size (per process)
     x processes x accumulation_steps; activation checkpointing is model.activation_checkpointing."""
@@ -125,6 +137,7 @@ class PretrainConfig:
     max_skipped_fraction: float = 0.01  # undecodable videos allowed before the run stops (unique files)
     checkpoint_every: int = 300
     log_every: int = 1
+    init: InitConfig | None = None   # continued pretraining from a checkpoint (a resume takes precedence)
 
     def validate(self) -> None:
         if self.dtype not in ("fp32", "bf16"):
@@ -229,10 +242,34 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         target = copy.deepcopy(encoder).requires_grad_(False)  # starts identical to the context encoder
     else:
         target = encoder
+    if cfg.init is not None:
+        init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
     optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   eps=cfg.optim.eps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
     return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
+
+
+def init_from_checkpoint(init: InitConfig, encoder: nn.Module, predictor: nn.Module, target: nn.Module | None,
+                         env: DistEnv) -> None:
+    """Load the models of a continued pretraining from init.checkpoint (official layout), strictly
+    unless init.strict is False; nothing of its optimizer, schedule or step is taken."""
+    ck = load(init.checkpoint, map_location=env.device)
+    pairs = [("encoder", encoder)] + ([] if init.reinit_predictor else [("predictor", predictor)])
+    pairs += [("target_encoder", target)] if target is not None else []
+    for key, model in pairs:
+        if init.strict:
+            load_official_module(model, ck, key, init.checkpoint)
+            continue
+        if key not in ck:
+            raise CheckpointError(f"{init.checkpoint} has no '{key}' entry; it has {sorted(ck)}")
+        own, state = model.state_dict(), strip_prefix(ck[key])
+        fits = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+        kept = sorted(set(own) - set(fits))
+        if kept and env.is_main:
+            warnings.warn(f"pretrain.init (strict: false): {init.checkpoint}['{key}'] gives no value of the "
+                          f"model's shape for {kept}; those keep their fresh initialisation", stacklevel=3)
+        model.load_state_dict({**own, **fits}, strict=True)
 
 
 def _grad_norm(module: nn.Module, clip: float | None) -> float:
@@ -583,6 +620,6 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             "wall_s": time.perf_counter() - t_start}
 
 
-__all__ = ["OptimConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
-           "ema_update_", "param_groups", "TrainState", "build_state", "train_step", "save_checkpoint",
+__all__ = ["OptimConfig", "InitConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
+           "ema_update_", "param_groups", "TrainState", "build_state", "init_from_checkpoint", "train_step", "save_checkpoint",
            "restore_checkpoint", "MicroBatches", "pretrain"]

@@ -102,6 +102,37 @@ class ProbeConfig:
         return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
 
 
+# segments x views of the official frozen-evaluation configs, with which the released probes were
+# trained and scored: K400 16x8x3, SSv2 16x2x3, images one centre view (spec 6.2, 6.3)
+RELEASED_PROTOCOL = {"k400": (8, 3), "ssv2": (2, 3), "in1k": (1, 1), "places205": (1, 1), "inat21": (1, 1)}
+
+
+@dataclass
+class EvaluateOnly:
+    """A released attentive probe (or any probe file of the official layout) evaluated as it is on a
+    task's validation set, with the official protocol of that task unless segments/views are set."""
+
+    probe: str                          # probe file, or a released name such as vitl16/k400
+    encoder: str | None = None          # encoder file; null: the stage's encoder
+    segments: int | None = None         # null: RELEASED_PROTOCOL of the task
+    views: int | None = None            # 1 (centre crop) or 3 (official 3 crops)
+    num_heads: int | None = None        # the probe's heads; null: the encoder's, as the official probes
+
+    def validate(self) -> None:
+        if self.segments is not None and self.segments < 1:
+            raise ValueError(f"segments must be >= 1, got {self.segments}")
+        if self.views not in (None, 1, 3):
+            raise ValueError(f"views must be 1 or 3, got {self.views}")
+
+    def protocol(self, task: str) -> tuple[int, int]:
+        """(segments, views) for `task`: the ones set here, else the official ones."""
+        if (self.segments is None or self.views is None) and task not in RELEASED_PROTOCOL:
+            raise ConfigError(f"evaluate_only: task '{task}' has no official protocol (known: "
+                              f"{sorted(RELEASED_PROTOCOL)}); set segments and views")
+        segments, views = RELEASED_PROTOCOL.get(task, (None, None))
+        return self.segments or segments, self.views or views
+
+
 def probe_name(kind: str, lr: float, wd: float) -> str:
     return f"{kind}_lr{lr:g}_wd{wd:g}"
 
@@ -351,10 +382,7 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity).
     `collate_fn` turns a list of items into a batch with "skipped" paths (default: the data layer's)."""
     out = Path(out_dir)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = AUTOCAST[cfg.precision]
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    device, autocast = _device_autocast(cfg)
     encoder = encoder.to(device).eval().requires_grad_(False)
     probes = ProbeSet(cfg, encoder.embed_dim, getattr(encoder, "num_heads", None), device)
     history = {n: {"loss": float("nan"), "top1": float("nan")} for n in probes.probes}
@@ -406,9 +434,53 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
                      "scaler": probes.scalers[name].state_dict() or None, "epoch": cfg.epochs,
                      "batch_size": cfg.batch_size, "world_size": 1, "lr": probes.hparams[name]["lr"]},
                     out / "probes" / f"{name}.pth.tar")
+    _write_results(out, metrics, predictions)
+    return metrics
+
+
+def _device_autocast(cfg: ProbeConfig):
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = AUTOCAST[cfg.precision]
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    return device, autocast
+
+
+def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
+    """out/predictions.csv and out/metrics.json, each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out / "predictions.csv.tmp", index=False)
     (out / "predictions.csv.tmp").replace(out / "predictions.csv")
     (out / "metrics.json.tmp").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     (out / "metrics.json.tmp").replace(out / "metrics.json")
+
+
+def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, val_set: Dataset,
+                      out_dir: str | Path, encoder_name: str = "", num_heads: int | None = None,
+                      collate_fn: Callable = collate) -> dict:
+    """Evaluate a probe file as it is (no training) on val_set, whose items carry the protocol's
+    segments and views; writes out_dir/metrics.json and predictions.csv as run_probe does, the
+    probe labelled as released. Its heads: num_heads, else the encoder's (official)."""
+    from vjepa.hub import load_probe, resolve
+
+    t0 = time.time()
+    device, autocast = _device_autocast(cfg)
+    encoder = encoder.to(device).eval().requires_grad_(False)
+    path = resolve(probe)
+    head = load_probe(path, num_heads or getattr(encoder, "num_heads", None)).to(device)
+    if head.linear.out_features != cfg.num_classes or head.linear.in_features != encoder.embed_dim:
+        raise CheckpointError(f"{path}: the probe maps {head.linear.in_features}-wide tokens to "
+                              f"{head.linear.out_features} classes; the task has {cfg.num_classes} classes and the "
+                              f"encoder writes {encoder.embed_dim}-wide tokens")
+    kind = "attentive" if isinstance(head, AttentiveClassifier) else "linear"
+    name = f"{kind}_released"
+    result = evaluate(encoder, {name: head}, val_set, cfg, device, autocast, collate_fn)
+    metrics, predictions = _metrics_and_predictions(result, {name: {"kind": kind, "released": str(probe)}},
+                                                    {name: {"loss": None, "top1": None}})
+    metrics.update({"encoder": encoder_name, "released_probe": str(probe), "segments": cfg.num_segments,
+                    "views": int(len(result["view_pred"][name])), "num_train": 0, "num_val": len(result["label"]),
+                    "skipped_train": 0, "skipped_val": len(result["skipped"]),
+                    "skipped_paths": sorted(set(result["skipped"]) - {"<unknown>"})[:20], "epochs": 0,
+                    "seconds": round(time.time() - t0, 1)})
+    _write_results(Path(out_dir), metrics, predictions)
     return metrics

@@ -341,3 +341,57 @@ def read_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = N
     """Decode the cfg.num_segments clips of one video: (uint8 [S*T, H, W, 3], per-segment indices)."""
     got = decode_clips(path, cfg, rng, num_threads, cache, backend)
     return got.frames, got.indices
+
+
+class VideoFile:
+    """One video opened and indexed once for many reads, as a long video cut into windows needs:
+    its frame count, average frame rate, each frame's presentation time in seconds (from the
+    container's timestamps, so variable frame rates are timed right), and frames by index, with
+    the same checks and decord-to-PyAV fallback as the clip decoder."""
+
+    def __init__(self, path: str, num_threads: int = 1, backend: str = "decord"):
+        import av
+        import av.logging
+
+        self.path, self.num_threads, self.backend = str(path), num_threads, check_backend(backend)
+        self.fallbacks: list[str] = []
+        try:
+            self._container, self._stream = _open_av(self.path, num_threads)
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+            raise VideoDecodeError(f"{path}: cannot open: {_last_line(e)}") from None
+        try:
+            with av.logging.Capture() as logs:
+                self.index = index_video(self._container, self._stream, self.path)
+            if _errors(logs):
+                raise VideoDecodeError(f"{path}: damaged or truncated: the demuxer reports {_errors(logs)[0]}")
+        except av.error.FFmpegError as e:
+            self.close()
+            raise VideoDecodeError(f"{path}: cannot decode: {_last_line(e)}") from None
+        except VideoDecodeError:
+            self.close()
+            raise
+        self.fps = self.index.fps
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def times(self) -> np.ndarray:
+        """float64 [num_frames]: the start time of each frame in seconds, from the stream's start."""
+        start = self._stream.start_time if self._stream.start_time is not None else int(self.index.pts[0])
+        return (self.index.pts - start).astype(np.float64) * float(self._stream.time_base)
+
+    def frames(self, indices) -> np.ndarray:
+        """uint8 [K, H, W, 3] of the frames at `indices`."""
+        import av
+
+        try:
+            out, why = video_frames(self.path, np.asarray(indices, dtype=np.int64), self.index, self._container,
+                                    self._stream, self.backend, self.num_threads)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(f"{self.path}: cannot decode: {_last_line(e)}") from None
+        if why is not None and why not in self.fallbacks:
+            self.fallbacks.append(why)
+        return out
+
+    def close(self) -> None:
+        self._container.close()

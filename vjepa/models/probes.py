@@ -144,3 +144,25 @@ def load_official_probe(classifier: nn.Module, source: str | Path | Mapping[str,
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["classifier"].items()}
     load_into(classifier, state, where=f"{where}['classifier']")
     return ck
+
+
+def probe_from_file(source: str | Path | Mapping[str, Any], num_heads: int) -> nn.Module:
+    """A probe file of the official layout (a released attentive probe, or one of ours, attentive or
+    linear) as a model, its shape read from the weights: width and classes from the linear layer,
+    depth from the pooler's blocks, BatchNorm from its statistics. Heads are not in the shapes:
+    the official probes use the encoder's (16 for ViT-L/H)."""
+    ck = load(source) if isinstance(source, (str, Path)) else source
+    where = str(source) if isinstance(source, (str, Path)) else "probe checkpoint"
+    if "classifier" not in ck:
+        raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
+    keys = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["classifier"].items()}
+    if "linear.weight" not in keys:
+        raise CheckpointError(f"{where}['classifier'] has no 'linear.weight': not a probe file")
+    num_classes, dim = keys["linear.weight"].shape
+    if "pooler.query_tokens" in keys:
+        depth = 1 + len({k.split(".")[2] for k in keys if k.startswith("pooler.blocks.")})
+        probe = AttentiveClassifier(dim, num_classes, num_heads, depth=depth)
+    else:
+        probe = LinearProbe(dim, num_classes, "batchnorm" if "norm.running_mean" in keys else "none")
+    load_into(probe, keys, where=f"{where}['classifier']")
+    return probe.eval()

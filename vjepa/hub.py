@@ -1,0 +1,221 @@
+"""Using a pretrained model in one line: `load_encoder` returns a ready encoder from a released
+V-JEPA file or one of ours (its size and resolution read from the weights' shapes), and
+`load_classifier` a released attentive probe on its encoder, returning class probabilities.
+The torch.hub entry points of the repository's hubconf.py are the functions at the bottom.
+
+Released files are looked up by name (`vitl16`, `vith16`, `vith16-384`; probes `vitl16/k400`, ...)
+in `checkpoint_dir()`; nothing is downloaded unless `download=True` is passed. Every file is read
+with weights_only=True and loaded strictly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from vjepa.checkpoint import CheckpointError, encoder_config_from_state, load, load_into, strip_prefix
+from vjepa.models.registry import ModelConfig, build_encoder
+
+URL = "https://dl.fbaipublicfiles.com/jepa"
+# the released encoders: name -> the model each file holds (16 frames, tubelets of 2, patches of 16)
+RELEASED = {"vitl16": ModelConfig(size="large"), "vith16": ModelConfig(size="huge"),
+            "vith16-384": ModelConfig(size="huge", img_size=384)}
+# the released attentive probes of each encoder: task -> file stem (probe names: "vitl16/k400", ...)
+RELEASED_PROBES = {"k400": "k400-probe", "ssv2": "ssv2-probe", "in1k": "in1k-probe", "places205": "places-probe",
+                   "inat21": "inat-probe"}
+# the default (CPU) profile's `model` section; tests/test_hub.py checks that the two agree
+TINY = ModelConfig(size="tiny", img_size=24, patch_size=4, num_frames=8, tubelet_size=2, embed_dim=64, depth=4,
+                   num_heads=4, pred_depth=2, pred_embed_dim=32)
+
+
+def checkpoint_dir() -> Path:
+    """Where released files are looked for: $VJEPA_CHECKPOINTS, else <torch hub dir>/checkpoints/vjepa."""
+    env = os.environ.get("VJEPA_CHECKPOINTS")
+    return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints" / "vjepa"
+
+
+def _released_file(name: str) -> tuple[Path, str] | None:
+    """(local path, download URL) of a released encoder ('vitl16') or probe ('vitl16/k400'), else None."""
+    model, _, task = name.partition("/")
+    if model not in RELEASED or (task and task not in RELEASED_PROBES):
+        return None
+    fname = f"{RELEASED_PROBES[task] if task else model}.pth.tar"
+    return checkpoint_dir() / model / fname, f"{URL}/{model}/{fname}"
+
+
+def resolve(path_or_name: str | os.PathLike, download: bool = False) -> Path:
+    """A file path as it is; a released name as its file under checkpoint_dir(), fetched from the
+    official URL only with download=True."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    released = _released_file(str(path_or_name))
+    if released is None:
+        raise CheckpointError(f"checkpoint not found: {path} (and not a released name: one of {sorted(RELEASED)}, "
+                              f"or '<model>/<task>' for a probe, task one of {sorted(RELEASED_PROBES)})")
+    local, url = released
+    if not local.is_file():
+        if not download:
+            raise CheckpointError(f"released file '{path_or_name}' is not at {local}; download it from {url} "
+                                  "(or pass download=True), or set VJEPA_CHECKPOINTS to the folder holding it")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(local))
+    return local
+
+
+def _model_hint(ck: dict) -> ModelConfig | None:
+    """The model config our own pretraining files store next to the weights, if any."""
+    model = ck.get("config", {}).get("model") if isinstance(ck.get("config"), dict) else None
+    if not isinstance(model, dict):
+        return None
+    from vjepa.config import from_dict
+    return from_dict(ModelConfig, model, "checkpoint config.model")
+
+
+def encoder_config(ck: dict, key: str = "target_encoder", where: str = "checkpoint", num_frames: int | None = None,
+                   img_size: int | None = None, num_heads: int | None = None) -> ModelConfig:
+    """The encoder's ModelConfig read from a loaded checkpoint's shapes; frames and heads default to
+    the config our own files store (else 16 frames, heads from the size table)."""
+    if key not in ck:
+        raise CheckpointError(f"{where} has no '{key}' entry; it has {sorted(ck)}")
+    hint = _model_hint(ck)
+    if hint is not None:
+        num_frames = num_frames or (hint.num_frames if img_size is None else None)
+        num_heads = num_heads or hint.encoder_shape()[2]
+    return encoder_config_from_state(strip_prefix(ck[key]), num_frames=num_frames, img_size=img_size,
+                                     num_heads=num_heads, where=f"{where}['{key}']")
+
+
+def _same_encoder(a: ModelConfig, b: ModelConfig) -> bool:
+    fields = ("img_size", "patch_size", "num_frames", "tubelet_size", "in_chans")
+    return a.encoder_shape() == b.encoder_shape() and all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def _describe(m: ModelConfig) -> str:
+    d, depth, heads, _ = m.encoder_shape()
+    return (f"width {d}, depth {depth}, {heads} heads, {m.num_frames} frames x {m.img_size}px, "
+            f"tubelets {m.tubelet_size}x{m.patch_size}x{m.patch_size}")
+
+
+def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder", num_frames: int | None = None,
+                 img_size: int | None = None, num_heads: int | None = None, expect: ModelConfig | None = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 download: bool = False) -> nn.Module:
+    """A ready V-JEPA encoder (eval mode) from a checkpoint file or a released name: the EMA target
+    encoder by default (`key='encoder'` for the context encoder), built at the size and resolution
+    the weights' shapes say and loaded strictly. `expect` (a released name's model by default)
+    makes a file of another model an error instead of a surprise."""
+    path = resolve(path_or_name, download)
+    ck = load(path)
+    if expect is None and str(path_or_name) in RELEASED:
+        expect = RELEASED[str(path_or_name)]
+    if expect is not None:
+        num_frames = num_frames or expect.num_frames
+        num_heads = num_heads or expect.encoder_shape()[2]
+    try:
+        cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads)
+    except CheckpointError as e:
+        if expect is None or key not in ck:
+            raise
+        state = strip_prefix(ck[key])
+        found = (f"width {state['patch_embed.proj.weight'].shape[0]}, depth "
+                 f"{len({k.split('.')[1] for k in state if k.startswith('blocks.')})}"
+                 if "patch_embed.proj.weight" in state else "no patch embedding")
+        raise CheckpointError(f"{path}['{key}'] holds an encoder of {found}, not the expected {_describe(expect)} "
+                              f"({e})") from None
+    if expect is not None and not _same_encoder(cfg, expect):
+        raise CheckpointError(f"{path}['{key}'] holds an encoder of {_describe(cfg)}, not the expected "
+                              f"{_describe(expect)}")
+    with torch.device("meta"):  # no random init of weights about to be replaced
+        encoder = build_encoder(cfg)
+    encoder = encoder.to_empty(device="cpu")
+    load_into(encoder, strip_prefix(ck[key]), where=f"{path}['{key}']")
+    return encoder.to(device=device, dtype=dtype).eval()
+
+
+class Classifier(nn.Module):
+    """A frozen encoder and a probe: a clip [B, C, T, H, W], or a batch in the data contract
+    [B, S, V, C, T, H, W] (segments' tokens concatenated, views' softmaxes averaged, as the
+    evaluation does), to class probabilities [B, K]."""
+
+    def __init__(self, encoder: nn.Module, probe: nn.Module, still_frames: int = 16):
+        super().__init__()
+        self.encoder, self.probe, self.still_frames = encoder.eval(), probe.eval(), still_frames
+
+    @torch.no_grad()
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        from vjepa.probe import average_views, encode
+
+        if video.ndim == 5:
+            video = video[:, None, None]
+        if video.ndim != 7:
+            raise ValueError(f"expected a clip [B, C, T, H, W] or [B, S, V, C, T, H, W], got shape {tuple(video.shape)}")
+        tokens = encode(self.encoder, video, self.still_frames)           # [V, B, S*N, D]
+        return average_views(torch.stack([self.probe(tv) for tv in tokens]))
+
+
+def load_probe(path_or_name: str | os.PathLike, num_heads: int, download: bool = False) -> nn.Module:
+    """A probe file (a released attentive probe or one of ours) as a model in eval mode."""
+    from vjepa.models.probes import probe_from_file
+
+    return probe_from_file(resolve(path_or_name, download), num_heads)
+
+
+def load_classifier(probe: str | os.PathLike, encoder: str | os.PathLike | nn.Module | None = None, *,
+                    probe_heads: int | None = None, still_frames: int = 16, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, download: bool = False, **encoder_kw) -> Classifier:
+    """A released probe ('vitl16/k400' or a file) on its encoder (a file, a name or a module; for a
+    released probe name, its own encoder by default) as a classifier returning class probabilities.
+    The probe's heads default to the encoder's, as the official evaluation builds them;
+    `encoder_kw` go to load_encoder (num_frames=, num_heads=, key=)."""
+    if encoder is None:
+        model = str(probe).partition("/")[0]
+        if model not in RELEASED:
+            raise ValueError("load_classifier needs the encoder for a probe file that is not a released name")
+        encoder = model
+    if not isinstance(encoder, nn.Module):
+        encoder = load_encoder(encoder, download=download, **encoder_kw)
+    head = load_probe(probe, probe_heads or encoder.num_heads, download)
+    if head.linear.in_features != encoder.embed_dim:
+        raise CheckpointError(f"{probe}: the probe reads {head.linear.in_features}-wide tokens, the encoder writes "
+                              f"{encoder.embed_dim}")
+    return Classifier(encoder, head, still_frames).to(device=device, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.hub entry points (hubconf.py re-exports these)
+
+def _entry(name: str, model: ModelConfig, checkpoint, pretrained: bool, **kw) -> nn.Module:
+    if checkpoint is None and not pretrained:
+        return build_encoder(model).to(device=kw.get("device", "cpu"), dtype=kw.get("dtype")).eval()
+    if checkpoint is None and name not in RELEASED:
+        raise ValueError(f"there is no released {name} model: pass checkpoint= (a file of ours, e.g. "
+                         "runs/pretrain/seed0/checkpoint.pth.tar)")
+    return load_encoder(checkpoint or name, expect=model, **kw)
+
+
+def vjepa_vitl16(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA ViT-L/16 at 224 px, 16 frames: the released `vitl16` file, or `checkpoint` of that shape."""
+    return _entry("vitl16", RELEASED["vitl16"], checkpoint, pretrained, **kw)
+
+
+def vjepa_vith16(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA ViT-H/16 at 224 px, 16 frames: the released `vith16` file, or `checkpoint` of that shape."""
+    return _entry("vith16", RELEASED["vith16"], checkpoint, pretrained, **kw)
+
+
+def vjepa_vith16_384(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA ViT-H/16 at 384 px, 16 frames: the released `vith16-384` file, or `checkpoint` of that shape."""
+    return _entry("vith16-384", RELEASED["vith16-384"], checkpoint, pretrained, **kw)
+
+
+def vjepa_tiny(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """The default CPU profile's model (width 64, depth 4, 8 frames x 24 px): a checkpoint of ours."""
+    return _entry("tiny", TINY, checkpoint, pretrained, **kw)
+
+
+def vjepa_classifier(probe, encoder=None, **kw) -> Classifier:
+    """A probe on its encoder, returning class probabilities (see load_classifier)."""
+    return load_classifier(probe, encoder, **kw)
