@@ -176,3 +176,20 @@ def test_frame_folder_keyframe_and_clip_indices(tmp_path):
     _frames(tmp_path / "gap", ["gap_000001.jpg", "gap_000003.jpg"])
     with pytest.raises(AnnotationError, match="frame 2 is missing"):
         frames.frame_paths("gap")
+
+
+def test_the_vectorised_ground_truth_reader_equals_the_row_by_row_rules(tmp_path):
+    from vjepa.data.ava import AVA_CSV_COLUMNS, _AVA_DTYPES, _read_ava_csv_rows
+    rng = np.random.default_rng(0)
+    lines = [f"vid{k % 7},{902 + k % 50:04d},{x:.3f},{y:.3f},{x + 0.2:.3f},{y + 0.3:.3f},{1 + k % 80},{k % 5}"
+             for k, (x, y) in enumerate(rng.random((500, 2)) * 0.5)]
+    p = tmp_path / "gt.csv"
+    p.write_text("\n".join(lines) + "\n")
+    import pandas as pd
+    want = pd.DataFrame(_read_ava_csv_rows(p, None), columns=AVA_CSV_COLUMNS).astype(_AVA_DTYPES)
+    pd.testing.assert_frame_equal(read_ava_csv(p), want)
+    lines[321] = lines[321].replace(",0.", ",1.5", 1)  # x1 > 1 deep in the file
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnnotationError, match="not normalised") as e:
+        read_ava_csv(p)
+    assert e.value.line == 322

@@ -3,9 +3,11 @@ and the small real-data suite that `prepare` builds.
 
 Classification items are dicts {"video": FloatTensor [S, V, C, T, H, W], "label", "index", "path"}
 (S temporal segments, V spatial views), or None when a file cannot be decoded; `collate` stacks
-them and lists the skipped paths. Transforms and prepare import timm/PyAV lazily.
+them and lists the skipped paths. Transforms and prepare import timm/PyAV lazily. Readers return
+`Entries` (paths in one Arrow array, int32 labels); `vjepa.data.index` writes and loads the
+per-task index that `prepare` builds for real-data profiles.
 """
-from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
+from vjepa.data.readers import (AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2, read_ssv2_labels, write_path_label_list)
 from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap,
                             read_ava_proposals)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import io
 import os
 import pickle
 import re
@@ -21,7 +22,7 @@ from typing import Collection, Mapping
 import numpy as np
 import pandas as pd
 
-from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text
+from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text, read_text
 
 AVA_FPS = 30
 AVA_START_SEC = 900
@@ -120,11 +121,9 @@ def write_ava_labelmap(labels: Mapping[int, str], path: str | os.PathLike) -> Pa
 # ---------------------------------------------------------------------------------------------
 # Ground truth, exclusions, proposals
 
-def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = None) -> pd.DataFrame:
-    """Ground-truth CSV rows `video_id, timestamp, x1, y1, x2, y2, action_id, person_id` (no header;
-    person_id may be absent: -1) -> DataFrame with those columns (timestamp, action_id, person_id
-    int64). With `action_ids`, an action outside them is an unknown label."""
-    allowed = set(action_ids) if action_ids is not None else None
+def _read_ava_csv_rows(path, allowed) -> list:
+    """The row-by-row reader: the rules of a ground-truth row, each error naming its line (the
+    reference for the vectorised reader below, and the way it names a bad line)."""
     rows = []
     for i, row in _csv_rows(path):
         if len(row) not in (7, 8):
@@ -140,9 +139,57 @@ def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = N
             raise AnnotationError(path, i, f"unknown label: action_id {act}")
         pid = _int(row[7], path, i, "person_id") if len(row) == 8 else -1
         rows.append((vid, sec, *box, act, pid))
-    df = pd.DataFrame(rows, columns=AVA_CSV_COLUMNS)
-    return df.astype({"video_id": str, "timestamp": "int64", "action_id": "int64", "person_id": "int64",
-                      "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64"})
+    return rows
+
+
+_AVA_DTYPES = {"video_id": str, "timestamp": "int64", "action_id": "int64", "person_id": "int64",
+               "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64"}
+
+
+def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = None) -> pd.DataFrame:
+    """Ground-truth CSV rows `video_id, timestamp, x1, y1, x2, y2, action_id, person_id` (no header;
+    person_id may be absent: -1) -> DataFrame with those columns (timestamp, action_id, person_id
+    int64). With `action_ids`, an action outside them is an unknown label.
+
+    Parsed by pandas' C reader and checked on whole columns; when a check fails (or a row lacks
+    person_id), the row-by-row reader re-reads the file to name the first bad line."""
+    allowed = set(action_ids) if action_ids is not None else None
+    text = read_text(path)
+    if not text.strip():
+        return pd.DataFrame([], columns=AVA_CSV_COLUMNS).astype(_AVA_DTYPES)
+
+    def slow() -> pd.DataFrame:
+        rows = _read_ava_csv_rows(path, allowed)
+        return pd.DataFrame(rows, columns=AVA_CSV_COLUMNS).astype(_AVA_DTYPES)
+    try:
+        raw = pd.read_csv(io.StringIO(text), header=None, names=AVA_CSV_COLUMNS, dtype=str, na_filter=False,
+                          skip_blank_lines=False, engine="c")
+    except (pd.errors.ParserError, ValueError):
+        return slow()  # raises, naming the line
+    del text
+    if len(raw) and raw.iloc[-1].eq("").all():  # a final empty line that pandas kept
+        raw = raw.iloc[:-1]
+    cols = {c: raw[c].str.strip() for c in AVA_CSV_COLUMNS}
+    integer = r"^[+-]?[0-9]+$"
+    ok = cols["video_id"].str.fullmatch(r"[^\s,]+").fillna(False)
+    for c in ("timestamp", "action_id"):
+        ok &= cols[c].str.fullmatch(integer).fillna(False)
+    box = np.stack([pd.to_numeric(cols[c], errors="coerce").to_numpy(float) for c in ("x1", "y1", "x2", "y2")], axis=1)
+    ok &= np.isfinite(box).all(axis=1) & (box[:, 0] >= 0) & (box[:, 0] <= box[:, 2]) & (box[:, 2] <= 1) \
+        & (box[:, 1] >= 0) & (box[:, 1] <= box[:, 3]) & (box[:, 3] <= 1)
+    ok = ok.to_numpy(bool).copy()
+    pid_text = cols["person_id"]
+    ok &= (pid_text.str.fullmatch(integer).fillna(False) | (pid_text == "")).to_numpy(bool)
+    act = pd.to_numeric(cols["action_id"].where(ok, "1")).to_numpy(np.int64)
+    ok &= act >= 1
+    if allowed is not None:
+        ok &= np.isin(act, np.fromiter(allowed, dtype=np.int64))
+    if not ok.all() or (pid_text == "").any():
+        return slow()  # names the first bad line; rows without person_id (7 columns) are read there
+    out = pd.DataFrame({"video_id": cols["video_id"], "timestamp": pd.to_numeric(cols["timestamp"]).astype("int64"),
+                        "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3], "action_id": act,
+                        "person_id": pd.to_numeric(pid_text).astype("int64")})
+    return out.reset_index(drop=True).astype(_AVA_DTYPES)
 
 
 def write_ava_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
