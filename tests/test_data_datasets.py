@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
                         VideoDataset, collate, eval_transform, mixture_indices, pretrain_transform, read_clips)
-from vjepa.data.prepare import write_video
+from vjepa.data.small_suite import write_video
 from vjepa.data.transforms import to_clip_tensor
 
 

@@ -7,7 +7,7 @@ import torch
 
 from vjepa.config import ConfigError, from_dict
 from vjepa.data import ClipSampling, VideoDataset, clip_indices
-from vjepa.data.prepare import write_video
+from vjepa.data.small_suite import write_video
 from vjepa.data.sampling import spread_indices, tsn_indices
 from vjepa.data.transforms import RepeatedAugment, finetune_train_transform, to_clip_tensor
 from vjepa.finetune import FinetuneConfig, build_datasets

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
 from vjepa.checkpoint import CheckpointError, load, load_into, save_atomic
-from vjepa.config import to_dict
+from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.probe import AUTOCAST, param_groups
 from vjepa.schedules import warmup_cosine_lr
@@ -63,10 +63,14 @@ class DetectConfig:
     device: str | None = None
 
     def validate(self) -> None:
+        check_range(self, "epochs", "batch_size", "roi_resolution", "top_k", "num_classes", ge=1)
+        check_range(self, "lr", "weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "num_workers", ge=0)
+        check_range(self, "dropout", ge=0, le=1)
+        check_range(self, "out_layers", ge=1)
         if not self.out_layers:
             raise ValueError("out_layers needs at least one block number")
         if self.precision not in AUTOCAST:
-            raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
+            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
         bad = [c for c in self.eval_classes if not 1 <= c <= self.num_classes]
         if bad:
             raise ValueError(f"eval_classes {bad} outside 1..{self.num_classes}")
@@ -134,6 +138,14 @@ class AvaClipConfig:
     test_size: int = 256                   # short side at test; the full frame, no crop
     hflip: bool = True                     # train: frames and boxes flipped together with p 0.5
     proposal_score_threshold: float = 0.9  # SlowFast's default (its c2 R101 config: 0.8)
+
+    def validate(self) -> None:
+        check_range(self, "num_frames", "frame_step", "crop_size", "test_size", "train_scale", ge=1)
+        check_range(self, "proposal_score_threshold", ge=0, le=1)
+        if len(self.train_scale) != 2 or self.train_scale[0] > self.train_scale[1]:
+            raise FieldError("train_scale", f"must be [low, high] with low <= high, got {self.train_scale}")
+        if self.crop_size > self.train_scale[0]:
+            raise FieldError("crop_size", f"{self.crop_size} exceeds the smallest training scale {self.train_scale[0]}")
 
 
 def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
-from vjepa.config import to_dict
+from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -122,25 +122,28 @@ class FinetuneConfig:
             raise ValueError(f"clips of {self.num_frames} frames at {size}px do not tile into "
                              f"{self.model.tubelet_size}x{self.model.patch_size}px tubelets")
         if self.sampling not in ("window", "tsn") or self.test_sampling not in ("spread", "tsn", "window"):
-            raise ValueError(f"sampling must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
+            raise FieldError("sampling", f"must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
                              f"got {self.sampling!r}, {self.test_sampling!r}")
         if self.test_num_crop not in (1, 3):
-            raise ValueError(f"test_num_crop must be 1 or 3, got {self.test_num_crop}")
+            raise FieldError("test_num_crop", f"must be 1 or 3, got {self.test_num_crop}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+            raise FieldError("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.head_norm not in ("layernorm", "batchnorm"):
-            raise ValueError(f"head_norm must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
+            raise FieldError("head_norm", f"must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
         if self.mixup_mode not in ("batch", "pair", "elem"):
-            raise ValueError(f"mixup_mode must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
-        for name in ("num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
-                     "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            raise FieldError("mixup_mode", f"must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
+        check_range(self, "num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
+                    "checkpoint_every", "num_frames", "frame_step", "img_size", ge=1)
+        check_range(self, "lr", "warmup_lr", "min_lr", "warmup_epochs", "warmup_steps", "weight_decay", "eps",
+                    "mixup", "cutmix", "color_jitter", "init_scale", "eval_every", "num_workers", ge=0)
+        check_range(self, "drop_path", "head_drop_rate", "reprob", "mixup_prob", "mixup_switch_prob", "smoothing",
+                    "max_skipped_fraction", "betas", ge=0, le=1)
+        check_range(self, "clip_grad", gt=0)
         if self.mixup_active and (self.batch_size * self.num_sample) % 2:
             raise ValueError(f"mixup pairs each clip with the reversed batch, so batch_size x num_sample must be "
                              f"even; got {self.batch_size} x {self.num_sample}")
         if not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+            raise FieldError("layer_decay", f"must be in (0, 1], got {self.layer_decay}")
 
     @property
     def mixup_active(self) -> bool:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
-from vjepa.config import ConfigError, to_dict
+from vjepa.config import ConfigError, FieldError, check_range, to_dict
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
@@ -54,7 +54,7 @@ class EncoderConfig:
 
     def validate(self) -> None:
         if self.kind not in ("vjepa", "timm"):
-            raise ValueError(f"kind must be 'vjepa' or 'timm', got {self.kind!r}")
+            raise FieldError("kind", f"must be 'vjepa' or 'timm', got {self.kind!r}")
         if self.kind == "timm" and not self.timm_model:
             raise ValueError("kind 'timm' needs timm_model")
 
@@ -88,15 +88,18 @@ class ProbeConfig:
     def validate(self) -> None:
         bad = [k for k in self.kinds if k not in ("attentive", "linear")]
         if bad or not self.kinds:
-            raise ValueError(f"kinds must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
+            raise FieldError("kinds", f"must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
         if not self.lrs or not self.weight_decays:
             raise ValueError("lrs and weight_decays need at least one value each")
         if self.wd_schedule not in ("constant", "cosine"):
-            raise ValueError(f"wd_schedule must be 'constant' or 'cosine', got {self.wd_schedule!r}")
+            raise FieldError("wd_schedule", f"must be 'constant' or 'cosine', got {self.wd_schedule!r}")
         if self.precision not in AUTOCAST:
-            raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
-        if self.num_classes < 2 or self.epochs < 1 or self.batch_size < 1 or self.num_segments < 1:
-            raise ValueError("num_classes >= 2, epochs >= 1, batch_size >= 1 and num_segments >= 1 are required")
+            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
+        check_range(self, "num_classes", ge=2)
+        check_range(self, "epochs", "batch_size", "num_segments", "still_frames", "depth", "num_heads",
+                    "encoder_chunk", ge=1)
+        check_range(self, "lrs", "weight_decays", "final_lr", "final_weight_decay", "num_workers", ge=0)
+        check_range(self, "grad_clip", gt=0)
 
     def probe_names(self) -> list[str]:
         return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]

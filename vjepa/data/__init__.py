@@ -16,3 +16,5 @@ from vjepa.data.datasets import (ImageDataset, MixtureDataset, MixtureSampler, S
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
                                    EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
                                    finetune_train_transform, pretrain_transform, probe_train_transform)
+from vjepa.data.sources import SplitSource, TaskData, read_task
+from vjepa.data.tasks import TaskViews, task_datasets

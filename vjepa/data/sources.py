@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vjepa.config import FieldError, check_range
 from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2)
 
@@ -26,7 +27,7 @@ class SplitSource:
 
     def validate(self) -> None:
         if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+            raise FieldError("format", f"must be one of {FORMATS}, got {self.format!r}")
         if self.format == "ssv2" and not self.labels:
             raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
 
