@@ -261,9 +261,9 @@ def test_the_pretrained_target_encoder_loads_strictly_and_longer_clips_interpola
 def test_config_errors_name_the_key_and_table8_ssv2_column_builds():
     with pytest.raises(ConfigError, match="finetune.lr"):
         cfg_of(lr="fast")
-    with pytest.raises(ConfigError, match="sampling must be"):
+    with pytest.raises(ConfigError, match="sampling: must be"):
         cfg_of(sampling="random")
-    with pytest.raises(ConfigError, match="head_norm must be"):
+    with pytest.raises(ConfigError, match="head_norm: must be"):
         cfg_of(head_norm="groupnorm")
     with pytest.raises(ConfigError, match="do not tile"):
         cfg_of(num_frames=5)

@@ -52,7 +52,7 @@ def test_tsn_training_takes_one_random_frame_inside_each_segment():
 def test_spread_sampling_is_for_evaluation_only():
     with pytest.raises(ConfigError, match="random: false"):
         from_dict(ClipSampling, {"method": "spread"}, "data.clip")
-    with pytest.raises(ConfigError, match="method must be one of"):
+    with pytest.raises(ConfigError, match="method: must be one of"):
         from_dict(ClipSampling, {"method": "uniform"}, "data.clip")
 
 

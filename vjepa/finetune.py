@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
+from vjepa.runtime import autocast_for
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -50,7 +51,7 @@ from vjepa.models.vit import LayerNorm, VisionTransformer
 from vjepa.pretrain import MicroBatches
 from vjepa.probe import average_views
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradScaler here for fp16
 
 
 @dataclass
@@ -126,8 +127,8 @@ class FinetuneConfig:
                              f"got {self.sampling!r}, {self.test_sampling!r}")
         if self.test_num_crop not in (1, 3):
             raise FieldError("test_num_crop", f"must be 1 or 3, got {self.test_num_crop}")
-        if self.precision not in PRECISIONS:
-            raise FieldError("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in FINETUNE_PRECISIONS:
+            raise FieldError("precision", f"must be one of {list(FINETUNE_PRECISIONS)}, got {self.precision!r}")
         if self.head_norm not in ("layernorm", "batchnorm"):
             raise FieldError("head_norm", f"must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
         if self.mixup_mode not in ("batch", "pair", "elem"):
@@ -434,7 +435,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
     Each micro-batch's mixup, drop path and dropout draws come from a seed of (seed, step, shard)."""
     env = state.env
     state.scheduler.step_update(step - 1)  # group lr = scheduled lr x its lr_scale
-    autocast = torch.autocast(env.device.type, dtype=PRECISIONS[cfg.precision], enabled=cfg.precision != "fp32")
+    autocast = autocast_for(env.device, cfg.precision)()
     state.model.train()
     n = len(micro_batches)
     sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss x clips, clips, hard-label hits
@@ -557,9 +558,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     sampler = ShardedBatchSampler(len(train_set), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
     loader = DataLoader(_Batches(train_set), sampler=sampler, batch_size=None, collate_fn=_identity,
                         num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
-    dtype = PRECISIONS[cfg.precision]
-    def autocast():
-        return torch.autocast(env.device.type, dtype=dtype, enabled=dtype is not None)
+    autocast = autocast_for(env.device, cfg.precision)
 
     batches, result, rates = iter(loader), None, []
     bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="finetune", disable=not env.is_main,

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from vjepa import schedules
 from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog
+from vjepa.runtime import JsonlLog, autocast_for
 from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
@@ -258,7 +258,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
     # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
     stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    autocast = autocast_for(env.device, cfg.dtype)()
     for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
         if clips.size(0) == 0:
             if env.distributed:

@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, FieldError, check_range, to_dict
+from vjepa.runtime import PRECISIONS, autocast_for
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = PRECISIONS  # detection and older callers import it under this name
 
 
 @dataclass
@@ -355,9 +356,8 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     `collate_fn` turns a list of items into a batch with "skipped" paths (default: the data layer's)."""
     out = Path(out_dir)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = AUTOCAST[cfg.precision]
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    dtype = PRECISIONS[cfg.precision]
+    autocast = autocast_for(device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     probes = ProbeSet(cfg, encoder.embed_dim, getattr(encoder, "num_heads", None), device)
     history = {n: {"loss": float("nan"), "top1": float("nan")} for n in probes.probes}

@@ -1,5 +1,6 @@
-"""What the training runs share (pretraining, probes, finetuning, detection): atomic writes whose
-failures name the file and the cause, and a metrics log that survives a torn last line.
+"""What the training runs share (pretraining, probes, finetuning, detection): autocast by precision
+name, atomic writes whose failures name the file and the cause, and a metrics log that survives a
+torn last line.
 
 Written here rather than taken from a library: the standard library has no atomic replace-write,
 and the error wording (full path plus ENOSPC/EROFS) is what a user needs on a full disk.
@@ -13,7 +14,18 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
+
+import torch
+
+# precision name -> autocast dtype (None: plain fp32); the one spelling every config uses
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], ContextManager]:
+    """A factory of autocast contexts for `precision` on `device` (disabled for fp32)."""
+    dtype = PRECISIONS[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 class WriteError(OSError):
