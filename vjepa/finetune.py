@@ -56,7 +56,7 @@ FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradSc
 
 @dataclass
 class FinetuneConfig:
-    """Defaults: Table 8's K400 column; TABLE8_SSV2 holds the SSv2 column's changes. The official
+    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' finetune.tasks.ssv2). The official
     VideoMAE behaviours are one key away (see README)."""
 
     num_classes: int
@@ -153,12 +153,6 @@ class FinetuneConfig:
     @property
     def input_size(self) -> int:
         return self.img_size or self.model.img_size
-
-
-# Table 8's SSv2 column, as changes to the defaults (the K400 column). TSN sampling as VideoMAE's
-# SSv2 loader: 32 frames spread over the whole video (sampling_rate is not used).
-TABLE8_SSV2 = {"num_frames": 32, "epochs": 20, "lr": 1e-4, "test_num_segment": 2, "sampling": "tsn",
-               "test_sampling": "tsn", "hflip": False}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -617,7 +611,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     return metrics
 
 
-__all__ = ["FinetuneConfig", "TABLE8_SSV2", "VideoClassifier", "layer_decay_groups", "build_model", "ClipMixup",
+__all__ = ["FinetuneConfig", "VideoClassifier", "layer_decay_groups", "build_model", "ClipMixup",
            "build_loss", "build_datasets", "training_clips", "evaluate", "topk_accuracy", "multiview_metrics",
            "FinetuneState", "lr_values", "build_state", "train_step", "save_checkpoint", "restore_checkpoint",
            "finetune"]
