@@ -45,15 +45,17 @@ def work_dir(name: str, settings: dict) -> Path:
     return w
 
 
-def once(work: Path, compute: Callable[[], dict]) -> dict:
+def once(work: Path, compute: Callable[[], dict], record: bool = True) -> dict:
     """compute()'s result, recorded in the work folder before anything is published: a stage killed
-    after computing and before publishing finds it there and does not compute again."""
+    after computing and before publishing finds it there and does not compute again. Under torchrun
+    every process calls it (so all skip or all compute) and only rank 0 records."""
     done = work / RESULT
     if done.exists():
         print(f"[{work.name}] finished before the interruption: publishing its result", flush=True)
         return read_json(done)
     result = compute()
-    write_json(done, result)
+    if record:
+        write_json(done, result)
     return result
 
 

@@ -47,8 +47,7 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         return None
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with stage_run("pretrain", settings, {"profile": P.profile, "seed": seed}, enabled=rank0) as t:
-        summary = once(work, lambda: run_pretraining(P, cfg, seed, work, t)) if rank0 else \
-            run_pretraining(P, cfg, seed, work, t)
+        summary = once(work, lambda: run_pretraining(P, cfg, seed, work, t), record=rank0)
         if not rank0:
             return summary
         if (work / "latest.pth.tar").exists():
