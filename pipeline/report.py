@@ -1,6 +1,6 @@
-"""reports/: the appendix's tables with the paper's numbers beside ours, and figures, rebuilt from
-the metrics files (metrics/**.json and the pretraining curves) and, for Tables 5-8's settings, the
-active params, so no training re-runs."""
+"""reports/<profile>/: the appendix's tables with the paper's numbers beside ours, and figures,
+rebuilt from that profile's metrics files (metrics/<profile>/**.json and the pretraining curves)
+and, for Tables 5-8's settings, the typed params, so no training re-runs."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import paper
+from pipeline.config import Params
 
-METRICS = Path("metrics")
 RUNS = Path("runs")
-REPORTS = Path("reports")
+# set by build_report to the profile's folders: metrics/<profile>, reports/<profile>
+METRICS = Path("metrics") / "default"
+REPORTS = Path("reports") / "default"
 FIG = REPORTS / "figures"
 
 
@@ -193,17 +195,11 @@ def section_finetune(finetune: dict, probes: dict, profile: str) -> str:
             + _table(["task", "finetuned top-1", "finetuned top-5", "frozen attentive probe top-1"], rows) + "\n")
 
 
-def section_hyperparameters(params: dict, profile: str) -> str:
+def section_hyperparameters(P: Params, profile: str) -> str:
     """Tables 5-8: the paper's settings (ViT-L/16, K400 columns) beside the active profile's, resolved
     through the same typed configs the stages build (so defaults the profile leaves out show too)."""
-    from vjepa.config import from_dict
-    from vjepa.detect import DetectConfig
-    from vjepa.probe import ProbeConfig
-
-    from pipeline.stages import PretrainData, ProbeTask, finetune_config, main_seed, pretrain_config, section, typed
-
-    pre = pretrain_config(params, main_seed(params))
-    data = typed(PretrainData, params, "pretrain.data")
+    pre = P.pretrain_config(P.main_seed)
+    data = P.pretrain.data
     o, m = pre.optim, pre.model
     ours5 = {"resolution": m.img_size, "num_frames": m.num_frames, "temporal_stride": data.frame_step,
              "random_resize_scale": f"({data.scale[0]}, {data.scale[1]})",
@@ -221,10 +217,9 @@ def section_hyperparameters(params: dict, profile: str) -> str:
                                                      for x in pre.masks) + ".",
            "### Table 5: pretraining\n\n" + _table(["hyper-parameter", "paper", "ours"],
                                                    [[k, str(v), str(ours5[k])] for k, v in paper.TABLE5.items()])]
-    probe = from_dict(ProbeConfig, {**section(params, "probe.defaults"), "num_classes": 2}, "params.yaml:probe.defaults")
-    tasks = section(params, "probe.tasks")
-    k400 = typed(ProbeTask, params, "probe.tasks.k400") if "k400" in tasks else None
-    ssv2 = typed(ProbeTask, params, "probe.tasks.ssv2") if "ssv2" in tasks else None
+    tasks = P.probe.tasks
+    probe = P.probe_defaults()
+    k400, ssv2 = tasks.get("k400"), tasks.get("ssv2")
     ours6 = {"num_clips (K400 / SSv2)": f"{k400.segments[0] if k400 else '–'} / {ssv2.segments[0] if ssv2 else '–'}",
              "num_frames": k400.num_frames if k400 else "–", "temporal_stride": k400.frame_step if k400 else "–",
              "horizontal_flip": (k400.hflip and k400.augment) if k400 else "–",
@@ -234,16 +229,16 @@ def section_hyperparameters(params: dict, profile: str) -> str:
              "probe heads": probe.num_heads or "encoder's"}
     out.append("### Table 6: frozen evaluation\n\n" + _table(["hyper-parameter", "paper", "ours"],
                                                                [[k, str(v), str(ours6[k])] for k, v in paper.TABLE6.items()]))
-    det = from_dict(DetectConfig, section(params, "detect.head"), "params.yaml:detect.head")
+    det = P.detect_config([1], P.main_seed)
     ours7 = {"out_layers": str(det.out_layers), "batch_size": det.batch_size, "epochs": det.epochs, "lr": det.lr,
              "weight_decay": det.weight_decay, "warmup_epochs": det.warmup_epochs, "warmup_lr": det.warmup_lr,
              "min_lr": det.min_lr}
     out.append("### Table 7: frozen detection\n\n" + _table(["hyper-parameter", "paper", "ours"],
                                                               [[k, str(v), str(ours7[k])] for k, v in paper.TABLE7.items()]))
-    ft_tasks = section(params, "finetune.tasks", {})
+    ft_tasks = P.finetune.tasks
     if ft_tasks:
         name = "k400" if "k400" in ft_tasks else next(iter(ft_tasks))
-        ft = finetune_config(params, name, 2)
+        ft = P.finetune_config(name, 2)
         ours8 = {"num_frames": ft.num_frames, "sampling_rate": ft.frame_step, "resolution": ft.img_size or m.img_size,
                  "drop_path": ft.drop_path, "head_drop_rate": ft.head_drop_rate, "batch_size": ft.batch_size,
                  "epochs": ft.epochs, "lr": ft.lr, "layer_decay": ft.layer_decay, "weight_decay": ft.weight_decay,
@@ -341,8 +336,12 @@ def copy_masks_figure() -> str | None:
 
 # ----------------------------------------------------------------------------------------------
 
-def build_report(params: dict) -> Path:
-    profile = str(params.get("profile", "default"))
+def build_report(P: Params) -> Path:
+    """reports/<profile>/README.md and its figures from metrics/<profile>/."""
+    global METRICS, REPORTS, FIG
+    profile = P.profile
+    METRICS, REPORTS = Path("metrics") / profile, Path("reports") / profile
+    FIG = REPORTS / "figures"
     probes = _load("probe/*.json")
     pretrain = _load("pretrain/*.json")
     learn = _load("learn/*.json")
@@ -350,9 +349,9 @@ def build_report(params: dict) -> Path:
     finetune = _load("finetune/*.json")
     detect_path = METRICS / "detect.json"
     detect = json.loads(detect_path.read_text()) if detect_path.exists() else None
-    REPORTS.mkdir(exist_ok=True)
+    REPORTS.mkdir(parents=True, exist_ok=True)
     FIG.mkdir(parents=True, exist_ok=True)
-    roles = {v: k for k, v in (params.get("learn") or {}).items() if k in ("motion", "appearance")}
+    roles = {P.learn.motion: "motion", P.learn.appearance: "appearance"}
     figs = [f for f in (figure_curves(pretrain), copy_masks_figure(), figure_probes(probes), figure_masking(ablate)) if f]
     parts = [f"# V-JEPA reproduction report ({profile} profile)\n",
              "Generated by the `report` stage from the metrics files alone. Every number of ours is labelled "
@@ -361,7 +360,7 @@ def build_report(params: dict) -> Path:
              section_learn(learn, profile, roles), section_frozen(probes, detect, profile), section_lin_att(probes, profile),
              section_coverage(probes, profile), section_samples(pretrain, profile), section_ablations(ablate, profile),
              section_detect(detect, profile), section_finetune(finetune, probes, profile),
-             section_hyperparameters(params, profile),
+             section_hyperparameters(P, profile),
              "## Figures\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figs) + "\n"]
     path = REPORTS / "README.md"
     path.write_text("\n".join(p for p in parts if p))

@@ -144,6 +144,7 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
                           f"stage '{stage}' runs without tracking", stacklevel=3)
             run = None
     tracker = Tracker(run)
+    marker = open_run_marker(os.environ.get("DVC_STAGE", stage), run)
     base_tags = {"stage": stage, "dvc_stage": os.environ.get("DVC_STAGE"), "git_commit": git_commit(),
                  "dvc_experiment": os.environ.get("DVC_EXP_NAME")}
     tracker.tags({**base_tags, **(tags or {})})
@@ -161,3 +162,29 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
                 tracker._mlflow.end_run(status=status)
             except Exception as e:
                 warnings.warn(f"MLflow end_run failed: {e}", stacklevel=2)
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+MARKERS = Path("runs") / ".work" / ".mlflow"
+
+
+def open_run_marker(name: str, run) -> Path | None:
+    """Mark the previous run of this stage KILLED if it never ended (the stage was killed: its
+    marker is still there), then leave a marker for this run, removed when it ends."""
+    marker = MARKERS / f"{name.replace('/', '_')}.run"
+    if marker.exists():
+        old = marker.read_text().strip()
+        try:
+            from mlflow.tracking import MlflowClient
+            client = MlflowClient(tracking_uri())
+            if client.get_run(old).info.status == "RUNNING":
+                client.set_terminated(old, status="KILLED")
+        except Exception as e:  # tracking must never take a stage down
+            warnings.warn(f"MLflow: could not mark the interrupted run {old} killed ({e})", stacklevel=3)
+        marker.unlink()
+    if run is None:
+        return None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run.info.run_id + "\n")
+    return marker

@@ -25,7 +25,7 @@ TINY_SUITE = dict(k400_train=120, k400_val=4, k400_frames=16, ssv2_train=8, ssv2
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory):
     from vjepa.config import from_dict
-    from vjepa.data.prepare import SmallSuiteConfig, build_small_suite
+    from vjepa.data.small_suite import SmallSuiteConfig, build_small_suite
     root = tmp_path_factory.mktemp("tiny_suite") / "data"
     summary = build_small_suite(from_dict(SmallSuiteConfig, TINY_SUITE, "data"), root)
     return root, summary

@@ -28,14 +28,16 @@ def test_yaml_exponent_floats_are_numbers():
 
 
 def test_errors_name_the_dotted_key():
-    with pytest.raises(ConfigError, match=r"params.yaml:probe.inner.lr: expected a number, got 'fast'"):
-        from_dict(Outer, {"inner": {"lr": "fast"}}, "params.yaml:probe")
+    with pytest.raises(ConfigError, match=r"probe.inner.lr: expected a number, got 'fast'"):
+        from_dict(Outer, {"inner": {"lr": "fast"}}, "probe")
     with pytest.raises(ConfigError, match=r"inner.steps: expected an integer, got 1.5"):
         from_dict(Outer, {"inner": {"steps": 1.5}})
     with pytest.raises(ConfigError, match=r"sizes: expected 2 items"):
         from_dict(Outer, {"sizes": [1, 2, 3]})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lrr'\]"):
+    with pytest.raises(ConfigError, match=r"^inner.lrr: unknown key; did you mean lr\?$"):
         from_dict(Outer, {"inner": {"lrr": 1}})
+    with pytest.raises(ConfigError, match=r"^inner.zzz: unknown key; allowed: \['lr', 'steps'\]$"):
+        from_dict(Outer, {"inner": {"zzz": 1}})
 
 
 def test_round_trip_to_plain_dict():

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
+from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, SkipCounter, TooManySkipped,
                         VideoDataset, collate, eval_transform, mixture_indices, pretrain_transform, read_clips)
-from vjepa.data.prepare import write_video
+from vjepa.data.small_suite import write_video
 from vjepa.data.transforms import to_clip_tensor
 
 
@@ -138,15 +138,9 @@ class _Items(torch.utils.data.Dataset):
         return {"video": torch.zeros(1, 1, 3, 2, 4, 4), "label": self.tag, "index": i, "path": f"{self.tag}/{i}"}
 
 
-def test_mixture_dataset_and_its_distributed_resumable_sampler():
+def test_mixture_dataset_indexes_through_its_parts():
     mix = MixtureDataset([_Items(3, 0), _Items(5, 1)], weights=[1, 1])
     assert len(mix) == 8 and mix[4]["path"] == "1/1" and mix[4]["index"] == 4 and mix.locate(2) == (0, 2)
-    full = list(MixtureSampler(mix, num_samples=12, seed=3))
-    ranks = [list(MixtureSampler(mix, num_samples=12, seed=3, rank=r, world_size=2)) for r in range(2)]
-    assert ranks[0] == full[0::2] and ranks[1] == full[1::2]
-    resumed = MixtureSampler(mix, num_samples=12, seed=3, rank=1, world_size=2)
-    resumed.set_epoch(0, start=4)
-    assert list(resumed) == ranks[1][4:] and len(resumed) == 2
     with pytest.raises(ValueError, match="weights"):
         MixtureDataset([_Items(3, 0)], weights=[1, 2])
 

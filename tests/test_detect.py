@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from vjepa.config import from_dict
 from vjepa.data.ava import AvaFrameFolder
+from vjepa.data.datasets import TooManySkipped
 from vjepa.detect import (AvaBoxDataset, AvaClipConfig, DetectConfig, DetectionHead, ava_gt_boxes, ava_proposal_boxes,
                           collate_boxes, feature_map, run_detection)
 from vjepa.ava_eval import read_detections_csv
@@ -153,3 +154,25 @@ def test_detection_trains_on_boxes_and_reports_map_and_the_official_csv(tmp_path
     assert m["mAP_official_cli"] == pytest.approx(m["mAP"], abs=0.05)  # few rows per keyframe: no top-50 cut
     again = run_detection(cfg, enc, train, val, gt, tmp_path)  # resumes: nothing left to train
     assert again["train_loss"] == m["train_loss"] and again["mAP"] == m["mAP"]
+
+
+class Unreadable(Squares):
+    """Squares whose first `bad` keyframes cannot be read (as AvaBoxDataset returns them: None)."""
+
+    def __init__(self, n, seed, bad):
+        super().__init__(n, seed)
+        self.bad = bad
+
+    def __getitem__(self, i):
+        return None if i < self.bad else self.items[i]
+
+
+def test_detection_counts_unreadable_keyframes_and_stops_past_the_cap(tmp_path):
+    enc = build_encoder(TINY).eval()
+    val = Squares(8, seed=1)
+    cfg = from_dict(DetectConfig, {"out_layers": [1], "epochs": 1, "batch_size": 8, "eval_classes": [1, 3, 80],
+                                   "precision": "fp32", "device": "cpu", "max_skipped_fraction": 0.1})
+    m = run_detection(cfg, enc, Unreadable(16, 0, bad=1), val, val.groundtruth(), tmp_path / "ok")
+    assert m["skipped_train"] == 1                  # 1 of 16 (6%) is under the 10% cap
+    with pytest.raises(TooManySkipped, match="3 of 16 keyframes could not be read in training epoch 1"):
+        run_detection(cfg, enc, Unreadable(16, 0, bad=3), val, val.groundtruth(), tmp_path / "stop")

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from vjepa.checkpoint import CheckpointError, export_official, import_official, load
 from vjepa.config import ConfigError, from_dict
 from vjepa.distributed import DistEnv
-from vjepa.finetune import (TABLE8_SSV2, ClipMixup, FinetuneConfig, build_model, build_state,
+from vjepa.finetune import (ClipMixup, FinetuneConfig, build_model, build_state,
                             evaluate, finetune, layer_decay_groups, lr_values, multiview_metrics, topk_accuracy)
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 
@@ -261,14 +261,17 @@ def test_the_pretrained_target_encoder_loads_strictly_and_longer_clips_interpola
 def test_config_errors_name_the_key_and_table8_ssv2_column_builds():
     with pytest.raises(ConfigError, match="finetune.lr"):
         cfg_of(lr="fast")
-    with pytest.raises(ConfigError, match="sampling must be"):
+    with pytest.raises(ConfigError, match="sampling: must be"):
         cfg_of(sampling="random")
-    with pytest.raises(ConfigError, match="head_norm must be"):
+    with pytest.raises(ConfigError, match="head_norm: must be"):
         cfg_of(head_norm="groupnorm")
     with pytest.raises(ConfigError, match="do not tile"):
         cfg_of(num_frames=5)
-    ssv2 = cfg_of(**{**TABLE8_SSV2, "num_frames": 8})
+    from pipeline.profiles import resolve  # Table 8's SSv2 column lives in the paper profiles
+    column = {k: v for k, v in resolve("paper-vitl16")["finetune"]["tasks"]["ssv2"].items() if k != "data"}
+    ssv2 = cfg_of(**{**column, "num_frames": 8})
     assert (ssv2.test_num_segment, ssv2.test_num_crop, ssv2.sampling, ssv2.hflip) == (2, 3, "tsn", False)
+    assert (ssv2.epochs, ssv2.lr, column["num_frames"]) == (20, 1e-4, 32)
 
 
 # ----------------------------------------------------------------------------------------------

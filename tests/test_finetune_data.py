@@ -7,7 +7,7 @@ import torch
 
 from vjepa.config import ConfigError, from_dict
 from vjepa.data import ClipSampling, VideoDataset, clip_indices
-from vjepa.data.prepare import write_video
+from vjepa.data.small_suite import write_video
 from vjepa.data.sampling import spread_indices, tsn_indices
 from vjepa.data.transforms import RepeatedAugment, finetune_train_transform, to_clip_tensor
 from vjepa.finetune import FinetuneConfig, build_datasets
@@ -52,7 +52,7 @@ def test_tsn_training_takes_one_random_frame_inside_each_segment():
 def test_spread_sampling_is_for_evaluation_only():
     with pytest.raises(ConfigError, match="random: false"):
         from_dict(ClipSampling, {"method": "spread"}, "data.clip")
-    with pytest.raises(ConfigError, match="method must be one of"):
+    with pytest.raises(ConfigError, match="method: must be one of"):
         from_dict(ClipSampling, {"method": "uniform"}, "data.clip")
 
 

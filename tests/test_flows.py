@@ -90,7 +90,7 @@ def test_stage_deployment_runs_to_completion_on_a_process_worker(tmp_path):
         out = prefect("deployment", "run", "vjepa-stage/stage", "--param", "target=masks", "--watch",
                       "--watch-timeout", "400", timeout=450)
         assert "Completed" in out
-        metrics = json.loads((repo / "metrics" / "masks.json").read_text())
+        metrics = json.loads((repo / "metrics" / "default" / "masks.json").read_text())
         assert metrics["profile"] == "default" and metrics["mask0"]["num_tokens"] > 0
         assert (repo / "dvc.lock").exists() and "masks" in (repo / "dvc.lock").read_text()
     finally:

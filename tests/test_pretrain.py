@@ -363,7 +363,7 @@ def test_resume_refuses_a_changed_batch_or_model(tmp_path):
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match="pretrain: target must be 'ema' or 'copy'"):
+    with pytest.raises(ConfigError, match="pretrain.target: must be 'ema' or 'copy'"):
         tiny_config(target="mean")
     with pytest.raises(ConfigError, match="pretrain.optim.iterations: expected an integer"):
         tiny_config(optim={"iterations": 1.5})

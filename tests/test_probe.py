@@ -119,7 +119,7 @@ def test_learning_rate_is_a_cosine_to_zero_without_warmup_and_weight_decay_stays
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match="probe: precision must be one of"):
+    with pytest.raises(ConfigError, match="probe.precision: must be one of"):
         from_dict(ProbeConfig, {"num_classes": 3, "precision": "fp8"}, "probe")
     with pytest.raises(ConfigError, match="num_heads: 12 heads do not divide the encoder width 1024"):
         ProbeSet(fast_cfg(), 1024, 16, torch.device("cpu"))

@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
+
+from vjepa.runtime import atomic_file
 
 OFFICIAL_PREFIX = "module.backbone."
 
@@ -25,18 +26,14 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then rename: a crash never leaves a
     half-written file under `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_file(path, "wb") as f:
+        try:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        except RuntimeError as e:  # torch wraps the file object's OSError; name the file and the cause
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, OSError):
+                raise cause from e
+            raise
     return path
 
 

@@ -34,9 +34,11 @@ from tqdm.auto import tqdm
 
 from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
 from vjepa.checkpoint import CheckpointError, load, load_into, save_atomic
-from vjepa.config import to_dict
+from vjepa.config import FieldError, check_range, to_dict
+from vjepa.data.datasets import TooManySkipped
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.probe import AUTOCAST, param_groups
+from vjepa.runtime import autocast_for
 from vjepa.schedules import warmup_cosine_lr
 
 
@@ -58,15 +60,20 @@ class DetectConfig:
     roi_resolution: int = 7
     top_k: int = 50               # the official command-line tool's detections per keyframe
     precision: str = "bf16"
+    max_skipped_fraction: float = 0.01  # unreadable keyframes allowed (per epoch, and at test) before the run stops
     num_workers: int = 0
     seed: int = 0
     device: str | None = None
 
     def validate(self) -> None:
+        check_range(self, "epochs", "batch_size", "roi_resolution", "top_k", "num_classes", ge=1)
+        check_range(self, "lr", "weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "num_workers", ge=0)
+        check_range(self, "dropout", "max_skipped_fraction", ge=0, le=1)
+        check_range(self, "out_layers", ge=1)
         if not self.out_layers:
             raise ValueError("out_layers needs at least one block number")
         if self.precision not in AUTOCAST:
-            raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
+            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
         bad = [c for c in self.eval_classes if not 1 <= c <= self.num_classes]
         if bad:
             raise ValueError(f"eval_classes {bad} outside 1..{self.num_classes}")
@@ -134,6 +141,14 @@ class AvaClipConfig:
     test_size: int = 256                   # short side at test; the full frame, no crop
     hflip: bool = True                     # train: frames and boxes flipped together with p 0.5
     proposal_score_threshold: float = 0.9  # SlowFast's default (its c2 R101 config: 0.8)
+
+    def validate(self) -> None:
+        check_range(self, "num_frames", "frame_step", "crop_size", "test_size", "train_scale", ge=1)
+        check_range(self, "proposal_score_threshold", ge=0, le=1)
+        if len(self.train_scale) != 2 or self.train_scale[0] > self.train_scale[1]:
+            raise FieldError("train_scale", f"must be [low, high] with low <= high, got {self.train_scale}")
+        if self.crop_size > self.train_scale[0]:
+            raise FieldError("crop_size", f"{self.crop_size} exceeds the smallest training scale {self.train_scale[0]}")
 
 
 def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
@@ -235,6 +250,13 @@ def predict(encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: Dete
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DETECTION_COLUMNS)), skipped
 
 
+def _check_skipped(count: int, size: int, max_fraction: float, where: str) -> None:
+    """Stop, as the video runs do, when more keyframes than allowed could not be read."""
+    if count > max_fraction * size:
+        raise TooManySkipped(f"{count} of {size} keyframes could not be read in {where} "
+                             f"({count / max(size, 1):.2%}), more than the allowed {max_fraction:.2%}")
+
+
 def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
                   groundtruth: pd.DataFrame, out_dir: str | Path,
                   exclusions: Iterable[tuple[str, int]] | None = None,
@@ -244,9 +266,7 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
     validation table (video_id, timestamp, x1, y1, x2, y2, action_id). Resumes per epoch."""
     out = Path(out_dir)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = AUTOCAST[cfg.precision]
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    autocast = autocast_for(device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
     head = DetectionHead(encoder.embed_dim * len(cfg.out_layers), cfg.num_classes, encoder.patch_size,
@@ -290,11 +310,13 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
             opt.step()
             opt.zero_grad(set_to_none=True)
             total, n = total + float(loss.detach()) * len(batch["rois"]), n + len(batch["rois"])
+        _check_skipped(skipped, len(train_set), cfg.max_skipped_fraction, f"training epoch {epoch + 1}")
         history.append(total / max(n, 1))
         save_atomic({"epoch": epoch + 1, "history": history, "config": to_dict(cfg), "head": head.state_dict(),
                      "opt": opt.state_dict(), "rng": torch.get_rng_state(), "skipped": skipped}, state_path)
 
     detections, val_skipped = predict(encoder, head, val_set, cfg, device, autocast)
+    _check_skipped(val_skipped, len(val_set), cfg.max_skipped_fraction, "evaluation")
     api = frame_map(groundtruth, detections, cfg.eval_classes, exclusions)
     cli = frame_map(groundtruth, official_top_k(detections, cfg.eval_classes, cfg.top_k), cfg.eval_classes, exclusions)
     names = labelmap or {}

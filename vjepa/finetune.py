@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
-from vjepa.config import to_dict
+from vjepa.config import FieldError, check_range, to_dict
+from vjepa.runtime import autocast_for
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -50,12 +51,12 @@ from vjepa.models.vit import LayerNorm, VisionTransformer
 from vjepa.pretrain import MicroBatches
 from vjepa.probe import average_views
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradScaler here for fp16
 
 
 @dataclass
 class FinetuneConfig:
-    """Defaults: Table 8's K400 column; TABLE8_SSV2 holds the SSv2 column's changes. The official
+    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' finetune.tasks.ssv2). The official
     VideoMAE behaviours are one key away (see README)."""
 
     num_classes: int
@@ -122,25 +123,28 @@ class FinetuneConfig:
             raise ValueError(f"clips of {self.num_frames} frames at {size}px do not tile into "
                              f"{self.model.tubelet_size}x{self.model.patch_size}px tubelets")
         if self.sampling not in ("window", "tsn") or self.test_sampling not in ("spread", "tsn", "window"):
-            raise ValueError(f"sampling must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
+            raise FieldError("sampling", f"must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
                              f"got {self.sampling!r}, {self.test_sampling!r}")
         if self.test_num_crop not in (1, 3):
-            raise ValueError(f"test_num_crop must be 1 or 3, got {self.test_num_crop}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+            raise FieldError("test_num_crop", f"must be 1 or 3, got {self.test_num_crop}")
+        if self.precision not in FINETUNE_PRECISIONS:
+            raise FieldError("precision", f"must be one of {list(FINETUNE_PRECISIONS)}, got {self.precision!r}")
         if self.head_norm not in ("layernorm", "batchnorm"):
-            raise ValueError(f"head_norm must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
+            raise FieldError("head_norm", f"must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
         if self.mixup_mode not in ("batch", "pair", "elem"):
-            raise ValueError(f"mixup_mode must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
-        for name in ("num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
-                     "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            raise FieldError("mixup_mode", f"must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
+        check_range(self, "num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
+                    "checkpoint_every", "num_frames", "frame_step", "img_size", ge=1)
+        check_range(self, "lr", "warmup_lr", "min_lr", "warmup_epochs", "warmup_steps", "weight_decay", "eps",
+                    "mixup", "cutmix", "color_jitter", "init_scale", "eval_every", "num_workers", ge=0)
+        check_range(self, "drop_path", "head_drop_rate", "reprob", "mixup_prob", "mixup_switch_prob", "smoothing",
+                    "max_skipped_fraction", "betas", ge=0, le=1)
+        check_range(self, "clip_grad", gt=0)
         if self.mixup_active and (self.batch_size * self.num_sample) % 2:
             raise ValueError(f"mixup pairs each clip with the reversed batch, so batch_size x num_sample must be "
                              f"even; got {self.batch_size} x {self.num_sample}")
         if not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+            raise FieldError("layer_decay", f"must be in (0, 1], got {self.layer_decay}")
 
     @property
     def mixup_active(self) -> bool:
@@ -149,12 +153,6 @@ class FinetuneConfig:
     @property
     def input_size(self) -> int:
         return self.img_size or self.model.img_size
-
-
-# Table 8's SSv2 column, as changes to the defaults (the K400 column). TSN sampling as VideoMAE's
-# SSv2 loader: 32 frames spread over the whole video (sampling_rate is not used).
-TABLE8_SSV2 = {"num_frames": 32, "epochs": 20, "lr": 1e-4, "test_num_segment": 2, "sampling": "tsn",
-               "test_sampling": "tsn", "hflip": False}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,7 +429,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
     Each micro-batch's mixup, drop path and dropout draws come from a seed of (seed, step, shard)."""
     env = state.env
     state.scheduler.step_update(step - 1)  # group lr = scheduled lr x its lr_scale
-    autocast = torch.autocast(env.device.type, dtype=PRECISIONS[cfg.precision], enabled=cfg.precision != "fp32")
+    autocast = autocast_for(env.device, cfg.precision)()
     state.model.train()
     n = len(micro_batches)
     sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss x clips, clips, hard-label hits
@@ -554,9 +552,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     sampler = ShardedBatchSampler(len(train_set), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
     loader = DataLoader(_Batches(train_set), sampler=sampler, batch_size=None, collate_fn=_identity,
                         num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
-    dtype = PRECISIONS[cfg.precision]
-    def autocast():
-        return torch.autocast(env.device.type, dtype=dtype, enabled=dtype is not None)
+    autocast = autocast_for(env.device, cfg.precision)
 
     batches, result, rates = iter(loader), None, []
     bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="finetune", disable=not env.is_main,
@@ -615,7 +611,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     return metrics
 
 
-__all__ = ["FinetuneConfig", "TABLE8_SSV2", "VideoClassifier", "layer_decay_groups", "build_model", "ClipMixup",
+__all__ = ["FinetuneConfig", "VideoClassifier", "layer_decay_groups", "build_model", "ClipMixup",
            "build_loss", "build_datasets", "training_clips", "evaluate", "topk_accuracy", "multiview_metrics",
            "FinetuneState", "lr_values", "build_state", "train_step", "save_checkpoint", "restore_checkpoint",
            "finetune"]

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vjepa.config import FieldError, check_range
+
 
 @dataclass
 class MaskConfig:
@@ -37,16 +39,16 @@ class MaskConfig:
     def validate(self) -> None:
         if self.kind not in ("multiblock", "random_tube"):
             raise ValueError(f"kind must be 'multiblock' or 'random_tube', got {self.kind!r}")
-        if self.num_blocks < 1:
-            raise ValueError("num_blocks must be >= 1")
+        check_range(self, "num_blocks", "max_keep", ge=1)
+        check_range(self, "max_temporal_keep", gt=0, le=1)
         for name in ("spatial_scale", "temporal_scale"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi <= 1:
-                raise ValueError(f"{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}")
+                raise FieldError(name, f"must satisfy 0 < low <= high <= 1, got {[lo, hi]}")
         if not 0 < self.aspect_ratio[0] <= self.aspect_ratio[1]:
-            raise ValueError(f"aspect_ratio must be increasing and positive, got {self.aspect_ratio}")
+            raise FieldError("aspect_ratio", f"must be increasing and positive, got {list(self.aspect_ratio)}")
         if not 0 < self.ratio < 1:
-            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
+            raise FieldError("ratio", f"must be in (0, 1), got {self.ratio}")
 
 
 SHORT_RANGE = MaskConfig(num_blocks=8, spatial_scale=(0.15, 0.15))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
 import math
 import random
 import resource
@@ -37,7 +36,8 @@ from tqdm import tqdm
 from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
-from vjepa.config import to_dict
+from vjepa.config import FieldError, check_range, to_dict
+from vjepa.runtime import JsonlLog, autocast_for
 from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
@@ -70,18 +70,17 @@ class OptimConfig:
     clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
 
     def validate(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        check_range(self, "iterations", ge=1)
+        check_range(self, "lr", "start_lr", "final_lr", "start_weight_decay", "final_weight_decay", "eps",
+                    "warmup_iterations", "clip_grad_from_step", ge=0)
+        check_range(self, "warmup_iterations_fraction", "start_momentum", "final_momentum", "betas", ge=0, le=1)
         if (self.warmup_iterations is None) == (self.warmup_iterations_fraction is None):
             raise ValueError("set exactly one of warmup_iterations and warmup_iterations_fraction")
+        if self.warmup > self.iterations:
+            raise FieldError("warmup_iterations", f"{self.warmup} warmup steps exceed the {self.iterations} iterations")
         if self.weight_decay_schedule not in ("cosine", "linear"):
-            raise ValueError(f"weight_decay_schedule must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}")
-        if self.scheduler_scale_factor <= 0:
-            raise ValueError(f"scheduler_scale_factor must be > 0, got {self.scheduler_scale_factor}")
-        if not (0 <= self.start_momentum <= 1 and 0 <= self.final_momentum <= 1):
-            raise ValueError("momenta must lie in [0, 1]")
-        if self.clip_grad is not None and self.clip_grad <= 0:
-            raise ValueError(f"clip_grad must be > 0 or null, got {self.clip_grad}")
+            raise FieldError("weight_decay_schedule", f"must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}")
+        check_range(self, "scheduler_scale_factor", "clip_grad", gt=0)
 
     @property
     def warmup(self) -> int:
@@ -141,20 +140,19 @@ class PretrainConfig:
 
     def validate(self) -> None:
         if self.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+            raise FieldError("dtype", f"must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.target not in ("ema", "copy"):
-            raise ValueError(f"target must be 'ema' or 'copy', got {self.target!r}")
-        for name in ("batch_size", "accumulation_steps", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            raise FieldError("target", f"must be 'ema' or 'copy', got {self.target!r}")
+        check_range(self, "batch_size", "accumulation_steps", "checkpoint_every", "log_every", ge=1)
+        check_range(self, "reg_coeff", ge=0)
+        check_range(self, "max_skipped_fraction", ge=0, le=1)
         if not self.masks:
-            raise ValueError("masks must hold at least one mask config")
+            raise FieldError("masks", "must hold at least one mask config")
         if self.model.num_mask_tokens > len(self.masks):
             # an unused mask token gets no gradient, which DDP refuses
             raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the number of mask "
                              f"configs ({len(self.masks)}); set model.num_mask_tokens to {len(self.masks)}")
-        if self.num_workers < 0:
-            raise ValueError("num_workers must be >= 0")
+        check_range(self, "num_workers", ge=0)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -297,7 +295,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
     # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
     stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    autocast = autocast_for(env.device, cfg.dtype)()
     for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
         if clips.size(0) == 0:
             if env.distributed:
@@ -502,23 +500,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-class MetricsLog:
-    """Append-only JSONL of per-step metrics; on resume, lines past the checkpoint's step are dropped
-    (they will be logged again)."""
-
-    def __init__(self, path: Path, resume_step: int):
-        self.path = path
-        if path.exists():
-            keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(l + "\n" for l in keep))
-            tmp.replace(path)
-
-    def write(self, metrics: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-
-
 def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int], None] | None = None) -> dict:
     """Train V-JEPA on `dataset` (items as vjepa.data produces, one segment and one view), writing
     out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl.
@@ -556,7 +537,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg), sampler=sampler, batch_size=None,
                                          collate_fn=_identity, num_workers=cfg.num_workers,
                                          pin_memory=env.device.type == "cuda")
-    log = MetricsLog(out_dir / "metrics.jsonl", start) if env.is_main else None
+    log = JsonlLog(out_dir / "metrics.jsonl", start) if env.is_main else None
 
     batches = iter(loader)
     saved_step, window, rates, last, empty_steps = start, [], [], {}, 0

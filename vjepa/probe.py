@@ -15,7 +15,6 @@ an image is a still clip (S=1), and a clip with T=1 is repeated to `still_frames
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,14 +30,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
-from vjepa.config import ConfigError, to_dict
+from vjepa.config import ConfigError, FieldError, check_range, to_dict
+from vjepa.runtime import PRECISIONS, atomic_file, autocast_for, write_json
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = PRECISIONS  # detection and older callers import it under this name
 
 
 @dataclass
@@ -54,7 +54,7 @@ class EncoderConfig:
 
     def validate(self) -> None:
         if self.kind not in ("vjepa", "timm"):
-            raise ValueError(f"kind must be 'vjepa' or 'timm', got {self.kind!r}")
+            raise FieldError("kind", f"must be 'vjepa' or 'timm', got {self.kind!r}")
         if self.kind == "timm" and not self.timm_model:
             raise ValueError("kind 'timm' needs timm_model")
 
@@ -88,15 +88,18 @@ class ProbeConfig:
     def validate(self) -> None:
         bad = [k for k in self.kinds if k not in ("attentive", "linear")]
         if bad or not self.kinds:
-            raise ValueError(f"kinds must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
+            raise FieldError("kinds", f"must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
         if not self.lrs or not self.weight_decays:
             raise ValueError("lrs and weight_decays need at least one value each")
         if self.wd_schedule not in ("constant", "cosine"):
-            raise ValueError(f"wd_schedule must be 'constant' or 'cosine', got {self.wd_schedule!r}")
+            raise FieldError("wd_schedule", f"must be 'constant' or 'cosine', got {self.wd_schedule!r}")
         if self.precision not in AUTOCAST:
-            raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
-        if self.num_classes < 2 or self.epochs < 1 or self.batch_size < 1 or self.num_segments < 1:
-            raise ValueError("num_classes >= 2, epochs >= 1, batch_size >= 1 and num_segments >= 1 are required")
+            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
+        check_range(self, "num_classes", ge=2)
+        check_range(self, "epochs", "batch_size", "num_segments", "still_frames", "depth", "num_heads",
+                    "encoder_chunk", ge=1)
+        check_range(self, "lrs", "weight_decays", "final_lr", "final_weight_decay", "num_workers", ge=0)
+        check_range(self, "grad_clip", gt=0)
 
     def probe_names(self) -> list[str]:
         return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
@@ -440,19 +443,14 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
 
 def _device_autocast(cfg: ProbeConfig):
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = AUTOCAST[cfg.precision]
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-    return device, autocast
+    return device, autocast_for(device, cfg.precision)
 
 
 def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
     """out/predictions.csv and out/metrics.json, each written whole or not at all."""
-    out.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out / "predictions.csv.tmp", index=False)
-    (out / "predictions.csv.tmp").replace(out / "predictions.csv")
-    (out / "metrics.json.tmp").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    with atomic_file(out / "predictions.csv") as f:
+        predictions.to_csv(f, index=False)
+    write_json(out / "metrics.json", metrics)
 
 
 def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, val_set: Dataset,

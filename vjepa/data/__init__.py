@@ -13,8 +13,10 @@ from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, r
                             read_ava_proposals)
 from vjepa.data.sampling import ClipSampling, clip_indices
 from vjepa.data.video import VideoDecodeError, decode_clips, read_clips
-from vjepa.data.datasets import (ImageDataset, MixtureDataset, MixtureSampler, SkipCounter, TooManySkipped,
+from vjepa.data.datasets import (ImageDataset, MixtureDataset, SkipCounter, TooManySkipped,
                                  VideoDataset, collate, mixture_indices)
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
                                    EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
                                    finetune_train_transform, pretrain_transform, probe_train_transform)
+from vjepa.data.sources import SplitSource, TaskData, read_task
+from vjepa.data.tasks import TaskViews, task_datasets

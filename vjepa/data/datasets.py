@@ -186,7 +186,7 @@ class SkipCounter:
 class MixtureDataset(Dataset):
     """Datasets concatenated (index i runs through them in order; an item's "index" is the global
     one). `weights` (one per dataset, optional) give each item the sampling weight
-    w_d / len(d), normalised: with MixtureSampler, dataset d is drawn with probability w_d / sum(w).
+    w_d / len(d), normalised: with mixture_indices, dataset d is drawn with probability w_d / sum(w).
     Without weights, sample uniformly over all items as V-JEPA 1 does."""
 
     def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float] | None = None):
@@ -237,29 +237,6 @@ def mixture_indices(sizes: Sequence[int], weights: Sequence[float] | None, num_s
     d = rng.choice(len(sizes), size=num_samples, p=p / p.sum())
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     return offsets[d] + (rng.random(num_samples) * sizes[d]).astype(np.int64)
-
-
-class MixtureSampler(Sampler[int]):
-    """Weighted sampling over a MixtureDataset for a distributed run: each epoch draws
-    num_samples indices with mixture_indices(seed, epoch) and rank r takes every world_size-th from
-    position r. `set_epoch(epoch, start)` resumes mid-epoch at this rank's sample `start`."""
-
-    def __init__(self, dataset: MixtureDataset, num_samples: int | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
-        self.sizes, self.weights = dataset.sizes, dataset.weights
-        self.num_samples = int(num_samples if num_samples is not None else len(dataset))
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = int(epoch), int(start)
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.num_samples, self.world_size)) - self.start
-
-    def __iter__(self):
-        idx = mixture_indices(self.sizes, self.weights, self.num_samples, self.seed, self.epoch)
-        return iter(idx[self.rank::self.world_size][self.start:].tolist())
 
 
 def worker_threads_init(_worker_id: int) -> None:

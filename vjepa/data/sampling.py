@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vjepa.config import FieldError, check_range
+
 
 METHODS = ("window", "spread", "tsn")
 
@@ -44,14 +46,13 @@ class ClipSampling:
     method: str = "window"  # "window" (official, above) | "spread" (VideoMAE K400 test) | "tsn" (VideoMAE SSv2)
 
     def validate(self) -> None:
-        if self.num_frames < 1 or self.frame_step < 1 or self.num_segments < 1:
-            raise ValueError("num_frames, frame_step and num_segments must be >= 1")
+        check_range(self, "num_frames", "frame_step", "num_segments", ge=1)
         if self.clip_duration is not None and self.clip_duration <= 0:
-            raise ValueError(f"clip_duration must be positive seconds, got {self.clip_duration}")
+            raise FieldError("clip_duration", f"must be positive seconds, got {self.clip_duration}")
         if self.eval_window not in ("center", "start"):
-            raise ValueError(f"eval_window must be 'center' or 'start', got {self.eval_window!r}")
+            raise FieldError("eval_window", f"must be 'center' or 'start', got {self.eval_window!r}")
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise FieldError("method", f"must be one of {METHODS}, got {self.method!r}")
         if self.method == "spread" and self.random:
             raise ValueError("method 'spread' builds evaluation views; set random: false (train with 'window' or 'tsn')")
 

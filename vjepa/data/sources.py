@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vjepa.config import FieldError, check_range
 from vjepa.data.readers import (AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2)
 
@@ -29,7 +30,7 @@ class SplitSource:
 
     def validate(self) -> None:
         if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+            raise FieldError("format", f"must be one of {FORMATS}, got {self.format!r}")
         if self.format == "ssv2" and not self.labels:
             raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
         if self.num_classes is not None and (self.format != "list" or self.num_classes < 1):

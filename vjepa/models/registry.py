@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vjepa.config import FieldError, check_range
+
 from vjepa.models.predictor import Predictor
 from vjepa.models.vit import VisionTransformer
 
@@ -41,11 +43,20 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.size not in SIZES and None in (self.embed_dim, self.depth, self.num_heads):
-            raise ValueError(f"size {self.size!r} is not one of {sorted(SIZES)}; give embed_dim, depth and num_heads")
+            raise FieldError("size", f"{self.size!r} is not one of {sorted(SIZES)}; give embed_dim, depth and num_heads")
+        check_range(self, "img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "embed_dim", "depth",
+                    "num_heads", "mlp_ratio", "pred_depth", "pred_embed_dim", "pred_num_heads", "num_mask_tokens", gt=0)
         if self.img_size % self.patch_size:
-            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+            raise FieldError("patch_size", f"{self.patch_size} does not divide img_size {self.img_size}")
         if self.num_frames % self.tubelet_size:
-            raise ValueError(f"num_frames {self.num_frames} is not a multiple of tubelet_size {self.tubelet_size}")
+            raise FieldError("tubelet_size", f"{self.tubelet_size} does not divide num_frames {self.num_frames}")
+        width, _, heads, _ = self.encoder_shape()
+        if width % heads:
+            raise FieldError("num_heads", f"{heads} heads do not divide the encoder width {width}")
+        pred_heads = self.pred_num_heads or heads
+        if self.pred_embed_dim % pred_heads:
+            raise FieldError("pred_embed_dim", f"{self.pred_embed_dim} is not divisible by the predictor's "
+                                               f"{pred_heads} heads")
 
     def encoder_shape(self) -> tuple[int, int, int, float]:
         d, depth, heads, ratio = SIZES.get(self.size, (None, None, None, 4.0))

@@ -12,7 +12,7 @@ from vjepa.data import (AvaFrameFolder, ClipSampling, VideoDataset, collate, eva
                         read_ava_exclusions, read_ava_labelmap, read_ava_proposals, read_image_folder, read_inat_json,
                         read_kinetics_csv, read_path_label_list, read_ssv2)
 from vjepa.data import moving_digits as md
-from vjepa.data.prepare import SmallSuiteConfig, _Digits, _rng, build_small_suite
+from vjepa.data.small_suite import SmallSuiteConfig, _Digits, _rng, build_small_suite
 
 TINY = dict(k400_train=4, k400_val=3, k400_frames=16, k400_visible_fraction=0.5, ssv2_train=6, ssv2_val=4,
             ssv2_frames=8, in1k_train=6, in1k_val=3, inat_train=6, inat_val=3, places_train=4, places_val=2,

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from vjepa.config import FieldError, check_range
 from vjepa.data import moving_digits as md
 from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposals
 from vjepa.data.readers import write_path_label_list
@@ -103,27 +104,23 @@ class SmallSuiteConfig:
 
     def validate(self) -> None:
         if self.directions not in md.DIRECTIONS:
-            raise ValueError(f"directions must be 4 or 8, got {self.directions}")
+            raise FieldError("directions", f"must be 4 or 8, got {self.directions}")
         if self.boundary not in ("wrap", "bounce"):
-            raise ValueError(f"boundary must be 'wrap' or 'bounce', got {self.boundary!r}")
+            raise FieldError("boundary", f"must be 'wrap' or 'bounce', got {self.boundary!r}")
         if self.ssv2_label not in MOTION_TASKS[1:]:
             raise ValueError(f"ssv2_label must be one of {MOTION_TASKS[1:]}, got {self.ssv2_label!r}")
         if not self.speeds or any(s <= 0 for s in self.speeds) or len(set(self.speeds)) != len(self.speeds):
-            raise ValueError(f"speeds must be distinct positive numbers, got {self.speeds}")
+            raise FieldError("speeds", f"must be distinct positive numbers, got {self.speeds}")
         if not 0 < self.val_fraction < 1 or not 0 < self.k400_visible_fraction <= 1:
-            raise ValueError("val_fraction must be in (0, 1) and k400_visible_fraction in (0, 1]")
-        for name in ("reversal_prob", "distractor_prob", "ava_exclusion_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1]")
+            raise FieldError("val_fraction", "must be in (0, 1) and k400_visible_fraction in (0, 1]")
+        check_range(self, "reversal_prob", "distractor_prob", "ava_exclusion_fraction", ge=0, le=1)
         if min(self.resolution, self.ava_resolution, self.image_size) < self.digit_size:
             raise ValueError("resolution, ava_resolution and image_size must be >= digit_size")
         if self.digit_size < 4 or min(self.k400_frames, self.ssv2_frames, self.fps) < 1:
-            raise ValueError("digit_size must be >= 4; frame counts and fps >= 1")
+            raise FieldError("digit_size", "must be >= 4; frame counts and fps >= 1")
         counts = ("k400_train", "k400_val", "ssv2_train", "ssv2_val", "in1k_train", "in1k_val", "inat_train",
                   "inat_val", "places_train", "places_val", "ava_train_videos", "ava_val_videos", "ava_keyframes")
-        for name in counts:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        check_range(self, *counts, ge=1)
         if self.resolution in DECORD_BROKEN_WIDTHS or self.resolution % 2:
             raise ValueError(f"resolution {self.resolution} cannot be decoded by decord 0.6 or encoded as yuv420p; "
                              f"use an even size not in {DECORD_BROKEN_WIDTHS}")

@@ -1,0 +1,325 @@
+"""The typed parameter tree: `load()` reads params.yaml once into `Params`, checking every key at
+every depth (unknown keys named by their full path with a did-you-mean) and every value's range,
+and builds each config a stage will run (every seed, probe task, finetuning task and ablation
+point) so a bad value fails at load, in seconds, with its key.
+
+Sections that hold overrides of a `vjepa` config (`pretrain.train`, `probe.defaults`, a probe
+task's `probe`, `finetune.defaults`, `detect.head`, an ablation point's `pretrain`) are typed as
+`Partial` mappings of that config's fields; the methods of `Params` merge them into the config the
+stage runs, in one place each (`check` and the stages call the same methods).
+
+Adding a key: a field of a `vjepa` config is at once allowed in its override section; a key of
+the orchestration layer is a field of the section's dataclass below (with a default, so older
+params files stay valid), plus a `check_range` in its `validate()` when it has a range.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+
+from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, to_dict
+from vjepa.data.small_suite import SmallSuiteConfig
+from vjepa.data import TaskData, TaskViews
+from vjepa.data.index import IndexConfig
+from vjepa.data.video import BACKENDS
+from vjepa.detect import AvaClipConfig, DetectConfig
+from vjepa.finetune import FinetuneConfig
+from vjepa.masks import MaskConfig
+from vjepa.models import ModelConfig
+from vjepa.pretrain import PretrainConfig
+from vjepa.probe import EncoderConfig, EvaluateOnly, ProbeConfig
+
+# Override sections: the fields a stage fills itself are excluded, so setting them is an error.
+PretrainOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("model", "masks", "seed"))]
+PointOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("seed",))]
+ProbeOverrides = Annotated[dict, Partial(ProbeConfig, exclude=("num_classes", "num_segments", "still_frames", "seed"))]
+FinetuneOverrides = Annotated[dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"))]
+FinetuneTask = Annotated[dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"), extra=(("data", str),))]
+DetectHead = Annotated[dict, Partial(DetectConfig, exclude=("eval_classes", "seed"))]
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`: mappings merge key by key, anything else (lists, masks) is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+
+@dataclass
+class PretrainData:
+    """The pretraining mix: path-label lists (VideoMix2M = K710 + SSv2 + HowTo100M) and the clip recipe."""
+
+    sources: list[str]
+    weights: list[float] | None = None
+    num_frames: int = 16
+    frame_step: int = 4
+    scale: tuple[float, float] = (0.3, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.33)
+    hflip: bool = True
+    decode_threads: int = 1
+    cache_mb: int = 0                   # keep decoded videos in memory (small datasets read many times)
+    video_backend: str = "decord"       # "decord" | "pyav" (vjepa.data.video; decord falls back to PyAV per file)
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise FieldError("sources", "needs at least one path-label list")
+        if self.weights is not None and len(self.weights) != len(self.sources):
+            raise FieldError("weights", f"{len(self.weights)} weights for {len(self.sources)} sources")
+        check_range(self, "weights", "cache_mb", ge=0)
+        check_range(self, "num_frames", "frame_step", "decode_threads", ge=1)
+        check_range(self, "scale", gt=0, le=1)
+        check_range(self, "ratio", gt=0)
+        if self.video_backend not in BACKENDS:
+            raise FieldError("video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
+
+
+@dataclass
+class PretrainSection:
+    data: PretrainData
+    train: PretrainOverrides = field(default_factory=dict)   # vjepa.pretrain.PretrainConfig minus model, masks, seed
+    mlflow_every: int = 1                                    # steps between step metrics sent to MLflow
+
+    def validate(self) -> None:
+        check_range(self, "mlflow_every", ge=1)
+
+
+@dataclass
+class ProbeTask(TaskViews):
+    """How one task is probed: its data (a key of `tasks`), the clip counts to probe at, its views
+    and transforms (vjepa.data.TaskViews), plus ProbeConfig overrides (`probe`) on top of the
+    `probe.defaults` section."""
+
+    data: str = ""                              # required: a key of the `tasks` section
+    segments: list[int] = field(default_factory=lambda: [1])  # first = headline; the rest: Table 11
+    probe: ProbeOverrides = field(default_factory=dict)
+    evaluate_only: EvaluateOnly | None = None   # {probe: <file>, encoder: <file>}: a released probe as it is
+
+    def validate(self) -> None:
+        if not self.data:
+            raise FieldError("data", "required key is missing (a key of the `tasks` section)")
+        if not self.segments:
+            raise FieldError("segments", "needs at least one clip count")
+        check_range(self, "segments", ge=1)
+        super().validate()
+
+
+@dataclass
+class ProbeSection:
+    tasks: dict[str, ProbeTask]
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    defaults: ProbeOverrides = field(default_factory=dict)   # vjepa.probe.ProbeConfig minus num_classes
+
+
+@dataclass
+class AvaFiles:
+    """An AVA v2.2 folder's files (SlowFast frame layout, 30 fps, clips cut from second 900)."""
+
+    frames: str
+    train_groundtruth: str
+    val_groundtruth: str
+    labelmap: str                       # the evaluation subset (60 classes for AVA v2.2)
+    val_proposals: str                  # person boxes with scores: mmaction pickle or SlowFast CSV
+    train_exclusions: str | None = None
+    val_exclusions: str | None = None
+
+
+@dataclass
+class DetectSection:
+    data: AvaFiles
+    clip: AvaClipConfig = field(default_factory=AvaClipConfig)
+    head: DetectHead = field(default_factory=dict)           # vjepa.detect.DetectConfig minus eval_classes, seed
+
+
+@dataclass
+class FinetuneSection:
+    tasks: dict[str, FinetuneTask] = field(default_factory=dict)  # `data` (a key of `tasks`) + FinetuneConfig keys
+    checkpoint: str | None = None        # null: the main seed's pretraining; or a released/official-layout file
+    defaults: FinetuneOverrides = field(default_factory=dict)
+
+
+@dataclass
+class LearnSection:
+    """Pretrained against randomly initialised encoders: the motion and the appearance task (keys of
+    probe.tasks), the clips per video, and probe overrides."""
+
+    motion: str
+    appearance: str
+    segments: int = 1
+    probe: ProbeOverrides = field(default_factory=dict)
+
+    def validate(self) -> None:
+        check_range(self, "segments", ge=1)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.motion, self.appearance]
+
+
+@dataclass
+class AblationPoint:
+    """A grid point: the tables it belongs to, a label, and what it changes in pretraining
+    (e.g. `masks`, `target: copy`, `optim: {...}`)."""
+
+    tables: list[str]
+    label: str = ""
+    pretrain: PointOverrides = field(default_factory=dict)
+
+
+@dataclass
+class AblationsSection:
+    task: str                                                # a key of probe.tasks
+    points: dict[str, AblationPoint] = field(default_factory=dict)
+    pretrain: PointOverrides = field(default_factory=dict)   # every point's shorter run, before its own changes
+    probe: ProbeOverrides = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# the root
+
+@dataclass
+class Params:
+    """params.yaml, typed. Top level: profile, seeds, prepare, tasks, model, masks, pretrain, probe,
+    detect, finetune, learn, ablations."""
+
+    profile: str
+    seeds: list[int]
+    tasks: dict[str, TaskData]
+    model: ModelConfig
+    masks: list[MaskConfig]
+    pretrain: PretrainSection
+    probe: ProbeSection
+    detect: DetectSection
+    finetune: FinetuneSection
+    learn: LearnSection
+    ablations: AblationsSection
+    prepare: SmallSuiteConfig | None = None   # the small suite; null: real data, prepare only indexes it
+    index: IndexConfig = field(default_factory=IndexConfig)  # how prepare checks a real-data task it indexes
+
+    @property
+    def main_seed(self) -> int:
+        """The seed whose pretraining feeds the probes, detection and finetuning."""
+        return self.seeds[0]
+
+    # -- the merges: one function per config a stage runs ---------------------------------------
+
+    def pretrain_config(self, seed: int, point: str | None = None) -> PretrainConfig:
+        """`model`, `masks` and `pretrain.train` with this seed; with an ablation point, then
+        `ablations.pretrain` and the point's `pretrain` on top (a point's masks also set the
+        number of mask tokens, unless it sets model.num_mask_tokens itself)."""
+        raw = {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
+        where = "pretrain.train"
+        if point is not None:
+            changes = merge(self.ablations.pretrain, self.ablations.points[point].pretrain)
+            raw = merge(raw, changes)
+            if "masks" in changes and "num_mask_tokens" not in changes.get("model", {}):
+                raw["model"]["num_mask_tokens"] = len(raw["masks"])
+            where = f"ablations.points.{point}.pretrain"
+        return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
+
+    def probe_config(self, task: str, num_classes: int, segments: int, seed: int,
+                     extra: dict | None = None) -> ProbeConfig:
+        """`probe.defaults`, the task's `probe`, then `extra` (learn.probe, ablations.probe)."""
+        spec = self.probe.tasks[task]
+        raw = {**self.probe.defaults, **spec.probe, **(extra or {}), "num_classes": num_classes,
+               "num_segments": segments, "still_frames": spec.still_frames, "seed": seed}
+        if not spec.augment:
+            raw.setdefault("cache_features", True)
+        return from_dict(ProbeConfig, raw, f"probe.tasks.{task}.probe")
+
+    def probe_defaults(self) -> ProbeConfig:
+        """`probe.defaults` alone (two classes), as the report's Table 6 shows it."""
+        return from_dict(ProbeConfig, {**self.probe.defaults, "num_classes": 2}, "probe.defaults")
+
+    def finetune_config(self, task: str, num_classes: int, seed: int = 0) -> FinetuneConfig:
+        """`finetune.defaults`, then the task's entries, on the `model` section."""
+        spec = {k: v for k, v in self.finetune.tasks[task].items() if k != "data"}
+        raw = {**self.finetune.defaults, **spec, "model": to_dict(self.model), "num_classes": num_classes, "seed": seed}
+        return from_dict(FinetuneConfig, raw, f"finetune.tasks.{task}")
+
+    def detect_config(self, eval_classes: list[int], seed: int) -> DetectConfig:
+        return from_dict(DetectConfig, {"eval_classes": eval_classes, "seed": seed, **self.detect.head}, "detect.head")
+
+    def finetune_data(self, task: str) -> str:
+        return self.finetune.tasks[task]["data"]
+
+    # -- checks across sections, and every config built once ---------------------------------------
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise FieldError("seeds", "needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise FieldError("seeds", f"must be distinct, got {self.seeds}")
+        check_range(self, "seeds", ge=0)
+        refs = [(f"probe.tasks.{n}.data", t.data, self.tasks, "tasks") for n, t in self.probe.tasks.items()]
+        refs += [(f"finetune.tasks.{n}.data", t.get("data"), self.tasks, "tasks") for n, t in self.finetune.tasks.items()]
+        refs += [(f"learn.{k}", getattr(self.learn, k), self.probe.tasks, "probe.tasks") for k in ("motion", "appearance")]
+        refs += [("ablations.task", self.ablations.task, self.probe.tasks, "probe.tasks")]
+        for key, value, allowed, name in refs:
+            if value not in allowed:
+                raise ConfigError(f"{key}: '{value}' is not a key of {name} ({', '.join(allowed)})")
+        if self.pretrain.data.num_frames != self.model.num_frames:
+            raise ConfigError(f"pretrain.data.num_frames: {self.pretrain.data.num_frames} frames, but "
+                              f"model.num_frames is {self.model.num_frames}")
+        self.probe_defaults()
+        from_dict(FinetuneConfig, {**self.finetune.defaults, "model": to_dict(self.model), "num_classes": 2},
+                  "finetune.defaults")
+        self.pretrain_config(self.main_seed)
+        for point in self.ablations.points:
+            self.pretrain_config(self.main_seed, point)
+        for name, task in self.probe.tasks.items():
+            for s in task.segments:
+                self.probe_config(name, 2, s, 0)
+            if task.evaluate_only is not None:
+                try:
+                    task.evaluate_only.protocol(name)
+                except ConfigError as e:
+                    raise ConfigError(f"probe.tasks.{name}.{e}") from None
+        for name in self.learn.tasks:
+            self.probe_config(name, 2, self.learn.segments, 0, self.learn.probe)
+        self.probe_config(self.ablations.task, 2, self.probe.tasks[self.ablations.task].segments[0], 0,
+                          self.ablations.probe)
+        for name in self.finetune.tasks:
+            self.finetune_config(name, 2)
+        depth = self.model.encoder_shape()[1]
+        head = self.detect_config([1], 0)
+        if max(head.out_layers) > depth:
+            raise ConfigError(f"detect.head.out_layers: block {max(head.out_layers)} exceeds the encoder's depth {depth}")
+
+
+SECTIONS = ("profile", "seeds", "prepare", "index", "tasks", "model", "masks", "pretrain", "probe", "detect", "finetune",
+            "learn", "ablations")
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping, with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path.resolve()}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def from_mapping(data: dict, name: str = "params.yaml") -> Params:
+    """Params from an already-read mapping; errors start with `name`."""
+    try:
+        return from_dict(Params, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file (errors: `params.yaml: pretrain.train.optim.lr: ...`)."""
+    return from_mapping(read_yaml(path), str(path))

@@ -1,0 +1,52 @@
+"""What several stages share on top of the typed params: the frozen encoder a probe or the
+detection head reads, and one probe run on a task."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+INDEX = Path("data/prepared/index")
+
+from pipeline.config import Params
+from vjepa.data import read_task, task_datasets
+from vjepa.data.index import load_task_index
+from vjepa.models import ModelConfig
+from vjepa.probe import EncoderConfig, build_frozen_encoder, run_probe
+
+
+def frozen_encoder(P: Params, checkpoint: str | None, model: ModelConfig | None = None, override: bool = True):
+    """The EMA target encoder of a checkpoint (None: random init) of shape `model` (default: the
+    `model` section), or, with override, the `probe.encoder` section's encoder (a released V-JEPA
+    file or a timm image model run frame by frame). Returns (encoder, its config)."""
+    enc = P.probe.encoder if override else EncoderConfig()
+    if enc.checkpoint is None:
+        enc = dataclasses.replace(enc, checkpoint=checkpoint)
+    return build_frozen_encoder(enc, model or P.model), enc
+
+
+def probe_checkpoint(P: Params) -> str | None:
+    """The main seed's pretraining checkpoint, unless `probe.encoder` names another encoder."""
+    from pipeline.plumbing import checkpoint_path
+
+    return None if P.probe.encoder.checkpoint else str(checkpoint_path(P.main_seed))
+
+
+def task_entries(P: Params, name: str):
+    """(train, val, classes) of a task: real-data profiles (`prepare: null`) load the index that
+    prepare wrote (read and checked once); the small suite is read directly (it is tiny)."""
+    return load_task_index(name, P.tasks[name], INDEX) if P.prepare is None else read_task(P.tasks[name])
+
+
+def probe_task(P: Params, task: str, encoder, out: Path, seed: int, segments: int, name: str,
+               extra: dict | None = None) -> dict:
+    """Every probe of the grid on one task (its datasets from the task spec), written under `out`."""
+    spec = P.probe.tasks[task]
+    train_set, val_set, n = task_datasets(P.tasks[spec.data], spec, P.model.img_size, segments, seed,
+                                         task_entries(P, spec.data))
+    return run_probe(P.probe_config(task, n, segments, seed, extra), encoder, train_set, val_set, out,
+                     encoder_name=name)
+
+
+def top1_by_kind(result: dict) -> dict:
+    """{probe kind: top-1 of that kind's best probe} of a run_probe result."""
+    return {k: result["probes"][n]["top1"] for k, n in result["best_probe_by_kind"].items()}

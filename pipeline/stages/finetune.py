@@ -1,0 +1,34 @@
+"""finetune@task: the main seed's encoder finetuned end to end (Table 8, VideoMAE recipe), tested
+on several views."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Params
+from pipeline.plumbing import RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.stages.common import task_entries
+from pipeline.tracking import stage_run
+from vjepa.config import to_dict
+from vjepa.finetune import build_datasets
+from vjepa.finetune import finetune as vjepa_finetune
+
+
+def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict:
+    """Writes runs/finetune/<task>/ (the finetuned model and its multi-view results)."""
+    seed, data = P.main_seed, P.tasks[P.finetune_data(task)]
+    train, val, classes = task_entries(P, P.finetune_data(task))
+    cfg = P.finetune_config(task, len(classes), seed)
+    ckpt = P.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
+    settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
+    with stage_run("finetune", settings, {"profile": P.profile, "task": task}) as t:
+        work = work_dir(f"finetune-{task}", settings)
+
+        def compute():
+            train_set, val_set = build_datasets(cfg, train, val)
+            return vjepa_finetune(cfg, ckpt, train_set, val_set, work,
+                                  log_fn=lambda m, step: t.metrics({k: v for k, v in m.items() if k != "step"}, step=step))
+        result = once(work, compute)
+        (work / "latest.pth.tar").unlink(missing_ok=True)  # the resume state; the finetuned model stays
+        publish(work, RUNS / "finetune" / task)
+        return finish(t, Path("metrics") / P.profile, f"finetune/{task}",
+                      {"profile": P.profile, "task": task, "checkpoint": ckpt, **result})

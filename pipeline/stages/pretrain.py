@@ -1,0 +1,59 @@
+"""pretrain: V-JEPA pretraining with one seed (official-layout checkpoint, step metrics, summary)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from pipeline.config import Params
+from pipeline.plumbing import RUNS, WORK, finish, launch_torchrun, once, publish, work_dir
+from pipeline.tracking import stage_run
+from vjepa.config import to_dict
+from vjepa.data import ClipSampling, MixtureDataset, VideoDataset, pretrain_transform, read_path_label_list
+from vjepa.pretrain import PretrainConfig
+from vjepa.pretrain import pretrain as vjepa_pretrain
+
+
+def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int) -> MixtureDataset:
+    """The `pretrain.data` mix at the model's resolution."""
+    data = P.pretrain.data
+    clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
+    transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip)
+    parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb,
+                          video_backend=data.video_backend) for p in data.sources]
+    return MixtureDataset(parts, data.weights)
+
+
+def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker) -> dict:
+    """vjepa.pretrain.pretrain with its step metrics mirrored to MLflow every pretrain.mlflow_every steps."""
+    every = P.pretrain.mlflow_every
+
+    def log(metrics, step):
+        if step % every == 0:
+            tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
+    return vjepa_pretrain(cfg, pretrain_dataset(P, cfg, seed), work, log_fn=log)
+
+
+def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Pretrain with one seed; writes runs/pretrain/seed<k>/ (checkpoint.pth.tar, metrics.jsonl)."""
+    seed = P.main_seed if seed is None else int(seed)
+    cfg = P.pretrain_config(seed)
+    settings = {"pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data)}
+    name = f"pretrain-seed{seed}"
+    # the launching process owns the work folder (resume or start over); torchrun's workers use it
+    work = WORK / name if "LOCAL_RANK" in os.environ else work_dir(name, settings)
+    if launch_torchrun("pretrain", str(seed), params_path, torch.cuda.device_count()):
+        return None
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with stage_run("pretrain", settings, {"profile": P.profile, "seed": seed}, enabled=rank0) as t:
+        summary = once(work, lambda: run_pretraining(P, cfg, seed, work, t), record=rank0)
+        if not rank0:
+            return summary
+        if (work / "latest.pth.tar").exists():
+            (work / "latest.pth.tar").replace(work / "checkpoint.pth.tar")
+        out = publish(work, RUNS / "pretrain" / f"seed{seed}")
+        summary["checkpoint"] = str(out / "checkpoint.pth.tar")
+        summary["samples_seen"] = summary["steps"] * summary["global_batch"]
+        return finish(t, Path("metrics") / P.profile, f"pretrain/seed{seed}",
+                      {"profile": P.profile, "seed": seed, **summary}, out / "metrics.jsonl")

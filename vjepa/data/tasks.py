@@ -1,0 +1,58 @@
+"""Datasets of a labelled task from its spec: the task's data in its real format (`TaskData`) and
+how clips or still images are cut and augmented from it (`TaskViews`). Frozen probes, the
+learned-vs-random comparison and the ablations' probe all build their sets here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vjepa.config import check_range
+from vjepa.data.datasets import ImageDataset, VideoDataset
+from vjepa.data.sampling import ClipSampling
+from vjepa.data.sources import TaskData, read_task
+from vjepa.data.transforms import eval_transform, probe_train_transform
+
+
+@dataclass
+class TaskViews:
+    """Clips (videos) or still clips (images) of a task: frames, stride, evaluation views, and the
+    training augmentation (random resized crop + flip, Table 6; off allows caching features)."""
+
+    num_frames: int = 16
+    frame_step: int = 4
+    eval_views: int = 3
+    still_frames: int = 16
+    augment: bool = True
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.33)
+    hflip: bool = True
+    auto_augment: str | None = None             # IN1K: "original" (AutoAugment)
+    reprob: float = 0.0
+    allow_overlap: bool = False                 # official frozen evals: overlapping clips in short videos
+
+    def validate(self) -> None:
+        check_range(self, "num_frames", "frame_step", "eval_views", "still_frames", ge=1)
+        check_range(self, "scale", gt=0, le=1)
+        check_range(self, "ratio", gt=0)
+        check_range(self, "reprob", ge=0, le=1)
+
+
+def task_datasets(data: TaskData, views: TaskViews, img_size: int, segments: int, seed: int,
+                  entries: tuple | None = None):
+    """(train set, val set, number of classes) of a task in its real format; `entries`: its
+    (train, val, classes) already read (e.g. from prepare's index), else read here."""
+    train, val, classes = entries if entries is not None else read_task(data)
+    if views.augment:
+        train_tf = probe_train_transform(img_size, views.scale, views.ratio, views.hflip, views.auto_augment,
+                                         views.reprob)
+    else:
+        train_tf = eval_transform(img_size, 1)
+    val_tf = eval_transform(img_size, views.eval_views)
+    if data.train.is_image:
+        return (ImageDataset(train, train_tf, views.still_frames, seed=seed),
+                ImageDataset(val, val_tf, views.still_frames, seed=seed), len(classes))
+
+    def clips(random):
+        return ClipSampling(num_frames=views.num_frames, frame_step=views.frame_step, num_segments=segments,
+                            random=random, allow_overlap=views.allow_overlap)
+    return (VideoDataset(train, clips(views.augment), train_tf, seed=seed),
+            VideoDataset(val, clips(False), val_tf, seed=seed), len(classes))

@@ -1,0 +1,126 @@
+"""What the training runs share (pretraining, probes, finetuning, detection): autocast by precision
+name, atomic writes whose failures name the file and the cause, and a metrics log that survives a
+torn last line.
+
+Written here rather than taken from a library: the standard library has no atomic replace-write,
+and the error wording (full path plus ENOSPC/EROFS) is what a user needs on a full disk.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+import torch
+
+# precision name -> autocast dtype (None: plain fp32); the one spelling every config uses
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], ContextManager]:
+    """A factory of autocast contexts for `precision` on `device` (disabled for fp32)."""
+    dtype = PRECISIONS[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+class WriteError(OSError):
+    """A file could not be written: the message names the full path and the cause (ENOSPC, EROFS, ...)."""
+
+
+def _describe(path: Path, e: OSError) -> WriteError:
+    code = errno.errorcode.get(e.errno, "?") if e.errno else type(e).__name__
+    return WriteError(e.errno, f"cannot write {path.resolve()}: {code} ({e.strerror or e})")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file beside `path`; on a clean exit it is flushed, fsynced and renamed over
+    `path`, so a crash never leaves a half-written file there. A failed write raises WriteError."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _describe(path, e) from e
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise _describe(path, e) from e
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_file(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """JSON, indented and key-sorted (the metrics files' format), written atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool] = lambda row: True) -> list[dict]:
+    """The rows of a JSON-lines log. A torn last line (a kill or a full disk mid-write) is dropped
+    with a warning naming the file; a bad line before the last is an error naming file and line."""
+    return [row for row, _ in _jsonl(Path(path), keep)]
+
+
+def _jsonl(path: Path, keep: Callable[[dict], bool]) -> list[tuple[dict, str]]:
+    lines = path.read_text().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                warnings.warn(f"{path}: dropped a partial last line ({len(line)} characters: {e.msg}); "
+                              "the run resumes from its checkpoint", stacklevel=3)
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON line ({e.msg})") from None
+        if keep(row):
+            rows.append((row, line))
+    return rows
+
+
+class JsonlLog:
+    """Append-only JSON lines (one per step); opened for a resume at `resume_step`, it keeps only the
+    rows up to that step (later ones will be logged again) and drops a torn last line."""
+
+    def __init__(self, path: str | os.PathLike, resume_step: int = 0):
+        self.path = Path(path)
+        if self.path.exists():
+            rows = _jsonl(self.path, lambda row: row["step"] <= resume_step)
+            write_text(self.path, "".join(line + "\n" for _, line in rows))
+
+    def write(self, row: dict) -> None:
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise _describe(self.path, e) from e
