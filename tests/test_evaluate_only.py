@@ -14,6 +14,7 @@ import yaml
 from test_hub import SMALL, by_hand, write_official
 
 from pipeline import stages
+from pipeline.profiles import resolve
 from pipeline.report import section_frozen
 from vjepa.config import ConfigError, to_dict
 from vjepa.data import ClipSampling, clip_indices
@@ -58,20 +59,25 @@ def released_task(tmp_path, monkeypatch):
     torch.manual_seed(4)
     probe = AttentiveClassifier(48, 3, num_heads=3).eval()
     torch.save({"classifier": official_probe_state(probe), "opt": None, "epoch": 20}, tmp_path / "k400-probe.pth.tar")
-    params = {
-        "profile": "test", "seeds": [0], "model": to_dict(SMALL),
-        "tasks": {"k400": {"train": {"format": "list", "path": "train.txt"}, "val": {"format": "list", "path": "val.txt"}}},
-        "probe": {"encoder": {}, "defaults": {"precision": "fp32", "batch_size": 4, "num_heads": None, "device": "cpu"},
-                  "tasks": {"k400": {"data": "k400", "num_frames": 4, "frame_step": 2, "segments": [1],
-                                     "evaluate_only": {"probe": "k400-probe.pth.tar", "encoder": "encoder.pth.tar"}}}},
-    }
+    params = resolve("smoke")  # a complete params tree; the test sets what it needs on top
+    params.update({"profile": "test", "seeds": [0], "model": to_dict(SMALL), "prepare": None,
+                   "tasks": {"k400": {"train": {"format": "list", "path": "train.txt"},
+                                      "val": {"format": "list", "path": "val.txt"}}}})
+    params["probe"] = {"encoder": {}, "defaults": {"precision": "fp32", "batch_size": 4, "num_heads": None, "device": "cpu"},
+                       "tasks": {"k400": {"data": "k400", "num_frames": 4, "frame_step": 2, "segments": [1],
+                                          "evaluate_only": {"probe": "k400-probe.pth.tar", "encoder": "encoder.pth.tar"}}}}
+    params["pretrain"]["data"]["num_frames"] = SMALL.num_frames
+    params["finetune"]["tasks"] = {}
+    params["learn"].update({"motion": "k400", "appearance": "k400"})
+    params["ablations"].update({"task": "k400", "points": {}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stages.run("prepare", "params.yaml")  # a real-data profile: the tasks are read once, into an index
     return tmp_path, probe, labels
 
 
 def test_a_released_probe_reproduces_the_hand_computed_accuracy_with_the_official_protocol(released_task):
     root, probe, labels = released_task
-    metrics = stages.probe("params.yaml", "k400")
+    metrics = stages.run("probe", "params.yaml", "k400")
 
     # by hand: 8 segments of overlapping clips, 3 crops each, tokens of the segments concatenated,
     # the probe on each crop, softmax averaged over the crops
@@ -96,7 +102,7 @@ def test_a_released_probe_reproduces_the_hand_computed_accuracy_with_the_officia
     assert preds["predicted"].tolist() == predicted and preds["label"].tolist() == labels
     written = [[float(x) for x in row.split()] for row in preds["top5_prob"]]  # 5 decimals in the file
     assert np.allclose(written, top_probs, atol=6e-6)
-    assert json.loads((root / "metrics" / "probe" / "k400.json").read_text())["top1"] == pytest.approx(accuracy)
+    assert json.loads((root / "metrics" / "test" / "probe" / "k400.json").read_text())["top1"] == pytest.approx(accuracy)
     table = section_frozen({"k400": metrics}, None, "test")
     assert f"| released probe, evaluated here as it is | {accuracy:.1f} |" in table
     assert "| ours (test profile) | – |" in table
@@ -109,8 +115,8 @@ def test_a_probe_of_another_label_space_or_an_unknown_protocol_is_refused(releas
     params["probe"]["tasks"]["k400"]["evaluate_only"]["probe"] = "p5.pth.tar"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(Exception, match="to 5 classes; the task has 3 classes"):
-        stages.probe("params.yaml", "k400")
+        stages.run("probe", "params.yaml", "k400")
     params["probe"]["tasks"]["mine"] = {**params["probe"]["tasks"]["k400"]}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match="task 'mine' has no official protocol.*set segments and views"):
-        stages.probe("params.yaml", "mine")
+        stages.run("probe", "params.yaml", "mine")
