@@ -67,13 +67,20 @@ def test_prepare_of_a_real_data_profile_writes_the_index_that_probe_loads(tiny_s
     from pipeline import stages
     root, _ = tiny_suite
     params = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "params.yaml")))
-    params.update(prepare=None, tasks={k: v for k, v in _tasks(root).items() if k in ("k400", "inat21")},
+    keep = ("k400", "inat21")
+    params.update(prepare=None, tasks={k: v for k, v in _tasks(root).items() if k in keep},
                   index={"check_files": True, "progress": False})
+    params["probe"]["tasks"] = {k: {**v, "data": k} for k, v in params["probe"]["tasks"].items() if k in keep}
+    params["finetune"]["tasks"] = {}
+    params["learn"].update(motion="k400", appearance="k400")
+    params["ablations"].update(task="k400")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VJEPA_MLFLOW", "0")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    metrics = stages.prepare("params.yaml")
+    metrics = stages.run("prepare", "params.yaml")
     assert metrics["tasks"]["k400"]["train"] == 120 and metrics["tasks"]["inat21"]["val"] == 6
     assert index_path("data/prepared/index", "k400").is_file()
-    train, val, classes = stages.task_entries(params, "inat21")
+    from pipeline.config import load
+    from pipeline.stages.common import task_entries
+    train, val, classes = task_entries(load("params.yaml"), "inat21")
     assert (len(train), len(val)) == (120, 6) and train == read_task(from_dict(TaskData, params["tasks"]["inat21"]))[0]
