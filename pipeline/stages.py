@@ -28,6 +28,7 @@ from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, VideoDataset
 from vjepa.data.sources import TaskData, read_task
 from vjepa.masks import MaskConfig, mask_statistics, plot_masks
 from vjepa.models import ModelConfig
+from vjepa.stats import clip_outcomes
 
 RUNS = Path("runs")
 WORK = RUNS / ".work"
@@ -413,7 +414,7 @@ def learn(params_path: str = "params.yaml", seed: str | int | None = None) -> di
                 "defaults": section(params, "probe.defaults")}
     with stage_run("learn", settings, {"profile": profile_name(params), "seed": seed}) as t:
         work = work_dir(f"learn-seed{seed}", settings)
-        results = {}
+        results, clips = {}, {}  # clips: per-clip outcomes, for the report's paired verdicts
         for encoder_kind in ("pretrained", "random"):
             torch.manual_seed(seed)  # the random encoder's init is a function of the seed
             encoder, _ = frozen_encoder(params, ckpt if encoder_kind == "pretrained" else None, override=False)
@@ -424,10 +425,11 @@ def learn(params_path: str = "params.yaml", seed: str | int | None = None) -> di
                                    encoder_kind, extra)
                 results.setdefault(name, {})[encoder_kind] = {
                     k: r["probes"][n]["top1"] for k, n in r["best_probe_by_kind"].items()}
+                clips.setdefault(name, {})[encoder_kind] = clip_outcomes(work / encoder_kind / name, r)
         publish(work, RUNS / "learn" / f"seed{seed}")
         margins = {name: {k: r["pretrained"][k] - r["random"][k] for k in r["pretrained"]} for name, r in results.items()}
         return _finish(t, f"learn/seed{seed}", {"profile": profile_name(params), "seed": seed,
-                                                 "top1": results, "margin": margins})
+                                                 "top1": results, "margin": margins, "clips": clips})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,6 +476,7 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
                    "task": task_name, "target": cfg.target, "num_masks": len(cfg.masks),
                    "masks": [to_dict(m) for m in cfg.masks], "mask_statistics": stats,
                    "top1_by_kind": {k: r["probes"][n]["top1"] for k, n in r["best_probe_by_kind"].items()},
+                   "clips": clip_outcomes(work / "probe", r),
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
         return _finish(t, f"ablate/{point}", metrics)
