@@ -473,7 +473,8 @@ def figure_masking(ablate: dict, learn: dict, reference: str | None, names: dict
                              gridspec_kw={"width_ratios": [1.25, 1]})
     colours = {"attentive": "tab:blue", "linear": "tab:orange"}
     for row, table in zip(axes, tables):
-        points = sorted((m for m in ablate.values() if table in [str(x) for x in m["tables"]]), key=lambda m: (m["point"] != reference, m["point"]))
+        points = sorted((m for m in ablate.values() if table in [str(x) for x in m["tables"]]),
+                        key=lambda m: (m["point"] != reference, m["point"]))  # the reference first
         y, h = np.arange(len(points)), 0.38
         for j, kind in enumerate(KINDS):
             row[0].barh(y + (j - 0.5) * h, [m["top1_by_kind"].get(kind, np.nan) for m in points], h,
