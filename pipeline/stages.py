@@ -476,7 +476,7 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
                    "task": task_name, "target": cfg.target, "num_masks": len(cfg.masks),
                    "masks": [to_dict(m) for m in cfg.masks], "mask_statistics": stats,
                    "top1_by_kind": {k: r["probes"][n]["top1"] for k, n in r["best_probe_by_kind"].items()},
-                   "clips": clip_outcomes(work / "probe", r),
+                   "clips": clip_outcomes(RUNS / "ablate" / point / "probe", r),  # published above
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
         return _finish(t, f"ablate/{point}", metrics)
