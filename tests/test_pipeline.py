@@ -75,10 +75,13 @@ def test_the_whole_dag_runs_and_writes_every_stage_metrics_and_the_report(smoke_
     assert set(k400["coverage"]) == {"segments1", "segments2"} and set(k400["top1_by_kind"]) == {"attentive", "linear"}
     learn = json.loads((m / "learn/seed0.json").read_text())
     assert set(learn["top1"]["ssv2"]) == {"pretrained", "random"}
+    outcomes = learn["clips"]["ssv2"]["pretrained"]  # per-clip outcomes, for the report's paired verdicts
+    assert len(outcomes["correct"]["attentive"]) == len(outcomes["index"]) == 8  # prepare.ssv2_val
     assert json.loads((m / "ablate/copy.json").read_text())["target"] == "copy"
     report = (repo / "reports" / "smoke" / "README.md").read_text()
     for title in ("Does it learn?", "Frozen evaluation", "Table 11", "Table 12", "Appendix D", "Finetuning"):
         assert title in report
+    assert "paired bootstrap over validation clips and seeds" in report and "*Figure 2: Masking ablations" in report
     assert (repo / "reports" / "smoke" / "figures" / "pretraining_curves.png").stat().st_size > 1000
     assert not any((repo / "runs" / ".work").iterdir())  # every finished stage left its work folder
 

@@ -11,6 +11,7 @@ from pipeline.stages.pretrain import run_pretraining
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.masks import mask_statistics
+from vjepa.stats import clip_outcomes
 
 
 def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -> dict:
@@ -30,7 +31,8 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
             r = probe_task(P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point,
                            P.ablations.probe)
             stats = [mask_statistics(m, cfg.model.grid, batch_size=cfg.batch_size, num_batches=20) for m in cfg.masks]
-            return {"summary": summary, "top1_by_kind": top1_by_kind(r), "mask_statistics": stats}
+            return {"summary": summary, "top1_by_kind": top1_by_kind(r), "mask_statistics": stats,
+                    "clips": clip_outcomes(work / "probe", r)}
         result = once(work, compute)
         (work / "pretrain" / "latest.pth.tar").unlink(missing_ok=True)  # keep the curve and probe results, not the weights
         publish(work, RUNS / "ablate" / point)
@@ -38,7 +40,7 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
         metrics = {"profile": P.profile, "point": point, "label": spec.label, "tables": spec.tables,
                    "task": task, "target": cfg.target, "num_masks": len(cfg.masks),
                    "masks": [to_dict(m) for m in cfg.masks], "mask_statistics": result["mask_statistics"],
-                   "top1_by_kind": result["top1_by_kind"],
+                   "top1_by_kind": result["top1_by_kind"], "clips": result["clips"],
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
         return finish(t, Path("metrics") / P.profile, f"ablate/{point}", metrics)

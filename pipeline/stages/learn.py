@@ -11,6 +11,7 @@ from pipeline.plumbing import RUNS, checkpoint_path, finish, once, publish, work
 from pipeline.stages.common import frozen_encoder, probe_task, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
+from vjepa.stats import clip_outcomes
 
 
 def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict:
@@ -22,16 +23,19 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         work = work_dir(f"learn-seed{seed}", settings)
 
         def compute():
-            results = {}
+            results, clips = {}, {}  # clips: per-clip outcomes, for the report's paired verdicts
             for kind in ("pretrained", "random"):
                 torch.manual_seed(seed)  # the random encoder's init is a function of the seed
                 encoder, _ = frozen_encoder(P, ckpt if kind == "pretrained" else None, override=False)
                 for name in names:
                     r = probe_task(P, name, encoder, work / kind / name, seed, P.learn.segments, kind, P.learn.probe)
                     results.setdefault(name, {})[kind] = top1_by_kind(r)
-            return results
-        results = once(work, compute)
+                    clips.setdefault(name, {})[kind] = clip_outcomes(work / kind / name, r)
+            return {"top1": results, "clips": clips}
+        result = once(work, compute)
+        results = result["top1"]
         publish(work, RUNS / "learn" / f"seed{seed}")
         margins = {name: {k: r["pretrained"][k] - r["random"][k] for k in r["pretrained"]} for name, r in results.items()}
         return finish(t, Path("metrics") / P.profile, f"learn/seed{seed}",
-                      {"profile": P.profile, "seed": seed, "top1": results, "margin": margins})
+                      {"profile": P.profile, "seed": seed, "top1": results, "margin": margins,
+                       "clips": result["clips"]})
