@@ -3,6 +3,7 @@ interval where they exist, a clear "unavailable" (no invented verdict) where an 
 lacks them."""
 import numpy as np
 
+from pipeline import report
 from pipeline.report import ablation_reference, section_ablations, section_learn
 
 
@@ -38,14 +39,15 @@ def test_metrics_without_per_clip_outcomes_give_no_verdict_but_say_how_to_get_on
     clips = np.array([1, 0, 1, 1])
     learn = {"seed0": learn_metrics(0, clips, clips, with_clips=False), "seed1": learn_metrics(1, clips, clips)}
     text = section_learn(learn, "test")
-    assert ("Paired verdicts unavailable: metrics/learn/seed0.json holds no per-clip outcomes" in text
+    assert (f"Paired verdicts unavailable: {report.METRICS}/learn/seed0.json holds no per-clip outcomes" in text
             and "`dvc repro learn`" in text)
     assert "beats" not in text and "not distinguishable:" not in text
 
 
 def test_ablation_points_are_compared_with_the_point_that_changes_nothing():
-    params = {"ablations": {"points": {"low": {"pretrain": {"masks": []}}, "base": {"pretrain": {}}}}}
-    assert ablation_reference(params) == "base"
+    from types import SimpleNamespace as NS
+    P = NS(ablations=NS(points={"low": NS(pretrain={"masks": []}), "base": NS(pretrain={})}))
+    assert ablation_reference(P) == "base"
     stats = [{"spatial_masking_ratio": 0.9, "temporal_masking_ratio": 1.0, "context_tokens_mean": 10,
               "target_tokens_mean": 90}]
     def point(name, correct):
