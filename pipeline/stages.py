@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pipeline.params import load_params, section, typed, write_json
-from pipeline.tracking import stage_run
+from pipeline.tracking import ablation_experiment, headline, log_ablation, stage_run
 from vjepa.config import ConfigError, from_dict, to_dict
 from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, VideoDataset, eval_transform,
                         probe_train_transform, pretrain_transform, read_path_label_list)
@@ -93,6 +93,7 @@ def _finish(tracker, name: str, metrics: dict, *artifacts: Path) -> dict:
     """Write the stage's DVC metrics file metrics/<name>.json and log it (and artifacts) to MLflow."""
     path = write_json(METRICS / f"{name}.json", metrics)
     tracker.metrics(metrics)
+    tracker.metrics(headline(metrics))  # top1_attentive, top1_linear, map: the same names in every run
     for a in (path, *artifacts):
         tracker.artifact(a)
     return metrics
@@ -460,7 +461,7 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
                 "probe": section(params, "ablations.probe", {})}
     tags = {"profile": profile_name(params), "ablation": point, "tables": ",".join(spec.tables),
             "target": cfg.target, "num_masks": len(cfg.masks)}
-    with stage_run("ablate", settings, tags) as t:
+    with stage_run("ablate", settings, tags, experiment=ablation_experiment(profile_name(params))) as t:
         work = work_dir(f"ablate-{point}", settings)
         summary = run_pretraining(cfg, pretrain_dataset(params, cfg, seed), work / "pretrain", t,
                                   int(section(params, "pretrain.mlflow_every", 1)))
@@ -476,6 +477,7 @@ def ablate(params_path: str = "params.yaml", point: str | None = None) -> dict:
                    "top1_by_kind": {k: r["probes"][n]["top1"] for k, n in r["best_probe_by_kind"].items()},
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
+        log_ablation(t, point, spec, cfg, stats, metrics)  # its row of the ablation table in MLflow
         return _finish(t, f"ablate/{point}", metrics)
 
 
