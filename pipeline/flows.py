@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,20 @@ from prefect import flow, get_run_logger, task
 ROOT = Path(__file__).resolve().parent.parent
 TAIL = 4000                        # characters of DVC's output kept in logs and exceptions
 RECORD_FENCE = "```json"
+
+
+def enter_checkout() -> dict:
+    """Prefect pull step: run the flow in this machine's checkout, VJEPA_CHECKOUT, read when the flow
+    run starts on the worker (a `{{ $VJEPA_CHECKOUT }}` template in prefect.yaml would be filled in
+    once, at deploy time, with the deploying machine's path)."""
+    checkout = os.environ.get("VJEPA_CHECKOUT")
+    if not checkout:
+        raise RuntimeError("VJEPA_CHECKOUT is not set on this worker: start it as "
+                           "`VJEPA_CHECKOUT=/path/to/checkout prefect worker start --pool ...`")
+    if not (Path(checkout) / "dvc.yaml").is_file():
+        raise RuntimeError(f"VJEPA_CHECKOUT={checkout} is not a checkout of this repository (no dvc.yaml)")
+    os.chdir(checkout)
+    return {"directory": checkout}
 
 
 def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -119,7 +134,7 @@ def stage_record(root: Path, target: str) -> dict:
                 files[str(f.relative_to(root))] = {"text": data.decode("utf-8")}
             except UnicodeDecodeError:
                 files[str(f.relative_to(root))] = {"base64": base64.b64encode(data).decode()}
-    return {"stage": target, "lock": lock, "files": files}
+    return {"stage": target, "lock": lock, "files": files, "ran_in": f"{socket.gethostname()}:{root}"}
 
 
 def apply_records(root: Path, records: list[dict]) -> None:
@@ -150,28 +165,28 @@ def apply_records(root: Path, records: list[dict]) -> None:
 # ----------------------------------------------------------------------------------------------
 # tasks and flows
 
-@task(retries=2, retry_delay_seconds=30, task_run_name="repro {target}")
+@task(retries=int(os.environ.get("VJEPA_STAGE_RETRIES", "2")), retry_delay_seconds=30, task_run_name="repro {target}")
 def repro_stage(target: str, root: str | None = None, received: list[dict] | None = None) -> dict:
     """Reproduce one DVC stage (and nothing else) in this machine's checkout: write the records of
     earlier stages, pull the outputs it reads, repro, push its outputs; returns its stage record.
-    Raises naming the stage, the dvc command and DVC's stderr tail if any step fails."""
+    Raises (and logs) naming the stage, the dvc command and DVC's stderr tail if a step fails."""
     logger = get_run_logger()
     root = Path(root or ROOT)
-    apply_records(root, received or [])
-    remote = _has_remote(root)
-    upstream = dag_upstream(root)[target]
-    if remote and upstream:
-        logger.info(f"{target}: pulling the outputs of {upstream}")
-        _dvc_or_raise(target, "pull", *upstream, cwd=root)
-    done = _dvc("repro", "--single-item", target, cwd=root)
-    logger.info(f"{target}: dvc repro output (tail)\n{done.stdout[-TAIL:]}")
-    if done.returncode != 0:
-        logger.error(f"{target}: dvc repro failed (exit {done.returncode})\n{done.stderr[-TAIL:]}")
-        raise RuntimeError(f"stage {target}: `dvc repro --single-item {target}` failed in {root} "
-                           f"(exit {done.returncode}):\n{done.stderr[-TAIL:]}")
-    if remote:
-        _dvc_or_raise(target, "push", target, cwd=root)
-    return stage_record(root, target)
+    try:
+        apply_records(root, received or [])
+        remote = _has_remote(root)
+        upstream = dag_upstream(root)[target]
+        if remote and upstream:
+            logger.info(f"{target}: pulling the outputs of {upstream}")
+            _dvc_or_raise(target, "pull", *upstream, cwd=root)
+        out = _dvc_or_raise(target, "repro", "--single-item", target, cwd=root)
+        logger.info(f"{target}: dvc repro output (tail)\n{out[-TAIL:]}")
+        if remote:
+            _dvc_or_raise(target, "push", target, cwd=root)
+        return stage_record(root, target)
+    except Exception as e:
+        logger.error(str(e))
+        raise
 
 
 @task(task_run_name="select profile {profile}")
@@ -189,6 +204,17 @@ def _record_artifact(record: dict) -> None:
     create_markdown_artifact(f"DVC stage `{record['stage']}` finished: its dvc.lock entry and uncached outputs\n\n"
                              f"{RECORD_FENCE}\n{json.dumps(record, indent=1)}\n```",
                              description=f"stage record of {record['stage']}")
+
+
+def _lock_artifact(records: dict[str, dict]) -> None:
+    """Leave the run's dvc.lock entries on the orchestrating flow run: pasted into any checkout's
+    dvc.lock they let `dvc pull` fetch every output of the run from the remote."""
+    from prefect.artifacts import create_markdown_artifact
+
+    if records:
+        lock = yaml.safe_dump({"schema": "2.0", "stages": {s: r["lock"] for s, r in records.items()}}, sort_keys=False)
+        create_markdown_artifact(f"dvc.lock of this run ({len(records)} stages)\n\n```yaml\n{lock}```",
+                                 description="dvc.lock entries of every stage of the run")
 
 
 def _read_record(client, flow_run_id) -> dict:
@@ -282,7 +308,9 @@ def ablations(profile: str | None = None, root: str | None = None, as_deployment
     """The ablation grid (and the stages it reads): one flow run (or task) per grid point, all at once."""
     if profile:
         select_profile(profile, root)
-    return _run_dag(["ablate"], root, as_deployments, deployment, profile)
+    records = _run_dag(["ablate"], root, as_deployments, deployment, profile)
+    _lock_artifact(records)
+    return records
 
 
 @flow(name="vjepa-reproduce", log_prints=True)
@@ -290,10 +318,13 @@ def reproduce(profile: str | None = None, targets: list[str] | None = None, root
               as_deployments: bool = False, deployment: str = "vjepa-stage/stage") -> dict[str, dict]:
     """The whole DAG (or the named stages, e.g. ["probe"], with what they depend on) generation by
     generation; independent stages (the ablation grid, the probes) fan out. Returns the stage
-    records: every dvc.lock entry of the run, and the metrics files DVC does not cache."""
+    records (every dvc.lock entry of the run and the metrics files DVC does not cache) and leaves
+    the run's dvc.lock as an artifact."""
     if profile:  # here (the DAG's foreach items read params.yaml) and, with deployments, on every worker
         select_profile(profile, root)
-    return _run_dag(targets, root, as_deployments, deployment, profile)
+    records = _run_dag(targets, root, as_deployments, deployment, profile)
+    _lock_artifact(records)
+    return records
 
 
 if __name__ == "__main__":
