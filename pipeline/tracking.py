@@ -236,7 +236,7 @@ def ablation_description(point: str, label: str, tables: list[str], changes: dic
         else:
             parts.append(f"{key} = {value}")
     varies = "; ".join(p.strip() for p in parts) or "nothing: the reference point (the profile's masks, EMA target)"
-    return f"Ablation `{point}` ({label}; Tables {', '.join(tables)}). Varies: {varies}."
+    return f"Ablation `{point}` ({label}; Table{'s' if len(tables) > 1 else ''} {', '.join(tables)}). Varies: {varies}."
 
 
 def log_ablation(tracker: Tracker, point: str, spec, cfg, stats: list[dict], metrics: dict) -> None:
