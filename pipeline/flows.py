@@ -63,6 +63,13 @@ def _dvc_or_raise(target: str, *args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def _address(stage, root: Path) -> str:
+    """A stage's name as `dvc repro` in `root` takes it (DVC's own `addressing` is relative to the
+    process's working directory, which need not be the checkout)."""
+    dvcfile = Path(stage.dvcfile.path).resolve()
+    return stage.name if dvcfile == Path(root).resolve() / "dvc.yaml" else f"{dvcfile.relative_to(Path(root).resolve())}:{stage.name}"
+
+
 def dag_generations(root: Path = ROOT) -> list[list[str]]:
     """Stage names (foreach/matrix items expanded) grouped into generations: every stage of a
     generation depends only on stages of earlier ones, so a generation may run concurrently."""
@@ -71,7 +78,7 @@ def dag_generations(root: Path = ROOT) -> list[list[str]]:
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph.reverse()  # DVC's edges point from a stage to its dependencies
-        return [sorted(s.addressing for s in gen) for gen in nx.topological_generations(graph)]
+        return [sorted(_address(s, root) for s in gen) for gen in nx.topological_generations(graph)]
 
 
 def dag_upstream(root: Path = ROOT) -> dict[str, list[str]]:
@@ -80,7 +87,7 @@ def dag_upstream(root: Path = ROOT) -> dict[str, list[str]]:
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph
-        return {s.addressing: sorted(d.addressing for d in graph.successors(s)) for s in graph.nodes}
+        return {_address(s, root): sorted(_address(d, root) for d in graph.successors(s)) for s in graph.nodes}
 
 
 def select(generations: list[list[str]], upstream: dict[str, list[str]], targets: list[str] | None) -> list[list[str]]:
@@ -108,7 +115,7 @@ def _uncached_outs(root: Path, target: str) -> list[str]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        (stage,) = repo.stage.collect(target)
+        (stage,) = repo.stage.collect(target if ":" in target else f"{Path(root).resolve() / 'dvc.yaml'}:{target}")
         return [str(o.def_path) for o in stage.outs if not o.use_cache]
 
 

@@ -258,3 +258,56 @@ def test_select_keeps_the_targets_and_every_stage_they_read_in_generation_order(
     assert flows.select(gens, upstream, None) == gens
     with pytest.raises(ValueError, match=r"no stage named \['probe@ssv3'\]"):
         flows.select(gens, upstream, ["probe@ssv3"])
+
+
+TINY_DVC_YAML = """stages:
+  a:
+    cmd: python -c "open('a.txt', 'w').write('1')"
+    outs:
+      - a.txt
+  b:
+    foreach: [x, y]
+    do:
+      cmd: python make.py ${item}
+      deps:
+        - a.txt
+        - make.py
+      outs:
+        - b-${item}.txt
+      metrics:
+        - m-${item}.json:
+            cache: false
+"""
+MAKE_PY = """import json, sys
+item = sys.argv[1]
+if item in {failing}:
+    sys.exit(f"boom: cannot make {{item}}")
+open(f"b-{{item}}.txt", "w").write(open("a.txt").read() + item)
+json.dump({{"length": len(open(f"b-{{item}}.txt").read())}}, open(f"m-{{item}}.json", "w"))
+"""
+
+
+def test_without_deployments_stages_run_as_concurrent_tasks_and_a_failure_names_its_stage(pool, tmp_path, monkeypatch):
+    """`reproduce` in one checkout (tasks, no fan-out to deployments) on a tiny DAG, through the
+    pool's Prefect server: the records carry the uncached metrics; a failing item is named with
+    DVC's error while its sibling completes."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    repo = tmp_path / "tiny"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(TINY_DVC_YAML)
+    (repo / "make.py").write_text(MAKE_PY.format(failing="()"))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    monkeypatch.setattr(flows, "repro_stage", flows.repro_stage.with_options(retries=0))
+    with temporary_settings(updates={PREFECT_API_URL: pool["api"]}):
+        records = flows.reproduce(root=str(repo))
+        assert sorted(records) == ["a", "b@x", "b@y"]
+        assert json.loads(records["b@y"]["files"]["m-y.json"]["text"]) == {"length": 2}
+        assert records["b@x"]["lock"]["outs"][0]["path"] == "b-x.txt"
+        (repo / "make.py").write_text(MAKE_PY.format(failing="('y',)"))
+        with pytest.raises(RuntimeError) as failed:
+            flows.reproduce(root=str(repo))
+    message = str(failed.value)
+    assert "- b@y: " in message and "dvc repro --single-item b@y" in message and "boom: cannot make y" in message
+    assert "b@x" not in message and (repo / "b-x.txt").read_text() == "1x"
