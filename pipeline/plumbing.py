@@ -80,8 +80,11 @@ def checkpoint_path(seed: int) -> Path:
 
 def finish(tracker, metrics_dir: Path, name: str, metrics: dict, *artifacts: Path) -> dict:
     """Write the stage's DVC metrics file <metrics_dir>/<name>.json and log it (and artifacts) to MLflow."""
+    from pipeline.tracking import headline
+
     path = write_json(metrics_dir / f"{name}.json", metrics)
     tracker.metrics(metrics)
+    tracker.metrics(headline(metrics))  # top1_attentive, top1_linear, map: the same names in every run
     for a in (path, *artifacts):
         tracker.artifact(a)
     return metrics

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 EXPERIMENT = "vjepa-reproduction"
+ABLATIONS = "vjepa-ablations"
+DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
 
 
 def repo_root() -> Path:
@@ -112,6 +114,9 @@ class Tracker:
     def tags(self, tags: dict) -> None:
         self._call("set_tags", {k: str(v) for k, v in tags.items() if v is not None})
 
+    def description(self, text: str) -> None:
+        self._call("set_tag", DESCRIPTION_TAG, text)
+
     def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if Path(path).exists():
             self._call("log_artifact", str(path), artifact_path)
@@ -119,10 +124,11 @@ class Tracker:
 
 @contextmanager
 def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
-              enabled: bool = True) -> Iterator[Tracker]:
+              enabled: bool = True, experiment: str | None = None) -> Iterator[Tracker]:
     """Open one MLflow run for a stage execution, tagged with the stage, git commit, DVC experiment
-    and profile; yields a Tracker (inactive if MLflow is unreachable, enabled is False (e.g. on
-    ranks other than 0) or VJEPA_MLFLOW=0)."""
+    and profile, in `experiment` (default: MLFLOW_EXPERIMENT_NAME or vjepa-reproduction); yields a
+    Tracker (inactive if MLflow is unreachable, enabled is False (e.g. on ranks other than 0) or
+    VJEPA_MLFLOW=0)."""
     if not enabled or os.environ.get("VJEPA_MLFLOW", "1") == "0":
         yield Tracker()
         return
@@ -137,7 +143,7 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
         try:
             import mlflow
             mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+            mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
             run = mlflow.start_run(run_name=os.environ.get("DVC_STAGE", stage))
         except Exception as e:
             warnings.warn(f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
@@ -188,3 +194,83 @@ def open_run_marker(name: str, run) -> Path | None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(run.info.run_id + "\n")
     return marker
+
+
+# ----------------------------------------------------------------------------------------------
+# The headline numbers and the ablation table
+
+def headline(metrics: dict) -> dict[str, float]:
+    """A stage's headline results under short names that stay the same across stages and profiles:
+    `top1_attentive` and `top1_linear` (a `top1_by_kind` entry), `map` (an `mAP` entry)."""
+    out = {f"top1_{kind}": float(v) for kind, v in (metrics.get("top1_by_kind") or {}).items()}
+    if isinstance(metrics.get("mAP"), (int, float)):
+        out["map"] = float(metrics["mAP"])
+    return out
+
+
+def ablation_experiment(profile: str) -> str:
+    """One experiment per profile for the ablation runs, so that its runs table is the ablation table."""
+    return f"{ABLATIONS}/{profile}"
+
+
+def _joined(values) -> str:
+    """One value if all masks agree ('2'), else each mask's, in order ('8+2')."""
+    text = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return text[0] if len(set(text)) == 1 else "+".join(text)
+
+
+def _scale(r) -> float | str:
+    lo, hi = r
+    return float(lo) if lo == hi else f"{lo:g}-{hi:g}"
+
+
+def ablation_axes(masks, target: str) -> dict[str, str | int]:
+    """The axes Tables 13-15 and Appendix D vary, one scalar param each: masks per sample, blocks
+    per mask, block spatial scale and temporal extent (fractions of the frame and of the clip), the
+    mask kind and the target kind (ema or copy). Masks that differ show each value ('8+2')."""
+    return {"masks_per_sample": len(masks),
+            "blocks_per_mask": _joined([m.num_blocks for m in masks]),
+            "spatial_scale": _joined([_scale(m.spatial_scale) for m in masks]),
+            "temporal_extent": _joined([_scale(m.temporal_scale) for m in masks]),
+            "mask_kind": _joined([m.kind for m in masks]),
+            "target_kind": target}
+
+
+def mask_metrics(stats: list[dict]) -> dict[str, float]:
+    """Table 13's mask statistics, averaged over the masks of a sample: spatial and temporal
+    masking ratio, context and target tokens per mask (each mask's own with a `mask<i>_` prefix
+    when there are several)."""
+    keys = {"spatial_masking_ratio": "spatial_masking_ratio", "temporal_masking_ratio": "temporal_masking_ratio",
+            "context_tokens": "context_tokens_mean", "target_tokens": "target_tokens_mean"}
+    out = {name: sum(s[k] for s in stats) / len(stats) for name, k in keys.items()}
+    if len(stats) > 1:
+        out.update({f"mask{i}_{name}": s[k] for i, s in enumerate(stats) for name, k in keys.items()})
+    return out
+
+
+def ablation_description(point: str, label: str, tables: list[str], changes: dict) -> str:
+    """What the point varies against the profile's own pretraining, in a sentence or two."""
+    def mask_text(m: dict) -> str:
+        t = m.get("temporal_scale", (1.0, 1.0))
+        return (f"{m.get('num_blocks', 8)} block(s) at spatial scale {_scale(m.get('spatial_scale', (0.15, 0.15)))}"
+                f", temporal extent {_scale(t)}" + (f", kind {m['kind']}" if m.get("kind", "multiblock") != "multiblock" else ""))
+    parts = []
+    for key, value in changes.items():
+        if key == "masks":
+            parts.append(f"{len(value)} mask(s) per sample: " + "; ".join(mask_text(m) for m in value))
+        elif key == "target":
+            parts.append(f"target {value} " + ("(the context encoder itself, no EMA)" if value == "copy" else ""))
+        else:
+            parts.append(f"{key} = {value}")
+    varies = "; ".join(p.strip() for p in parts) or "nothing: the reference point (the profile's masks, EMA target)"
+    return f"Ablation `{point}` ({label}; Table{'s' if len(tables) > 1 else ''} {', '.join(tables)}). Varies: {varies}."
+
+
+def log_ablation(tracker: Tracker, point: str, spec, cfg, stats: list[dict], metrics: dict) -> None:
+    """The ablation table's row for one grid point: its axes as params, the mask statistics and
+    headline results as metrics, and a description of what it varies. `spec` is the point
+    (tables, label, pretrain changes), `cfg` its PretrainConfig, `stats` one mask_statistics per
+    mask, `metrics` the stage's results (top1_by_kind, final_loss)."""
+    tracker.params(ablation_axes(cfg.masks, cfg.target))
+    tracker.metrics({**headline(metrics), **mask_metrics(stats), "final_loss": metrics["final_loss"]})
+    tracker.description(ablation_description(point, spec.label, spec.tables, spec.pretrain))

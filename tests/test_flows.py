@@ -1,6 +1,13 @@
-"""Prefect: a real server on 127.0.0.1, a process worker and the `stage` deployment from
-prefect.yaml, run to completion on the smallest stage (mask statistics) of a copy of the checkout.
-Every process the test starts is stopped."""
+"""Prefect on a pool of two machines that share no disk, as a user runs it: a real Prefect server
+on 127.0.0.1, process workers, the deployments of prefect.yaml, the smoke profile.
+
+Each "machine" is its own `git clone` in its own folder with its own worker (its own PREFECT_HOME,
+VJEPA_CHECKOUT and PYTHONPATH); the machines share only the Prefect server, a local-folder DVC
+remote and an MLflow server. The GPU workers take one flow run at a time (`--limit 1`, one stage
+per machine) and the orchestrating flow runs (`reproduce`, `ablations`) go to a control pool, so
+every generation of two stages lands on both machines and outputs must travel through the remote.
+The metrics must equal those of a plain `dvc repro` of the same stages in a third clone. Every
+process the tests start is stopped (process groups, in a finally)."""
 import json
 import os
 import shutil
@@ -14,26 +21,18 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import flows
+from pipeline.profiles import use_profile
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+NOT_RESULTS = ("wall", "seconds", "per_s", "memory", "time")  # wall clock and machine load, not results
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def checkout_copy(dst: Path) -> Path:
-    """The repository's files (tracked and new, not ignored) in a fresh git repo at dst."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    return dst
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -51,49 +50,264 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def test_stage_deployment_runs_to_completion_on_a_process_worker(tmp_path):
-    repo = checkout_copy(tmp_path / "checkout")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "VJEPA_CHECKOUT": str(repo),
-           "VJEPA_MLFLOW": "0", "PREFECT_WORKER_QUERY_SECONDS": "1", "PATH": f"{BIN}:{os.environ['PATH']}",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+def run(cmd, cwd, env, timeout=600) -> str:
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited ({proc.returncode}) before becoming healthy")
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not become healthy on 127.0.0.1 within {timeout} s")
+
+
+def source_repo(dst: Path) -> Path:
+    """This working tree's files (tracked and new, not ignored), without the default profile's
+    lock and results, committed in a fresh git repository that the machines clone."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(("metrics/", "reports/")) and f != "dvc.lock":
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "source"]):
+        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
+    return dst
+
+
+def api_post(api: str, path: str, body: dict) -> list:
+    req = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def flow_runs(api: str, names: list[str]) -> dict[str, dict]:
+    """The latest flow run of each name."""
+    runs = api_post(api, "flow_runs/filter", {"flow_runs": {"name": {"any_": names}}, "sort": "EXPECTED_START_TIME_DESC"})
+    latest = {}
+    for r in runs:
+        latest.setdefault(r["name"], r)
+    return latest
+
+
+def record_of(api: str, run: dict) -> dict:
+    """The stage record a `stage` flow run left as its artifact (what the parent reads)."""
+    arts = api_post(api, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+    text = next(a["data"] for a in arts if flows.RECORD_FENCE in (a["data"] or ""))
+    return json.loads(text.split(flows.RECORD_FENCE, 1)[1].rsplit("```", 1)[0])
+
+
+def results(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a metrics file that are results (accuracies, losses, counts)."""
+    out = {}
+    items = metrics.items() if isinstance(metrics, dict) else enumerate(metrics)
+    for k, v in items:
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (dict, list)):
+            out.update(results(v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not any(w in key for w in NOT_RESULTS):
+            out[key] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """Prefect server, MLflow server, a DVC remote folder and two machines (clones), each with a
+    GPU-pool worker; machine A also runs the control-pool worker."""
+    tmp = tmp_path_factory.mktemp("pool")
+    src = source_repo(tmp / "source")
+    remote = tmp / "dvc-remote"
+    remote.mkdir()
+    port, mlflow_port = free_port(), free_port()
+    api, mlflow_uri = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{mlflow_port}"
+    base = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": "1", "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+            "MLFLOW_TRACKING_URI": mlflow_uri, "VJEPA_STAGE_RETRIES": "0"}
+    base.pop("VJEPA_MLFLOW", None)
+    machines = {}
+    for name in ("a", "b", "ref"):
+        clone = tmp / f"machine-{name}" / "checkout"
+        clone.parent.mkdir()
+        run(["git", "clone", "-q", src, clone], tmp, base)
+        env = {**base, "PREFECT_HOME": str(clone.parent / "prefect"), "VJEPA_CHECKOUT": str(clone),
+               "PYTHONPATH": str(clone)}
+        use_profile("smoke", clone)  # what `python -m pipeline profile smoke` does
+        if name != "ref":
+            run(["dvc", "remote", "add", "--local", "-d", "pool", remote], clone, env)
+        machines[name] = (clone, env)
     procs = []
+
+    def start(cmd, env, cwd):
+        procs.append(subprocess.Popen([str(c) for c in cmd], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        return procs[-1]
+
     try:
-        server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        procs.append(server)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if json.load(urllib.request.urlopen(f"{api}/health", timeout=2)) is True:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                pytest.fail("Prefect server did not become healthy on 127.0.0.1")
-            time.sleep(0.5)
-
-        def prefect(*args, timeout=180):
-            done = subprocess.run([str(BIN / "prefect"), *args], env=env, cwd=repo, capture_output=True, text=True,
-                                  timeout=timeout)
-            assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-            return done.stdout
-
-        prefect("work-pool", "create", "gpu-pool", "--type", "process")
-        prefect("--no-prompt", "deploy", "--name", "stage")
-        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "gpu-pool"], env=env, cwd=tmp_path,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        procs.append(worker)
-        out = prefect("deployment", "run", "vjepa-stage/stage", "--param", "target=masks", "--watch",
-                      "--watch-timeout", "400", timeout=450)
-        assert "Completed" in out
-        metrics = json.loads((repo / "metrics" / "default" / "masks.json").read_text())
-        assert metrics["profile"] == "default" and metrics["mask0"]["num_tokens"] > 0
-        assert (repo / "dvc.lock").exists() and "masks" in (repo / "dvc.lock").read_text()
+        a, env_a = machines["a"]
+        server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", port], env_a, tmp)
+        mlflow = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", mlflow_port,
+                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
+                        "--artifacts-destination", tmp / "mlflow-artifacts"],
+                       {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, tmp)
+        wait_healthy(f"{api}/health", server, "Prefect server")
+        wait_healthy(f"{mlflow_uri}/health", mlflow, "MLflow server")
+        for p in ("gpu-pool", "control-pool"):
+            run(["prefect", "work-pool", "create", p, "--type", "process"], a, env_a)
+        run(["prefect", "--no-prompt", "deploy", "--all"], a, env_a)
+        for name in ("a", "b"):
+            clone, env = machines[name]
+            start(["prefect", "worker", "start", "--pool", "gpu-pool", "--limit", "1"], env, clone.parent)
+        start(["prefect", "worker", "start", "--pool", "control-pool"], env_a, a.parent)
+        yield {"api": api, "mlflow": mlflow_uri, "machines": machines, "remote": remote, "procs": procs}
     finally:
         for p in reversed(procs):
             stop(p)
-    assert all(p.poll() is not None for p in procs)
+        assert all(p.poll() is not None for p in procs)
+
+
+def deployment_run(pool, name: str, *params: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    a, env_a = pool["machines"]["a"]
+    cmd = ["prefect", "deployment", "run", name, *[x for p in params for x in ("--param", p)], "--watch",
+           "--watch-timeout", str(timeout)]
+    return subprocess.run(cmd, cwd=a, env=env_a, capture_output=True, text=True, timeout=timeout + 60)
+
+
+def test_a_failing_stage_names_itself_and_dvcs_error_in_its_state_and_logs(pool):
+    # learn@0 on a machine that has neither the prepared data nor the pretrained checkpoint
+    done = deployment_run(pool, "vjepa-stage/stage", "target=learn@0", timeout=300)
+    assert done.returncode != 0
+    run_ = flow_runs(pool["api"], ["learn@0"])["learn@0"]
+    assert run_["state"]["type"] == "FAILED"
+    message = run_["state"]["message"]
+    assert "stage learn@0: `dvc " in message and "ERROR" in message, message
+    logs = api_post(pool["api"], "logs/filter", {"logs": {"flow_run_id": {"any_": [run_["id"]]}}})
+    assert any("stage learn@0: `dvc " in log["message"] and "ERROR" in log["message"] for log in logs), logs
+
+
+def test_the_pool_runs_ablations_and_reproduce_like_a_single_checkout_dvc_repro(pool):
+    api = pool["api"]
+    t0 = time.time()
+    done = deployment_run(pool, "vjepa-ablations/ablations", "as_deployments=true")
+    assert done.returncode == 0 and "Completed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    done = deployment_run(pool, "vjepa-reproduce/reproduce", "as_deployments=true", 'targets=["learn"]')
+    assert done.returncode == 0 and "Completed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    pool_s = time.time() - t0
+
+    stages = ["prepare", "ablate@copy", "ablate@default", "pretrain@0", "pretrain@1", "learn@0", "learn@1"]
+    runs = flow_runs(api, stages)
+    assert sorted(runs) == sorted(stages)  # every child flow run is named after its DVC stage
+    assert all(r["state"]["type"] == "COMPLETED" and r["parent_task_run_id"] for r in runs.values())
+    records = {s: record_of(api, runs[s]) for s in stages}
+    checkouts = {name: str(clone) for name, (clone, _) in pool["machines"].items()}
+    ran_on = {s: next(n for n, c in checkouts.items() if r["ran_in"].endswith(":" + c)) for s, r in records.items()}
+    # one stage per machine at a time: each two-stage generation used both machines
+    assert {ran_on["ablate@copy"], ran_on["ablate@default"]} == {"a", "b"}
+    assert {ran_on["learn@0"], ran_on["learn@1"]} == {"a", "b"}
+    assert any(f.startswith("files/md5/") for f in (str(p.relative_to(pool["remote"])) for p in pool["remote"].rglob("*")
+                                                      if p.is_file()))
+
+    ref, env_ref = pool["machines"]["ref"]
+    t0 = time.time()
+    run(["dvc", "repro", "ablate", "learn"], ref, {**env_ref, "VJEPA_MLFLOW": "0"}, timeout=900)
+    ref_s = time.time() - t0
+    compared = 0
+    for s, r in records.items():
+        (path, content), = r["files"].items()
+        ours, theirs = results(json.loads(content["text"])), results(json.loads((ref / path).read_text()))
+        assert ours == theirs, f"{path}: pool and single checkout differ"
+        compared += len(ours)
+    assert compared > 40
+    learn = json.loads(records["learn@1"]["files"]["metrics/smoke/learn/seed1.json"]["text"])
+    assert learn["seed"] == 1 and 0 <= learn["top1"]["ssv2"]["pretrained"]["attentive"] <= 100
+    print(f"pool (ablations + reproduce): {pool_s:.0f} s; single-checkout dvc repro: {ref_s:.0f} s")
+
+    # every machine logged to the one MLflow server: the ablation points are the ablation experiment's runs
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(pool["mlflow"])
+    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    ablation_runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
+    assert sorted(r.data.tags["ablation"] for r in ablation_runs) == ["copy", "default"]
+    for r in ablation_runs:
+        point = r.data.tags["ablation"]
+        metrics = json.loads(records[f"ablate@{point}"]["files"][f"metrics/smoke/ablate/{point}.json"]["text"])
+        assert r.data.metrics["top1_attentive"] == metrics["top1_by_kind"]["attentive"]
+        assert r.data.params["masks_per_sample"] == "2" and r.data.params["target_kind"] == ("copy" if point == "copy" else "ema")
+
+
+def test_select_keeps_the_targets_and_every_stage_they_read_in_generation_order():
+    gens = [["masks", "prepare"], ["ablate@copy", "pretrain@0", "pretrain@1"], ["learn@0", "learn@1", "probe@k400"],
+            ["report"]]
+    upstream = {"masks": [], "prepare": [], "ablate@copy": ["prepare"], "pretrain@0": ["prepare"],
+                "pretrain@1": ["prepare"], "learn@0": ["prepare", "pretrain@0"], "learn@1": ["prepare", "pretrain@1"],
+                "probe@k400": ["prepare", "pretrain@0"], "report": ["masks", "pretrain@0", "pretrain@1", "probe@k400"]}
+    assert flows.select(gens, upstream, ["learn"]) == [["prepare"], ["pretrain@0", "pretrain@1"], ["learn@0", "learn@1"]]
+    assert flows.select(gens, upstream, ["probe@k400", "ablate"]) == [["prepare"], ["ablate@copy", "pretrain@0"],
+                                                                       ["probe@k400"]]
+    assert flows.select(gens, upstream, None) == gens
+    with pytest.raises(ValueError, match=r"no stage named \['probe@ssv3'\]"):
+        flows.select(gens, upstream, ["probe@ssv3"])
+
+
+TINY_DVC_YAML = """stages:
+  a:
+    cmd: python -c "open('a.txt', 'w').write('1')"
+    outs:
+      - a.txt
+  b:
+    foreach: [x, y]
+    do:
+      cmd: python make.py ${item}
+      deps:
+        - a.txt
+        - make.py
+      outs:
+        - b-${item}.txt
+      metrics:
+        - m-${item}.json:
+            cache: false
+"""
+MAKE_PY = """import json, sys
+item = sys.argv[1]
+if item in {failing}:
+    sys.exit(f"boom: cannot make {{item}}")
+open(f"b-{{item}}.txt", "w").write(open("a.txt").read() + item)
+json.dump({{"length": len(open(f"b-{{item}}.txt").read())}}, open(f"m-{{item}}.json", "w"))
+"""
+
+
+def test_without_deployments_stages_run_as_concurrent_tasks_and_a_failure_names_its_stage(pool, tmp_path, monkeypatch):
+    """`reproduce` in one checkout (tasks, no fan-out to deployments) on a tiny DAG, through the
+    pool's Prefect server: the records carry the uncached metrics; a failing item is named with
+    DVC's error while its sibling completes."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    repo = tmp_path / "tiny"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(TINY_DVC_YAML)
+    (repo / "make.py").write_text(MAKE_PY.format(failing="()"))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    monkeypatch.setattr(flows, "repro_stage", flows.repro_stage.with_options(retries=0))
+    with temporary_settings(updates={PREFECT_API_URL: pool["api"]}):
+        records = flows.reproduce(root=str(repo))
+        assert sorted(records) == ["a", "b@x", "b@y"]
+        assert json.loads(records["b@y"]["files"]["m-y.json"]["text"]) == {"length": 2}
+        assert records["b@x"]["lock"]["outs"][0]["path"] == "b-x.txt"
+        (repo / "make.py").write_text(MAKE_PY.format(failing="('y',)"))
+        with pytest.raises(RuntimeError) as failed:
+            flows.reproduce(root=str(repo))
+    message = str(failed.value)
+    assert "- b@y: " in message and "dvc repro --single-item b@y" in message and "boom: cannot make y" in message
+    assert "b@x" not in message and (repo / "b-x.txt").read_text() == "1x"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,61 @@ def test_runs_are_readable_over_the_rest_api_of_a_local_server(tmp_path, monkeyp
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(tmp_path, monkeypatch):
+    """Three grid points of the smoke profile, logged as the ablate stage logs them (real mask
+    statistics on the smoke grid, given probe accuracies), come back from search_runs ordered by
+    metrics.top1_attentive, in an experiment of their own, with the axes as scalar params."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import stages
+    from vjepa.masks import mask_statistics
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    params = yaml.safe_load((Path(__file__).resolve().parent.parent / "profiles" / "smoke.yaml").read_text())
+    params["ablations"]["points"]["ratio-low"] = {"tables": ["13"], "label": "1 block x 0.25",
+                                                  "pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.25, 0.25]}]}}
+    top1 = {"default": (41.5, 20.0), "copy": (12.5, 10.0), "ratio-low": (25.0, 17.5)}
+    logged = {}
+    for point, (attentive, linear) in top1.items():
+        spec = stages.typed(stages.AblationPoint, params, f"ablations.points.{point}")
+        cfg = stages.pretrain_config(params, 0, {**params["ablations"]["pretrain"], **spec.pretrain})
+        stats = [mask_statistics(m, cfg.model.grid, batch_size=4, num_batches=3) for m in cfg.masks]
+        logged[point] = stats
+        with tracking.stage_run("ablate", {"point": point}, {"ablation": point},
+                                experiment=tracking.ablation_experiment("smoke")) as t:
+            tracking.log_ablation(t, point, spec, cfg, stats, {"top1_by_kind": {"attentive": attentive, "linear": linear},
+                                                             "final_loss": 0.5})
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    assert client.get_experiment_by_name("vjepa-reproduction") is None  # nothing landed in the main experiment
+    runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
+    assert [r.data.tags["ablation"] for r in runs] == ["default", "ratio-low", "copy"]
+    by_point = {r.data.tags["ablation"]: r for r in runs}
+    default, low, copy = by_point["default"].data, by_point["ratio-low"].data, by_point["copy"].data
+    assert default.params["masks_per_sample"] == "2" and default.params["blocks_per_mask"] == "8+2"
+    assert default.params["spatial_scale"] == "0.15+0.7" and default.params["temporal_extent"] == "1"
+    assert low.params["masks_per_sample"] == "1" and low.params["blocks_per_mask"] == "1"
+    assert low.params["spatial_scale"] == "0.25" and low.params["target_kind"] == "ema"
+    assert copy.params["target_kind"] == "copy"
+    assert (default.metrics["top1_attentive"], default.metrics["top1_linear"]) == (41.5, 20.0)
+    s = logged["ratio-low"][0]
+    assert low.metrics["spatial_masking_ratio"] == pytest.approx(s["spatial_masking_ratio"])
+    assert low.metrics["temporal_masking_ratio"] == pytest.approx(s["temporal_masking_ratio"]) == 1.0
+    assert low.metrics["context_tokens"] == s["context_tokens_mean"] and low.metrics["target_tokens"] == s["target_tokens_mean"]
+    d = logged["default"]
+    assert default.metrics["spatial_masking_ratio"] == pytest.approx((d[0]["spatial_masking_ratio"] + d[1]["spatial_masking_ratio"]) / 2)
+    assert default.metrics["mask1_spatial_masking_ratio"] == pytest.approx(d[1]["spatial_masking_ratio"])
+    assert 0 < d[0]["spatial_masking_ratio"] < d[1]["spatial_masking_ratio"] < 1  # 8 small blocks cover less than 2 large
+    assert "1 mask(s) per sample: 1 block(s) at spatial scale 0.25" in low.tags["mlflow.note.content"]
+    assert "target copy (the context encoder itself, no EMA)" in copy.tags["mlflow.note.content"]
+    assert "reference point" in default.tags["mlflow.note.content"]
+
+
+def test_headline_names_are_the_same_for_probes_ablations_and_detection():
+    assert tracking.headline({"top1_by_kind": {"attentive": 50.0, "linear": 20.0}, "top1": 50.0}) == \
+        {"top1_attentive": 50.0, "top1_linear": 20.0}
+    assert tracking.headline({"mAP": 0.25, "per_class": {"1": 0.5}}) == {"map": 0.25}

@@ -8,7 +8,7 @@ from pipeline.config import Params
 from pipeline.plumbing import RUNS, finish, once, publish, work_dir
 from pipeline.stages.common import frozen_encoder, probe_task, top1_by_kind
 from pipeline.stages.pretrain import run_pretraining
-from pipeline.tracking import stage_run
+from pipeline.tracking import ablation_experiment, log_ablation, stage_run
 from vjepa.config import to_dict
 from vjepa.masks import mask_statistics
 from vjepa.stats import clip_outcomes
@@ -22,7 +22,7 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
                 "task": to_dict(P.probe.tasks[task]), "defaults": P.probe.defaults, "probe": P.ablations.probe}
     tags = {"profile": P.profile, "ablation": point, "tables": ",".join(spec.tables), "target": cfg.target,
             "num_masks": len(cfg.masks)}
-    with stage_run("ablate", settings, tags) as t:
+    with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile)) as t:
         work = work_dir(f"ablate-{point}", settings)
 
         def compute():
@@ -43,4 +43,5 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
                    "top1_by_kind": result["top1_by_kind"], "clips": result["clips"],
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
+        log_ablation(t, point, spec, cfg, result["mask_statistics"], metrics)  # its row of the ablation table in MLflow
         return finish(t, Path("metrics") / P.profile, f"ablate/{point}", metrics)
