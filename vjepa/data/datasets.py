@@ -67,7 +67,7 @@ class VideoDataset(_Seeded, Dataset):
                  decode_threads: int = 1, seed: int | None = None, cache_mb: int = 0,
                  video_backend: str = "decord"):
         clip.validate()
-        self.entries, self.clip, self.transform = list(entries), clip, transform
+        self.entries, self.clip, self.transform = entries, clip, transform  # compact Entries stay shared by forked workers
         self.decode_threads, self.seed, self.video_backend = decode_threads, seed, check_backend(video_backend)
         self.cache = FrameCache(cache_mb * 2**20) if cache_mb > 0 else None  # one per process (workers copy it)
 
@@ -99,7 +99,7 @@ class ImageDataset(_Seeded, Dataset):
                  seed: int | None = None):
         if still_frames < 1:
             raise ValueError(f"still_frames must be >= 1, got {still_frames}")
-        self.entries, self.transform, self.still_frames, self.seed = list(entries), transform, still_frames, seed
+        self.entries, self.transform, self.still_frames, self.seed = entries, transform, still_frames, seed
 
     def __len__(self) -> int:
         return len(self.entries)
