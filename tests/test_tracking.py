@@ -103,22 +103,22 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     """Three grid points of the smoke profile, logged as the ablate stage logs them (real mask
     statistics on the smoke grid, given probe accuracies), come back from search_runs ordered by
     metrics.top1_attentive, in an experiment of their own, with the axes as scalar params."""
-    import yaml
     from mlflow.tracking import MlflowClient
 
-    from pipeline import stages
+    from pipeline.config import from_mapping
+    from pipeline.profiles import resolve
     from vjepa.masks import mask_statistics
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    params = yaml.safe_load((Path(__file__).resolve().parent.parent / "profiles" / "smoke.yaml").read_text())
+    params = resolve("smoke")
     params["ablations"]["points"]["ratio-low"] = {"tables": ["13"], "label": "1 block x 0.25",
                                                   "pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.25, 0.25]}]}}
+    P = from_mapping(params)
     top1 = {"default": (41.5, 20.0), "copy": (12.5, 10.0), "ratio-low": (25.0, 17.5)}
     logged = {}
     for point, (attentive, linear) in top1.items():
-        spec = stages.typed(stages.AblationPoint, params, f"ablations.points.{point}")
-        cfg = stages.pretrain_config(params, 0, {**params["ablations"]["pretrain"], **spec.pretrain})
+        spec, cfg = P.ablations.points[point], P.pretrain_config(0, point)
         stats = [mask_statistics(m, cfg.model.grid, batch_size=4, num_batches=3) for m in cfg.masks]
         logged[point] = stats
         with tracking.stage_run("ablate", {"point": point}, {"ablation": point},
