@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's vjepa, not whichever one is installed
 # shapes of the step lines: ViT-tiny (192 wide, 12 blocks) at 64 px x 8 frames with a 6-block predictor
 # as wide, and the paper's ViT-L/16 at 224 px x 16 frames with its 12-block, 384-wide predictor
 STEP_CONFIGS = {
