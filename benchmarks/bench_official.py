@@ -337,6 +337,8 @@ def main() -> int:
     ap.add_argument("--official-repo", help="a checkout of facebookresearch/jepa (outside this repository)")
     ap.add_argument("--parts", default="step-tiny,step-vitl,masks,probes,loader")
     ap.add_argument("--rounds", type=int, default=2, help="processes per side for step-tiny (alternating order)")
+    ap.add_argument("--tiny-steps", type=int, default=STEP_CONFIGS["step-tiny"]["steps"],
+                    help="timed steps per process for step-tiny (after one warm-up step)")
     ap.add_argument("--mask-calls", type=int, default=50)
     ap.add_argument("--probes-k", type=int, default=8)
     ap.add_argument("--probe-steps", type=int, default=8)
@@ -347,6 +349,7 @@ def main() -> int:
         return 0
     if not args.official_repo:
         ap.error("--official-repo is required (see the README section on benchmarks against the official code)")
+    STEP_CONFIGS["step-tiny"]["steps"] = args.tiny_steps
     sys.path.insert(0, str(HERE))
     from official import import_official
     import_official(args.official_repo, "vit")  # fail early, naming the path, if it is not a checkout
