@@ -25,6 +25,7 @@ import yaml
 
 from vjepa.config import from_dict
 from vjepa.distributed import DistEnv
+from vjepa.flops import step_flops
 from vjepa.masks import MaskCollator
 from vjepa.pretrain import PretrainConfig, build_state, train_step
 
@@ -38,27 +39,6 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 def config(model: dict, batch: int, dtype: str, device: str, activation_checkpointing: bool = False) -> PretrainConfig:
     return from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": activation_checkpointing},
                                       "batch_size": batch, "dtype": dtype, "device": device})
-
-
-def step_flops(cfg: PretrainConfig, context_tokens: list[int], target_tokens: list[int]) -> float:
-    """Model FLOPs of one step per clip: target forward on all N tokens, then for each mask the
-    context encoder and the predictor, forward and backward (3 x forward)."""
-    m = cfg.model
-    D, depth, _, ratio = m.encoder_shape()
-    P, pdepth = m.pred_embed_dim, m.pred_depth
-    t, h, w = m.grid
-    N = t * h * w
-    patch = 2 * N * D * m.in_chans * m.tubelet_size * m.patch_size ** 2  # tokenised once per pass
-
-    def blocks(n, d, k):  # k blocks of width d on n tokens: qkv + proj + MLP matmuls, then QK^T and AV
-        return k * (2 * n * d * d * (4 + 2 * ratio) + 4 * n * n * d)
-
-    total = patch + blocks(N, D, depth)  # target encoder, no backward
-    for kc, kt in zip(context_tokens, target_tokens):
-        enc = patch + blocks(kc, D, depth)
-        pred = 2 * kc * D * P + blocks(kc + kt, P, pdepth) + 2 * kt * P * D
-        total += 3 * (enc + pred)
-    return float(total)
 
 
 def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: int, act_ckpt: bool,
@@ -91,7 +71,7 @@ def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: 
         times.append(dt)
         ctx = [metrics[f"context_tokens_mask{i}"] for i in range(len(cfg.masks))]
         tgt = [metrics[f"target_tokens_mask{i}"] for i in range(len(cfg.masks))]
-        flops.append(batch * step_flops(cfg, ctx, tgt))
+        flops.append(batch * step_flops(cfg.model, ctx, tgt)["total"])
     step_s = sum(times) / len(times)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**30

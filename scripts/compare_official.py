@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -24,10 +25,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2)
     args = ap.parse_args()
-    sys.path.insert(0, args.official_repo)
-    from src.masks.multiblock3d import MaskCollator  # noqa: E402  (official code, from the given checkout)
-    from src.models import vision_transformer as official_vit  # noqa: E402
-    from src.models.predictor import vit_predictor  # noqa: E402
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from official import import_official  # the one way the scripts load the official checkout
+    off = import_official(args.official_repo, "vit", "predictor", "masks")
+    MaskCollator, official_vit, vit_predictor = off.masks.MaskCollator, off.vit, off.predictor.vit_predictor
 
     cfg = ModelConfig(size=args.size, img_size=args.img_size, num_frames=args.frames)
     torch.manual_seed(0)

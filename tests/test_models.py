@@ -150,3 +150,26 @@ def test_effective_init_has_no_depth_rescaling_and_zero_mask_tokens():
     assert abs(enc.patch_embed.proj.weight.std().item() - 0.02) < 2e-3
     assert all(torch.count_nonzero(t) == 0 for t in pred.mask_tokens)
     assert torch.count_nonzero(enc.blocks[0].attn.qkv.bias) == 0
+
+
+def test_predictor_normalises_only_the_target_tokens_it_reads_out_and_gets_the_same_numbers():
+    cfg = ModelConfig(size="tiny", img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=1, num_heads=3,
+                      pred_depth=2, pred_embed_dim=24)
+    torch.manual_seed(0)
+    pred = build_predictor(cfg).eval()
+    ctx_idx, tgt_idx = torch.tensor([[0, 3, 5, 9], [1, 2, 4, 6]]), torch.tensor([[1, 2, 7], [0, 8, 9]])
+    z = torch.randn(2, 4, 48)
+    seen = {}
+    pred.predictor_norm.register_forward_hook(lambda m, args, out: seen.update(rows=args[0].shape[1]))
+    with torch.no_grad():
+        ours = pred(z, ctx_idx, tgt_idx)
+        # reference: every token through the final norm, then the target rows read out
+        pos = pred.predictor_pos_embed.expand(2, -1, -1)
+        x = torch.cat([pred.predictor_embed(z) + gather_tokens(pos, ctx_idx),
+                       pred.mask_tokens[0].expand(2, 3, -1) + gather_tokens(pos, tgt_idx)], dim=1)
+        for blk in pred.predictor_blocks:
+            x = blk(x)
+        ref = pred.predictor_proj(torch.nn.functional.layer_norm(
+            x, (24,), pred.predictor_norm.weight, pred.predictor_norm.bias, 1e-6)[:, -3:])
+    assert seen["rows"] == 3 and ours.shape == (2, 3, 48)
+    assert torch.equal(ours, ref)

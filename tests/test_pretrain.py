@@ -373,3 +373,17 @@ def test_config_errors_name_the_key():
 
 if __name__ == "__main__" and sys.argv[1] == "kill":
     _child_kill(sys.argv[2], int(sys.argv[3]))
+
+
+def test_foreach_adamw_steps_are_bit_identical_to_the_per_parameter_loop():
+    # the step's optimizer runs foreach kernels; the official one runs torch's default per-parameter loop
+    cfg = tiny_config()
+    fast, micro = tiny_state_and_batch(cfg)
+    loop, _ = tiny_state_and_batch(cfg)
+    assert fast.optimizer.defaults["foreach"] is True
+    loop.optimizer = torch.optim.AdamW(param_groups(loop.encoder, loop.predictor), lr=cfg.optim.lr,
+                                       betas=cfg.optim.betas, eps=cfg.optim.eps, foreach=False)
+    for s in (1, 2, 3):
+        assert train_step(fast, cfg, micro, step=s) == train_step(loop, cfg, micro, step=s)
+    for name in ("encoder", "predictor", "target_encoder"):
+        assert_same_tree(getattr(fast, name).state_dict(), getattr(loop, name).state_dict(), name)

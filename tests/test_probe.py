@@ -13,8 +13,8 @@ from vjepa.checkpoint import export_official, load
 from vjepa.config import ConfigError, from_dict
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 from vjepa.models.probes import AttentiveClassifier, load_official_probe
-from vjepa.probe import (EncoderConfig, ProbeConfig, ProbeSet, average_views, build_frozen_encoder, encode, run_probe,
-                         view_loss)
+from vjepa.probe import (EncoderConfig, ProbeConfig, ProbeSet, average_views, build_frozen_encoder, encode, param_groups,
+                         run_probe, view_loss)
 
 TINY = ModelConfig(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3,
                    pred_depth=1, pred_embed_dim=24, pred_num_heads=3)
@@ -234,3 +234,25 @@ def test_an_image_model_runs_through_the_same_probes(tmp_path):
     m = run_probe(fast_cfg(epochs=1, lrs=[1e-2], still_frames=2), enc, Bands(24, frames=2), Bands(9, frames=2), tmp_path)
     assert set(m["probes"]) == {"attentive_lr0.01_wd0.01", "linear_lr0.01_wd0.01"}
     assert enc(torch.randn(1, 3, 2, 32, 32)).shape == (1, 2 * 4, 192)
+
+
+def test_probe_steps_with_foreach_adamw_are_bit_identical_to_the_per_parameter_loop():
+    import contextlib
+    cfg = fast_cfg(num_heads=3)
+    enc, data = tiny_encoder(), Bands(8)
+    tokens = encode(enc, torch.stack([data[i]["video"] for i in range(8)]))
+    labels = torch.tensor([data[i]["label"] for i in range(8)])
+    fast, loop = (ProbeSet(cfg, 48, 3, torch.device("cpu")) for _ in range(2))
+    for name, probe in loop.probes.items():
+        hp = loop.hparams[name]
+        loop.opts[name] = torch.optim.AdamW(param_groups(probe), lr=hp["lr"], weight_decay=hp["weight_decay"],
+                                            foreach=False)
+    assert all(o.defaults["foreach"] is True for o in fast.opts.values())
+    for step in (1, 2, 3):
+        for s in (fast, loop):
+            s.set_schedule(step, 3)
+        assert fast.train_step(tokens, labels, contextlib.nullcontext) == loop.train_step(tokens, labels,
+                                                                                          contextlib.nullcontext)
+    for name in fast.probes:
+        a, b = fast.probes[name].state_dict(), loop.probes[name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name

@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -38,11 +38,13 @@ from vjepa.checkpoint import (CheckpointError, load, load_official_module, offic
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.runtime import JsonlLog, autocast_for
-from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
 from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
+
+if TYPE_CHECKING:
+    from vjepa.data import SkipCounter
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,8 +244,10 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         target = encoder
     if cfg.init is not None:
         init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
+    # foreach: one kernel per group of tensors instead of ~12 per parameter (the CPU default is the
+    # per-parameter loop); bit-identical to it (tests/test_pretrain.py pins that)
     optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  eps=cfg.optim.eps)
+                                  eps=cfg.optim.eps, foreach=True)
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
     return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
 
@@ -482,6 +486,7 @@ class MicroBatches(torch.utils.data.Dataset):
                 np.random.set_state(np_state)
 
     def __getitem__(self, key) -> dict:
+        from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop
         step, shard, epoch, keys = key
         if hasattr(self.dataset, "set_epoch"):  # datasets with their own seeded draws key them by epoch
             self.dataset.set_epoch(epoch)
@@ -513,6 +518,7 @@ def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int]
 
 
 def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv) -> dict:
+    from vjepa.data import SkipCounter, mixture_indices  # the data layer (pandas, decoders) loads only for the loop
     cfg.validate()
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)

@@ -205,7 +205,8 @@ class ProbeSet:
                      else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)).to(device)
             self.probes[name] = probe
             self.hparams[name] = {"kind": kind, "lr": lr, "weight_decay": wd}
-            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd)
+            # foreach: bit-identical to the per-parameter loop (torch's CPU default), far fewer kernels
+            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd, foreach=True)
             self.scalers[name] = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def set_schedule(self, step: int, total: int) -> None:

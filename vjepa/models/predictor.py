@@ -58,8 +58,9 @@ class Predictor(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
-        x = self.predictor_norm(x)
-        return self.predictor_proj(x[:, -Nt:])
+        # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
+        # numbers are those of normalising all and slicing)
+        return self.predictor_proj(self.predictor_norm(x[:, -Nt:]))
 
     def forward_masks(self, contexts: list[torch.Tensor], context_masks: list[torch.Tensor],
                       target_masks: list[torch.Tensor]) -> list[torch.Tensor]:
