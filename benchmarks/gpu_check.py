@@ -111,12 +111,8 @@ def loader_part(step_json: Path | None, budget: float) -> None:
         print("loader with the GPU transform: benchmarks/bench_loader.py is not in this checkout (it comes with the "
               "loader work); no loader line")
         return
-    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout
-    flag = next((f for f in ("--gpu-transform", "--transform-device") if f in help_text), None)
-    if flag is None:
-        print(f"loader with the GPU transform: {script.name} has no GPU-transform option in this checkout")
-        return
-    cmd = [sys.executable, str(script), flag] + (["cuda"] if flag == "--transform-device" else [])
+    # the loader benchmark's 'finish' rows convert, resize, flip and normalise on --device
+    cmd = [sys.executable, str(script), "--device", "cuda", "--clips", "12", "--preset", "veryfast"]
     print("running: " + " ".join(cmd[1:]))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget)
