@@ -253,6 +253,24 @@ def _list_slow(path, num_classes: int | None) -> None:
         _check_list_line(line, path, i, num_classes)
 
 
+def _under(root: str, paths: pa.Array) -> pa.Array:
+    """Relative paths joined under `root` (absolute ones kept), in Arrow; normalised only where a
+    path has '.' or '..' segments or doubled slashes (rare in real lists)."""
+    import pyarrow.compute as pc
+
+    absolute = pc.starts_with(paths, "/")
+    if not pc.all(absolute).as_py():
+        sep, base = pa.scalar("/", pa.large_string()), pa.scalar(root, pa.large_string())
+        paths = pc.if_else(absolute, paths, pc.binary_join_element_wise(base, paths, sep))
+    dotted = np.asarray(pc.match_substring_regex(paths, r"(^|/)\.\.?(/|$)|//").to_numpy(zero_copy_only=False))
+    if dotted.any():
+        py = paths.to_pylist()
+        for k in np.flatnonzero(dotted):
+            py[k] = os.path.normpath(py[k])
+        paths = pa.array(py, type=pa.large_string())
+    return paths
+
+
 def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
                          num_classes: int | None = None, progress: bool = False) -> Entries:
     """Read a space-separated `path label` list (no header) into Entries (absolute paths).
@@ -298,18 +316,7 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
     except (pa.ArrowInvalid, ValueError) as e:
         _list_slow(path, num_classes)
         raise AnnotationError(path, None, f"cannot parse the list: {e}") from None
-    base = str(Path(path).resolve().parent)
-    absolute = pc.starts_with(paths, "/")
-    if not pc.all(absolute).as_py():
-        paths = pc.if_else(absolute, paths, pc.binary_join_element_wise(pa.scalar(base, pa.large_string()), paths, pa.scalar("/", pa.large_string())))
-    # normpath only where a path has '.' or '..' segments or doubled slashes (rare in real lists)
-    dotted = np.asarray(pc.match_substring_regex(paths, r"(^|/)\.\.?(/|$)|//").to_numpy(zero_copy_only=False))
-    if dotted.any():
-        py = paths.to_pylist()
-        for k in np.flatnonzero(dotted):
-            py[k] = os.path.normpath(py[k])
-        paths = pa.array(py, type=pa.large_string())
-    entries = Entries(paths, labels)
+    entries = Entries(_under(str(Path(path).resolve().parent), paths), labels)
     if check_files:
         check_files_exist(entries.paths, path, lambda i: i + 1, progress)
     return entries
@@ -624,17 +631,7 @@ def read_inat_json(path: str | os.PathLike, image_root: str | os.PathLike | None
         fail("images", n, f"image id {image_ids[n]} has no annotation")
     labels = np.empty(len(image_ids), dtype=np.int32)
     labels[image_index] = cpos
-    import pyarrow.compute as pc
-    root_s = str(root)
-    absolute = pc.starts_with(names, "/")
-    paths = pc.if_else(absolute, names, pc.binary_join_element_wise(pa.scalar(root_s, pa.large_string()), names, pa.scalar("/", pa.large_string())))
-    dotted = np.asarray(pc.match_substring_regex(paths, r"(^|/)\.\.?(/|$)|//").to_numpy(zero_copy_only=False))
-    if dotted.any():
-        py = paths.to_pylist()
-        for k in np.flatnonzero(dotted):
-            py[k] = os.path.normpath(py[k])
-        paths = pa.array(py, type=pa.large_string())
-    entries = Entries(paths, labels)
+    entries = Entries(_under(str(root), names), labels)
     if check_files:
         check_files_exist(entries.paths, path, lambda n: json_item_line(path, "images", n), progress, "image")
     return entries, {cats[cid]: k for k, cid in enumerate(cat_ids.tolist())}
