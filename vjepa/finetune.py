@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import autocast_for
+from vjepa.runtime import autocast_for, check_resume, seeded
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -298,20 +297,6 @@ def training_clips(batch: dict, cfg: FinetuneConfig) -> tuple[torch.Tensor, torc
     return video.flatten(0, 2), labels.repeat_interleave(per_video)
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """Python, numpy and torch (CPU and the device) RNGs seeded with `seed` inside, restored after."""
-    py, npy = random.getstate(), np.random.get_state()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,7 +430,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
         clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         last = i == n - 1
         sync = contextlib.nullcontext() if last or not env.distributed else state.ddp_model.no_sync()
-        with _seeded(_seed(cfg.seed, step, mb["shard"]), env.device), sync:
+        with seeded(_seed(cfg.seed, step, mb["shard"]), env.device), sync:
             targets = labels
             if state.mixup is not None:
                 clips, targets = state.mixup(clips, labels)
@@ -490,13 +475,8 @@ def restore_checkpoint(path: Path, state: FinetuneState, cfg: FinetuneConfig) ->
     for key in ("model", "opt", "step", "config"):
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a finetuning checkpoint")
-    saved, now = ck["config"], to_dict(cfg)
-    changed = sorted(k for k in set(saved) | set(now) if k not in _RUNTIME_KEYS and saved.get(k) != now.get(k))
-    if changed or ck.get("world_size", 1) != state.env.world_size:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        if ck.get("world_size", 1) != state.env.world_size:
-            detail += f"{', ' if detail else ''}processes {ck.get('world_size', 1)} -> {state.env.world_size}"
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({detail}); use a new out_dir")
+    check_resume(ck["config"], to_dict(cfg), path, ignore=_RUNTIME_KEYS,
+                 extra={"processes": (ck.get("world_size", 1), state.env.world_size)})
     load_into(state.model, ck["model"], where=f"{path}['model']")
     state.optimizer.load_state_dict(ck["opt"])
     return ck

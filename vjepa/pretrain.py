@@ -37,7 +37,7 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for
+from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded
 from vjepa.data import SkipCounter, collate, mixture_indices
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
@@ -407,15 +407,9 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a resumable training checkpoint")
     saved, now = ck["config"], to_dict(cfg)
-    changed = [k for k in _FIXED_KEYS if saved.get(k) != now.get(k)]
     saved_global = saved["batch_size"] * ck["world_size"] * ck["accumulation_steps"]
     now_global = cfg.batch_size * env.world_size * cfg.accumulation_steps
-    if changed or saved_global != now_global:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        if saved_global != now_global:
-            detail += f"{', ' if detail else ''}global batch {saved_global} -> {now_global}"
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({detail}); use a new out_dir")
-    others = sorted(k for k in set(saved) | set(now) if k not in _FIXED_KEYS and saved.get(k) != now.get(k))
+    others = check_resume(saved, now, path, keys=_FIXED_KEYS, extra={"global batch": (saved_global, now_global)})
     if others and env.is_main:
         warnings.warn(f"resuming {path} with changed settings {others}", stacklevel=3)
     load_official_module(state.encoder, ck, "encoder", str(path))
@@ -470,16 +464,8 @@ class MicroBatches(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def item(self, index: int, seed: int):
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        with seeded(seed):
+            return self.dataset[index]
 
     def __getitem__(self, key) -> dict:
         step, shard, epoch, keys = key
