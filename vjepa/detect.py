@@ -16,7 +16,6 @@ side resized, no crop), so the boxes are the original normalised coordinates.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.probe import AUTOCAST, param_groups
-from vjepa.runtime import autocast_for, check_resume, epoch_generator
+from vjepa.runtime import autocast_for, check_resume, epoch_generator, write_json
 from vjepa.schedules import warmup_cosine_lr
 
 
@@ -328,6 +327,5 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
                "seconds": round(time.time() - t0, 1)}
     write_detections_csv(detections, out / "detections.csv")
     save_atomic({"head": head.state_dict(), "config": to_dict(cfg)}, out / "head.pt")
-    (out / "metrics.json.tmp").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    write_json(out / "metrics.json", _json_safe(metrics))
     return metrics

@@ -23,7 +23,6 @@ end with the VideoMAE recipe (Tong et al. 2022), then tested on several views pe
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import autocast_for, check_resume, seeded
+from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, write_json
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -488,10 +487,9 @@ def _write_outputs(out: Path, metrics: dict, predictions: pd.DataFrame, model: V
     head = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     save_atomic({"encoder": add_prefix(model.encoder.state_dict()), "head": head, "num_classes": cfg.num_classes,
                  "config": to_dict(cfg)}, out / "finetuned.pth.tar")
-    predictions.to_csv(out / "predictions.csv.tmp", index=False)
-    (out / "predictions.csv.tmp").replace(out / "predictions.csv")
-    (out / "metrics.json.tmp").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    with atomic_file(out / "predictions.csv") as f:
+        predictions.to_csv(f, index=False)
+    write_json(out / "metrics.json", metrics)
 
 
 # ----------------------------------------------------------------------------------------------
