@@ -126,7 +126,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 24
     accumulation_steps: int = 1
-    dtype: str = "bf16"              # "fp32" | "bf16" (autocast; on GPU or CPU)
+    precision: str = "bf16"          # "fp32" | "bf16" (autocast; on GPU or CPU); called dtype before
     grad_scaler: bool = False        # official: a GradScaler even with bf16 (no effect but skipping inf steps)
     target: str = "ema"              # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
     reg_coeff: float = 0.0           # official variance regulariser on the predictions (off in the paper)
@@ -139,8 +139,8 @@ class PretrainConfig:
     init: InitConfig | None = None   # continued pretraining from a checkpoint (a resume takes precedence)
 
     def validate(self) -> None:
-        if self.dtype not in ("fp32", "bf16"):
-            raise FieldError("dtype", f"must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise FieldError("precision", f"must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.target not in ("ema", "copy"):
             raise FieldError("target", f"must be 'ema' or 'copy', got {self.target!r}")
         check_range(self, "batch_size", "accumulation_steps", "checkpoint_every", "log_every", ge=1)
@@ -295,7 +295,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
     # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
     stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
-    autocast = autocast_for(env.device, cfg.dtype)()
+    autocast = autocast_for(env.device, cfg.precision)()
     for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
         if clips.size(0) == 0:
             if env.distributed:
@@ -406,7 +406,9 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
     for key in ("step", "config", "rng", "opt"):
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a resumable training checkpoint")
-    saved, now = ck["config"], to_dict(cfg)
+    saved, now = dict(ck["config"]), to_dict(cfg)
+    if "dtype" in saved and "precision" not in saved:  # a checkpoint from before the rename: the same setting
+        saved["precision"] = saved.pop("dtype")
     saved_global = saved["batch_size"] * ck["world_size"] * ck["accumulation_steps"]
     now_global = cfg.batch_size * env.world_size * cfg.accumulation_steps
     others = check_resume(saved, now, path, keys=_FIXED_KEYS, extra={"global batch": (saved_global, now_global)})
