@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, write_json
-from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
+from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
@@ -251,9 +251,8 @@ def build_datasets(cfg: FinetuneConfig, train_entries, val_entries) -> tuple[Vid
                              random=False, method=cfg.test_sampling)
     train_tf = finetune_train_transform(cfg.input_size, cfg.hflip, cfg.auto_augment, cfg.color_jitter, cfg.reprob,
                                         cfg.train_interpolation, cfg.crop_scale, cfg.crop_ratio)
-    train = VideoDataset(train_entries, train_clip, RepeatedAugment(train_tf, cfg.num_sample), cfg.decode_threads)
-    val = VideoDataset(val_entries, test_clip, eval_transform(cfg.input_size, cfg.test_num_crop), cfg.decode_threads)
-    return train, val
+    return clip_datasets(train_entries, val_entries, train_clip, test_clip, RepeatedAugment(train_tf, cfg.num_sample),
+                         eval_transform(cfg.input_size, cfg.test_num_crop), cfg.decode_threads)
 
 
 class _Batches(MicroBatches):
