@@ -80,7 +80,7 @@ def step_ours(inputs: dict, out: Path) -> dict:
     from vjepa.distributed import DistEnv
     from vjepa.pretrain import PretrainConfig, build_state, train_step
 
-    cfg = from_dict(PretrainConfig, {"model": inputs["model"], "batch_size": len(inputs["clips"]), "dtype": "fp32",
+    cfg = from_dict(PretrainConfig, {"model": inputs["model"], "batch_size": len(inputs["clips"]), "precision": "fp32",
                                      "device": "cpu", "optim": OPTIM})
     state = build_state(cfg, DistEnv(device=torch.device("cpu")))
     state.encoder.load_state_dict(inputs["encoder"])

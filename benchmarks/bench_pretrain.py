@@ -38,7 +38,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 def config(model: dict, batch: int, dtype: str, device: str, activation_checkpointing: bool = False) -> PretrainConfig:
     return from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": activation_checkpointing},
-                                      "batch_size": batch, "dtype": dtype, "device": device})
+                                      "batch_size": batch, "precision": dtype, "device": device})
 
 
 def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: int, act_ckpt: bool,

@@ -46,7 +46,7 @@ def step_run(shape: str, batch: int, compile_: bool, act_ckpt: bool, budget: flo
     torch.backends.cudnn.benchmark = True
     model = SHAPES[shape] if isinstance(shape, str) else shape
     cfg = from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": act_ckpt},
-                                     "batch_size": batch, "dtype": "bf16", "device": device})
+                                     "batch_size": batch, "precision": "bf16", "device": device})
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     state = build_state(cfg, DistEnv(device=dev))
     if compile_:  # token counts change with every mask draw: compile for dynamic shapes once

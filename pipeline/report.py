@@ -311,7 +311,7 @@ def section_hyperparameters(P: Params, profile: str) -> str:
              "weight_decay": f"{o.start_weight_decay} -> {o.final_weight_decay}",
              "scheduler_scale_factor": o.scheduler_scale_factor, "patch_size": m.patch_size,
              "tubelet_size": m.tubelet_size, "pred_depth": m.pred_depth, "pred_embed_dim": m.pred_embed_dim,
-             "dtype": {"bf16": "bfloat16", "fp32": "float32"}.get(pre.dtype, pre.dtype)}
+             "dtype": {"bf16": "bfloat16", "fp32": "float32"}.get(pre.precision, pre.precision)}
     out = [f"## Hyper-parameters: the paper's (ViT-L/16 224) and ours ({profile} profile)",
            f"Encoder: paper ViT-L/16 (width 1024, depth 24); ours width {m.embed_dim}, depth {m.depth}, "
            f"{m.num_heads} heads. Masks: " + "; ".join(f"{x.num_blocks} blocks at scale {x.spatial_scale[0]}"

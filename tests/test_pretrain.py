@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ TINY = {
     "model": {"size": "tiny", "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 48, "depth": 2,
               "num_heads": 3, "pred_depth": 2, "pred_embed_dim": 24},
     "optim": {"iterations": 6, "lr": 1e-3, "start_lr": 1e-4, "final_lr": 1e-5, "warmup_iterations": 2},
-    "batch_size": 2, "dtype": "fp32", "device": "cpu", "checkpoint_every": 2, "seed": 7,
+    "batch_size": 2, "precision": "fp32", "device": "cpu", "checkpoint_every": 2, "seed": 7,
 }
 
 
@@ -192,7 +193,7 @@ def test_gradient_clipping_starts_at_its_step_and_bounds_each_model_separately()
 
 def test_activation_checkpointing_gives_the_same_step_and_bf16_a_close_one():
     losses = {}
-    for name, over in {"plain": {}, "ckpt": {"model": {"activation_checkpointing": True}}, "bf16": {"dtype": "bf16"}}.items():
+    for name, over in {"plain": {}, "ckpt": {"model": {"activation_checkpointing": True}}, "bf16": {"precision": "bf16"}}.items():
         cfg = tiny_config(**over)
         state, micro = tiny_state_and_batch(cfg)
         losses[name] = [train_step(state, cfg, micro, step=s)["loss"] for s in (1, 2)]
@@ -360,6 +361,21 @@ def test_resume_refuses_a_changed_batch_or_model(tmp_path):
         pretrain(tiny_config(batch_size=4, optim={"iterations": 3}), MovingSquares(8), tmp_path)
     with pytest.raises(CheckpointError, match="model"):
         pretrain(tiny_config(model={"depth": 3}, optim={"iterations": 3}), MovingSquares(8), tmp_path)
+
+
+def test_a_checkpoint_from_before_the_precision_rename_resumes_with_its_dtype_read_as_precision(tmp_path):
+    pretrain(tiny_config(optim={"iterations": 2}), MovingSquares(8), tmp_path)
+    ck = load(tmp_path / "latest.pth.tar")
+    ck["config"]["dtype"] = ck["config"].pop("precision")
+    torch.save(ck, tmp_path / "latest.pth.tar")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert pretrain(tiny_config(optim={"iterations": 2}), MovingSquares(8), tmp_path)["steps"] == 2
+    assert not [w for w in caught if "changed settings" in str(w.message)]
+    ck["config"]["dtype"] = "bf16"
+    torch.save(ck, tmp_path / "latest.pth.tar")
+    with pytest.warns(UserWarning, match=r"changed settings \['precision'\]"):
+        pretrain(tiny_config(optim={"iterations": 2}), MovingSquares(8), tmp_path)
 
 
 def test_config_errors_name_the_key():

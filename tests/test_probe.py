@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vjepa.checkpoint import export_official, load
+from vjepa.checkpoint import CheckpointError, export_official, load
 from vjepa.config import ConfigError, from_dict
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 from vjepa.models.probes import AttentiveClassifier, load_official_probe
@@ -196,7 +196,7 @@ def test_a_crashed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_
     a = load(tmp_path / "full" / "probes" / f"{name}.pth.tar")["classifier"]
     b = load(tmp_path / "resumed" / "probes" / f"{name}.pth.tar")["classifier"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(Exception, match="another probe config"):
+    with pytest.raises(CheckpointError, match=r"probe_state\.pt: the run's config changed \(epochs: 3 -> 4\)"):
         run_probe(fast_cfg(epochs=4, kinds=["attentive"], lrs=[1e-2]), enc, Bands(32), Bands(10), tmp_path / "resumed")
 
 

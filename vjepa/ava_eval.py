@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vjepa.data.ava import AVA_EVAL_CLASS_IDS
+from vjepa.runtime import atomic_file
 
 BOX = ["x1", "y1", "x2", "y2"]
 DETECTION_COLUMNS = ["video_id", "timestamp", *BOX, "action_id", "score"]
@@ -172,15 +173,12 @@ def official_top_k(detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL
 
 def write_detections_csv(detections: pd.DataFrame, path: str | os.PathLike) -> Path:
     """The official detection CSV (no header): video_id, %04d second, x1, y1, x2, y2, action_id, score.
-    Written to a temp file and renamed, so a crash never leaves half a file."""
+    Written atomically (runtime.atomic_file), so a crash never leaves half a file."""
     det = _check_columns(detections, DETECTION_COLUMNS, "detection")
     det["timestamp"] = det["timestamp"].map("{:04d}".format)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    det.to_csv(tmp, header=False, index=False, float_format="%.9g")
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path) as f:
+        det.to_csv(f, header=False, index=False, float_format="%.9g")
+    return Path(path)
 
 
 def read_detections_csv(path: str | os.PathLike) -> pd.DataFrame:

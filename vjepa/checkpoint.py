@@ -13,13 +13,9 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from vjepa.runtime import atomic_file
+from vjepa.runtime import CheckpointError, atomic_file  # noqa: F401  (CheckpointError: re-exported)
 
 OFFICIAL_PREFIX = "module.backbone."
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unsafe, or does not fit the model."""
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:

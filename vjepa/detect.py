@@ -16,7 +16,6 @@ side resized, no crop), so the boxes are the original normalised coordinates.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.probe import AUTOCAST, param_groups
-from vjepa.runtime import autocast_for
+from vjepa.runtime import autocast_for, check_resume, epoch_generator, write_json
 from vjepa.schedules import warmup_cosine_lr
 
 
@@ -277,8 +276,7 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
     state_path, start, history, skipped = out / "detect_state.pt", 0, [], 0
     if state_path.exists():
         state = load(state_path)
-        if state["config"] != to_dict(cfg):
-            raise CheckpointError(f"{state_path} was written with another detection config; delete it or restore the config")
+        check_resume(state["config"], to_dict(cfg), state_path)
         load_into(head, state["head"], where=str(state_path))
         opt.load_state_dict(state["opt"])
         start, history, skipped = state["epoch"], state["history"], state["skipped"]
@@ -289,7 +287,7 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
         head.train()
         if hasattr(train_set, "set_epoch"):  # fresh augmentation per epoch, reproducible on resume
             train_set.set_epoch(epoch)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        g = epoch_generator(cfg.seed, epoch)
         loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=g, collate_fn=collate_boxes,
                             num_workers=cfg.num_workers)
         total, n, skipped = 0.0, 0, 0
@@ -329,6 +327,5 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
                "seconds": round(time.time() - t0, 1)}
     write_detections_csv(detections, out / "detections.csv")
     save_atomic({"head": head.state_dict(), "config": to_dict(cfg)}, out / "head.pt")
-    (out / "metrics.json.tmp").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    write_json(out / "metrics.json", _json_safe(metrics))
     return metrics

@@ -23,9 +23,7 @@ end with the VideoMAE recipe (Tong et al. 2022), then tested on several views pe
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +38,8 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import autocast_for
-from vjepa.data import ClipSampling, SkipCounter, VideoDataset, collate
+from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, write_json
+from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
@@ -253,9 +251,8 @@ def build_datasets(cfg: FinetuneConfig, train_entries, val_entries) -> tuple[Vid
                              random=False, method=cfg.test_sampling)
     train_tf = finetune_train_transform(cfg.input_size, cfg.hflip, cfg.auto_augment, cfg.color_jitter, cfg.reprob,
                                         cfg.train_interpolation, cfg.crop_scale, cfg.crop_ratio)
-    train = VideoDataset(train_entries, train_clip, RepeatedAugment(train_tf, cfg.num_sample), cfg.decode_threads)
-    val = VideoDataset(val_entries, test_clip, eval_transform(cfg.input_size, cfg.test_num_crop), cfg.decode_threads)
-    return train, val
+    return clip_datasets(train_entries, val_entries, train_clip, test_clip, RepeatedAugment(train_tf, cfg.num_sample),
+                         eval_transform(cfg.input_size, cfg.test_num_crop), cfg.decode_threads)
 
 
 class _Batches(MicroBatches):
@@ -298,20 +295,6 @@ def training_clips(batch: dict, cfg: FinetuneConfig) -> tuple[torch.Tensor, torc
     return video.flatten(0, 2), labels.repeat_interleave(per_video)
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """Python, numpy and torch (CPU and the device) RNGs seeded with `seed` inside, restored after."""
-    py, npy = random.getstate(), np.random.get_state()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,7 +428,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
         clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         last = i == n - 1
         sync = contextlib.nullcontext() if last or not env.distributed else state.ddp_model.no_sync()
-        with _seeded(_seed(cfg.seed, step, mb["shard"]), env.device), sync:
+        with seeded(_seed(cfg.seed, step, mb["shard"]), env.device), sync:
             targets = labels
             if state.mixup is not None:
                 clips, targets = state.mixup(clips, labels)
@@ -490,13 +473,8 @@ def restore_checkpoint(path: Path, state: FinetuneState, cfg: FinetuneConfig) ->
     for key in ("model", "opt", "step", "config"):
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a finetuning checkpoint")
-    saved, now = ck["config"], to_dict(cfg)
-    changed = sorted(k for k in set(saved) | set(now) if k not in _RUNTIME_KEYS and saved.get(k) != now.get(k))
-    if changed or ck.get("world_size", 1) != state.env.world_size:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        if ck.get("world_size", 1) != state.env.world_size:
-            detail += f"{', ' if detail else ''}processes {ck.get('world_size', 1)} -> {state.env.world_size}"
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({detail}); use a new out_dir")
+    check_resume(ck["config"], to_dict(cfg), path, ignore=_RUNTIME_KEYS,
+                 extra={"processes": (ck.get("world_size", 1), state.env.world_size)})
     load_into(state.model, ck["model"], where=f"{path}['model']")
     state.optimizer.load_state_dict(ck["opt"])
     return ck
@@ -508,10 +486,9 @@ def _write_outputs(out: Path, metrics: dict, predictions: pd.DataFrame, model: V
     head = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     save_atomic({"encoder": add_prefix(model.encoder.state_dict()), "head": head, "num_classes": cfg.num_classes,
                  "config": to_dict(cfg)}, out / "finetuned.pth.tar")
-    predictions.to_csv(out / "predictions.csv.tmp", index=False)
-    (out / "predictions.csv.tmp").replace(out / "predictions.csv")
-    (out / "metrics.json.tmp").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "metrics.json.tmp").replace(out / "metrics.json")
+    with atomic_file(out / "predictions.csv") as f:
+        predictions.to_csv(f, index=False)
+    write_json(out / "metrics.json", metrics)
 
 
 # ----------------------------------------------------------------------------------------------

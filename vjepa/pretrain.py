@@ -37,7 +37,7 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for
+from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -128,7 +128,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 24
     accumulation_steps: int = 1
-    dtype: str = "bf16"              # "fp32" | "bf16" (autocast; on GPU or CPU)
+    precision: str = "bf16"          # "fp32" | "bf16" (autocast; on GPU or CPU); called dtype before
     grad_scaler: bool = False        # official: a GradScaler even with bf16 (no effect but skipping inf steps)
     target: str = "ema"              # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
     reg_coeff: float = 0.0           # official variance regulariser on the predictions (off in the paper)
@@ -141,8 +141,8 @@ class PretrainConfig:
     init: InitConfig | None = None   # continued pretraining from a checkpoint (a resume takes precedence)
 
     def validate(self) -> None:
-        if self.dtype not in ("fp32", "bf16"):
-            raise FieldError("dtype", f"must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise FieldError("precision", f"must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.target not in ("ema", "copy"):
             raise FieldError("target", f"must be 'ema' or 'copy', got {self.target!r}")
         check_range(self, "batch_size", "accumulation_steps", "checkpoint_every", "log_every", ge=1)
@@ -299,7 +299,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
     # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
     stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
-    autocast = autocast_for(env.device, cfg.dtype)()
+    autocast = autocast_for(env.device, cfg.precision)()
     for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
         if clips.size(0) == 0:
             if env.distributed:
@@ -410,16 +410,12 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
     for key in ("step", "config", "rng", "opt"):
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a resumable training checkpoint")
-    saved, now = ck["config"], to_dict(cfg)
-    changed = [k for k in _FIXED_KEYS if saved.get(k) != now.get(k)]
+    saved, now = dict(ck["config"]), to_dict(cfg)
+    if "dtype" in saved and "precision" not in saved:  # a checkpoint from before the rename: the same setting
+        saved["precision"] = saved.pop("dtype")
     saved_global = saved["batch_size"] * ck["world_size"] * ck["accumulation_steps"]
     now_global = cfg.batch_size * env.world_size * cfg.accumulation_steps
-    if changed or saved_global != now_global:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        if saved_global != now_global:
-            detail += f"{', ' if detail else ''}global batch {saved_global} -> {now_global}"
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({detail}); use a new out_dir")
-    others = sorted(k for k in set(saved) | set(now) if k not in _FIXED_KEYS and saved.get(k) != now.get(k))
+    others = check_resume(saved, now, path, keys=_FIXED_KEYS, extra={"global batch": (saved_global, now_global)})
     if others and env.is_main:
         warnings.warn(f"resuming {path} with changed settings {others}", stacklevel=3)
     load_official_module(state.encoder, ck, "encoder", str(path))
@@ -474,16 +470,8 @@ class MicroBatches(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def item(self, index: int, seed: int):
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        with seeded(seed):
+            return self.dataset[index]
 
     def __getitem__(self, key) -> dict:
         from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop

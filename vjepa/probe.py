@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, FieldError, check_range, to_dict
-from vjepa.runtime import PRECISIONS, atomic_file, autocast_for, write_json
+from vjepa.runtime import PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, write_json
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.image_adapter import build_image_encoder
@@ -255,7 +255,7 @@ class ProbeSet:
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    return torch.randperm(n, generator=epoch_generator(seed, epoch)).tolist()
 
 
 def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
@@ -393,10 +393,7 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     state_path, start_epoch = out / "probe_state.pt", 0
     if state_path.exists():
         state = load(state_path)
-        if state["config"] != to_dict(cfg):
-            diff = sorted(k for k in to_dict(cfg) if state["config"].get(k) != to_dict(cfg)[k])
-            raise CheckpointError(f"{state_path} was written with another probe config (keys {diff} differ); "
-                                  "delete it or restore the config")
+        check_resume(state["config"], to_dict(cfg), state_path)
         probes.load_state(state, str(state_path))
         start_epoch, history = state["epoch"], state["history"]
 

@@ -1,6 +1,6 @@
 """What the training runs share (pretraining, probes, finetuning, detection): autocast by precision
-name, atomic writes whose failures name the file and the cause, and a metrics log that survives a
-torn last line.
+name, seeded RNG forks, the resume-compatibility check, atomic writes whose failures name the file
+and the cause, and a metrics log that survives a torn last line.
 
 Written here rather than taken from a library: the standard library has no atomic replace-write,
 and the error wording (full path plus ENOSPC/EROFS) is what a user needs on a full disk.
@@ -10,12 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
+import numpy as np
 import torch
 
 # precision name -> autocast dtype (None: plain fp32); the one spelling every config uses
@@ -26,6 +28,51 @@ def autocast_for(device: torch.device, precision: str) -> Callable[[], ContextMa
     """A factory of autocast contexts for `precision` on `device` (disabled for fp32)."""
     dtype = PRECISIONS[precision]
     return lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Python, numpy and torch RNGs seeded with `seed` inside, restored after: torch's CPU state
+    always, and a CUDA `device`'s state too (None or a CPU device: the CPU state only)."""
+    py, npy = random.getstate(), np.random.get_state()
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The torch generator that shuffles epoch `epoch` of a run seeded with `seed` (resumable per epoch)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, unsafe, of the wrong layout, or written by another config."""
+
+
+def check_resume(saved_config: Mapping, config: Mapping, path: str | os.PathLike, *,
+                 keys: Iterable[str] | None = None, ignore: Iterable[str] = (),
+                 extra: Mapping[str, tuple[Any, Any]] | None = None) -> list[str]:
+    """The one rule for resuming from `path`, a state written by a run of `saved_config`: the keys that
+    fix what the run computes must be equal, else CheckpointError names each (old -> new value).
+    `keys`: only these must match (in this order; default every key but `ignore`, sorted); `extra`:
+    more values that must match, name -> (saved, now), such as the process count. Returns the keys
+    that differ but are allowed to (settings that do not change results), for the caller to report."""
+    differs = sorted(k for k in set(saved_config) | set(config) if saved_config.get(k) != config.get(k))
+    ignore = set(ignore)
+    fixed = [k for k in keys if k in differs] if keys is not None else [k for k in differs if k not in ignore]
+    detail = [f"{k}: {saved_config.get(k)!r} -> {config.get(k)!r}" for k in fixed]
+    detail += [f"{name} {old} -> {new}" for name, (old, new) in (extra or {}).items() if old != new]
+    if detail:
+        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({', '.join(detail)}); "
+                              "use a new out_dir, or delete the state, or restore the config")
+    return [k for k in differs if k not in fixed]
 
 
 class WriteError(OSError):

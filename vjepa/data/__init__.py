@@ -19,4 +19,4 @@ from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAug
                                    EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
                                    finetune_train_transform, pretrain_transform, probe_train_transform)
 from vjepa.data.sources import SplitSource, TaskData, read_task
-from vjepa.data.tasks import TaskViews, task_datasets
+from vjepa.data.tasks import TaskViews, clip_datasets, task_datasets

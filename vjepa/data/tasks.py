@@ -36,6 +36,15 @@ class TaskViews:
         check_range(self, "reprob", ge=0, le=1)
 
 
+def clip_datasets(train_entries, val_entries, train_clip: ClipSampling, val_clip: ClipSampling,
+                  train_transform, val_transform, decode_threads: int = 1,
+                  seed: int | None = None) -> tuple[VideoDataset, VideoDataset]:
+    """The (train, val) video sets of labelled entries, given how clips are sampled and transformed
+    in each: the one assembly step the frozen evaluations (task_datasets) and finetuning share."""
+    return (VideoDataset(train_entries, train_clip, train_transform, decode_threads, seed=seed),
+            VideoDataset(val_entries, val_clip, val_transform, decode_threads, seed=seed))
+
+
 def task_datasets(data: TaskData, views: TaskViews, img_size: int, segments: int, seed: int,
                   entries: tuple | None = None):
     """(train set, val set, number of classes) of a task in its real format; `entries`: its
@@ -54,5 +63,4 @@ def task_datasets(data: TaskData, views: TaskViews, img_size: int, segments: int
     def clips(random):
         return ClipSampling(num_frames=views.num_frames, frame_step=views.frame_step, num_segments=segments,
                             random=random, allow_overlap=views.allow_overlap)
-    return (VideoDataset(train, clips(views.augment), train_tf, seed=seed),
-            VideoDataset(val, clips(False), val_tf, seed=seed), len(classes))
+    return (*clip_datasets(train, val, clips(views.augment), clips(False), train_tf, val_tf, seed=seed), len(classes))
