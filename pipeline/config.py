@@ -26,7 +26,8 @@ from vjepa.data.small_suite import SmallSuiteConfig
 from vjepa.data import TaskData, TaskViews
 from vjepa.data.index import IndexConfig
 from vjepa.data.video import BACKENDS
-from vjepa.detect import AvaClipConfig, DetectConfig
+from vjepa.data.detection import AvaClipConfig, AvaFiles
+from vjepa.detect import DetectConfig
 from vjepa.finetune import FinetuneConfig
 from vjepa.masks import MaskConfig
 from vjepa.models import ModelConfig
@@ -116,19 +117,6 @@ class ProbeSection:
     tasks: dict[str, ProbeTask]
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     defaults: ProbeOverrides = field(default_factory=dict)   # vjepa.probe.ProbeConfig minus num_classes
-
-
-@dataclass
-class AvaFiles:
-    """An AVA v2.2 folder's files (SlowFast frame layout, 30 fps, clips cut from second 900)."""
-
-    frames: str
-    train_groundtruth: str
-    val_groundtruth: str
-    labelmap: str                       # the evaluation subset (60 classes for AVA v2.2)
-    val_proposals: str                  # person boxes with scores: mmaction pickle or SlowFast CSV
-    train_exclusions: str | None = None
-    val_exclusions: str | None = None
 
 
 @dataclass

@@ -176,3 +176,32 @@ def test_detection_counts_unreadable_keyframes_and_stops_past_the_cap(tmp_path):
     assert m["skipped_train"] == 1                  # 1 of 16 (6%) is under the 10% cap
     with pytest.raises(TooManySkipped, match="3 of 16 keyframes could not be read in training epoch 1"):
         run_detection(cfg, enc, Unreadable(16, 0, bad=3), val, val.groundtruth(), tmp_path / "stop")
+
+
+def test_ava_datasets_builds_both_sets_from_an_ava_folder_without_the_excluded_keyframes(tiny_suite, tmp_path):
+    from vjepa.data.ava import read_ava_csv, read_ava_exclusions, write_ava_csv
+    from vjepa.data.detection import AvaFiles, ava_datasets
+    root, _ = tiny_suite
+    ann = root / "ava/annotations"
+    train_csv = tmp_path / "train.csv"  # the training and validation keyframes, so there are several to drop from
+    write_ava_csv(pd.concat([read_ava_csv(ann / "ava_train_v2.2.csv"), read_ava_csv(ann / "ava_val_v2.2.csv")]),
+                  train_csv)
+    gt = read_ava_csv(train_csv)
+    keyframes = sorted(set(zip(gt["video_id"], gt["timestamp"])))
+    assert len(keyframes) >= 2
+    excluded = tmp_path / "excluded.csv"  # drop the first keyframe of the training set
+    excluded.write_text(f"{keyframes[0][0]},{keyframes[0][1]:04d}\n")
+    files = AvaFiles(frames=str(root / "ava/frames"), train_groundtruth=str(train_csv),
+                     val_groundtruth=str(ann / "ava_val_v2.2.csv"),
+                     labelmap=str(ann / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"),
+                     val_proposals=str(ann / "ava_dense_proposals_val.FAIR.recall_93.9.pkl"),
+                     train_exclusions=str(excluded), val_exclusions=str(ann / "ava_val_excluded_timestamps_v2.2.csv"))
+    clip = from_dict(AvaClipConfig, {"num_frames": 4, "frame_step": 2, "train_scale": [32, 40], "crop_size": 32,
+                                     "test_size": 32}, "clip")
+    sets = ava_datasets(files, clip, num_classes=80, seed=0)
+    assert sets.train.keys == keyframes[1:] and sets.train.train and not sets.val.train
+    assert sets.val_exclusions == read_ava_exclusions(files.val_exclusions)
+    assert len(sets.val_groundtruth) == len(read_ava_csv(files.val_groundtruth)) and sets.labelmap
+    item = sets.train[0]
+    assert item["video"].shape[-3:] == (4, 32, 32) and item["labels"].shape[1] == 80
+    assert sets.val[0]["labels"].sum() == 0  # proposals carry no labels

@@ -35,7 +35,8 @@ from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, off
 from vjepa.checkpoint import CheckpointError, load, load_into, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
-from vjepa.data.transforms import normalize, resize, to_clip_tensor
+from vjepa.data.detection import (AvaBoxDataset, AvaClipConfig, AvaSets, ava_datasets, ava_gt_boxes,  # noqa: F401
+                                   ava_proposal_boxes, hflip_boxes)
 from vjepa.probe import AUTOCAST, param_groups
 from vjepa.runtime import autocast_for, check_resume, epoch_generator, write_json
 from vjepa.schedules import warmup_cosine_lr
@@ -127,93 +128,6 @@ def collate_boxes(items: list[dict | None]) -> dict:
                                for it, b in zip(kept, boxes)])
     out["key"] = [(str(it["video_id"]), int(it["sec"])) for it, b in zip(kept, boxes) for _ in range(len(b))]
     return out
-
-
-@dataclass
-class AvaClipConfig:
-    """AVA clips and boxes as SlowFast's frozen-detection recipe reads them (cv2 path)."""
-
-    num_frames: int = 16
-    frame_step: int = 4                    # 16 frames at stride 4 around the keyframe (~2.1 s)
-    train_scale: list[int] = field(default_factory=lambda: [256, 320])  # random short side, train
-    crop_size: int = 224                   # random square crop after scaling, train
-    test_size: int = 256                   # short side at test; the full frame, no crop
-    hflip: bool = True                     # train: frames and boxes flipped together with p 0.5
-    proposal_score_threshold: float = 0.9  # SlowFast's default (its c2 R101 config: 0.8)
-
-    def validate(self) -> None:
-        check_range(self, "num_frames", "frame_step", "crop_size", "test_size", "train_scale", ge=1)
-        check_range(self, "proposal_score_threshold", ge=0, le=1)
-        if len(self.train_scale) != 2 or self.train_scale[0] > self.train_scale[1]:
-            raise FieldError("train_scale", f"must be [low, high] with low <= high, got {self.train_scale}")
-        if self.crop_size > self.train_scale[0]:
-            raise FieldError("crop_size", f"{self.crop_size} exceeds the smallest training scale {self.train_scale[0]}")
-
-
-def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
-    """Ground-truth rows -> {(video_id, sec): (boxes [K, 4], multi-hot labels [K, num_classes])}:
-    rows with the same box on the same keyframe are one person with several actions."""
-    out: dict = {}
-    for (vid, sec), rows in groundtruth.groupby(["video_id", "timestamp"], sort=True):
-        boxes = rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
-        uniq, inverse = np.unique(boxes, axis=0, return_inverse=True)
-        labels = np.zeros((len(uniq), num_classes), np.float32)
-        labels[inverse.reshape(-1), rows["action_id"].to_numpy() - 1] = 1.0
-        out[(str(vid), int(sec))] = (uniq, labels)
-    return out
-
-
-def ava_proposal_boxes(proposals: Mapping[tuple[str, int], np.ndarray], num_classes: int = 80) -> dict:
-    """Proposals {(video_id, sec): [N, 5]} (already thresholded) -> the same form, labels all zero."""
-    return {k: (np.asarray(a, np.float32)[:, :4], np.zeros((len(a), num_classes), np.float32))
-            for k, a in sorted(proposals.items())}
-
-
-class AvaBoxDataset(Dataset):
-    """One item per keyframe: the clip around it and its person boxes (see the module docstring).
-    Training: random short side in train_scale, random crop_size crop (boxes shifted and clipped),
-    joint flip; test: short side test_size, full frame. Randomness is drawn from (seed, epoch, index)."""
-
-    def __init__(self, frames, boxes: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]], cfg: AvaClipConfig,
-                 train: bool, seed: int = 0):
-        self.frames, self.boxes, self.cfg, self.train, self.seed = frames, dict(boxes), cfg, train, seed
-        self.keys = sorted(self.boxes)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __getitem__(self, i: int) -> dict | None:
-        vid, sec = self.keys[i]
-        boxes, labels = self.boxes[(vid, sec)]
-        try:
-            clip = to_clip_tensor(self.frames.load_clip(vid, sec, self.cfg.num_frames, self.cfg.frame_step))
-        except OSError:  # an unreadable JPEG: skipped and counted, as undecodable videos are
-            return None
-        boxes = torch.as_tensor(boxes, dtype=torch.float32)
-        H, W = clip.shape[-2:]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        short = int(rng.integers(self.cfg.train_scale[0], self.cfg.train_scale[1] + 1)) if self.train else self.cfg.test_size
-        h, w = (short, max(short, round(W * short / H))) if H <= W else (max(short, round(H * short / W)), short)
-        clip = resize(clip, (h, w))
-        if self.train:
-            c = self.cfg.crop_size
-            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            clip = clip[..., top:top + c, left:left + c]
-            px = boxes * torch.tensor([w, h, w, h]) - torch.tensor([left, top, left, top])
-            boxes = px.clamp(0, c) / c
-            if self.cfg.hflip and rng.random() < 0.5:
-                clip, boxes = hflip_boxes(clip, boxes)
-        return {"video": normalize(clip), "boxes": boxes, "labels": torch.as_tensor(labels),
-                "video_id": vid, "sec": sec}
-
-
-def hflip_boxes(clip: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror a clip [C, T, H, W] and its normalised boxes [K, 4] together."""
-    return clip.flip(-1), torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def _json_safe(x):
