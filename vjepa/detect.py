@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
@@ -102,6 +101,8 @@ class DetectionHead(nn.Module):
 
     def roi_features(self, fmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """fmap [B, C, T', H', W'], rois [K, 5] = (batch index, x1, y1, x2, y2) in input pixels -> [K, C, r, r]."""
+        from torchvision.ops import roi_align  # here, not at import: torchvision.ops imports torch._dynamo (seconds)
+
         x = fmap.mean(dim=2)                                  # temporal average pool -> [B, C, H', W']
         return roi_align(x, rois.to(x.dtype), (self.resolution, self.resolution), spatial_scale=self.spatial_scale,
                          sampling_ratio=0, aligned=True)

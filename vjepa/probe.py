@@ -34,7 +34,6 @@ from vjepa.config import ConfigError, FieldError, check_range, to_dict
 from vjepa.runtime import PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, write_json
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
-from vjepa.models.image_adapter import build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 
@@ -143,6 +142,8 @@ def probe_name(kind: str, lr: float, wd: float) -> str:
 def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -> nn.Module:
     """The encoder in eval mode with gradients off. V-JEPA files load strictly (weights_only)."""
     if cfg.kind == "timm":
+        from vjepa.models.image_adapter import build_image_encoder  # here: timm is imported only when used
+
         enc = build_image_encoder(cfg.timm_model, cfg.timm_weights, cfg.timm_img_size)
     else:
         if model is None:
