@@ -67,7 +67,7 @@ class PretrainData:
     hflip: bool = True
     decode_threads: int = 1
     cache_mb: int = 0                   # keep decoded videos in memory (small datasets read many times)
-    video_backend: str = "decord"       # "decord" | "pyav" (vjepa.data.video; decord falls back to PyAV per file)
+    video_backend: str = "pyav"         # "pyav" | "decord" (the official loader's); same frames, byte for byte (README)
 
     def validate(self) -> None:
         if not self.sources:

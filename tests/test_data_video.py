@@ -89,6 +89,18 @@ def test_pyav_and_decord_give_the_same_bytes_with_b_frames_and_skipped_reference
     assert video_info(files["mp4"]) == (90, 25.0, (64, 80))
 
 
+def test_the_two_backends_decode_every_small_suite_pretraining_video_to_the_same_bytes(tiny_suite):
+    # pyav is the default backend, decord the official one: the choice must not change results
+    from vjepa.data import read_path_label_list
+    root, _ = tiny_suite
+    paths = sorted({p for src in ("k710", "ssv2", "howto100m")
+                    for p, _ in read_path_label_list(root / "pretrain" / f"{src}.csv")})
+    assert len(paths) >= 10
+    for path in paths:
+        a, b = FrameCache(2**28).get(path, 1, "decord"), FrameCache(2**28).get(path, 1, "pyav")
+        assert a[0].shape[0] > 0 and np.array_equal(a[0], b[0]) and a[1] == b[1], path
+
+
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 def test_zero_byte_and_non_video_files_are_refused(files, backend):
     for name in ("zero", "text"):

@@ -125,7 +125,7 @@ def test_probe_pooling_gives_the_attentive_pooler_feature_and_bf16_stays_close(v
     with torch.no_grad():
         want = probe.pooler(hand_features(enc, frames, table["start_frame"].tolist())).squeeze(1).numpy()
     assert feats.shape == (4, 48) and np.allclose(feats, want, atol=1e-5)
-    out = extract([path], enc, ExtractConfig(frame_step=2, stride=100, dtype="bf16", device="cpu"), tmp_path / "bf")
+    out = extract([path], enc, ExtractConfig(frame_step=2, stride=100, precision="bf16", device="cpu"), tmp_path / "bf")
     bf16 = np.load(tmp_path / "bf" / "walk.npy")
     fp32 = hand_features(enc, frames, table["start_frame"].tolist()).mean(1).numpy()
     assert out["windows"] == 4 and bf16.dtype == np.float32 and bf16.shape == (4, 48)

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from vjepa.data.transforms import eval_transform
 from vjepa.data.video import VideoDecodeError, VideoFile
+from vjepa.runtime import PRECISIONS, autocast_for
 
 POOLINGS = ("mean", "tokens", "probe")
 
@@ -46,7 +47,7 @@ class ExtractConfig:
     img_size: int | None = None         # null: the encoder's resolution
     resize_ratio: float = 256 / 224     # short side to img_size * ratio before the centre crop (official 1 view)
     batch_size: int = 8                 # windows per encoder call
-    dtype: str = "fp32"                 # "fp32" | "bf16" (autocast; features are stored as float32)
+    precision: str = "fp32"             # "fp32" | "bf16" | "fp16" (autocast, as everywhere; features stored as float32)
     device: str | None = None           # null: cuda when available, else cpu
     decode_threads: int = 1
 
@@ -61,8 +62,8 @@ class ExtractConfig:
             raise ValueError(f"a stride in frames must be a whole number, got {self.stride}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
 
 def window_starts(times: np.ndarray, span: int, stride: float | None, unit: str = "frames") -> np.ndarray:
@@ -108,7 +109,7 @@ def extract_video(path: str, encoder: nn.Module, cfg: ExtractConfig, probe: nn.M
     span = T * cfg.frame_step
     starts = window_starts(times, span, cfg.stride, cfg.stride_unit)
     transform = eval_transform(cfg.img_size or encoder.img_size, 1, cfg.resize_ratio)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    autocast = autocast_for(device, cfg.precision)
     feats, rows = [], []
     bar = tqdm(total=len(starts), desc=Path(path).name, unit="window", leave=False, disable=not progress)
     for b in range(0, len(starts), cfg.batch_size):
@@ -120,7 +121,7 @@ def extract_video(path: str, encoder: nn.Module, cfg: ExtractConfig, probe: nn.M
         frames = transform(video.frames(wanted))[0]                      # [C, K, size, size]
         pos = {f: k for k, f in enumerate(wanted.tolist())}
         clips = torch.stack([frames[:, [pos[f] for f in i.tolist()]] for i in idx]).to(device)
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast():
             feats.append(_pool(encoder(clips), cfg.pooling, probe).float().cpu())
         for s, i in zip(batch.tolist(), idx):
             end = int(i[-1])
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         videos = read_video_list(videos[0])
     cfg = ExtractConfig(frame_step=a.frame_step, stride=a.stride_seconds or a.stride,
                         stride_unit="seconds" if a.stride_seconds else "frames", pooling=a.pooling,
-                        img_size=a.img_size, batch_size=a.batch_size, dtype="bf16" if a.bf16 else "fp32", device=a.device)
+                        img_size=a.img_size, batch_size=a.batch_size, precision="bf16" if a.bf16 else "fp32", device=a.device)
     encoder = load_encoder(a.checkpoint, key=a.key, num_frames=a.num_frames, num_heads=a.num_heads)
     probe = None
     if a.pooling == "probe":
