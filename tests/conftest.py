@@ -1,4 +1,10 @@
+import json
 import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,3 +35,67 @@ def tiny_suite(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_suite") / "data"
     summary = build_small_suite(from_dict(SmallSuiteConfig, TINY_SUITE, "data"), root)
     return root, summary
+
+
+# -- the smoke profile's DAG, run once per test session in a copy of this checkout -----------------
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+NOT_RESULTS = ("wall", "seconds", "per_s", "memory", "time")  # wall clock and machine load, not results
+
+
+def checkout_copy(dst: Path, without: tuple[str, ...] = ()) -> Path:
+    """This working tree's files (tracked and new, not ignored; none under the `without` prefixes),
+    committed in a fresh git repository at `dst`."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not (without and f.startswith(without)):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
+    return dst
+
+
+def dvc(repo: Path, *args, env: dict | None = None, timeout: int = 900) -> str:
+    """Run dvc in `repo` (MLflow off unless `env` says otherwise); fails the test with DVC's output."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1",
+           **(env or {})}
+    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def results(metrics, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a metrics file that are results (accuracies, losses, counts)."""
+    out = {}
+    items = metrics.items() if isinstance(metrics, dict) else enumerate(metrics)
+    for k, v in items:
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (dict, list)):
+            out.update(results(v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not any(w in key for w in NOT_RESULTS):
+            out[key] = v
+    return out
+
+
+@dataclass
+class SmokeRun:
+    repo: Path                       # the copy the DAG ran in (tests may change it afterwards)
+    log: str                         # `dvc repro`'s output
+    metrics: dict[str, dict]         # every metrics/smoke/ file as the run left it, by path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """`python -m pipeline profile smoke && dvc repro` in a copy of this checkout, once per session:
+    the end-to-end tests read it, and the Prefect pool's results are compared with it."""
+    from pipeline.profiles import use_profile
+
+    repo = checkout_copy(tmp_path_factory.mktemp("smoke") / "checkout")
+    use_profile("smoke", repo)
+    log = dvc(repo, "repro")
+    metrics = {str(p.relative_to(repo)): json.loads(p.read_text()) for p in sorted((repo / "metrics/smoke").rglob("*.json"))}
+    return SmokeRun(repo, log, metrics)

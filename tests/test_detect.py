@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 from vjepa.config import from_dict
 from vjepa.data.ava import AvaFrameFolder
 from vjepa.data.datasets import TooManySkipped
-from vjepa.detect import (AvaBoxDataset, AvaClipConfig, DetectConfig, DetectionHead, ava_gt_boxes, ava_proposal_boxes,
-                          collate_boxes, feature_map, run_detection)
+from vjepa.data.detection import AvaBoxDataset, AvaClipConfig, ava_gt_boxes, ava_proposal_boxes
+from vjepa.detect import DetectConfig, DetectionHead, collate_boxes, feature_map, run_detection
 from vjepa.ava_eval import read_detections_csv
 from vjepa.models import ModelConfig, build_encoder
 

@@ -2,20 +2,15 @@
 its metrics, the report is built from them, a second `dvc repro` does nothing, and a changed probe
 parameter re-runs only the probe that reads it and the report. Plus the stage plumbing."""
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, dvc
 
 from pipeline import plumbing
 from pipeline.profiles import available, use_profile
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 def test_work_dir_resumes_with_the_same_settings_and_starts_over_otherwise(tmp_path, monkeypatch):
@@ -33,32 +28,9 @@ def test_the_default_profile_file_is_params_yaml():
     assert {"default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384"} <= set(available(ROOT))
 
 
-def checkout_copy(dst: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
-    return dst
-
-
-def dvc(repo: Path, *args) -> str:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory):
-    repo = checkout_copy(tmp_path_factory.mktemp("smoke") / "checkout")
-    use_profile("smoke", repo)
-    log = dvc(repo, "repro")
-    return repo, log
+def smoke_repo(smoke_run):
+    return smoke_run.repo, smoke_run.log
 
 
 def test_the_whole_dag_runs_and_writes_every_stage_metrics_and_the_report(smoke_repo):

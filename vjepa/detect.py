@@ -31,11 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
-from vjepa.checkpoint import CheckpointError, load, load_into, save_atomic
+from vjepa.checkpoint import load, load_into, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
-from vjepa.data.detection import (AvaBoxDataset, AvaClipConfig, AvaSets, ava_datasets, ava_gt_boxes,  # noqa: F401
-                                   ava_proposal_boxes, hflip_boxes)
 from vjepa.probe import AUTOCAST, param_groups
 from vjepa.runtime import autocast_for, check_resume, epoch_generator, write_json
 from vjepa.schedules import warmup_cosine_lr

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from vjepa.data.sampling import ClipSampling
 from vjepa.data.video import FrameCache, VideoDecodeError, check_backend, decode_clips

@@ -476,7 +476,7 @@ def _build_ava(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
     labelmap.update({11 + d: f"move {n}" for d, (n, _) in enumerate(dirs)})
     overlap_id = 11 + len(dirs)
     labelmap[overlap_id] = "overlap another digit"
-    R, size, fps = cfg.ava_resolution, cfg.digit_size, 30
+    R, fps = cfg.ava_resolution, 30
     num_sec = 2 + cfg.ava_keyframes + 1  # from second 900; keyframes 902 .. 902 + K - 1; 1 s margin
     T = num_sec * fps
     gt_actions = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vjepa.config import FieldError, check_range
+from vjepa.config import FieldError
 from vjepa.data.readers import (AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv,
                                 read_path_label_list, read_ssv2)
 
