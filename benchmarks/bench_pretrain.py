@@ -32,8 +32,33 @@ from vjepa.pretrain import PretrainConfig, build_state, train_step
 # the default profile's model (params.yaml `model`), and the paper's ViT-L/16
 TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "default.yaml").read_text())["model"]
 VITL = {"size": "large", "img_size": 224, "patch_size": 16, "num_frames": 16}
-# peak dense bf16 tensor-core FLOP/s by device name
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
+# peak dense bf16 tensor-core FLOP/s by device name (vendor datasheets, without sparsity)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
+             "A10G": 70e12, "A10": 125e12, "L4": 121e12, "4090": 165e12}
+
+
+def peak_rate(device_name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in device_name), None)
+
+
+def step_timer(state, cfg: PretrainConfig, masks: MaskCollator, clips: torch.Tensor, dev: torch.device):
+    """one(step) -> (seconds, metrics, model FLOPs): one train_step on `clips` with the masks drawn for
+    `step`, timed between device syncs, and its model FLOPs counted from the token counts it ran."""
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    n, batch = len(cfg.masks), len(clips)
+
+    def one(step: int):
+        ctx, tgt = masks(batch, step)
+        mb = [(clips, [c.to(dev) for c in ctx], [t.to(dev) for t in tgt])]
+        sync()
+        t0 = time.perf_counter()
+        metrics = train_step(state, cfg, mb, step + 1)
+        sync()
+        dt = time.perf_counter() - t0
+        flops = step_flops(cfg.model, [metrics[f"context_tokens_mask{i}"] for i in range(n)],
+                           [metrics[f"target_tokens_mask{i}"] for i in range(n)])
+        return dt, metrics, {k: batch * v for k, v in flops.items()}
+    return one
 
 
 def config(model: dict, batch: int, dtype: str, device: str, activation_checkpointing: bool = False) -> PretrainConfig:
@@ -51,27 +76,15 @@ def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: 
     masks = MaskCollator(cfg.masks, cfg.model.grid, seed=0)
     m = cfg.model
     clips = torch.randn(batch, m.in_chans, m.num_frames, m.img_size, m.img_size, device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-
-    def one(step):
-        ctx, tgt = masks(batch, step)
-        mb = [(clips, [c.to(dev) for c in ctx], [t.to(dev) for t in tgt])]
-        sync()
-        t0 = time.perf_counter()
-        metrics = train_step(state, cfg, mb, step + 1)
-        sync()
-        return time.perf_counter() - t0, metrics
-
+    one = step_timer(state, cfg, masks, clips, dev)
     one(0)  # warm-up: allocator, kernels selection
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     times, flops = [], []
     for s in range(1, steps + 1):
-        dt, metrics = one(s)
+        dt, _, f = one(s)
         times.append(dt)
-        ctx = [metrics[f"context_tokens_mask{i}"] for i in range(len(cfg.masks))]
-        tgt = [metrics[f"target_tokens_mask{i}"] for i in range(len(cfg.masks))]
-        flops.append(batch * step_flops(cfg.model, ctx, tgt)["total"])
+        flops.append(f["total"])
     step_s = sum(times) / len(times)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**30
@@ -83,9 +96,8 @@ def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: 
            "step_s": step_s, "clips_per_s": batch / step_s, "peak_memory_gib": peak,
            "tflops_per_s": sum(flops) / sum(times) / 1e12}
     if dev.type == "cuda":
-        name_ = out["device"]
-        peak_rate = next((v for k, v in PEAK_BF16.items() if k in name_), None)
-        out["mfu"] = sum(flops) / sum(times) / peak_rate if peak_rate else None
+        peak = peak_rate(out["device"])
+        out["mfu"] = sum(flops) / sum(times) / peak if peak else None
     return out
 
 

@@ -20,25 +20,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's vjepa, not whichever one is installed
-# peak dense bf16 tensor-core FLOP/s by device name (vendor datasheets, without sparsity)
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
-             "A10G": 70e12, "A10": 125e12, "L4": 121e12, "4090": 165e12}
 SHAPES = {"vitl": {"size": "large", "img_size": 224, "num_frames": 16},
           "vith384": {"size": "huge", "img_size": 384, "num_frames": 16}}
-
-
-def peak_rate(name: str) -> float | None:
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
 def step_run(shape: str, batch: int, compile_: bool, act_ckpt: bool, budget: float, device: str = "cuda") -> dict:
     """Warm-up steps, then timed steps until `budget` seconds are used (at least 2 timed steps).
     `shape` is a key of SHAPES or a ModelConfig dict (a CPU dry run of this code uses a tiny one)."""
+    from bench_pretrain import peak_rate, step_timer  # the step timing both benchmarks share
     from vjepa.config import from_dict
     from vjepa.distributed import DistEnv
-    from vjepa.flops import step_flops
     from vjepa.masks import MaskCollator
-    from vjepa.pretrain import PretrainConfig, build_state, train_step
+    from vjepa.pretrain import PretrainConfig, build_state
 
     t_start = time.perf_counter()
     dev = torch.device(device)
@@ -47,7 +40,6 @@ def step_run(shape: str, batch: int, compile_: bool, act_ckpt: bool, budget: flo
     model = SHAPES[shape] if isinstance(shape, str) else shape
     cfg = from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": act_ckpt},
                                      "batch_size": batch, "precision": "bf16", "device": device})
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     state = build_state(cfg, DistEnv(device=dev))
     if compile_:  # token counts change with every mask draw: compile for dynamic shapes once
         state.context_path = torch.compile(state.context_path, dynamic=True)
@@ -56,28 +48,17 @@ def step_run(shape: str, batch: int, compile_: bool, act_ckpt: bool, budget: flo
     m = cfg.model
     clips = torch.randn(batch, m.in_chans, m.num_frames, m.img_size, m.img_size, device=dev)
 
-    def one(step: int):
-        ctx, tgt = masks(batch, step)
-        mb = [(clips, [c.to(dev) for c in ctx], [t.to(dev) for t in tgt])]
-        sync()
-        t0 = time.perf_counter()
-        metrics = train_step(state, cfg, mb, step + 1)
-        sync()
-        return time.perf_counter() - t0, metrics
-
+    one = step_timer(state, cfg, masks, clips, dev)
     warm = [one(s)[0] for s in range(3 if compile_ else 2)]
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     times, flops, parts, s = [], [], None, len(warm)
     while len(times) < 2 or (time.perf_counter() - t_start < 0.8 * budget and len(times) < 20):
-        dt, metrics = one(s)
+        dt, _, f = one(s)
         s += 1
-        n = len(cfg.masks)
-        f = step_flops(m, [metrics[f"context_tokens_mask{i}"] for i in range(n)],
-                       [metrics[f"target_tokens_mask{i}"] for i in range(n)])
-        parts = parts or {k: batch * v for k, v in f.items()}
+        parts = parts or f
         times.append(dt)
-        flops.append(batch * f["total"])
+        flops.append(f["total"])
     name = torch.cuda.get_device_name(dev) if cuda else "cpu"
     rate = sum(flops) / sum(times)
     peak = peak_rate(name)
