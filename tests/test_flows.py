@@ -32,19 +32,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGINT twice (Prefect workers ask for it), then SIGKILL, to the whole process group."""
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGINT twice (Prefect workers ask for it), then SIGKILL, to each process's whole group; all
+    processes at once, so the waits overlap."""
     for sig, wait in ((signal.SIGINT, 10), (signal.SIGINT, 10), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
+        alive = [p for p in procs if p.poll() is None]
+        for p in alive:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while any(p.poll() is None for p in alive) and time.time() < deadline:
+            time.sleep(0.2)
 
 
 def run(cmd, cwd, env, timeout=600) -> str:
@@ -141,8 +141,7 @@ def pool(tmp_path_factory):
         start(["prefect", "worker", "start", "--pool", "control-pool"], env_a, a.parent)
         yield {"api": api, "mlflow": mlflow_uri, "machines": machines, "remote": remote, "procs": procs}
     finally:
-        for p in reversed(procs):
-            stop(p)
+        stop(procs)
         assert all(p.poll() is not None for p in procs)
 
 
