@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 EXPERIMENT = "vjepa-reproduction"
+EXPERIMENT_KIND = "mlflow.experimentKind"    # read by the MLflow UI (3.x) to pick the experiment's first page
 ABLATIONS = "vjepa-ablations"
 DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
 
@@ -143,7 +144,9 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
         try:
             import mlflow
             mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+            exp = mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+            if EXPERIMENT_KIND not in exp.tags:  # the UI then opens on the runs table, not a GenAI overview
+                mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
             run = mlflow.start_run(run_name=os.environ.get("DVC_STAGE", stage))
         except Exception as e:
             warnings.warn(f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
