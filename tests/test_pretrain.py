@@ -391,15 +391,21 @@ if __name__ == "__main__" and sys.argv[1] == "kill":
     _child_kill(sys.argv[2], int(sys.argv[3]))
 
 
-def test_foreach_adamw_steps_are_bit_identical_to_the_per_parameter_loop():
-    # the step's optimizer runs foreach kernels; the official one runs torch's default per-parameter loop
+def test_foreach_adamw_and_ema_steps_are_bit_identical_to_the_per_parameter_loop(monkeypatch):
+    # on a GPU the step's AdamW and EMA run foreach kernels, on the CPU (and in the official code)
+    # the per-parameter loop: the two must give the same bits
+    import vjepa.pretrain as pretrain_module
     cfg = tiny_config()
-    fast, micro = tiny_state_and_batch(cfg)
-    loop, _ = tiny_state_and_batch(cfg)
+    loop, micro = tiny_state_and_batch(cfg)
+    assert loop.optimizer.defaults["foreach"] is False  # CPU
+    with monkeypatch.context() as gpu_path:  # the GPU's foreach path, run on the CPU
+        gpu_path.setattr(pretrain_module, "use_foreach", lambda device: True)
+        fast, _ = tiny_state_and_batch(cfg)
     assert fast.optimizer.defaults["foreach"] is True
-    loop.optimizer = torch.optim.AdamW(param_groups(loop.encoder, loop.predictor), lr=cfg.optim.lr,
-                                       betas=cfg.optim.betas, eps=cfg.optim.eps, foreach=False)
     for s in (1, 2, 3):
-        assert train_step(fast, cfg, micro, step=s) == train_step(loop, cfg, micro, step=s)
+        with monkeypatch.context() as gpu_path:
+            gpu_path.setattr(pretrain_module, "use_foreach", lambda device: True)
+            fast_metrics = train_step(fast, cfg, micro, step=s)
+        assert fast_metrics == train_step(loop, cfg, micro, step=s)
     for name in ("encoder", "predictor", "target_encoder"):
         assert_same_tree(getattr(fast, name).state_dict(), getattr(loop, name).state_dict(), name)

@@ -243,11 +243,11 @@ def test_probe_steps_with_foreach_adamw_are_bit_identical_to_the_per_parameter_l
     tokens = encode(enc, torch.stack([data[i]["video"] for i in range(8)]))
     labels = torch.tensor([data[i]["label"] for i in range(8)])
     fast, loop = (ProbeSet(cfg, 48, 3, torch.device("cpu")) for _ in range(2))
-    for name, probe in loop.probes.items():
-        hp = loop.hparams[name]
-        loop.opts[name] = torch.optim.AdamW(param_groups(probe), lr=hp["lr"], weight_decay=hp["weight_decay"],
-                                            foreach=False)
-    assert all(o.defaults["foreach"] is True for o in fast.opts.values())
+    assert all(o.defaults["foreach"] is False for o in loop.opts.values())  # the CPU's loop; a GPU runs foreach
+    for name, probe in fast.probes.items():
+        hp = fast.hparams[name]
+        fast.opts[name] = torch.optim.AdamW(param_groups(probe), lr=hp["lr"], weight_decay=hp["weight_decay"],
+                                            foreach=True)
     for step in (1, 2, 3):
         for s in (fast, loop):
             s.set_schedule(step, 3)

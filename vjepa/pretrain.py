@@ -37,7 +37,7 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded
+from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -207,8 +207,12 @@ def ema_update_(target: nn.Module, context: nn.Module, momentum: float) -> None:
     """theta_tgt <- m * theta_tgt + (1 - m) * theta_ctx, for every parameter (pos_embed included, as
     the official code does), computed as official: mul_(m) then add_((1 - m) * theta_ctx)."""
     tgt, ctx = list(target.parameters()), list(context.parameters())
-    torch._foreach_mul_(tgt, momentum)
-    torch._foreach_add_(tgt, torch._foreach_mul(ctx, 1.0 - momentum))
+    if use_foreach(tgt[0].device):
+        torch._foreach_mul_(tgt, momentum)
+        torch._foreach_add_(tgt, torch._foreach_mul(ctx, 1.0 - momentum))
+    else:
+        for t, c in zip(tgt, ctx):
+            t.mul_(momentum).add_(c * (1.0 - momentum))
 
 
 def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
@@ -244,10 +248,8 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         target = encoder
     if cfg.init is not None:
         init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
-    # foreach: one kernel per group of tensors instead of ~12 per parameter (the CPU default is the
-    # per-parameter loop); bit-identical to it (tests/test_pretrain.py pins that)
     optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  eps=cfg.optim.eps, foreach=True)
+                                  eps=cfg.optim.eps, foreach=use_foreach(env.device))
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
     return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
 

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, FieldError, check_range, to_dict
-from vjepa.runtime import PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, write_json
+from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, use_foreach,
+                           write_json)
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
@@ -206,8 +207,8 @@ class ProbeSet:
                      else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)).to(device)
             self.probes[name] = probe
             self.hparams[name] = {"kind": kind, "lr": lr, "weight_decay": wd}
-            # foreach: bit-identical to the per-parameter loop (torch's CPU default), far fewer kernels
-            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd, foreach=True)
+            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd,
+                                                foreach=use_foreach(device))
             self.scalers[name] = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def set_schedule(self, step: int, total: int) -> None:

@@ -24,6 +24,13 @@ import torch
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def use_foreach(device: torch.device | str) -> bool:
+    """Whether AdamW and the EMA run torch's foreach kernels: on a GPU (one launch per group of
+    tensors), not on the CPU, where the per-parameter loop is the faster of the two (AdamW 13 against
+    24 ms per step at ViT-tiny size, measured here); both give the same bits (tests pin it)."""
+    return torch.device(device).type == "cuda"
+
+
 def autocast_for(device: torch.device, precision: str) -> Callable[[], ContextManager]:
     """A factory of autocast contexts for `precision` on `device` (disabled for fp32)."""
     dtype = PRECISIONS[precision]
