@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 EXPERIMENT = "vjepa-reproduction"
-EXPERIMENT_KIND = "mlflow.experimentKind"    # read by the MLflow UI (3.x) to pick the experiment's first page
+EXPERIMENT_KIND = "mlflow.experimentKind"    # MLflow 3's experiment type tag: model training, not GenAI traces
 ABLATIONS = "vjepa-ablations"
 DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
 
@@ -145,7 +145,7 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
             import mlflow
             mlflow.set_tracking_uri(uri)
             exp = mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
-            if EXPERIMENT_KIND not in exp.tags:  # the UI then opens on the runs table, not a GenAI overview
+            if EXPERIMENT_KIND not in exp.tags:  # what these runs are, as MLflow 3's UI records an experiment's type
                 mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
             run = mlflow.start_run(run_name=os.environ.get("DVC_STAGE", stage))
         except Exception as e:

@@ -127,7 +127,7 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("vjepa-ablations/smoke")
     assert client.get_experiment_by_name("vjepa-reproduction") is None  # nothing landed in the main experiment
-    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on its runs table
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # training runs, not GenAI traces
     runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
     assert [r.data.tags["ablation"] for r in runs] == ["default", "ratio-low", "copy"]
     by_point = {r.data.tags["ablation"]: r for r in runs}
