@@ -201,7 +201,7 @@ def test_ava_datasets_builds_both_sets_from_an_ava_folder_without_the_excluded_k
     sets = ava_datasets(files, clip, num_classes=80, seed=0)
     assert sets.train.keys == keyframes[1:] and sets.train.train and not sets.val.train
     assert sets.val_exclusions == read_ava_exclusions(files.val_exclusions)
-    assert len(sets.val_groundtruth) == len(read_ava_csv(files.val_groundtruth)) and sets.labelmap
+    assert len(sets.val_groundtruth) == len(read_ava_csv(files.val_groundtruth))
     item = sets.train[0]
     assert item["video"].shape[-3:] == (4, 32, 32) and item["labels"].shape[1] == 80
     assert sets.val[0]["labels"].sum() == 0  # proposals carry no labels

@@ -188,7 +188,8 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     # one stage per machine at a time: a generation of several stages uses both machines, so
     # outputs had to travel through the remote to the stages that read them
     assert set(ran_on[s] for s in SMOKE_STAGES if s.startswith(("probe", "detect", "finetune", "learn"))) == {"a", "b"}
-    moved = [s for s in SMOKE_STAGES for u in flows.dag_upstream(pool["machines"]["a"][0])[s] if ran_on[u] != ran_on[s]]
+    upstream = flows.dag_upstream(pool["machines"]["a"][0])
+    moved = [s for s in SMOKE_STAGES for u in upstream[s] if ran_on[u] != ran_on[s]]
     assert moved
     assert any(f.startswith("files/md5/") for f in (str(p.relative_to(pool["remote"])) for p in pool["remote"].rglob("*")
                                                       if p.is_file()))

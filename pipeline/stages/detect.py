@@ -17,7 +17,8 @@ from vjepa.detect import run_detection
 def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
     """Train the head on the ground truth, predict on the proposals; writes runs/detect/."""
     seed = P.main_seed
-    cfg = P.detect_config(sorted(read_ava_labelmap(P.detect.data.labelmap)), seed)
+    labelmap = read_ava_labelmap(P.detect.data.labelmap)
+    cfg = P.detect_config(sorted(labelmap), seed)
     ckpt = probe_checkpoint(P)
     settings = {"detect": to_dict(P.detect), "encoder": to_dict(P.probe.encoder), "checkpoint": ckpt}
     with stage_run("detect", settings, {"profile": P.profile}) as t:
@@ -25,7 +26,7 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
         encoder, enc = frozen_encoder(P, ckpt)
         work = work_dir("detect", settings)
         result = once(work, lambda: run_detection(cfg, encoder, sets.train, sets.val, sets.val_groundtruth, work,
-                                                  sets.val_exclusions, sets.labelmap))
+                                                  sets.val_exclusions, labelmap))
         out = publish(work, RUNS / "detect")
         metrics = {"profile": P.profile, "seed": seed, "encoder": enc.checkpoint,
                    "train_keyframes": len(sets.train), "val_keyframes": len(sets.val), **result}

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vjepa.config import FieldError, check_range
-from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap, read_ava_proposals
+from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_proposals
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 
 
@@ -125,11 +125,11 @@ class AvaSets:
     val: AvaBoxDataset                   # proposals above the score threshold
     val_groundtruth: pd.DataFrame        # the table mAP is computed against
     val_exclusions: set | None
-    labelmap: dict[int, str]             # the evaluation classes
 
 
 def ava_datasets(files: AvaFiles, clip: AvaClipConfig, num_classes: int = 80, seed: int = 0) -> AvaSets:
-    """Read an AVA folder's files (errors name the file and line) and build both box datasets."""
+    """Read an AVA folder's annotation files (errors name the file and line) and build both box
+    datasets; the label map (the evaluation classes) is the caller's, it configures the scoring."""
     frames = AvaFrameFolder(files.frames)
     train_gt = read_ava_csv(files.train_groundtruth)
     if files.train_exclusions:
@@ -140,5 +140,4 @@ def ava_datasets(files: AvaFiles, clip: AvaClipConfig, num_classes: int = 80, se
         train=AvaBoxDataset(frames, ava_gt_boxes(train_gt, num_classes), clip, train=True, seed=seed),
         val=AvaBoxDataset(frames, ava_proposal_boxes(proposals, num_classes), clip, train=False, seed=seed),
         val_groundtruth=read_ava_csv(files.val_groundtruth),
-        val_exclusions=read_ava_exclusions(files.val_exclusions) if files.val_exclusions else None,
-        labelmap=read_ava_labelmap(files.labelmap))
+        val_exclusions=read_ava_exclusions(files.val_exclusions) if files.val_exclusions else None)
