@@ -2,7 +2,8 @@
 stride 4; 224 and 384 px crops) on Kinetics-like H.264 files this benchmark writes (340x256 at 30
 fps and 456x256 at 25 fps, 10 s, x264's default GOP of 250 frames and B-frames). Per clip, in this
 one process (a DataLoader worker's work: one torch thread, decoders on one thread unless the
-official loader asks for more): clips per second of wall time (per worker), clips per CPU-second
+official loader asks for more; malloc keeps freed clips, as our workers set it, for every row):
+clips per second of wall time (per worker), clips per CPU-second
 (per core: user + system time of every thread of the process), and the decode / transform split.
 Every loader reads the same clip windows (the official loader's draw from numpy's global RNG,
 replayed for ours). Rows:
@@ -15,6 +16,10 @@ replayed for ours). Rows:
 - ours pyav, finish on <device>: the worker decodes and cuts the uint8 box; float conversion,
   resize, flip and normalisation run in the consumer (TrainClipTransform.finish on --device, cpu
   here: "worker CPU" is then what the loader worker keeps).
+
+Each loader also makes its batches (--batch clips) as its DataLoader worker does, timed as
+"collate": the official collator's default_collate, our dataset's item and vjepa.data.collate; for
+the finish row the stack runs on the consumer's device (not in the worker's CPU).
 
     git clone https://github.com/facebookresearch/jepa ../jepa-official    # outside this repository
     python benchmarks/bench_loader.py --official-repo ../jepa-official [--clips 24] [--device cuda]
@@ -37,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vjepa, wherever it runs from
-from vjepa.data import ClipSampling  # noqa: E402
+from vjepa.data import ClipSampling, collate, worker_threads_init  # noqa: E402
 from vjepa.data.transforms import pretrain_transform  # noqa: E402
 from vjepa.data.video import decode_clips, with_index  # noqa: E402
 
@@ -105,6 +110,7 @@ class SameWindow:
 class Row:
     def __init__(self, name: str):
         self.name, self.wall, self.cpu, self.decode, self.transform, self.worker_cpu = name, 0.0, 0.0, 0.0, 0.0, 0.0
+        self.collate = 0.0
         self.clips = 0
 
     def add(self, wall, cpu_decode, cpu_tf, worker_cpu=None):
@@ -114,6 +120,14 @@ class Row:
         self.cpu += cpu_decode + cpu_tf
         self.worker_cpu += cpu_decode + cpu_tf if worker_cpu is None else worker_cpu
         self.clips += 1
+
+    def add_batch(self, make_batch, worker: bool = True):
+        """Time one batch's collation (in the worker's CPU when `worker`)."""
+        _, wall, cpu = timed(make_batch)
+        self.wall += wall
+        self.cpu += cpu
+        self.collate += cpu
+        self.worker_cpu += cpu if worker else 0.0
 
 
 def timed(fn):
@@ -144,11 +158,17 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=24, help="clips per row and setting")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 384])
     ap.add_argument("--files-per-format", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="clips per collated batch")
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="leave glibc's malloc returning freed clips to the OS (as the official workers do)")
     ap.add_argument("--preset", default="medium", help="x264 preset of the written files")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="where the 'finish' rows convert, resize, flip and normalise")
     args = ap.parse_args()
-    torch.set_num_threads(1)  # as in a DataLoader worker (vjepa.data.datasets.worker_threads_init)
+    if args.malloc_default:
+        torch.set_num_threads(1)
+    else:
+        worker_threads_init(0)  # as in our DataLoader workers: one torch thread, freed clips kept by malloc
     official = load_official(args.official_repo) if args.official_repo else None
     cfg = ClipSampling(num_frames=16, frame_step=4, random=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,6 +198,12 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         off_ds.__dict__.update(frames_per_clip=16, frame_step=4, num_clips=1, random_clip_sampling=True,
                                allow_clip_overlap=False, filter_short_videos=False, filter_long_videos=int(10**9),
                                duration=None)
+    batches = {name: [] for name in rows if name != "floor"}
+    for _ in range(2):  # untimed: the allocator's first batches of this size cost several times the later ones
+        dummy = torch.zeros(1, 3, 16, size, size)
+        for outs in batches.values():
+            outs.extend([([dummy[0]], 0, [0])] * args.batch if outs is batches.get("official") else [dummy] * args.batch)
+        _collate_batches({name: Row(name) for name in batches}, batches, paths[0])
     for k in range(args.clips):
         path = paths[k % len(paths)]
         seed = 1000 * size + k
@@ -185,12 +211,14 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         if official is not None:
             np.random.seed(seed)
             (buf, _), d_wall, d_cpu = timed(lambda: off_ds.loadvideo_decord(path))
-            _, t_wall, t_cpu = timed(lambda: off_tf(buf))
+            out, t_wall, t_cpu = timed(lambda: off_tf(buf))
             rows["official"].add(d_wall + t_wall, d_cpu, t_cpu)
+            batches["official"].append(([out], 0, [0]))  # its item: (clips, label, clip indices)
         for backend in ("decord", "pyav"):
             got, d_wall, d_cpu = timed(lambda: decode_clips(path, cfg, SameWindow(seed), backend=backend))
-            _, t_wall, t_cpu = timed(lambda: tf(got.frames, rng=np.random.default_rng(seed)))
+            out, t_wall, t_cpu = timed(lambda: tf(got.frames, rng=np.random.default_rng(seed)))
             rows[f"ours {backend}"].add(d_wall + t_wall, d_cpu, t_cpu)
+            batches[f"ours {backend}"].append(out)
         frames = np.concatenate(got.indices)
         _, f_wall, f_cpu = timed(lambda: floor_decode(path, frames))
         rows["floor"].add(f_wall, f_cpu, 0.0)
@@ -201,17 +229,40 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         if out.device.type == "cuda":
             torch.cuda.synchronize()
         rows["ours pyav, finish"].add(d_wall + c_wall + f_wall, d_cpu, c_cpu + f_cpu, worker_cpu=d_cpu + c_cpu)
+        batches["ours pyav, finish"].append(out)
+        if len(batches["ours pyav"]) == args.batch or k == args.clips - 1:
+            _collate_batches(rows, batches, path)
     return rows
+
+
+def _collate_batches(rows: dict[str, Row], batches: dict[str, list], path: str) -> None:
+    """Make each loader's batch from its clips as its DataLoader would, timed, then drop them."""
+    for name, outs in batches.items():
+        if name == "official":
+            make = lambda: torch.utils.data.default_collate(outs)  # noqa: E731
+        elif name.endswith("finish"):  # on the consumer's device
+            make = lambda: _synced(torch.stack(outs))  # noqa: E731
+        else:  # VideoDataset's item: the clip stacked over its one segment; then the batch collate
+            make = lambda: collate([{"video": torch.stack([o]), "label": 0, "index": 0, "path": path}  # noqa: E731
+                                    for o in outs])
+        rows[name].add_batch(make, worker=not name.endswith("finish"))
+        outs.clear()
+
+
+def _synced(t: torch.Tensor) -> torch.Tensor:
+    if t.device.type == "cuda":
+        torch.cuda.synchronize()
+    return t
 
 
 def _print(size: int, rows: dict[str, Row], device: str) -> None:
     print(f"\n{size} px crops, 16 frames x stride 4")
     print(f"{'loader (per clip)':<30}{'clips/s/worker':>15}{'clips/CPU-s':>13}{'decode CPU ms':>15}"
-          f"{'transform CPU ms':>18}{'worker CPU ms':>15}")
+          f"{'transform CPU ms':>18}{'collate CPU ms':>16}{'worker CPU ms':>15}")
     for r in rows.values():
         name = r.name + (f" on {device}" if r.name.endswith("finish") else "")
         print(f"{name:<30}{r.clips / r.wall:>15.2f}{r.clips / r.cpu:>13.2f}{1e3 * r.decode / r.clips:>15.1f}"
-              f"{1e3 * r.transform / r.clips:>18.1f}{1e3 * r.worker_cpu / r.clips:>15.1f}")
+              f"{1e3 * r.transform / r.clips:>18.1f}{1e3 * r.collate / r.clips:>16.1f}{1e3 * r.worker_cpu / r.clips:>15.1f}")
 
 
 def _closing(results: dict[int, dict[str, Row]], device: str) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from vjepa.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, RAND_AUGMENT, ClipAutoAugment, ClipColorJitter,
                                    ClipRandAugment, ClipRandomErasing, eval_transform, normalize, pretrain_transform,
-                                   probe_train_transform, random_resized_box, to_clip_tensor)
+                                   probe_train_transform, random_resized_box, resize, to_clip_tensor)
 
 
 def _static_clip(T=4, h=40, w=48, seed=0):
@@ -108,6 +108,21 @@ def test_normalisation_uses_imagenet_statistics():
     assert torch.allclose(white, torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]))
 
 
+def test_normalisation_writes_a_contiguous_clip_with_the_bits_of_the_broadcast_formula():
+    # the resize hands over [C, T, H, W] with channels innermost in memory (and flipped copies of
+    # it); normalize writes a contiguous clip, which the batch's stack copies 5x faster, and must
+    # give the bits of (x - mean) / std computed on that strided input
+    frames = np.random.default_rng(3).integers(0, 256, (4, 30, 26, 3), dtype=np.uint8)
+    clip = resize(to_clip_tensor(frames), (37, 41))
+    assert not clip.is_contiguous()
+    m, s = torch.tensor(IMAGENET_MEAN).view(-1, 1, 1, 1), torch.tensor(IMAGENET_STD).view(-1, 1, 1, 1)
+    for x in (clip, clip.flip(-1), clip.contiguous()):
+        got = normalize(x)
+        assert got.is_contiguous() and torch.equal(got, (x - m) / s)
+    out = pretrain_transform(24)(frames, rng=np.random.default_rng(0))
+    assert out.is_contiguous()
+
+
 def test_eval_views_one_centre_crop_or_three_crops_along_the_long_side():
     h, w = 16, 40
     col = np.tile((np.arange(w, dtype=np.uint8) * 6)[None, :, None], (h, 1, 3))
@@ -128,7 +143,6 @@ def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit()
     # the loader worker may stop after crop() (uint8 box + flip draw) and hand the rest to the
     # consumer's device; on the CPU that is the same operations in the same order as before the
     # split: the independent composition below, bit-identical, for both flip draws
-    from vjepa.data.transforms import normalize, resize, to_clip_tensor
     frames = np.random.default_rng(0).integers(0, 256, (6, 40, 52, 3), dtype=np.uint8)
     tf = pretrain_transform(24)
     flips = set()
@@ -139,7 +153,6 @@ def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit()
         assert crop.base is not None and crop.dtype == np.uint8  # a view of the decoded frames: no copy
         assert torch.equal(tf.finish(crop, flip, "cpu"), want)
         r = np.random.default_rng(seed)
-        from vjepa.data.transforms import random_resized_box
         top, left, h, w = random_resized_box(40, 52, tf.scale, tf.ratio, r)
         ref = resize(to_clip_tensor(frames[:, top:top + h, left:left + w]), (24, 24))
         ref = ref.flip(-1) if r.random() < 0.5 else ref
