@@ -2,8 +2,7 @@
 stride 4; 224 and 384 px crops) on Kinetics-like H.264 files this benchmark writes (340x256 at 30
 fps and 456x256 at 25 fps, 10 s, x264's default GOP of 250 frames and B-frames). Per clip, in this
 one process (a DataLoader worker's work: one torch thread, decoders on one thread unless the
-official loader asks for more; malloc keeps freed clips, as our workers set it, for every row):
-clips per second of wall time (per worker), clips per CPU-second
+official loader asks for more): clips per second of wall time (per worker), clips per CPU-second
 (per core: user + system time of every thread of the process), and the decode / transform split.
 Every loader reads the same clip windows (the official loader's draw from numpy's global RNG,
 replayed for ours). Rows:
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vjepa, wherever it runs from
-from vjepa.data import ClipSampling, collate, worker_threads_init  # noqa: E402
+from vjepa.data import ClipSampling, collate  # noqa: E402
 from vjepa.data.transforms import pretrain_transform  # noqa: E402
 from vjepa.data.video import decode_clips, with_index  # noqa: E402
 
@@ -159,16 +158,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 384])
     ap.add_argument("--files-per-format", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8, help="clips per collated batch")
-    ap.add_argument("--malloc-default", action="store_true",
-                    help="leave glibc's malloc returning freed clips to the OS (as the official workers do)")
     ap.add_argument("--preset", default="medium", help="x264 preset of the written files")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="where the 'finish' rows convert, resize, flip and normalise")
     args = ap.parse_args()
-    if args.malloc_default:
-        torch.set_num_threads(1)
-    else:
-        worker_threads_init(0)  # as in our DataLoader workers: one torch thread, freed clips kept by malloc
+    torch.set_num_threads(1)  # as in a DataLoader worker
     official = load_official(args.official_repo) if args.official_repo else None
     cfg = ClipSampling(num_frames=16, frame_step=4, random=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -508,7 +508,7 @@ def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int]
 
 
 def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv) -> dict:
-    from vjepa.data import SkipCounter, mixture_indices, worker_threads_init  # the data layer (pandas, decoders) loads only for the loop
+    from vjepa.data import SkipCounter, mixture_indices  # the data layer (pandas, decoders) loads only for the loop
     cfg.validate()
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
@@ -532,7 +532,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
                                   order_fn)
     loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg), sampler=sampler, batch_size=None,
                                          collate_fn=_identity, num_workers=cfg.num_workers,
-                                         worker_init_fn=worker_threads_init, pin_memory=env.device.type == "cuda")
+                                         pin_memory=env.device.type == "cuda")
     log = JsonlLog(out_dir / "metrics.jsonl", start) if env.is_main else None
 
     batches = iter(loader)

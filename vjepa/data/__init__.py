@@ -14,7 +14,7 @@ from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, r
 from vjepa.data.sampling import ClipSampling, clip_indices
 from vjepa.data.video import VideoDecodeError, decode_clips, read_clips
 from vjepa.data.datasets import (ImageDataset, MixtureDataset, SkipCounter, TooManySkipped,
-                                 VideoDataset, collate, mixture_indices, worker_threads_init)
+                                 VideoDataset, collate, mixture_indices)
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
                                    EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
                                    finetune_train_transform, pretrain_transform, probe_train_transform)

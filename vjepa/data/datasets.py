@@ -243,23 +243,6 @@ def mixture_indices(sizes: Sequence[int], weights: Sequence[float] | None, num_s
 
 
 def worker_threads_init(_worker_id: int) -> None:
-    """DataLoader worker_init_fn: one torch thread per worker (workers share the machine's cores),
-    and freed clip-sized blocks kept for reuse (keep_freed_memory)."""
+    """DataLoader worker_init_fn: one torch thread per worker (workers share the machine's cores)."""
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    keep_freed_memory()
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed blocks up to 32 MiB (its maximum mmap threshold) in the heap
-    instead of returning each to the OS: a loader allocates and frees several 10-30 MB float clips
-    per item, and otherwise touches fresh pages for every one (measured: a third of the transform
-    and most of the batch's stack). Values are unaffected. False where malloc is not glibc's."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 * 2**20))
