@@ -87,8 +87,13 @@ class VideoDataset(_Seeded, Dataset):
             _recent_fallbacks.append(path)
         T = self.clip.num_frames
         clips = [self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
-        video = clips[0].unsqueeze(0) if len(clips) == 1 else torch.stack(clips)  # one segment: no copy
+        video = stack_segments(clips)
         return {"video": video, "label": int(label), "index": i, "path": path}
+
+
+def stack_segments(clips: Sequence[torch.Tensor]) -> torch.Tensor:
+    """An item's S segment clips [V, C, T, H, W] -> [S, V, C, T, H, W]; one segment is not copied."""
+    return clips[0].unsqueeze(0) if len(clips) == 1 else torch.stack(clips)
 
 
 class ImageDataset(_Seeded, Dataset):
