@@ -160,7 +160,7 @@ def test_predictor_normalises_only_the_target_tokens_it_reads_out_and_gets_the_s
     ctx_idx, tgt_idx = torch.tensor([[0, 3, 5, 9], [1, 2, 4, 6]]), torch.tensor([[1, 2, 7], [0, 8, 9]])
     z = torch.randn(2, 4, 48)
     seen = {}
-    pred.predictor_norm.register_forward_hook(lambda m, args, out: seen.update(rows=args[0].shape[1]))
+    pred.predictor_norm.register_forward_hook(lambda m, args, out: seen.update(rows=args[0].numel() // args[0].shape[-1]))
     with torch.no_grad():
         ours = pred(z, ctx_idx, tgt_idx)
         # reference: every token through the final norm, then the target rows read out
@@ -171,5 +171,69 @@ def test_predictor_normalises_only_the_target_tokens_it_reads_out_and_gets_the_s
             x = blk(x)
         ref = pred.predictor_proj(torch.nn.functional.layer_norm(
             x, (24,), pred.predictor_norm.weight, pred.predictor_norm.bias, 1e-6)[:, -3:])
-    assert seen["rows"] == 3 and ours.shape == (2, 3, 48)
+    assert seen["rows"] == 2 * 3 and ours.shape == (2, 3, 48)
     assert torch.equal(ours, ref)
+
+
+def _one_pass_per_mask(enc, pred, x, ctx_masks, tgt_masks):
+    """The official order of work: the encoder and the predictor run each mask's sequences alone."""
+    tokens = enc.tokens(x)
+    preds = []
+    for i, (c, t) in enumerate(zip(ctx_masks, tgt_masks)):
+        z = gather_tokens(tokens, c)
+        for blk in enc.blocks:
+            z = blk(z)
+        z = enc.norm(z)
+        pos = pred.predictor_pos_embed.expand(x.size(0), -1, -1)
+        s = torch.cat([pred.predictor_embed(z) + gather_tokens(pos, c),
+                       pred.mask_tokens[i].expand(*t.shape, -1) + gather_tokens(pos, t)], dim=1)
+        for blk in pred.predictor_blocks:
+            s = blk(s)
+        preds.append(pred.predictor_proj(pred.predictor_norm(s[:, -t.size(1):])))
+    return preds
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_packed_masks_give_the_numbers_of_one_pass_per_mask(checkpointing):
+    """Both masks' token sets run through each block as one matrix (attention split per mask): the
+    forward pass gives the per-mask numbers (float rounding at most: a larger matrix product may
+    block its sums differently; on x86 CPUs they come out bit for bit), the gradients sum the same
+    products in another order (stated tolerance 1e-5 relative)."""
+    cfg = ModelConfig(**{**TINY.__dict__, "activation_checkpointing": checkpointing})
+    torch.manual_seed(0)
+    enc, pred = build_encoder(cfg).train(), build_predictor(cfg).train()
+    with torch.no_grad():
+        for t in pred.mask_tokens:
+            t.normal_(0, 0.02)
+    x = torch.randn(3, 3, 4, 32, 32)
+    g = torch.Generator().manual_seed(1)
+    ctx = [torch.randperm(32, generator=g)[:k].sort().values.expand(3, -1) for k in (9, 20)]
+    tgt = [torch.randperm(32, generator=g)[:k].sort().values.expand(3, -1) for k in (7, 12)]
+
+    def run(fn):
+        enc.zero_grad(), pred.zero_grad()
+        preds = fn()
+        sum(p.abs().mean() for p in preds).backward()
+        grads = {n: p.grad.clone() for m in (enc, pred) for n, p in m.named_parameters() if p.grad is not None}
+        return [p.detach() for p in preds], grads
+
+    packed, g_packed = run(lambda: pred.forward_masks(enc(x, ctx), ctx, tgt))
+    ref, g_ref = run(lambda: _one_pass_per_mask(enc, pred, x, ctx, tgt))
+    assert [p.shape for p in packed] == [(3, 7, 48), (3, 12, 48)]
+    for a, b in zip(packed, ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert g_packed.keys() == g_ref.keys() and len(g_ref) > 20
+    for name in g_ref:
+        torch.testing.assert_close(g_packed[name], g_ref[name], rtol=1e-5, atol=1e-8, msg=name)
+
+
+def test_packed_masked_forward_returns_out_layers_per_mask():
+    enc = build_encoder(TINY).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    masks = [torch.tensor([[0, 4, 9]] * 2), torch.tensor([[1, 2, 3, 30, 31]] * 2)]
+    with torch.no_grad():
+        per_mask = enc(x, masks, out_layers=[1, 2])
+        last = enc(x, masks)
+    assert [[t.shape for t in layers] for layers in per_mask] == [[(2, 3, 48)] * 2, [(2, 5, 48)] * 2]
+    for layers, z in zip(per_mask, last):
+        torch.testing.assert_close(layers[1], z, rtol=0, atol=0)  # the same packed computation

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from vjepa.models.pos_embed import sincos_3d
-from vjepa.models.vit import Block, LayerNorm, gather_tokens, init_weights
+from vjepa.models.vit import Block, LayerNorm, gather_tokens, init_weights, pack, run_block, unpack
 
 
 class Predictor(nn.Module):
@@ -47,22 +47,29 @@ class Predictor(nn.Module):
                 mask_index: int = 0) -> torch.Tensor:
         """context [B, Nc, D] at token indices context_index [B, Nc]; returns predictions [B, Nt, D]
         for target_index [B, Nt], in that index order."""
-        B, Nt = target_index.shape
-        pos = self.predictor_pos_embed.expand(B, -1, -1)
-        x = self.predictor_embed(context) + gather_tokens(pos, context_index)
-        token = self.mask_tokens[mask_index % len(self.mask_tokens)]
-        queries = token.expand(B, Nt, -1) + gather_tokens(pos, target_index)
-        x = torch.cat([x, queries], dim=1)  # [context ; targets], each in ascending index order
-        for blk in self.predictor_blocks:
-            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
-        # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
-        # numbers are those of normalising all and slicing)
-        return self.predictor_proj(self.predictor_norm(x[:, -Nt:]))
+        return self.predict([context], [context_index], [target_index], [mask_index])[0]
 
     def forward_masks(self, contexts: list[torch.Tensor], context_masks: list[torch.Tensor],
                       target_masks: list[torch.Tensor]) -> list[torch.Tensor]:
         """One prediction per mask config i, using mask token i."""
-        return [self(z, c, t, mask_index=i) for i, (z, c, t) in enumerate(zip(contexts, context_masks, target_masks))]
+        return self.predict(contexts, context_masks, target_masks, list(range(len(contexts))))
+
+    def predict(self, contexts, context_masks, target_masks, mask_indices) -> list[torch.Tensor]:
+        """The sequences [context ; targets] of every mask, run packed through the blocks (see
+        vit.pack: the numbers of one pass per mask, as the official code runs them)."""
+        pos = self.predictor_pos_embed  # [1, N, d]
+        seqs = []
+        for z, c, t, i in zip(contexts, context_masks, target_masks, mask_indices):
+            B, Nt = t.shape
+            x = self.predictor_embed(z) + gather_tokens(pos.expand(B, -1, -1), c)
+            queries = self.mask_tokens[i % len(self.mask_tokens)].expand(B, Nt, -1) + gather_tokens(pos.expand(B, -1, -1), t)
+            seqs.append(torch.cat([x, queries], dim=1))  # [context ; targets], each in ascending index order
+        x, segments = pack(seqs)
+        checkpointed = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for blk in self.predictor_blocks:
+            x = run_block(blk, x, segments, checkpointed)
+        # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
+        # numbers are those of normalising all and slicing)
+        targets = [s[:, -t.size(1):] for s, t in zip(unpack(x, segments), target_masks)]
+        out, segments = pack(targets)
+        return unpack(self.predictor_proj(self.predictor_norm(out)), segments)

@@ -31,6 +31,23 @@ class PatchEmbed3D(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+# Packing: the sequence sets of several masks ([B, K_i, D] each) run through a block as one matrix of
+# rows [sum B * K_i, D], so every token-wise layer (norms, qkv, proj, MLP) is one larger matrix
+# product instead of one per mask; only attention is split, each set attending within itself. The
+# outputs are the per-mask ones row for row (on the CPU bit for bit in the forward pass); weight
+# gradients sum the same products in another order.
+Segments = list[tuple[int, int]]  # (B_i, N_i) of each packed sequence set
+
+
+def pack(xs: list[torch.Tensor]) -> tuple[torch.Tensor, Segments]:
+    """[B_i, N_i, D] per set -> rows [sum B_i * N_i, D] and their segments."""
+    return torch.cat([x.flatten(0, 1) for x in xs]), [tuple(x.shape[:2]) for x in xs]
+
+
+def unpack(x: torch.Tensor, segments: Segments) -> list[torch.Tensor]:
+    return [part.view(b, n, -1) for part, (b, n) in zip(x.split([b * n for b, n in segments]), segments)]
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
@@ -40,13 +57,21 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
+    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        """x [B, N, C]; or packed rows [sum B_i * N_i, C] of several sequence sets, segments the
+        (B_i, N_i) of each: tokens attend only within their own sequence."""
+        if segments is None:
+            return self.proj(self.attend(self.qkv(x)))
+        parts = self.qkv(x).split([b * n for b, n in segments])
+        out = [self.attend(part.view(b, n, -1)).flatten(0, 1) for part, (b, n) in zip(parts, segments)]
+        return self.proj(torch.cat(out))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:  # [B, N, 3C] -> [B, N, C]
+        B, N, C3 = qkv.shape
         # the 3*C outputs are ordered (q | k | v), each split head-major
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, heads, N, hd]
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+        qkv = qkv.reshape(B, N, 3, self.num_heads, C3 // (3 * self.num_heads)).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # q, k, v [B, heads, N, hd]
+        return x.transpose(1, 2).reshape(B, N, C3 // 3)
 
 
 class MLP(nn.Module):
@@ -75,9 +100,16 @@ class Block(nn.Module):
         else:
             self.drop_path = nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), segments))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def run_block(blk: Block, x: torch.Tensor, segments: Segments | None, checkpointed: bool) -> torch.Tensor:
+    """One block, under activation checkpointing when asked (recomputed in the backward pass)."""
+    if checkpointed:
+        return checkpoint(blk, x, segments, use_reentrant=False)
+    return blk(x, segments)
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -124,6 +156,7 @@ class VisionTransformer(nn.Module):
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
         self.in_chans, self.embed_dim, self.num_heads = in_chans, embed_dim, num_heads
         self.activation_checkpointing = activation_checkpointing
+        self.drop_path_rate = drop_path_rate
         self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
 
         self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
@@ -149,15 +182,13 @@ class VisionTransformer(nn.Module):
         pos = interpolate_pos_embed(self.pos_embed, self.grid, self.token_grid(x))
         return self.patch_embed(x) + pos
 
-    def run_blocks(self, x: torch.Tensor, out_layers: list[int] | None = None):
+    def run_blocks(self, x: torch.Tensor, out_layers: list[int] | None = None, segments: Segments | None = None):
         """Blocks then the final norm. With out_layers (1-based block numbers) return the normed
-        output of each of those blocks instead."""
+        output of each of those blocks instead. x may be packed (see pack), with its segments."""
+        checkpointed = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         outs = []
         for i, blk in enumerate(self.blocks, start=1):
-            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
+            x = run_block(blk, x, segments, checkpointed)
             if out_layers is not None and i in out_layers:
                 outs.append(self.norm(x))
         return outs if out_layers is not None else self.norm(x)
@@ -172,8 +203,16 @@ class VisionTransformer(nn.Module):
         x = self.tokens(x)
         if masks is None:
             return self.run_blocks(x, out_layers)
-        # One pass per mask (as the official wrapper does); each keeps only its context tokens.
-        return [self.run_blocks(gather_tokens(x, m), out_layers) for m in masks]
+        # Each mask keeps only its context tokens; the official wrapper runs one pass per mask, we
+        # run the masks' token sets packed through each block (the same numbers, fewer products).
+        # DropPath drops whole samples, so with it each mask keeps its own pass.
+        if self.drop_path_rate > 0:
+            return [self.run_blocks(gather_tokens(x, m), out_layers) for m in masks]
+        x, segments = pack([gather_tokens(x, m) for m in masks])
+        out = self.run_blocks(x, out_layers, segments)
+        if out_layers is None:
+            return unpack(out, segments)
+        return [list(layers) for layers in zip(*(unpack(o, segments) for o in out))]  # per mask, per layer
 
 
 def still_clip(images: torch.Tensor, num_frames: int) -> torch.Tensor:
