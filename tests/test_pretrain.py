@@ -392,12 +392,12 @@ if __name__ == "__main__" and sys.argv[1] == "kill":
 
 
 def test_foreach_adamw_and_ema_steps_are_bit_identical_to_the_per_parameter_loop(monkeypatch):
-    # on a GPU the step's AdamW and EMA run foreach kernels, on the CPU (and in the official code)
-    # the per-parameter loop: the two must give the same bits
+    # with optim.fused false, a GPU runs AdamW and the EMA as foreach kernels, the CPU (and the
+    # official code) the per-parameter loop: the two must give the same bits
     import vjepa.pretrain as pretrain_module
-    cfg = tiny_config()
+    cfg = tiny_config(optim={"fused": False})
     loop, micro = tiny_state_and_batch(cfg)
-    assert loop.optimizer.defaults["foreach"] is False  # CPU
+    assert loop.optimizer.defaults["foreach"] is False and not loop.optimizer.defaults["fused"]  # CPU
     with monkeypatch.context() as gpu_path:  # the GPU's foreach path, run on the CPU
         gpu_path.setattr(pretrain_module, "use_foreach", lambda device: True)
         fast, _ = tiny_state_and_batch(cfg)
@@ -409,3 +409,27 @@ def test_foreach_adamw_and_ema_steps_are_bit_identical_to_the_per_parameter_loop
         assert fast_metrics == train_step(loop, cfg, micro, step=s)
     for name in ("encoder", "predictor", "target_encoder"):
         assert_same_tree(getattr(fast, name).state_dict(), getattr(loop, name).state_dict(), name)
+
+
+def test_fused_adamw_steps_match_the_per_parameter_loop_to_float_rounding():
+    """The default fused AdamW reorders the update's arithmetic: after 5 steps (clipping and weight
+    decay on) every weight and optimizer moment is within 1e-5 relative of the loop's (stated tolerance)."""
+    states = {}
+    for fused in (True, False):
+        cfg = tiny_config(optim={"fused": fused, "clip_grad": 1.0, "clip_grad_from_step": 0})
+        state, micro = tiny_state_and_batch(cfg)
+        assert bool(state.optimizer.defaults["fused"]) is fused
+        losses = [train_step(state, cfg, micro, step=s)["loss"] for s in range(1, 6)]
+        states[fused] = (state, losses)
+    (fused, lf), (loop, ll) = states[True], states[False]
+    assert lf[0] == ll[0] and lf != [lf[0]] * 5  # the same first forward pass; the loss moves
+    assert max(abs(a - b) for a, b in zip(lf, ll)) < 1e-5
+    for name in ("encoder", "predictor", "target_encoder"):
+        a, b = getattr(fused, name).state_dict(), getattr(loop, name).state_dict()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7, msg=f"{name}.{k}")
+    moved = [(p, q) for p, q in zip(fused.encoder.parameters(), loop.encoder.parameters()) if p.requires_grad]
+    assert any(not torch.equal(p, q) for p, q in moved)  # the fused kernel did run: its bits differ
+    for p, q in zip(fused.optimizer.state.values(), loop.optimizer.state.values()):
+        torch.testing.assert_close(p["exp_avg"], q["exp_avg"], rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(p["exp_avg_sq"], q["exp_avg_sq"], rtol=1e-5, atol=1e-12)

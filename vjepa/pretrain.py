@@ -70,6 +70,10 @@ class OptimConfig:
     eps: float = 1e-8
     clip_grad: float | None = None                  # official: 10.0 ...
     clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
+    # AdamW as torch's fused kernel (one pass over each tensor): the official update to float rounding
+    # (about 1e-6 relative per step), a third of the per-parameter loop's time on the CPU. false: the
+    # official order of operations (torch's loop on the CPU, its foreach kernels on a GPU; the same bits)
+    fused: bool = True
 
     def validate(self) -> None:
         check_range(self, "iterations", ge=1)
@@ -248,8 +252,9 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         target = encoder
     if cfg.init is not None:
         init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
+    kernel = {"fused": True} if cfg.optim.fused else {"foreach": use_foreach(env.device)}
     optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  eps=cfg.optim.eps, foreach=use_foreach(env.device))
+                                  eps=cfg.optim.eps, **kernel)
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
     return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
 
