@@ -4,14 +4,17 @@ same inputs, printed as ratios with the command that reproduces each line.
     python benchmarks/bench_official.py --official-repo /path/to/jepa            # every line
     python benchmarks/bench_official.py --official-repo /path/to/jepa --parts step-tiny,masks
 
-Lines (each measurement in its own fresh process, so each peak memory is that process's own):
+Lines (each step measurement in its own fresh process, so each peak memory is that process's own):
 - step-tiny / step-vitl: one pretraining step (target forward, context encoder and predictor for
   both masks, backward, AdamW, EMA) in fp32 on this machine's CPU, from the same weights, clips
   and masks; clips/s, peak resident memory, and how far the two runs' losses and final target
   encoders differ. The official step is its train.py step written out over its own modules.
-- masks: the paper's two multi-block masks for a batch of 24 at 224 px x 16 frames.
-- probes: K probes trained in one pass (the frozen encoder shared) against one probe, ours; the
-  official evaluation trains one probe per run, so its K probes cost K runs.
+  step-tiny alternates the two sides over --rounds processes each.
+- masks: the paper's two multi-block masks for a batch of 24 at 224 px x 16 frames, ours and the
+  official collator called in turn in one process.
+- probes: K probes trained in one pass (the frozen encoder shared) against one probe, ours, the two
+  interleaved in one process; the official evaluation trains one probe per run, so its K probes
+  cost K runs.
 - loader: benchmarks/bench_loader.py --official-repo <checkout>, run as a subprocess when it exists.
 The official checkout is read from outside this repository (see README, "Benchmarks against the
 official code"); nothing of it is copied here.
@@ -37,7 +40,7 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's vjepa, not whichever one
 # as wide, and the paper's ViT-L/16 at 224 px x 16 frames with its 12-block, 384-wide predictor
 STEP_CONFIGS = {
     "step-tiny": {"model": {"size": "tiny", "img_size": 64, "num_frames": 8, "pred_depth": 6, "pred_embed_dim": 192},
-                  "batch": 4, "steps": 10},
+                  "batch": 4, "steps": 20},
     "step-vitl": {"model": {"size": "large", "img_size": 224, "num_frames": 16}, "batch": 1, "steps": 1},
 }
 OPTIM = {"iterations": 100, "warmup_iterations": 10, "lr": 6.25e-4, "start_lr": 2e-4, "final_lr": 1e-6,
@@ -159,62 +162,61 @@ def step_official(inputs: dict, repo: str, out: Path) -> dict:
     return {"times": times[1:], "losses": losses}
 
 
-def masks_ours(calls: int) -> dict:
+def masks_both(repo: str, calls: int) -> dict:
+    """Our and the official MaskCollator for the same settings, their calls interleaved in one process
+    (a load change on the machine hits both alike)."""
     from vjepa.masks import PAPER_MASKS, MaskCollator
-    collator = MaskCollator(PAPER_MASKS, (8, 14, 14), seed=0)
-    collator(24, 0)
-    times = []
-    for s in range(1, calls + 1):
-        t0 = time.perf_counter()
-        collator(24, s)
-        times.append(time.perf_counter() - t0)
-    return {"times": times}
-
-
-def masks_official(repo: str, calls: int) -> dict:
     sys.path.insert(0, str(HERE))
     from official import import_official
-    from vjepa.masks import PAPER_MASKS  # the mask settings only (plain numbers)
     off = import_official(repo, "masks")
     cfgs = [dict(spatial_scale=m.spatial_scale, temporal_scale=m.temporal_scale, aspect_ratio=m.aspect_ratio,
                  num_blocks=m.num_blocks, max_temporal_keep=m.max_temporal_keep, max_keep=m.max_keep)
             for m in PAPER_MASKS]
-    collator = off.masks.MaskCollator(cfgs_mask=cfgs, crop_size=224, num_frames=16, patch_size=16, tubelet_size=2)
+    official = off.masks.MaskCollator(cfgs_mask=cfgs, crop_size=224, num_frames=16, patch_size=16, tubelet_size=2)
+    ours = MaskCollator(PAPER_MASKS, (8, 14, 14), seed=0)
     batch = [torch.zeros(1)] * 24
-    collator(batch)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        collator(batch)
-        times.append(time.perf_counter() - t0)
+    calls_of = {"ours": lambda s: ours(24, s), "official": lambda s: official(batch)}
+    for f in calls_of.values():
+        f(0)
+    times = {i: [] for i in calls_of}
+    for s in range(1, calls + 1):
+        for i, f in calls_of.items():
+            t0 = time.perf_counter()
+            f(s)
+            times[i].append(time.perf_counter() - t0)
     return {"times": times}
 
 
-def probe_batches(k: int, steps: int, cached: bool, seed: int = 0) -> dict:
-    """Our probe inner loop: encoder forward (unless cached) shared by k probes, then each probe's step."""
+def probe_batches(ks: list[int], steps: int, cached: bool, seed: int = 0) -> dict:
+    """Our probe inner loop: encoder forward (unless cached) shared by k probes, then each probe's
+    step; one ProbeSet per k in ks, their steps interleaved in this process so a load change on the
+    machine hits every k alike."""
     from vjepa.models import ModelConfig, build_encoder
     from vjepa.probe import ProbeConfig, ProbeSet, encode
+    import contextlib
     model = ModelConfig(size="tiny", img_size=64, num_frames=16)
     torch.manual_seed(seed)
     encoder = build_encoder(model).eval().requires_grad_(False)
-    kinds = ["attentive", "linear"] if k > 1 else ["attentive"]
-    per_kind = max(k // len(kinds), 1)
-    lrs = [1e-3 * (i + 1) for i in range(per_kind)]
-    cfg = ProbeConfig(num_classes=10, kinds=kinds, lrs=lrs, weight_decays=[0.01], precision="fp32", batch_size=16)
-    probes = ProbeSet(cfg, encoder.embed_dim, encoder.num_heads, torch.device("cpu"))
+    sets = {}
+    for k in ks:
+        kinds = ["attentive", "linear"] if k > 1 else ["attentive"]
+        per_kind = max(k // len(kinds), 1)
+        lrs = [1e-3 * (i + 1) for i in range(per_kind)]
+        cfg = ProbeConfig(num_classes=10, kinds=kinds, lrs=lrs, weight_decays=[0.01], precision="fp32", batch_size=16)
+        sets[k] = ProbeSet(cfg, encoder.embed_dim, encoder.num_heads, torch.device("cpu"))
     video = torch.randn(16, 1, 1, 3, 16, 64, 64)
     labels = torch.randint(0, 10, (16,))
     fixed = encode(encoder, video) if cached else None
-    import contextlib
-    times = []
+    times = {k: [] for k in ks}
     for s in range(steps + 1):
-        t0 = time.perf_counter()
-        probes.set_schedule(s + 1, steps + 1)
-        with torch.no_grad():
-            tokens = fixed if cached else encode(encoder, video)
-        probes.train_step(tokens, labels, contextlib.nullcontext)
-        times.append(time.perf_counter() - t0)
-    return {"times": times[1:], "k": len(probes.probes)}
+        for k, probes in sets.items():
+            t0 = time.perf_counter()
+            probes.set_schedule(s + 1, steps + 1)
+            with torch.no_grad():
+                tokens = fixed if cached else encode(encoder, video)
+            probes.train_step(tokens, labels, contextlib.nullcontext)
+            times[k].append(time.perf_counter() - t0)
+    return {"times": {str(k): t[1:] for k, t in times.items()}, "k": {str(k): len(p.probes) for k, p in sets.items()}}
 
 
 def probe_official(repo: str, steps: int, seed: int = 0) -> dict:
@@ -251,10 +253,10 @@ def child(job: dict) -> dict:
         inputs = torch.load(job["inputs"], weights_only=True)
         res = step_ours(inputs, out) if job["impl"] == "ours" else step_official(inputs, job["repo"], out)
     elif kind == "masks":
-        res = masks_ours(job["calls"]) if job["impl"] == "ours" else masks_official(job["repo"], job["calls"])
+        res = masks_both(job["repo"], job["calls"])
     elif kind == "probes":
         res = (probe_official(job["repo"], job["steps"]) if job["impl"] == "official"
-               else probe_batches(job["k"], job["steps"], job["cached"]))
+               else probe_batches(job["ks"], job["steps"], job["cached"]))
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     res["peak_rss_mib"] = peak_rss_mib()
@@ -300,24 +302,23 @@ def bench_step(name: str, repo: str, tmp: Path, rounds: int) -> list[str]:
 
 
 def bench_masks(repo: str, calls: int) -> list[str]:
-    t = {i: median(run_child({"kind": "masks", "impl": i, "repo": repo, "calls": calls})["times"])
-         for i in ("official", "ours")}
+    t = {i: median(ts) for i, ts in run_child({"kind": "masks", "repo": repo, "calls": calls})["times"].items()}
     return [f"masks (batch 24, 224 px x 16 frames, 2 mask configs): ours {t['ours'] * 1e3:.2f} ms, official "
-            f"{t['official'] * 1e3:.2f} ms -> ours takes x{t['ours'] / t['official']:.2f} the official time"]
+            f"{t['official'] * 1e3:.2f} ms -> ours takes x{t['ours'] / t['official']:.2f} the official time (interleaved in one process)"]
 
 
 def bench_probes(repo: str, k: int, steps: int) -> list[str]:
-    one = median(run_child({"kind": "probes", "impl": "ours", "k": 1, "steps": steps, "cached": False})["times"])
-    many = run_child({"kind": "probes", "impl": "ours", "k": k, "steps": steps, "cached": False})
+    res = {cached: run_child({"kind": "probes", "impl": "ours", "ks": [1, k], "steps": steps, "cached": cached})
+           for cached in (False, True)}
     off = median(run_child({"kind": "probes", "impl": "official", "repo": repo, "steps": steps})["times"])
-    one_c = median(run_child({"kind": "probes", "impl": "ours", "k": 1, "steps": steps, "cached": True})["times"])
-    many_c = median(run_child({"kind": "probes", "impl": "ours", "k": k, "steps": steps, "cached": True})["times"])
-    kk, t_many = many["k"], median(many["times"])
+    one, t_many = (median(res[False]["times"][str(i)]) for i in (1, k))
+    one_c, many_c = (median(res[True]["times"][str(i)]) for i in (1, k))
+    kk = res[False]["k"][str(k)]
     return [f"probes (ViT-tiny 64 px x 16 frames encoder, batch 16): ours {kk} probes in one pass "
             f"{t_many * 1e3:.0f} ms/batch, ours 1 probe {one * 1e3:.0f} ms -> x{t_many / one:.2f} one probe; official "
             f"1 probe {off * 1e3:.0f} ms, {kk} probes = {kk} runs -> ours x{kk * off / t_many:.2f} faster",
             f"    from cached features (no encoder pass): {kk} probes {many_c * 1e3:.1f} ms, 1 probe "
-            f"{one_c * 1e3:.1f} ms -> x{many_c / one_c:.2f}"]
+            f"{one_c * 1e3:.1f} ms -> x{many_c / one_c:.2f}; ours 1 and {kk} probes interleaved in one process"]
 
 
 def bench_loader(repo: str) -> list[str]:
@@ -336,7 +337,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official-repo", help="a checkout of facebookresearch/jepa (outside this repository)")
     ap.add_argument("--parts", default="step-tiny,step-vitl,masks,probes,loader")
-    ap.add_argument("--rounds", type=int, default=2, help="processes per side for step-tiny (alternating order)")
+    ap.add_argument("--rounds", type=int, default=4, help="processes per side for step-tiny (alternating order)")
     ap.add_argument("--tiny-steps", type=int, default=STEP_CONFIGS["step-tiny"]["steps"],
                     help="timed steps per process for step-tiny (after one warm-up step)")
     ap.add_argument("--mask-calls", type=int, default=50)
@@ -354,6 +355,10 @@ def main() -> int:
     from official import import_official
     import_official(args.official_repo, "vit")  # fail early, naming the path, if it is not a checkout
     base = f"python benchmarks/bench_official.py --official-repo {shlex.quote(args.official_repo)}"
+    defaults = {a.dest: a.default for a in ap._actions}
+    for opt in ("rounds", "tiny_steps", "mask_calls", "probes_k", "probe_steps"):  # what this run changed
+        if getattr(args, opt) != defaults[opt]:
+            base += f" --{opt.replace('_', '-')} {getattr(args, opt)}"
     print(f"ours vs official, measured in this run ({torch.get_num_threads()} torch threads); ratios are what to read")
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.parts.split(","):
