@@ -355,9 +355,8 @@ def main() -> int:
     from official import import_official
     import_official(args.official_repo, "vit")  # fail early, naming the path, if it is not a checkout
     base = f"python benchmarks/bench_official.py --official-repo {shlex.quote(args.official_repo)}"
-    defaults = {a.dest: a.default for a in ap._actions}
     for opt in ("rounds", "tiny_steps", "mask_calls", "probes_k", "probe_steps"):  # what this run changed
-        if getattr(args, opt) != defaults[opt]:
+        if getattr(args, opt) != ap.get_default(opt):
             base += f" --{opt.replace('_', '-')} {getattr(args, opt)}"
     print(f"ours vs official, measured in this run ({torch.get_num_threads()} torch threads); ratios are what to read")
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,7 +71,7 @@ class OptimConfig:
     clip_grad: float | None = None                  # official: 10.0 ...
     clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
     # AdamW as torch's fused kernel (one pass over each tensor): the official update to float rounding
-    # (about 1e-6 relative per step), a third of the per-parameter loop's time on the CPU. false: the
+    # (about 1e-6 relative per step), 0.4 of the per-parameter loop's time on the CPU. false: the
     # official order of operations (torch's loop on the CPU, its foreach kernels on a GPU; the same bits)
     fused: bool = True
 

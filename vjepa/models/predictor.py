@@ -61,13 +61,13 @@ class Predictor(nn.Module):
         seqs = []
         for z, c, t, i in zip(contexts, context_masks, target_masks, mask_indices):
             B, Nt = t.shape
-            x = self.predictor_embed(z) + gather_tokens(pos.expand(B, -1, -1), c)
-            queries = self.mask_tokens[i % len(self.mask_tokens)].expand(B, Nt, -1) + gather_tokens(pos.expand(B, -1, -1), t)
+            pos_b = pos.expand(B, -1, -1)
+            x = self.predictor_embed(z) + gather_tokens(pos_b, c)
+            queries = self.mask_tokens[i % len(self.mask_tokens)].expand(B, Nt, -1) + gather_tokens(pos_b, t)
             seqs.append(torch.cat([x, queries], dim=1))  # [context ; targets], each in ascending index order
         x, segments = pack(seqs)
-        checkpointed = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for blk in self.predictor_blocks:
-            x = run_block(blk, x, segments, checkpointed)
+            x = run_block(blk, x, segments, self.activation_checkpointing)
         # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
         # numbers are those of normalising all and slicing)
         targets = [s[:, -t.size(1):] for s, t in zip(unpack(x, segments), target_masks)]

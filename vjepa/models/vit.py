@@ -105,9 +105,10 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def run_block(blk: Block, x: torch.Tensor, segments: Segments | None, checkpointed: bool) -> torch.Tensor:
-    """One block, under activation checkpointing when asked (recomputed in the backward pass)."""
-    if checkpointed:
+def run_block(blk: Block, x: torch.Tensor, segments: Segments | None, checkpointing: bool) -> torch.Tensor:
+    """One block; with checkpointing asked for, while training with gradients, its activations are
+    recomputed in the backward pass instead of kept."""
+    if checkpointing and blk.training and torch.is_grad_enabled():
         return checkpoint(blk, x, segments, use_reentrant=False)
     return blk(x, segments)
 
@@ -185,10 +186,9 @@ class VisionTransformer(nn.Module):
     def run_blocks(self, x: torch.Tensor, out_layers: list[int] | None = None, segments: Segments | None = None):
         """Blocks then the final norm. With out_layers (1-based block numbers) return the normed
         output of each of those blocks instead. x may be packed (see pack), with its segments."""
-        checkpointed = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         outs = []
         for i, blk in enumerate(self.blocks, start=1):
-            x = run_block(blk, x, segments, checkpointed)
+            x = run_block(blk, x, segments, self.activation_checkpointing)
             if out_layers is not None and i in out_layers:
                 outs.append(self.norm(x))
         return outs if out_layers is not None else self.norm(x)
