@@ -8,7 +8,8 @@ import torch
 
 from vjepa.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, RAND_AUGMENT, ClipAutoAugment, ClipColorJitter,
                                    ClipRandAugment, ClipRandomErasing, eval_transform, normalize, pretrain_transform,
-                                   probe_train_transform, random_resized_box, resize, to_clip_tensor)
+                                   probe_train_transform, random_resized_box, resize, to_clip_tensor,
+                                   TrainClipTransform)
 
 
 def _static_clip(T=4, h=40, w=48, seed=0):
@@ -162,3 +163,25 @@ def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit()
             torch.testing.assert_close(tf.finish(torch.from_numpy(np.ascontiguousarray(crop)), flip, "cuda").cpu(),
                                        want, atol=1e-5, rtol=0)
     assert flips == {True, False}
+
+
+def test_a_batch_of_unfinished_clips_finishes_to_the_stacked_worker_transform():
+    # boxes of different sizes in one flat uint8 buffer; finished, the batch is the worker
+    # transform's clips stacked, bit for bit on the CPU (float rounding on a GPU)
+    from vjepa.data.transforms import UnfinishedClip, UnfinishedClips
+
+    rng = np.random.default_rng(1)
+    videos = [rng.integers(0, 256, (4, 30 + 7 * k, 44 - 3 * k, 3), dtype=np.uint8) for k in range(5)]
+    worker, deferred = pretrain_transform(16), pretrain_transform(16, finish_on_device=True)
+    want = torch.cat([worker(v, rng=np.random.default_rng(k)) for k, v in enumerate(videos)])
+    clips = [deferred(v, rng=np.random.default_rng(k)) for k, v in enumerate(videos)]
+    assert all(isinstance(c, UnfinishedClip) for c in clips) and len({c.box.shape for c in clips}) > 1
+    batch = UnfinishedClips.collate(clips)
+    assert len(batch) == 5 and batch.num_frames == 4 and batch.data.numel() == sum(c.box.size for c in clips)
+    assert torch.equal(batch.finish("cpu"), want)
+    if torch.cuda.is_available():
+        torch.testing.assert_close(batch.pin_memory().finish("cuda").cpu(), want, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="finished differently"):
+        UnfinishedClips.collate(clips[:2] + [pretrain_transform(24, finish_on_device=True)(videos[0])])
+    with pytest.raises(ValueError, match="plain transform"):
+        TrainClipTransform(16, auto_augment=RAND_AUGMENT, finish_on_device=True)

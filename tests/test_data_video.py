@@ -196,7 +196,7 @@ def _tiny(**over):
     return tiny_config(**over)
 
 
-def _dataset(root: Path, world_size: int) -> tuple[VideoDataset, list[str]]:
+def _dataset(root: Path, world_size: int, finish_on_device: bool = False) -> tuple[VideoDataset, list[str]]:
     """8 real videos of 4+ frames at 32 px; the two that shard 0 draws at iteration 1 are broken
     (zero bytes, truncated), so that micro-batch has no clip."""
     from vjepa.data.transforms import pretrain_transform
@@ -214,7 +214,8 @@ def _dataset(root: Path, world_size: int) -> tuple[VideoDataset, list[str]]:
                 data = p.read_bytes()
                 p.write_bytes(b"" if i == min(bad) else data[:len(data) // 3])
         paths.append(str(p))
-    ds = VideoDataset([(p, 0) for p in paths], ClipSampling(num_frames=4, frame_step=2), pretrain_transform(32), seed=7)
+    ds = VideoDataset([(p, 0) for p in paths], ClipSampling(num_frames=4, frame_step=2),
+                      pretrain_transform(32, finish_on_device=finish_on_device), seed=7)
     return ds, sorted(paths[i] for i in bad)
 
 
@@ -268,6 +269,35 @@ def test_a_micro_batch_of_only_broken_files_is_skipped_and_counted_in_one_proces
     assert read_steps(tmp_path / "run") == [1, 3]  # step 2 had no clip: no update, not logged
     from vjepa.checkpoint import load
     assert load(tmp_path / "run" / "latest.pth.tar")["skipped"] == bad
+
+
+def test_finishing_the_transform_in_the_training_process_trains_bit_identically(tmp_path):
+    # finish_on_device: a DataLoader worker decodes and cuts each clip's box (uint8, one shared
+    # buffer per batch); the training process converts, resizes, flips and normalises. On the CPU
+    # that is the same numbers: the same losses and weights, with the broken files skipped alike
+    from vjepa.checkpoint import load
+    from vjepa.data.transforms import UnfinishedClips
+    from vjepa.pretrain import MicroBatches, pretrain
+
+    runs = {}
+    for finish in (False, True):
+        ds, bad = _dataset(tmp_path / "videos", 1, finish_on_device=finish)
+        cfg = _config()
+        cfg.num_workers = 1  # a real worker process: the boxes cross in shared memory
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = pretrain(cfg, ds, tmp_path / f"run{finish}")
+        assert summary["empty_steps"] == 1 and summary["skipped_videos"] == 2
+        runs[finish] = load(tmp_path / f"run{finish}" / "latest.pth.tar")
+        runs[finish]["log"] = (tmp_path / f"run{finish}" / "metrics.jsonl").read_text().splitlines()
+    mb = MicroBatches(ds, cfg)[(0, 0, 0, [(0, 1), (3, 2)])]
+    assert isinstance(mb["clips"], UnfinishedClips) and mb["clips"].data.dtype == torch.uint8
+    assert len(mb["clips"]) == 2 and mb["clips"].finish().shape == (2, 3, 4, 32, 32)
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k not in ("clips_per_s", "peak_memory_mb")}  # noqa: E731
+    assert [strip(x) for x in runs[False]["log"]] == [strip(x) for x in runs[True]["log"]]
+    for key in ("encoder", "predictor", "target_encoder"):
+        a, b = runs[False][key], runs[True][key]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_micro_batch_of_only_broken_files_keeps_two_processes_in_lockstep(tmp_path):

@@ -445,14 +445,20 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
 # The loop
 
 def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
-    """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W], checked against the model."""
+    """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W] (or UnfinishedClips, finished in the
+    loop on the training device), checked against the model."""
     v = batch["video"]
+    m = cfg.model
+    if hasattr(v, "finish"):  # UnfinishedClips: boxes to be finished on the training device
+        if len(v) and (v.num_frames, v.transform.size) != (m.num_frames, m.img_size):
+            raise ValueError(f"clips of {v.num_frames} frames finished at {v.transform.size} px do not match model "
+                             f"config (num_frames {m.num_frames}, img_size {m.img_size})")
+        return v
     if v.size(0) == 0:
         return v.reshape(0, cfg.model.in_chans, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size)
     if v.ndim != 7 or v.shape[1:3] != (1, 1):
         raise ValueError(f"pretraining takes one segment and one view per video: batch['video'] has shape "
                          f"{tuple(v.shape)}, expected [B, 1, 1, C, T, H, W]")
-    m = cfg.model
     want = (m.in_chans, m.num_frames, m.img_size, m.img_size)
     if tuple(v.shape[3:]) != want:
         raise ValueError(f"clips of shape [C, T, H, W] = {tuple(v.shape[3:])} do not match model config {want}")
@@ -488,7 +494,7 @@ class MicroBatches(torch.utils.data.Dataset):
         batch = collate([self.item(i, s) for i, s in keys])
         clips = _clips(batch, self.cfg)
         masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
-        context_masks, target_masks = masks(clips.size(0), step)
+        context_masks, target_masks = masks(len(clips), step)
         return {"clips": clips, "context_masks": context_masks, "target_masks": target_masks,
                 "skipped": batch["skipped"], "fallback": batch["fallback"], "step": step, "shard": shard}
 
@@ -556,7 +562,9 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             step_fallback += mb["fallback"]
             to_dev = [m.to(env.device, non_blocking=True) for m in mb["context_masks"] + mb["target_masks"]]
             M = len(cfg.masks)
-            micro.append((mb["clips"].to(env.device, non_blocking=True), to_dev[:M], to_dev[M:]))
+            clips = mb["clips"]  # UnfinishedClips (finish_on_device) are converted, resized and normalised here
+            clips = clips.finish(env.device) if hasattr(clips, "finish") else clips.to(env.device, non_blocking=True)
+            micro.append((clips, to_dev[:M], to_dev[M:]))
         # one exchange before the step, the same on every process: undecodable and fallback files, and
         # micro-batches left without a clip (any, with several processes: the gradient exchange needs
         # every process; all of them, with one): such a step is skipped everywhere and counted

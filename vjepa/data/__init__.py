@@ -16,7 +16,8 @@ from vjepa.data.video import VideoDecodeError, decode_clips, read_clips
 from vjepa.data.datasets import (ImageDataset, MixtureDataset, SkipCounter, TooManySkipped,
                                  VideoDataset, collate, mixture_indices)
 from vjepa.data.transforms import (ClipAutoAugment, ClipColorJitter, ClipRandAugment, ClipRandomErasing,
-                                   EvalClipTransform, RepeatedAugment, TrainClipTransform, eval_transform,
-                                   finetune_train_transform, pretrain_transform, probe_train_transform)
+                                   EvalClipTransform, RepeatedAugment, TrainClipTransform, UnfinishedClips,
+                                   eval_transform, finetune_train_transform, pretrain_transform,
+                                   probe_train_transform)
 from vjepa.data.sources import SplitSource, TaskData, read_task
 from vjepa.data.tasks import TaskViews, clip_datasets, task_datasets

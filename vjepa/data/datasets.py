@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from vjepa.data.sampling import ClipSampling
+from vjepa.data.transforms import UnfinishedClip, UnfinishedClips
 from vjepa.data.video import FrameCache, VideoDecodeError, check_backend, decode_clips
 
 Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None) -> [V, C, T, H, W]
@@ -87,6 +88,10 @@ class VideoDataset(_Seeded, Dataset):
             _recent_fallbacks.append(path)
         T = self.clip.num_frames
         clips = [self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
+        if isinstance(clips[0], UnfinishedClip):  # finished where the batch is consumed (one segment)
+            if len(clips) != 1:
+                raise ValueError(f"finish_on_device takes one segment per video, the clip sampling asks for {len(clips)}")
+            return {"video": clips[0], "label": int(label), "index": i, "path": path}
         video = stack_segments(clips)
         return {"video": video, "label": int(label), "index": i, "path": path}
 
@@ -131,7 +136,7 @@ def collate(items: Sequence[dict | None]) -> dict:
     "path": list[str], "skipped": list[str], "fallback": list[str]}; None items (and items whose "video"
     is None) are dropped and named in "skipped"; "fallback" names the files of this batch that PyAV
     decoded because decord read them wrong. When every item was skipped, "video" is an empty 7-D
-    tensor (B = 0)."""
+    tensor (B = 0). Items of a finish_on_device transform give "video" as UnfinishedClips instead."""
     n_bad = sum(x is None for x in items)
     skipped = _recent_skips[-n_bad:] if n_bad else []
     skipped = ["<unknown>"] * (n_bad - len(skipped)) + skipped  # None from a dataset outside this module
@@ -140,10 +145,16 @@ def collate(items: Sequence[dict | None]) -> dict:
     _recent_fallbacks.clear()
     skipped += [str(x.get("path")) for x in items if x is not None and x.get("video") is None]
     good = [x for x in items if x is not None and x.get("video") is not None]
-    return {
+    if not good:
+        video = torch.empty((0,) * 7)
+    elif isinstance(good[0]["video"], UnfinishedClip):
+        video = UnfinishedClips.collate([x["video"] for x in good])
+    else:
         # default_collate stacks straight into shared memory inside a DataLoader worker (a plain
         # stack would be copied there a second time on the way to the main process)
-        "video": default_collate([x["video"] for x in good]) if good else torch.empty((0,) * 7),
+        video = default_collate([x["video"] for x in good])
+    return {
+        "video": video,
         "label": torch.tensor([x["label"] for x in good], dtype=torch.long),
         "index": torch.tensor([x["index"] for x in good], dtype=torch.long),
         "path": [x["path"] for x in good],

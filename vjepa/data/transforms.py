@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 from contextlib import contextmanager
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -157,19 +158,45 @@ class ClipColorJitter:
             return self.jitter(clip.transpose(0, 1)).transpose(0, 1)  # frames as a batch: shared factors
 
 
+class UnfinishedClip(NamedTuple):
+    """A clip as a loader worker leaves it with finish_on_device: its random box cut from the
+    decoded frames (uint8 [T, h, w, 3], a view) and the flip draw; the transform's `finish` does
+    the rest where the clips are consumed."""
+
+    box: np.ndarray
+    flip: bool
+    transform: "TrainClipTransform"  # whose finish completes it
+
+
 class TrainClipTransform:
     """Random resized crop (one box per clip) -> optional horizontal flip -> ImageNet normalisation,
     with optional clip-consistent RandAugment/AutoAugment before the crop (official order), colour
-    jitter and random erasing after normalisation. Returns [1, C, T, size, size]."""
+    jitter and random erasing after normalisation. Returns [1, C, T, size, size], or with
+    finish_on_device an UnfinishedClip (same draws), which `collate` gathers into UnfinishedClips
+    for the training process to finish on its GPU (plain transform only)."""
 
     def __init__(self, img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
                  auto_augment: str | None = None, reprob: float = 0.0, color_jitter: float | None = None,
-                 interpolation: str = "bicubic", antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 interpolation: str = "bicubic", antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 finish_on_device: bool = False):
         self.size, self.scale, self.ratio, self.hflip = img_size, tuple(scale), tuple(ratio), hflip
         self.augment = ClipRandAugment(auto_augment, img_size, interpolation) if auto_augment else None
         self.jitter = ClipColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter else None
         self.erase = ClipRandomErasing(reprob) if reprob > 0 else None
         self.antialias, self.mean, self.std = antialias, mean, std
+        if finish_on_device and not self.plain:
+            raise ValueError("finish_on_device needs the plain transform (crop, flip, normalise): RandAugment, "
+                             "colour jitter and random erasing run on the decoded frames in the worker")
+        self.finish_on_device = finish_on_device
+
+    @property
+    def finishing(self) -> tuple:
+        """What `finish` does with a box: (size, antialias, mean, std)."""
+        return self.size, self.antialias, tuple(self.mean), tuple(self.std)
+
+    @property
+    def plain(self) -> bool:
+        return self.augment is None and self.jitter is None and self.erase is None
 
     def crop(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         """The CPU half of the plain transform (no RandAugment, jitter or erasing): the clip's random
@@ -189,9 +216,11 @@ class TrainClipTransform:
             clip = clip.flip(-1)
         return normalize(clip, self.mean, self.std).unsqueeze(0)
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor | UnfinishedClip:
         rng = _rng(rng)
-        if self.augment is None and self.jitter is None and self.erase is None:
+        if self.finish_on_device:
+            return UnfinishedClip(*self.crop(frames, rng), self)
+        if self.plain:
             return self.finish(*self.crop(frames, rng))  # crop before converting: cheaper
         if self.augment is not None:
             frames = self.augment(frames, rng)
@@ -240,10 +269,58 @@ class EvalClipTransform:
         return torch.stack(views)
 
 
-def pretrain_transform(img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True) -> TrainClipTransform:
+class UnfinishedClips:
+    """A batch of UnfinishedClip as `collate` makes it: every box (they differ in size) in one flat
+    uint8 buffer, in shared memory inside a DataLoader worker, so that the batch crosses to the GPU
+    as one pinned copy (DataLoader(pin_memory=True) calls pin_memory). `finish(device)` converts,
+    resizes, flips and normalises there: float [B, C, T, size, size], on the CPU the numbers of the
+    worker transform bit for bit (pinned by a test)."""
+
+    def __init__(self, data: torch.Tensor, shapes: Sequence[tuple[int, int, int]], flips: Sequence[bool],
+                 transform: TrainClipTransform):
+        self.data, self.shapes, self.flips, self.transform = data, [tuple(s) for s in shapes], list(flips), transform
+
+    @classmethod
+    def collate(cls, clips: Sequence[UnfinishedClip]) -> UnfinishedClips:
+        transform = clips[0].transform
+        if any(c.transform.finishing != transform.finishing for c in clips):
+            raise ValueError("a batch mixes clips to be finished differently: "
+                             f"{sorted({c.transform.finishing for c in clips})} (size, antialias, mean, std)")
+        shapes = [c.box.shape[:3] for c in clips]
+        data = torch.empty(sum(int(np.prod(s)) * 3 for s in shapes), dtype=torch.uint8)
+        if torch.utils.data.get_worker_info() is not None:
+            data.share_memory_()  # sent to the main process without another copy
+        flat, at = data.numpy(), 0
+        for c in clips:
+            flat[at:at + c.box.size].reshape(c.box.shape)[...] = c.box
+            at += c.box.size
+        return cls(data, shapes, [c.flip for c in clips], transform)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    @property
+    def num_frames(self) -> int:
+        return self.shapes[0][0] if self.shapes else 0
+
+    def pin_memory(self) -> UnfinishedClips:
+        return UnfinishedClips(self.data.pin_memory(), self.shapes, self.flips, self.transform)
+
+    def finish(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """float [B, C, T, size, size] on `device`."""
+        data, at, out = self.data.to(device, non_blocking=True), 0, []
+        for (t, h, w), flip in zip(self.shapes, self.flips):
+            out.append(self.transform.finish(data[at:at + t * h * w * 3].view(t, h, w, 3), flip, device))
+            at += t * h * w * 3
+        return torch.cat(out)
+
+
+def pretrain_transform(img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
+                       finish_on_device: bool = False) -> TrainClipTransform:
     """Pretraining (appendix Table 5): random resized crop at scale (0.3, 1), aspect (0.75, 1.33)
-    (official: 1.35), horizontal flip, ImageNet normalisation; no other augmentation."""
-    return TrainClipTransform(img_size, scale, ratio, hflip)
+    (official: 1.35), horizontal flip, ImageNet normalisation; no other augmentation.
+    finish_on_device: the worker only cuts the box (see UnfinishedClips)."""
+    return TrainClipTransform(img_size, scale, ratio, hflip, finish_on_device=finish_on_device)
 
 
 def probe_train_transform(img_size: int, scale=(0.08, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
