@@ -68,6 +68,8 @@ class PretrainData:
     decode_threads: int = 1
     cache_mb: int = 0                   # keep decoded videos in memory (small datasets read many times)
     video_backend: str = "pyav"         # "pyav" | "decord" (the official loader's); same frames, byte for byte (README)
+    finish_on_device: bool = False      # workers only decode and cut the box; the training process converts,
+                                        # resizes, flips and normalises on its GPU (README, "loader speed")
 
     def validate(self) -> None:
         if not self.sources:

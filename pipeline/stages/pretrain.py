@@ -19,7 +19,7 @@ def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int) -> MixtureDatase
     """The `pretrain.data` mix at the model's resolution."""
     data = P.pretrain.data
     clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
-    transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip)
+    transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip, data.finish_on_device)
     parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb,
                           video_backend=data.video_backend) for p in data.sources]
     return MixtureDataset(parts, data.weights)
