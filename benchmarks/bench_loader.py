@@ -12,13 +12,14 @@ replayed for ours). Rows:
 - floor: PyAV decoding every packet from the clip's keyframe to its last frame, nothing converted
   (the cost of decoding the clip's frames alone);
 - ours decord / ours pyav: vjepa.data.video.decode_clips + the pretraining transform;
-- ours pyav, finish on <device>: the worker decodes and cuts the uint8 box; float conversion,
-  resize, flip and normalisation run in the consumer (TrainClipTransform.finish on --device, cpu
-  here: "worker CPU" is then what the loader worker keeps).
+- ours pyav, finish on <device>: pretrain.data.finish_on_device: the worker decodes and cuts the
+  uint8 box, collate gathers the batch's boxes into one buffer (UnfinishedClips); float
+  conversion, resize, flip and normalisation run in the consumer (UnfinishedClips.finish on
+  --device, cpu here: "worker CPU" is then what the loader worker keeps).
 
 Each loader also makes its batches (--batch clips) as its DataLoader worker does, timed as
 "collate": the official collator's default_collate, our dataset's item and vjepa.data.collate; for
-the finish row the stack runs on the consumer's device (not in the worker's CPU).
+the finish row the finish (on the consumer's device) is counted as transform, not worker, time.
 
     git clone https://github.com/facebookresearch/jepa ../jepa-official    # outside this repository
     python benchmarks/bench_loader.py --official-repo ../jepa-official [--clips 24] [--device cuda]
@@ -181,7 +182,7 @@ def main() -> None:
 
 
 def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
-    tf = pretrain_transform(size)
+    tf, deferred = pretrain_transform(size), pretrain_transform(size, finish_on_device=True)
     rows = {k: Row(k) for k in ("official", "floor", "ours decord", "ours pyav", "ours pyav, finish")}
     if official is None:
         del rows["official"]
@@ -195,10 +196,12 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
                                duration=None)
     batches = {name: [] for name in rows if name != "floor"}
     clip = torch.zeros(1, 3, 16, size, size)  # [V, C, T, H, W]
-    warm = {name: [([clip[0]], 0, [0]) if name == "official" else clip.to(args.device) if name.endswith("finish")
+    box = deferred(np.zeros((16, size, size, 3), np.uint8), rng=np.random.default_rng(0))
+    warm = {name: [([clip[0]], 0, [0]) if name == "official" else box if name.endswith("finish")
                    else clip] * args.batch for name in batches}
     for _ in range(2):  # untimed: the allocator's first batches of this size cost several times the later ones
-        _collate_batches({name: Row(name) for name in batches}, {n: list(b) for n, b in warm.items()}, paths[0])
+        _collate_batches({name: Row(name) for name in batches}, {n: list(b) for n, b in warm.items()}, paths[0],
+                         args.device)
     for k in range(args.clips):
         path = paths[k % len(paths)]
         seed = 1000 * size + k
@@ -217,26 +220,35 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         frames = np.concatenate(got.indices)
         _, f_wall, f_cpu = timed(lambda: floor_decode(path, frames))
         rows["floor"].add(f_wall, f_cpu, 0.0)
-        # the worker decodes and crops; the consumer finishes on the device
+        # pretrain.data.finish_on_device: the worker decodes and cuts the box, collate gathers the
+        # batch's boxes (UnfinishedClips), the consumer finishes them on the device
         got, d_wall, d_cpu = timed(lambda: decode_clips(path, cfg, SameWindow(seed), backend="pyav"))
-        (crop, flip), c_wall, c_cpu = timed(lambda: tf.crop(got.frames, np.random.default_rng(seed)))
-        out, f_wall, f_cpu = timed(lambda: tf.finish(crop, flip, args.device))
-        if out.device.type == "cuda":
-            torch.cuda.synchronize()
-        rows["ours pyav, finish"].add(d_wall + c_wall + f_wall, d_cpu, c_cpu + f_cpu, worker_cpu=d_cpu + c_cpu)
-        batches["ours pyav, finish"].append(out)
+        unfinished, c_wall, c_cpu = timed(lambda: deferred(got.frames, rng=np.random.default_rng(seed)))
+        rows["ours pyav, finish"].add(d_wall + c_wall, d_cpu, c_cpu)
+        batches["ours pyav, finish"].append(unfinished)
         if len(batches["ours pyav"]) == args.batch or k == args.clips - 1:
-            _collate_batches(rows, batches, path)
+            _collate_batches(rows, batches, path, args.device)
     return rows
 
 
-def _collate_batches(rows: dict[str, Row], batches: dict[str, list], path: str) -> None:
+def _collate_batches(rows: dict[str, Row], batches: dict[str, list], path: str, device: str) -> None:
     """Make each loader's batch from its clips as its DataLoader would, timed, then drop them."""
     for name, outs in batches.items():
         if name == "official":
             make = lambda: torch.utils.data.default_collate(outs)  # noqa: E731
-        elif name.endswith("finish"):  # on the consumer's device
-            make = lambda: _synced(torch.stack(outs))  # noqa: E731
+        elif name.endswith("finish"):  # the boxes gathered in the worker, finished on the consumer's device
+            items = [{"video": o, "label": 0, "index": 0, "path": path} for o in outs]
+            got = []
+            rows[name].add_batch(lambda: got.append(collate(items)["video"]))  # in the worker
+            batch = got[0]
+            if device != "cpu":
+                batch = batch.pin_memory()  # the DataLoader's pin_memory thread (not the worker)
+            _, f_wall, f_cpu = timed(lambda: _synced(batch.finish(device)))
+            rows[name].wall += f_wall
+            rows[name].cpu += f_cpu
+            rows[name].transform += f_cpu
+            outs.clear()
+            continue
         else:  # VideoDataset's item (its one segment), then the batch collate
             make = lambda: collate([{"video": stack_segments([o]), "label": 0, "index": 0, "path": path}  # noqa: E731
                                     for o in outs])
