@@ -49,17 +49,23 @@ def _seed_globals(seed: int) -> None:
     torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed would also queue CUDA seeding
 
 
-def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> float [C, T, H, W] in [0, 1]."""
-    frames = np.require(frames, requirements=["C", "W"])  # torch wants writable memory (PIL arrays are not)
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+def _as_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(frames, np.ndarray):  # torch wants writable memory (PIL's is not)
+        return torch.from_numpy(np.require(frames, requirements=["C", "W"]))
+    return frames
+
+
+def to_clip_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> contiguous float [C, T, H, W] in [0, 1], on the frames' device (one
+    pass: the transpose happens in the conversion)."""
+    return _as_tensor(frames).permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """Per-channel (x - mean) / std of a [C, T, H, W] clip in [0, 1], written to a contiguous tensor
-    whatever the input's layout (the same two IEEE operations per element, so the same bits). The
-    resize leaves channels innermost in memory; a batch stacked from such clips costs about 5x the
-    stack of contiguous ones, and the broadcast over an innermost axis of 3 is slow too."""
+    whatever the input's layout (the same two IEEE operations per element, so the same bits): the
+    eval views are crops of a larger clip, and a batch stacked from strided clips costs several
+    times the stack of contiguous ones."""
     m = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
     out = torch.empty(clip.shape, dtype=clip.dtype, device=clip.device)
@@ -67,11 +73,18 @@ def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch
 
 
 def resize(clip: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
-    """Bilinear resize of a [C, T, H, W] clip to (h, w), align_corners=False (official)."""
+    """Bilinear resize of a [C, T, H, W] clip to (h, w), align_corners=False (official), contiguous
+    (a clip already that size comes back as it is). Every [H, W] plane goes to interpolate as a
+    one-channel image of its own ([C*T, 1, H, W]), so each comes out bit for bit as it would alone:
+    whatever the other frames, the clip's layout or torch's thread count. Frames as the batch with
+    channels innermost ([T, C, H, W] channels-last) round differently with one thread than with two,
+    and the official [C, T] layout vectorises across frames, so a frame's bits can depend on the others."""
     if tuple(clip.shape[-2:]) == tuple(size):
         return clip
-    out = F.interpolate(clip.transpose(0, 1), size=size, mode="bilinear", align_corners=False, antialias=antialias)
-    return out.transpose(0, 1)
+    c, t, h, w = clip.shape
+    out = F.interpolate(clip.reshape(c * t, 1, h, w), size=size, mode="bilinear", align_corners=False,
+                        antialias=antialias)
+    return out.view(c, t, *size)
 
 
 def random_resized_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -208,9 +221,7 @@ class TrainClipTransform:
         """The rest on `device` (e.g. a GPU, so the loader's workers only decode and crop): the uint8
         crop [T, h, w, 3] to float, resized, flipped, normalised -> [1, C, T, size, size]. On the CPU
         the same operations in the same order as __call__ (bit-identical, pinned by a test)."""
-        if isinstance(crop, np.ndarray):
-            crop = torch.from_numpy(np.require(crop, requirements=["C", "W"]))
-        clip = crop.to(device, non_blocking=True).permute(3, 0, 1, 2).float().div_(255.0)
+        clip = to_clip_tensor(_as_tensor(crop).to(device, non_blocking=True))
         clip = resize(clip, (self.size, self.size), self.antialias)
         if flip:
             clip = clip.flip(-1)
