@@ -130,6 +130,34 @@ def test_encoder_and_predictor_train_forward_backward_deterministically():
     assert g1.abs().sum() > 0 and m1.abs().sum() > 0
 
 
+def test_attention_unbinds_q_k_v_and_gets_the_bits_of_indexing_them_forward_and_backward():
+    """Attention takes q, k, v by unbind (its backward stacks three gradients) where the official
+    code indexes qkv[0], qkv[1], qkv[2] (its backward sums three zero-padded copies): the same
+    outputs and the same gradients, bit for bit."""
+    import torch.nn.functional as F
+    from vjepa.models.vit import Attention
+
+    def indexed(attn, qkv):  # the official form
+        B, N, C3 = qkv.shape
+        qkv = qkv.reshape(B, N, 3, attn.num_heads, C3 // (3 * attn.num_heads)).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape(B, N, C3 // 3)
+
+    torch.manual_seed(0)
+    attn = Attention(48, 3)
+    x = torch.randn(3, 20, 48, requires_grad=True)
+    w = torch.randn(3, 20, 48)
+    results = []
+    for attend in (attn.attend, lambda qkv: indexed(attn, qkv)):
+        x.grad = None
+        attn.zero_grad(set_to_none=True)
+        y = attn.proj(attend(attn.qkv(x)))
+        (y * w).sum().backward()
+        results.append([y.detach(), x.grad, attn.qkv.weight.grad, attn.qkv.bias.grad, attn.proj.weight.grad])
+    for ours, official in zip(*results):
+        assert torch.equal(ours, official)
+    assert results[0][2].abs().sum() > 0
+
+
 def test_predictor_uses_mask_token_of_its_config():
     pred = build_predictor(TINY).eval()
     with torch.no_grad():
