@@ -71,7 +71,7 @@ class Attention(nn.Module):
         # the 3*C outputs are ordered (q | k | v), each split head-major
         qkv = qkv.reshape(B, N, 3, self.num_heads, C3 // (3 * self.num_heads)).permute(2, 0, 3, 1, 4)
         # unbind, not qkv[0], qkv[1], qkv[2]: the same views, but the backward pass stacks the three
-        # gradients instead of summing three zero-padded copies (the same bits, 7 fewer ms per step)
+        # gradients instead of summing three zero-padded copies (the same bits, 1.6% off the tiny-config step)
         q, k, v = qkv.unbind(0)  # [B, heads, N, hd] each
         x = F.scaled_dot_product_attention(q, k, v)
         return x.transpose(1, 2).reshape(B, N, C3 // 3)
