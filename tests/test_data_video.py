@@ -89,6 +89,41 @@ def test_pyav_and_decord_give_the_same_bytes_with_b_frames_and_skipped_reference
     assert video_info(files["mp4"]) == (90, 25.0, (64, 80))
 
 
+@pytest.mark.parametrize("codec, pix_fmt, ext, width, height", [
+    ("libx264", "yuvj420p", "mp4", 64, 48),     # full range, as phones and MJPEG-derived files
+    ("libx264", "yuv444p", "mkv", 50, 38),      # no chroma subsampling, a width not a multiple of 4
+    ("libx264", "yuv420p10le", "mkv", 48, 32),  # 10 bits
+    ("mpeg4", "yuv420p", "avi", 64, 48),
+    ("libvpx-vp9", "yuv420p", "webm", 66, 34),
+    ("mjpeg", "yuvj422p", "avi", 48, 36),
+])
+def test_pyav_frames_are_the_bytes_of_pyavs_own_rgb_conversion_for_other_codecs_and_pixel_formats(
+        tmp_path, codec, pix_fmt, ext, width, height):
+    # the pyav backend converts a clip's frames with one single-threaded converter instead of
+    # frame.to_ndarray(format="rgb24") (a new one per frame): the same bytes for every frame
+    import av
+
+    from vjepa.data.video import _decode_av, with_index
+
+    path = str(tmp_path / f"clip.{ext}")
+    with av.open(path, "w") as c:
+        s = c.add_stream(codec, rate=Fraction(25))
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        for t, f in enumerate(texture(30, height, width)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format=pix_fmt)
+            frame.pts = t
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(path) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == pix_fmt
+        want = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    frames = np.array([0, 3, 7, 8, 20, 29, 7])  # any order, repeats allowed
+    got = with_index(path, 1, lambda c, s, ix: _decode_av(c, s, ix, frames, path))
+    assert want.shape == (30, height, width, 3) and np.array_equal(got, want[frames])
+
+
 def test_the_two_backends_decode_every_small_suite_pretraining_video_to_the_same_bytes(tiny_suite):
     # pyav is the default backend, decord the official one: the choice must not change results
     from vjepa.data import read_path_label_list

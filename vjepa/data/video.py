@@ -152,6 +152,7 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
     conceal most damage and return frames anyway."""
     import av
     import av.logging
+    from av.video.reformatter import VideoReformatter
 
     order = np.unique(frames)
     want = {int(index.pts[i]): k for k, i in enumerate(order)}
@@ -160,6 +161,9 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
     out = np.empty((len(order), index.height, index.width, 3), dtype=np.uint8)
     got = np.zeros(len(order), dtype=bool)
     cc = stream.codec_context
+    # one converter for the clip, on this thread: frame.to_ndarray(format=...) builds a new one per
+    # frame with a thread per CPU, 3 to 5x the time of converting (the same bytes: pinned by a test)
+    rgb = VideoReformatter()
     for attempt in range(2):  # a seek that lands past the keyframe asked for: decode from the start
         container.seek(int(start) if attempt == 0 else int(index.key_pts[0]), stream=stream, backward=True,
                        any_frame=False)
@@ -176,7 +180,7 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
                     if len(logs) > seen and (t is None or t >= start) and _errors(logs[seen:]):
                         raise VideoDecodeError(f"{path}: damaged: decoding the clip's packets: "
                                                f"{_errors(logs[seen:])[0]}")
-                    if _scan(decoded, want, order, index, out, got, path):
+                    if _scan(decoded, want, order, index, out, got, path, rgb):
                         done = True
                         break
         except av.error.FFmpegError as e:
@@ -190,7 +194,7 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
     return out[np.searchsorted(order, frames)]
 
 
-def _scan(decoded, want, order, index, out, got, path) -> bool:
+def _scan(decoded, want, order, index, out, got, path, rgb) -> bool:
     """Copy the wanted frames among `decoded` into out; True once every frame is in."""
     for f in decoded:
         k = want.get(f.pts)
@@ -201,7 +205,7 @@ def _scan(decoded, want, order, index, out, got, path) -> bool:
         if (f.height, f.width) != (index.height, index.width):
             raise VideoDecodeError(f"{path}: frame {order[k]} is {f.width}x{f.height}, the stream "
                                    f"{index.width}x{index.height}")
-        out[k] = f.to_ndarray(format="rgb24")
+        out[k] = rgb.reformat(f, format="rgb24", threads=1).to_ndarray()
         got[k] = True
     return bool(got.all())
 
