@@ -123,6 +123,11 @@ def test_normalisation_writes_a_contiguous_clip_with_the_bits_of_the_broadcast_f
     for x in (clip, inner, inner.flip(-1), view, view.flip(-1)):
         got = normalize(x)
         assert got.is_contiguous() and torch.equal(got, (x - m) / s)
+        # mirrored in the same pass: the bits of flipping first
+        got = normalize(x, flip=True)
+        assert got.is_contiguous() and torch.equal(got, (x.flip(-1) - m) / s)
+    own = clip.clone()
+    assert normalize(own, out=own) is own and torch.equal(own, (clip - m) / s)  # in place
     out = pretrain_transform(24)(frames, rng=np.random.default_rng(0))
     assert out.is_contiguous()
 
@@ -200,6 +205,29 @@ def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit()
         if torch.cuda.is_available():  # on a GPU the kernels differ: float rounding only
             torch.testing.assert_close(tf.finish(torch.from_numpy(np.ascontiguousarray(crop)), flip, "cuda").cpu(),
                                        want, atol=1e-5, rtol=0)
+    assert flips == {True, False}
+
+
+@pytest.mark.parametrize("size, width", [(224, 340), (384, 456)])
+def test_the_pretraining_transform_at_kinetics_sizes_has_the_bits_of_convert_resize_flip_normalise(size, width):
+    # the transform normalises in place and mirrors while normalising: at the sizes a real run has
+    # (a 340x256 or 456x256 video to 224 or 384 px, widths whose vector tails differ), the bits of
+    # the plain composition of torch operations, for boxes of every shape the draws give
+    frames = np.random.default_rng(size).integers(0, 256, (3, 256, width, 3), dtype=np.uint8)
+    tf = pretrain_transform(size)
+    m, s = torch.tensor(IMAGENET_MEAN).view(-1, 1, 1, 1), torch.tensor(IMAGENET_STD).view(-1, 1, 1, 1)
+    flips = set()
+    for seed in range(8):
+        r = np.random.default_rng(seed)
+        top, left, h, w = random_resized_box(256, width, tf.scale, tf.ratio, r)
+        x = frames[:, top:top + h, left:left + w]
+        x = torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float() / 255
+        x = F.interpolate(x.reshape(-1, 1, h, w), size=(size, size), mode="bilinear", align_corners=False)
+        x = x.view(3, -1, size, size)
+        flip = r.random() < 0.5
+        want = ((x.flip(-1) if flip else x) - m) / s
+        assert torch.equal(tf(frames, rng=np.random.default_rng(seed)), want.unsqueeze(0)), seed
+        flips.add(flip)
     assert flips == {True, False}
 
 
