@@ -9,8 +9,10 @@ replayed for ours). Rows:
 
 - official: facebookresearch/jepa's VideoDataset.loadvideo_decord + app/vjepa/transforms, called
   from a checkout outside this repository (--official-repo; its decord reader runs num_threads=-1);
-- floor: PyAV decoding every packet from the clip's keyframe to its last frame, nothing converted
-  (the cost of decoding the clip's frames alone);
+- floor: PyAV decoding every packet from the clip's keyframe to its last frame, nothing converted;
+- floor, needed frames: the same, but the decoder skips the frames that no other frame references
+  and the clip does not use (skip_frame, as our pyav backend does): the least decoding that gives
+  the clip's frames, the stricter floor;
 - ours decord / ours pyav: vjepa.data.video.decode_clips + the pretraining transform;
 - ours pyav, finish on <device>: pretrain.data.finish_on_device: the worker decodes and cuts the
   uint8 box, collate gathers the batch's boxes into one buffer (UnfinishedClips); float
@@ -137,15 +139,21 @@ def timed(fn):
     return out, time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def floor_decode(path: str, frames: np.ndarray) -> None:
-    """Decode every packet from the keyframe before frames[0] to frames[-1] (no RGB conversion)."""
+def floor_decode(path: str, frames: np.ndarray, needed_only: bool = False) -> None:
+    """Decode the packets from the keyframe before frames[0] to frames[-1] (no RGB conversion):
+    every one, or with needed_only those the clip's frames need (unreferenced frames outside the
+    clip skipped)."""
     def run(container, stream, index):
+        want = {int(index.pts[i]) for i in frames}
         want_last = int(index.pts[frames.max()])
         first = int(index.pts[frames.min()])
         start = index.key_pts[max(np.searchsorted(index.key_pts, first, side="right") - 1, 0)]
         container.seek(int(start), stream=stream, backward=True, any_frame=False)
+        cc = stream.codec_context
         seen = set()
         for packet in container.demux(stream):
+            if needed_only:
+                cc.skip_frame = "DEFAULT" if (packet.pts is None or packet.pts in want or packet.size == 0) else "NONREF"
             for f in packet.decode():
                 seen.add(f.pts)
             if want_last in seen:
@@ -183,7 +191,8 @@ def main() -> None:
 
 def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
     tf, deferred = pretrain_transform(size), pretrain_transform(size, finish_on_device=True)
-    rows = {k: Row(k) for k in ("official", "floor", "ours decord", "ours pyav", "ours pyav, finish")}
+    rows = {k: Row(k) for k in ("official", "floor", "floor, needed frames", "ours decord", "ours pyav",
+                                "ours pyav, finish")}
     if official is None:
         del rows["official"]
     else:
@@ -194,7 +203,7 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         off_ds.__dict__.update(frames_per_clip=16, frame_step=4, num_clips=1, random_clip_sampling=True,
                                allow_clip_overlap=False, filter_short_videos=False, filter_long_videos=int(10**9),
                                duration=None)
-    batches = {name: [] for name in rows if name != "floor"}
+    batches = {name: [] for name in rows if not name.startswith("floor")}
     clip = torch.zeros(1, 3, 16, size, size)  # [V, C, T, H, W]
     box = deferred(np.zeros((16, size, size, 3), np.uint8), rng=np.random.default_rng(0))
     warm = {name: [([clip[0]], 0, [0]) if name == "official" else box if name.endswith("finish")
@@ -220,6 +229,8 @@ def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
         frames = np.concatenate(got.indices)
         _, f_wall, f_cpu = timed(lambda: floor_decode(path, frames))
         rows["floor"].add(f_wall, f_cpu, 0.0)
+        _, f_wall, f_cpu = timed(lambda: floor_decode(path, frames, needed_only=True))
+        rows["floor, needed frames"].add(f_wall, f_cpu, 0.0)
         # pretrain.data.finish_on_device: the worker decodes and cuts the box, collate gathers the
         # batch's boxes (UnfinishedClips), the consumer finishes them on the device
         got, d_wall, d_cpu = timed(lambda: decode_clips(path, cfg, SameWindow(seed), backend="pyav"))
@@ -275,8 +286,7 @@ def _print(size: int, rows: dict[str, Row], device: str) -> None:
 def _closing(results: dict[int, dict[str, Row]], device: str) -> None:
     print("\nratios (measured in this run):")
     for size, rows in results.items():
-        ours, floor = rows["ours pyav"], rows["floor"]
-        parts = []
+        ours, parts = rows["ours pyav"], []
         if "official" in rows:
             off = rows["official"]
             for name in ("ours decord", "ours pyav"):
@@ -284,10 +294,12 @@ def _closing(results: dict[int, dict[str, Row]], device: str) -> None:
                 parts.append(f"{name} / official: {(r.clips / r.wall) / (off.clips / off.wall):.2f}x clips/s per "
                              f"worker, {(r.clips / r.cpu) / (off.clips / off.cpu):.2f}x clips per CPU-s")
         fin = rows["ours pyav, finish"]
-        parts.append(f"ours pyav / floor: {ours.wall / floor.wall:.2f} (wall), {ours.cpu / floor.cpu:.2f} (CPU); "
-                     f"its decode alone {ours.decode / floor.decode:.2f} (CPU)")
-        parts.append(f"finish on {device}: worker CPU per clip {fin.worker_cpu / ours.worker_cpu:.2f}x of ours pyav, "
-                     f"{fin.worker_cpu / floor.cpu:.2f}x the floor")
+        for fname in ("floor", "floor, needed frames"):
+            floor = rows[fname]
+            parts.append(f"ours pyav / {fname}: {ours.wall / floor.wall:.2f} (wall), {ours.cpu / floor.cpu:.2f} (CPU), "
+                         f"its decode alone {ours.decode / floor.decode:.2f} (CPU); finish on {device}: worker CPU "
+                         f"{fin.worker_cpu / floor.cpu:.2f}x")
+        parts.append(f"finish on {device}: worker CPU per clip {fin.worker_cpu / ours.worker_cpu:.2f}x of ours pyav")
         print(f"  {size} px: " + "; ".join(parts))
 
 
