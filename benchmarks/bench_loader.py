@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from vjepa.data import ClipSampling, collate  # noqa: E402
 from vjepa.data.datasets import stack_segments  # noqa: E402
 from vjepa.data.transforms import pretrain_transform  # noqa: E402
-from vjepa.data.video import decode_clips, with_index  # noqa: E402
+from vjepa.data.video import decode_clips, skip_mode, with_index  # noqa: E402
 
 FILES = {"340x256@30": (340, 256, 30), "456x256@25": (456, 256, 25)}
 SECONDS = 10
@@ -153,7 +153,7 @@ def floor_decode(path: str, frames: np.ndarray, needed_only: bool = False) -> No
         seen = set()
         for packet in container.demux(stream):
             if needed_only:
-                cc.skip_frame = "DEFAULT" if (packet.pts is None or packet.pts in want or packet.size == 0) else "NONREF"
+                cc.skip_frame = skip_mode(packet, want)  # the rule our pyav backend decodes by
             for f in packet.decode():
                 seen.add(f.pts)
             if want_last in seen:

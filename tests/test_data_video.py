@@ -89,6 +89,20 @@ def test_pyav_and_decord_give_the_same_bytes_with_b_frames_and_skipped_reference
     assert video_info(files["mp4"]) == (90, 25.0, (64, 80))
 
 
+def test_skip_mode_keys_packets_by_pts_else_dts_and_decodes_what_it_cannot_place():
+    # the one rule the pyav backend and the benchmark's decode floor skip frames by
+    from types import SimpleNamespace as P
+
+    from vjepa.data.video import skip_mode
+    want = {300, 400}
+    assert skip_mode(P(pts=300, dts=100, size=9), want) == "DEFAULT"   # a frame of the clip
+    assert skip_mode(P(pts=200, dts=300, size=9), want) == "NONREF"    # pts decides, not dts
+    assert skip_mode(P(pts=None, dts=400, size=9), want) == "DEFAULT"  # no pts: its dts places it
+    assert skip_mode(P(pts=None, dts=500, size=9), want) == "NONREF"
+    assert skip_mode(P(pts=None, dts=None, size=9), want) == "DEFAULT"  # cannot be placed: decoded
+    assert skip_mode(P(pts=500, dts=500, size=0), want) == "DEFAULT"   # the flush packet
+
+
 @pytest.mark.parametrize("codec, pix_fmt, ext, width, height", [
     ("libx264", "yuvj420p", "mp4", 64, 48),     # full range, as phones and MJPEG-derived files
     ("libx264", "yuv444p", "mkv", 50, 38),      # no chroma subsampling, a width not a multiple of 4

@@ -104,7 +104,7 @@ def index_video(container, stream, path: str) -> VideoIndex:
         if p.is_corrupt:
             raise VideoDecodeError(f"{path}: damaged or truncated: the packet at byte {p.pos} is cut short or "
                                    "flagged corrupt by the demuxer")
-        t = p.pts if p.pts is not None else p.dts
+        t = packet_time(p)
         if t is None:
             raise VideoDecodeError(f"{path}: packets without timestamps; frames cannot be located")
         pts.append(t)
@@ -132,6 +132,19 @@ def index_video(container, stream, path: str) -> VideoIndex:
         raise VideoDecodeError(f"{path}: no keyframe: the frames cannot be decoded")
     return VideoIndex(np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys, dtype=np.int64)), fps,
                       int(stream.height), int(stream.width))
+
+
+def packet_time(packet) -> int | None:
+    """A packet's timestamp, which frames are located by: its pts, else its dts."""
+    return packet.pts if packet.pts is not None else packet.dts
+
+
+def skip_mode(packet, want) -> str:
+    """The decoder's skip_frame for `packet` when the clip needs the frames whose timestamps are in
+    `want`: frames nothing refers to are skipped unless the clip needs them (the same pixels: pinned
+    by a test); the flush packet and packets without timestamps are decoded."""
+    t = packet_time(packet)
+    return "DEFAULT" if (t is None or t in want or packet.size == 0) else "NONREF"
 
 
 def _stream_seconds(stream) -> float | None:
@@ -172,9 +185,8 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
         try:
             with av.logging.Capture() as logs:
                 for packet in container.demux(stream):
-                    t = packet.pts if packet.pts is not None else packet.dts
-                    # frames nothing refers to are skipped unless the clip needs them (same pixels: pinned by a test)
-                    cc.skip_frame = "DEFAULT" if (t is None or t in want or packet.size == 0) else "NONREF"
+                    t = packet_time(packet)
+                    cc.skip_frame = skip_mode(packet, want)
                     seen = len(logs)
                     decoded = packet.decode()
                     if len(logs) > seen and (t is None or t >= start) and _errors(logs[seen:]):
