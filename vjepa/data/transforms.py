@@ -66,19 +66,18 @@ def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bo
     """Per-channel (x - mean) / std of a [C, T, H, W] clip in [0, 1], written to a contiguous tensor
     whatever the input's layout (the same two IEEE operations per element, so the same bits): the
     eval views are crops of a larger clip, and a batch stacked from strided clips costs several
-    times the stack of contiguous ones. flip: of the clip mirrored along its width, the bits of
-    normalize(clip.flip(-1)); on the CPU numpy reads the clip through a reversed view in the same
-    pass (torch has no negative strides, and its flip copies at a third of the speed). out: where
-    to write, e.g. the clip itself when it is a contiguous tensor of the caller's own (not with flip)."""
+    times the stack of contiguous ones. flip: of the clip mirrored along its width, normalised in
+    the flipped copy itself when that is contiguous and no `out` is given. out: where to write, e.g. the clip itself when
+    it is a contiguous tensor of the caller's own."""
     m = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
+    if flip:
+        clip = clip.flip(-1)  # a copy of this call's own, laid out as the input
+        if out is None and clip.is_contiguous():
+            out = clip
     if out is None:
         out = torch.empty(clip.shape, dtype=clip.dtype, device=clip.device)
-    if flip and clip.device.type == "cpu" and clip.dtype == torch.float32 and not clip.requires_grad:
-        np.subtract(clip.numpy()[..., ::-1], m.numpy(), out=out.numpy())
-    else:
-        torch.sub(clip.flip(-1) if flip else clip, m, out=out)
-    return out.div_(s)
+    return torch.sub(clip, m, out=out).div_(s)
 
 
 def resize(clip: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
@@ -232,7 +231,7 @@ class TrainClipTransform:
         the same operations in the same order as __call__ (bit-identical, pinned by a test)."""
         clip = to_clip_tensor(_as_tensor(crop).to(device, non_blocking=True))
         clip = resize(clip, (self.size, self.size), self.antialias)
-        # the clip is this call's own: normalised in place, or mirrored in the normalising pass
+        # the clip is this call's own: normalised in place (or its mirrored copy is)
         return normalize(clip, self.mean, self.std, flip=flip, out=None if flip else clip).unsqueeze(0)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor | UnfinishedClip:
