@@ -16,6 +16,7 @@ def main(argv=None) -> int:
     parser.add_argument("key", nargs="?", help="the stage's foreach key (seed, task, grid point) or the profile name")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    from pipeline.plumbing import StageBusy
     from vjepa.config import ConfigError
     try:
         if args.stage == "profile":
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
             return 0
         from pipeline.stages import run
         run(args.stage, args.params, args.key)
-    except ConfigError as e:
+    except (ConfigError, StageBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

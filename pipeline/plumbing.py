@@ -4,44 +4,148 @@ temporary files, the metrics file, and the torchrun launch.
 
 A stage computes in runs/.work/<name>/ (not a DVC output, so DVC never deletes it) and moves the
 finished folder to its output path at the end. Killed halfway, it resumes from the checkpoint it
-left there when re-run with the same settings; with other settings it starts over.
+left there when re-run on the same inputs: the folder is keyed by the stage's settings and by the
+content of what it reads (upstream outputs hashed whole, release annotation files by their stamp),
+never by their names, so a resume after any of them changed starts over and says which one. One
+process at a time works in a folder (a lock naming it), and a stage started by `dvc repro` stops
+when that dvc process dies instead of running on as an orphan.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from vjepa.runtime import read_json, write_json
+from vjepa.runtime import read_json, source_stamp, write_json
 
+PREPARED = Path("data/prepared")  # the prepare stage's output: the small suite, or a real-data profile's index
 RUNS = Path("runs")
 WORK = RUNS / ".work"
+LOCKS = RUNS / ".locks"
 RESULT = "result.json"
+_HELD: dict[str, int] = {}  # lock file -> the descriptor holding it, for the process's life
+
+
+class StageBusy(RuntimeError):
+    """Another process is working in a stage's work folder."""
 
 
 def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def work_dir(name: str, settings: dict) -> Path:
-    """runs/.work/<name>, kept across a crash; wiped when the stage's settings changed since."""
+def input_stamps(upstream: Iterable[str | os.PathLike] = (), external: Iterable[str | os.PathLike] = ()) -> dict:
+    """{path: content} of what a stage reads. `upstream`: outputs of earlier stages, hashed whole
+    (a file's size:hash, a folder's every file; absent: None). `external`: release data outside
+    the pipeline (annotation files, lists), stamped as prepare's index stamps them."""
+    stamps = {}
+    for p in map(Path, upstream):
+        if p.is_dir():
+            stamps[str(p)] = {str(f.relative_to(p)): source_stamp(str(f)) for f in sorted(p.rglob("*")) if f.is_file()}
+        else:
+            stamps[str(p)] = source_stamp(str(p)) if p.is_file() else None
+    for p in dict.fromkeys(map(str, external)):
+        stamps[p] = source_stamp(p) if os.path.exists(p) else None
+    return stamps
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys where two settings/inputs mappings differ."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b, key = old.get(k), new.get(k), f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict) and not prefix.startswith("inputs"):
+            out += _changes(a, b, f"{key}.")
+        elif a != b:
+            out.append(key)
+    return out
+
+
+def _lock(name: str) -> None:
+    """Hold runs/.locks/<name>.lock for this process's life; refuse if another process holds it.
+    (Beside the work folder, not in it: publishing moves the folder. Never deleted: unlinking a
+    lock file lets a process that opened it before lock a file nobody else can see.)"""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    path = LOCKS / f"{name}.lock"
+    if str(path.resolve()) in _HELD:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = Path(path).read_text().strip() or "another process"
+        os.close(fd)
+        raise StageBusy(f"{WORK / name} is in use by {holder}; wait for it to finish or stop it, then re-run") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)})\n".encode())
+    _HELD[str(path.resolve())] = fd
+
+
+def _proc(pid: int) -> tuple[str, int, str] | None:
+    """(command name, parent pid, start time) of a live process, from /proc (None: gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    return comm, int(rest[1]), rest[19]
+
+
+def _stop_with_dvc(name: str) -> None:
+    """Under `dvc repro` (DVC_STAGE set), stop this stage when the dvc process that started it
+    dies: a SIGTERM to dvc would otherwise leave it running, overwriting what a later run restores."""
+    if "DVC_STAGE" not in os.environ or not Path("/proc/self/stat").exists():
+        return
+    pid = os.getppid()
+    info = _proc(pid)
+    while info and info[0] in ("sh", "bash", "dash", "zsh", "fish") and info[1] > 1:  # DVC runs `$SHELL -c cmd`
+        pid, info = info[1], _proc(info[1])
+    if info is None:
+        return
+    started = info[2]
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            now = _proc(pid)
+            if now is None or now[2] != started:
+                print(f"[{name}] the dvc process that started this stage (pid {pid}) is gone: stopping; "
+                      f"re-running resumes from the last checkpoint", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+    threading.Thread(target=watch, name="stop-with-dvc", daemon=True).start()
+
+
+def work_dir(name: str, settings: dict, upstream: Iterable = (), external: Iterable = ()) -> Path:
+    """runs/.work/<name>, kept across a crash and locked to this process; wiped, naming what
+    changed, when the stage's settings or the content of what it reads (input_stamps) changed."""
+    _lock(name)
+    _stop_with_dvc(name)
     w = WORK / name
     stamp = w / "settings.json"
-    fp = _fingerprint(settings)
+    state = {"settings": json.loads(json.dumps(settings, default=str)), "inputs": input_stamps(upstream, external)}
+    fp = _fingerprint(state)
     if w.exists():
-        old = read_json(stamp).get("fingerprint") if stamp.exists() else None
-        if old != fp:
-            print(f"[{name}] settings changed since the interrupted run in {w}: starting over", flush=True)
+        old = read_json(stamp) if stamp.exists() else {}
+        if old.get("fingerprint") != fp:
+            changed = _changes({k: old.get(k, {}) for k in state}, state)
+            print(f"[{name}] starting over: {', '.join(changed[:5]) or 'an unreadable earlier state'} changed since the "
+                  f"interrupted run in {w}", flush=True)
             shutil.rmtree(w)
         else:
-            print(f"[{name}] resuming the interrupted run in {w}", flush=True)
+            print(f"[{name}] resuming the interrupted run in {w} (same settings and inputs)", flush=True)
     w.mkdir(parents=True, exist_ok=True)
-    write_json(stamp, {"fingerprint": fp, "settings": settings})
+    write_json(stamp, {"fingerprint": fp, **state})
     return w
 
 

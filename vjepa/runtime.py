@@ -8,6 +8,7 @@ and the error wording (full path plus ENOSPC/EROFS) is what a user needs on a fu
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -131,6 +132,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """JSON, indented and key-sorted (the metrics files' format), written atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def source_stamp(path: str) -> str | list[str]:
+    """What identifies an annotation source: a file's size and content hash; an ImageFolder root's
+    class folder names (hashing every image of a dataset would take hours)."""
+    if os.path.isdir(path):  # an ImageFolder root: its class folders
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    h, size = hashlib.blake2b(digest_size=16), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+            size += len(chunk)
+    return f"{size}:{h.hexdigest()}"
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, finish, once, publish, work_dir
-from pipeline.stages.common import frozen_encoder, probe_task, top1_by_kind
+from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.stages.pretrain import run_pretraining
 from pipeline.tracking import ablation_experiment, log_ablation, stage_run
 from vjepa.config import to_dict
@@ -23,7 +23,8 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
     tags = {"profile": P.profile, "ablation": point, "tables": ",".join(spec.tables), "target": cfg.target,
             "num_masks": len(cfg.masks)}
     with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile)) as t:
-        work = work_dir(f"ablate-{point}", settings)
+        work = work_dir(f"ablate-{point}", settings, [PREPARED],
+                        [*P.pretrain.data.sources, *task_files(P, P.probe.tasks[task].data)])
 
         def compute():
             summary = run_pretraining(P, cfg, seed, work / "pretrain", t)

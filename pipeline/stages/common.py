@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-INDEX = Path("data/prepared/index")
-
 from pipeline.config import Params
+from pipeline.plumbing import PREPARED
 from vjepa.data import read_task, task_datasets
 from vjepa.data.index import load_task_index
 from vjepa.models import ModelConfig
 from vjepa.probe import EncoderConfig, build_frozen_encoder, run_probe
+
+INDEX = PREPARED / "index"
 
 
 def frozen_encoder(P: Params, checkpoint: str | None, model: ModelConfig | None = None, override: bool = True):
@@ -22,6 +23,17 @@ def frozen_encoder(P: Params, checkpoint: str | None, model: ModelConfig | None 
     if enc.checkpoint is None:
         enc = dataclasses.replace(enc, checkpoint=checkpoint)
     return build_frozen_encoder(enc, model or P.model), enc
+
+
+def task_files(P: Params, *tasks: str) -> list[str]:
+    """The annotation files (and ImageFolder roots) of tasks as their specs name them: what,
+    besides data/prepared and a checkpoint, keys a stage's work folder (plumbing.work_dir)."""
+    return [f for t in tasks for src in (P.tasks[t].train, P.tasks[t].val) for f in (src.path, src.labels) if f]
+
+
+def encoder_files(P: Params, checkpoint: str | None) -> list[str]:
+    """The files a frozen encoder is read from: the checkpoint, or `probe.encoder`'s own file."""
+    return [f for f in (checkpoint, P.probe.encoder.checkpoint, P.probe.encoder.timm_weights) if f]
 
 
 def probe_checkpoint(P: Params) -> str | None:

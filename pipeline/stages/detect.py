@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, finish, once, publish, work_dir
-from pipeline.stages.common import frozen_encoder, probe_checkpoint
+from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.stages.common import encoder_files, frozen_encoder, probe_checkpoint
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data.ava import read_ava_labelmap
@@ -24,7 +24,8 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
     with stage_run("detect", settings, {"profile": P.profile}) as t:
         sets = ava_datasets(P.detect.data, P.detect.clip, cfg.num_classes, seed)
         encoder, enc = frozen_encoder(P, ckpt)
-        work = work_dir("detect", settings)
+        files = [f for k, f in vars(P.detect.data).items() if f and k != "frames"]  # the frames: too many to hash
+        work = work_dir("detect", settings, [PREPARED, *encoder_files(P, ckpt)], files)
         result = once(work, lambda: run_detection(cfg, encoder, sets.train, sets.val, sets.val_groundtruth, work,
                                                   sets.val_exclusions, labelmap))
         out = publish(work, RUNS / "detect")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, checkpoint_path, finish, once, publish, work_dir
-from pipeline.stages.common import task_entries
+from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.stages.common import task_entries, task_files
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.finetune import build_datasets
@@ -21,7 +21,7 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
     ckpt = P.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
     with stage_run("finetune", settings, {"profile": P.profile, "task": task}) as t:
-        work = work_dir(f"finetune-{task}", settings)
+        work = work_dir(f"finetune-{task}", settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
 
         def compute():
             train_set, val_set = build_datasets(cfg, train, val)

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, checkpoint_path, finish, once, publish, work_dir
-from pipeline.stages.common import frozen_encoder, probe_task, top1_by_kind
+from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.stats import clip_outcomes
@@ -20,7 +20,8 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
     settings = {"learn": to_dict(P.learn), "seed": seed, "checkpoint": ckpt,
                 "tasks": {n: to_dict(P.probe.tasks[n]) for n in names}, "defaults": P.probe.defaults}
     with stage_run("learn", settings, {"profile": P.profile, "seed": seed}) as t:
-        work = work_dir(f"learn-seed{seed}", settings)
+        work = work_dir(f"learn-seed{seed}", settings, [PREPARED, ckpt],
+                        task_files(P, *(P.probe.tasks[n].data for n in names)))
 
         def compute():
             results, clips = {}, {}  # clips: per-clip outcomes, for the report's paired verdicts

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, WORK, finish, launch_torchrun, once, publish, work_dir
+from pipeline.plumbing import PREPARED, RUNS, WORK, finish, launch_torchrun, once, publish, work_dir
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data import ClipSampling, MixtureDataset, VideoDataset, pretrain_transform, read_path_label_list
@@ -42,7 +42,7 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
     settings = {"pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data)}
     name = f"pretrain-seed{seed}"
     # the launching process owns the work folder (resume or start over); torchrun's workers use it
-    work = WORK / name if "LOCAL_RANK" in os.environ else work_dir(name, settings)
+    work = WORK / name if "LOCAL_RANK" in os.environ else work_dir(name, settings, [PREPARED], P.pretrain.data.sources)
     if launch_torchrun("pretrain", str(seed), params_path, torch.cuda.device_count()):
         return None
     rank0 = int(os.environ.get("RANK", "0")) == 0

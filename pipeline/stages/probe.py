@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, finish, once, publish, work_dir
-from pipeline.stages.common import frozen_encoder, probe_checkpoint, probe_task, top1_by_kind
+from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.stages.common import (encoder_files, frozen_encoder, probe_checkpoint, probe_task, task_files,
+                                    top1_by_kind)
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 
@@ -21,7 +22,7 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
     settings = {"task": to_dict(spec), "defaults": P.probe.defaults, "encoder": to_dict(P.probe.encoder),
                 "checkpoint": ckpt, "seed": seed, "data": to_dict(P.tasks[spec.data])}
     with stage_run("probe", settings, {"profile": P.profile, "task": task}) as t:
-        work = work_dir(f"probe-{task}", settings)
+        work = work_dir(f"probe-{task}", settings, [PREPARED, *encoder_files(P, ckpt)], task_files(P, spec.data))
 
         def compute():
             encoder, enc = frozen_encoder(P, ckpt)

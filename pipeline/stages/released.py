@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.plumbing import RUNS, checkpoint_path, finish, once, publish, work_dir
-from pipeline.stages.common import frozen_encoder, task_entries, top1_by_kind
+from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.stages.common import frozen_encoder, task_entries, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data import task_datasets
@@ -26,7 +26,7 @@ def evaluate_only(P: Params, task: str) -> dict:
     settings = {"task": to_dict(spec), "evaluate_only": to_dict(released), "encoder": encoder_file,
                 "segments": segments, "views": views, "data": to_dict(P.tasks[spec.data])}
     with stage_run("probe", settings, {"profile": P.profile, "task": task, "released": "true"}) as t:
-        work = work_dir(f"probe-{task}", settings)
+        work = work_dir(f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(P, spec.data))
 
         def compute():
             encoder, _ = frozen_encoder(P, encoder_file, override=False)

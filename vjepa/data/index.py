@@ -10,7 +10,6 @@ modification times would be cheaper but change when data is copied to another ma
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from vjepa.data.readers import AnnotationError, Entries
 from vjepa.data.sources import TaskData, read_task
+from vjepa.runtime import source_stamp
 
 INDEX_VERSION = 1
 _SPLITS = ("train", "val")
@@ -42,21 +42,9 @@ def index_path(index_dir: str | os.PathLike, name: str) -> Path:
     return Path(index_dir) / f"{name}.parquet"
 
 
-def _stamp(path: str) -> str | list[str]:
-    if os.path.isdir(path):  # an ImageFolder root: its class folders
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
-    h, size = hashlib.blake2b(digest_size=16), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            size += len(chunk)
-    return f"{size}:{h.hexdigest()}"
-
-
 def _stamps(task: TaskData) -> dict:
     files = [f for src in (task.train, task.val) for f in (src.path, src.labels) if f]
-    return {str(f): _stamp(str(f)) for f in dict.fromkeys(files)}
+    return {str(f): source_stamp(str(f)) for f in dict.fromkeys(files)}
 
 
 def write_task_index(name: str, task: TaskData, index_dir: str | os.PathLike,
