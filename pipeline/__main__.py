@@ -15,9 +15,14 @@ def main(argv=None) -> int:
     parser.add_argument("stage", choices=sorted([*STAGES, "profile", "check"]))
     parser.add_argument("key", nargs="?", help="the stage's foreach key (seed, task, grid point) or the profile name")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--files", action="store_true",
+                        help="check: also read every file a later stage reads (what prepare checks on real data)")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="check: print each training stage's global batch on this many GPUs")
     args = parser.parse_args(argv)
     from pipeline.plumbing import StageBusy
     from vjepa.config import ConfigError
+    from vjepa.data.readers import AnnotationError
     try:
         if args.stage == "profile":
             from pipeline.profiles import available, use_profile
@@ -27,17 +32,23 @@ def main(argv=None) -> int:
                   f"(metrics/{args.key}/, reports/{args.key}/; its own dvc.lock)")
             return 0
         if args.stage == "check":
-            from pipeline.config import SECTIONS, load
+            from pipeline.config import SECTIONS, from_mapping, load
             from pipeline.profiles import params_text
-            if args.key:
-                params_text(args.key)
-            else:
-                load(args.params)
+            import yaml
+            P = from_mapping(yaml.safe_load(params_text(args.key)), f"profiles/{args.key}.yaml") if args.key \
+                else load(args.params)
             print(f"{f'profile {args.key}' if args.key else args.params}: valid ({', '.join(SECTIONS)})")
+            if args.gpus:
+                for stage, batch in P.global_batches(args.gpus).items():
+                    print(f"  global batch of {stage}: {batch}")
+            if args.files:
+                from pipeline.stages.prepare import check_inputs
+                import json
+                print("  files read and checked:", json.dumps(check_inputs(P), indent=2).replace("\n", "\n  "))
             return 0
         from pipeline.stages import run
         run(args.stage, args.params, args.key)
-    except (ConfigError, StageBusy) as e:
+    except (ConfigError, StageBusy, AnnotationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

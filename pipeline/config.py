@@ -84,6 +84,9 @@ class PretrainData:
             raise FieldError("video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
 
 
+PretrainDataOverrides = Annotated[dict, Partial(PretrainData)]
+
+
 @dataclass
 class PretrainSection:
     data: PretrainData
@@ -161,6 +164,7 @@ class AblationPoint:
     tables: list[str]
     label: str = ""
     pretrain: PointOverrides = field(default_factory=dict)
+    data: PretrainDataOverrides = field(default_factory=dict)  # its own pretraining data, over ablations.data
 
 
 @dataclass
@@ -168,6 +172,7 @@ class AblationsSection:
     task: str                                                # a key of probe.tasks
     points: dict[str, AblationPoint] = field(default_factory=dict)
     pretrain: PointOverrides = field(default_factory=dict)   # every point's shorter run, before its own changes
+    data: PretrainDataOverrides = field(default_factory=dict)  # every point's data over pretrain.data (C.3: K400)
     probe: ProbeOverrides = field(default_factory=dict)
 
 
@@ -214,6 +219,11 @@ class Params:
             where = f"ablations.points.{point}.pretrain"
         return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
 
+    def ablation_data(self, point: str) -> PretrainData:
+        """`pretrain.data`, then `ablations.data` and the point's `data` on top."""
+        raw = merge(merge(to_dict(self.pretrain.data), self.ablations.data), self.ablations.points[point].data)
+        return from_dict(PretrainData, raw, f"ablations.points.{point}.data")
+
     def probe_config(self, task: str, num_classes: int, segments: int, seed: int,
                      extra: dict | None = None) -> ProbeConfig:
         """`probe.defaults`, the task's `probe`, then `extra` (learn.probe, ablations.probe)."""
@@ -240,6 +250,24 @@ class Params:
     def finetune_data(self, task: str) -> str:
         return self.finetune.tasks[task]["data"]
 
+    def global_batches(self, gpus: int) -> dict[str, str]:
+        """{stage: how its global batch is made} on `gpus` GPUs of one machine: pretraining and
+        finetuning run one process per GPU (batch x processes x accumulation); probes and the
+        detection head train in one process."""
+        def ddp(batch: int, accumulation: int) -> str:
+            return f"{batch} x {gpus} GPU{'s' if gpus > 1 else ''} x {accumulation} = {batch * gpus * accumulation}"
+        pre = self.pretrain_config(self.main_seed)
+        out = {"pretrain": ddp(pre.batch_size, pre.accumulation_steps)}
+        for task in self.finetune.tasks:
+            ft = self.finetune_config(task, 2)
+            out[f"finetune@{task}"] = ddp(ft.batch_size, ft.accumulation_steps)
+        out["probe"] = f"{self.probe_defaults().batch_size} (one process)"
+        out["detect"] = f"{self.detect_config([1], 0).batch_size} (one process)"
+        for point in self.ablations.points:
+            cfg = self.pretrain_config(self.main_seed, point)
+            out[f"ablate@{point}"] = ddp(cfg.batch_size, cfg.accumulation_steps)
+        return out
+
     # -- checks across sections, and every config built once ---------------------------------------
 
     def validate(self) -> None:
@@ -263,7 +291,10 @@ class Params:
                   "finetune.defaults")
         self.pretrain_config(self.main_seed)
         for point in self.ablations.points:
-            self.pretrain_config(self.main_seed, point)
+            frames, data = self.pretrain_config(self.main_seed, point).model.num_frames, self.ablation_data(point)
+            if data.num_frames != frames:
+                raise ConfigError(f"ablations.points.{point}.data.num_frames: {data.num_frames} frames, but the "
+                                  f"point's model.num_frames is {frames}")
         for name, task in self.probe.tasks.items():
             for s in task.segments:
                 self.probe_config(name, 2, s, 0)

@@ -74,6 +74,10 @@ def test_prepare_of_a_real_data_profile_writes_the_index_that_probe_loads(tiny_s
     params["finetune"]["tasks"] = {}
     params["learn"].update(motion="k400", appearance="k400")
     params["ablations"].update(task="k400")
+    def moved(path):  # the default profile's paths under data/prepared, in the tiny suite instead
+        return path.replace("data/prepared", str(root)) if isinstance(path, str) else path
+    params["pretrain"]["data"]["sources"] = [moved(p) for p in params["pretrain"]["data"]["sources"]]
+    params["detect"]["data"] = {k: moved(v) for k, v in params["detect"]["data"].items()}
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VJEPA_MLFLOW", "0")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -17,17 +17,17 @@ from vjepa.stats import clip_outcomes
 def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -> dict:
     """Pretrain with the point's changes on top of `ablations.pretrain`, then probe `ablations.task`."""
     spec, seed, task = P.ablations.points[point], P.main_seed, P.ablations.task
-    cfg = P.pretrain_config(seed, point)
-    settings = {"point": to_dict(spec), "pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data),
+    cfg, data = P.pretrain_config(seed, point), P.ablation_data(point)
+    settings = {"point": to_dict(spec), "pretrain": to_dict(cfg), "data": to_dict(data),
                 "task": to_dict(P.probe.tasks[task]), "defaults": P.probe.defaults, "probe": P.ablations.probe}
     tags = {"profile": P.profile, "ablation": point, "tables": ",".join(spec.tables), "target": cfg.target,
             "num_masks": len(cfg.masks)}
     with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile)) as t:
         work = work_dir(f"ablate-{point}", settings, [PREPARED],
-                        [*P.pretrain.data.sources, *task_files(P, P.probe.tasks[task].data)])
+                        [*data.sources, *task_files(P, P.probe.tasks[task].data)])
 
         def compute():
-            summary = run_pretraining(P, cfg, seed, work / "pretrain", t)
+            summary = run_pretraining(P, cfg, seed, work / "pretrain", t, data)
             encoder, _ = frozen_encoder(P, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
             r = probe_task(P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point,
                            P.ablations.probe)

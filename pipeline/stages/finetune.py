@@ -2,10 +2,13 @@
 on several views."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.plumbing import PREPARED, RUNS, WORK, checkpoint_path, finish, launch_torchrun, once, publish, work_dir
 from pipeline.stages.common import task_entries, task_files
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
@@ -13,21 +16,29 @@ from vjepa.finetune import build_datasets
 from vjepa.finetune import finetune as vjepa_finetune
 
 
-def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict:
-    """Writes runs/finetune/<task>/ (the finetuned model and its multi-view results)."""
+def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Writes runs/finetune/<task>/ (the finetuned model and its multi-view results); with several
+    GPUs, relaunched under torchrun, one process per GPU (global batch = batch x GPUs x accumulation)."""
     seed, data = P.main_seed, P.tasks[P.finetune_data(task)]
     train, val, classes = task_entries(P, P.finetune_data(task))
     cfg = P.finetune_config(task, len(classes), seed)
     ckpt = P.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
-    with stage_run("finetune", settings, {"profile": P.profile, "task": task}) as t:
-        work = work_dir(f"finetune-{task}", settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
-
+    name = f"finetune-{task}"
+    # as pretrain: the launching process owns the work folder, torchrun's workers (one per GPU) share it
+    work = WORK / name if "LOCAL_RANK" in os.environ else \
+        work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
+    if launch_torchrun("finetune", task, params_path, torch.cuda.device_count()):
+        return None
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with stage_run("finetune", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
         def compute():
             train_set, val_set = build_datasets(cfg, train, val)
             return vjepa_finetune(cfg, ckpt, train_set, val_set, work,
                                   log_fn=lambda m, step: t.metrics({k: v for k, v in m.items() if k != "step"}, step=step))
-        result = once(work, compute)
+        result = once(work, compute, record=rank0)
+        if not rank0:
+            return result
         (work / "latest.pth.tar").unlink(missing_ok=True)  # the resume state; the finetuned model stays
         publish(work, RUNS / "finetune" / task)
         return finish(t, Path("metrics") / P.profile, f"finetune/{task}",

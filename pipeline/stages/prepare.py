@@ -7,7 +7,9 @@ from pipeline.config import Params
 from pipeline.plumbing import finish
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
-from vjepa.data.index import write_task_index
+from vjepa.data.checks import check_ava, check_pretraining_lists
+from vjepa.data.readers import check_files_exist
+from vjepa.data.index import read_checked_task, write_task_index
 from vjepa.data.small_suite import build_small_suite
 from vjepa.runtime import write_json
 
@@ -16,16 +18,50 @@ OUT = Path("data/prepared")
 
 def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
     """`prepare` set: build the small suite in data/prepared. `prepare: null`: read every task's
-    annotations in its format once, check them and write a compact index that later stages load."""
+    annotations in its format once, check them and write a compact index that later stages load,
+    after checking every other file a later stage reads (check_later_inputs)."""
     settings = {"prepare": to_dict(P.prepare) if P.prepare else None}
     with stage_run("prepare", settings, {"profile": P.profile}) as t:
         if P.prepare is not None:
             summary = build_small_suite(P.prepare, OUT)
         else:
-            summary = {"tasks": {name: write_task_index(name, data, OUT / "index", P.index)
-                                 for name, data in P.tasks.items()}}
-            write_json(OUT / "index.json", summary)
+            tasks = {name: write_task_index(name, data, OUT / "index", P.index) for name, data in P.tasks.items()}
+            # the output holds no timings, so an unchanged re-run leaves it byte-identical (nothing downstream re-runs)
+            write_json(OUT / "index.json", {"tasks": {n: {k: v for k, v in s.items() if k != "read_seconds"}
+                                                      for n, s in tasks.items()}})
+            summary = {"tasks": tasks, **check_later_inputs(P)}
         return finish(t, Path("metrics") / P.profile, "prepare", {"profile": P.profile, **summary_numbers(summary)})
+
+
+def pretraining_lists(P: Params) -> list[str]:
+    """Every `path label` list a pretraining reads: the main mix and each ablation point's own."""
+    lists = list(P.pretrain.data.sources)
+    for point in P.ablations.points:
+        lists += P.ablation_data(point).sources
+    return list(dict.fromkeys(lists))
+
+
+def check_later_inputs(P: Params) -> dict:
+    """Read what the stages after prepare read, besides the tasks prepare indexes: the pretraining
+    lists and the files they name (all, or `index.sample_files` of each), the AVA folder, and the
+    checkpoint files a profile names. A wrong path fails here, naming the file."""
+    every, sample, bar = P.index.check_files, P.index.sample_files, P.index.progress
+    files = [f for f in (P.probe.encoder.checkpoint, P.probe.encoder.timm_weights, P.finetune.checkpoint) if f]
+    check_files_exist(files, "params.yaml", what="checkpoint named by the profile")
+    return {"pretrain_lists": check_pretraining_lists(pretraining_lists(P), every, sample, bar),
+            "detect": check_ava(P.detect.data, P.detect.clip)}
+
+
+def check_inputs(P: Params) -> dict:
+    """What prepare reads and checks on a real-data profile, without writing anything (`check
+    --files`); the small suite is what prepare builds, so there is nothing to read before it."""
+    if P.prepare is not None:
+        return {"small_suite": "built by prepare: nothing to read before it"}
+    tasks = {}
+    for name, data in P.tasks.items():
+        train, val, _ = read_checked_task(data, P.index)
+        tasks[name] = {"train": len(train), "val": len(val)}
+    return {"tasks": tasks, **check_later_inputs(P)}
 
 
 def summary_numbers(summary: dict) -> dict:

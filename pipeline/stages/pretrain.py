@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import Params
+from pipeline.config import Params, PretrainData
 from pipeline.plumbing import PREPARED, RUNS, WORK, finish, launch_torchrun, once, publish, work_dir
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
@@ -15,9 +15,9 @@ from vjepa.pretrain import PretrainConfig
 from vjepa.pretrain import pretrain as vjepa_pretrain
 
 
-def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int) -> MixtureDataset:
-    """The `pretrain.data` mix at the model's resolution."""
-    data = P.pretrain.data
+def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int, data: PretrainData | None = None) -> MixtureDataset:
+    """The `pretrain.data` mix (or `data`, an ablation point's) at the model's resolution."""
+    data = data or P.pretrain.data
     clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
     transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip, data.finish_on_device)
     parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb,
@@ -25,14 +25,16 @@ def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int) -> MixtureDatase
     return MixtureDataset(parts, data.weights)
 
 
-def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker) -> dict:
-    """vjepa.pretrain.pretrain with its step metrics mirrored to MLflow every pretrain.mlflow_every steps."""
+def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker,
+                    data: PretrainData | None = None) -> dict:
+    """vjepa.pretrain.pretrain on `data` (default `pretrain.data`), its step metrics mirrored to
+    MLflow every pretrain.mlflow_every steps."""
     every = P.pretrain.mlflow_every
 
     def log(metrics, step):
         if step % every == 0:
             tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
-    return vjepa_pretrain(cfg, pretrain_dataset(P, cfg, seed), work, log_fn=log)
+    return vjepa_pretrain(cfg, pretrain_dataset(P, cfg, seed, data), work, log_fn=log)
 
 
 def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vjepa.config import check_range
+from vjepa.data.checks import check_sample
 from vjepa.data.readers import AnnotationError, Entries
 from vjepa.data.sources import TaskData, read_task
 from vjepa.runtime import source_stamp
@@ -32,10 +34,15 @@ _SPLITS = ("train", "val")
 class IndexConfig:
     """How `prepare` checks a task before indexing it. check_files: stat every listed file (one
     stat per entry: minutes for millions of files on a network file system, so off by default);
-    progress: a progress bar for that check."""
+    sample_files: otherwise, stat this many of each split's or list's files, drawn at random with
+    a fixed seed, so a wrong root fails at prepare in seconds; progress: a bar for the full check."""
 
     check_files: bool = False
+    sample_files: int = 256
     progress: bool = True
+
+    def validate(self) -> None:
+        check_range(self, "sample_files", ge=0)
 
 
 def index_path(index_dir: str | os.PathLike, name: str) -> Path:
@@ -47,13 +54,22 @@ def _stamps(task: TaskData) -> dict:
     return {str(f): source_stamp(str(f)) for f in dict.fromkeys(files)}
 
 
+def read_checked_task(task: TaskData, config: IndexConfig) -> tuple[Entries, Entries, dict[str, int]]:
+    """read_task, with every listed file checked (config.check_files) or a sample of each split's."""
+    train, val, classes = read_task(task, check_files=config.check_files, progress=config.progress)
+    if not config.check_files and task.train.format != "image_folder":  # a folder listing: its files exist
+        for split, entries in (("train", train), ("val", val)):
+            check_sample(entries.paths, getattr(task, split).path, config.sample_files)
+    return train, val, classes
+
+
 def write_task_index(name: str, task: TaskData, index_dir: str | os.PathLike,
                      config: IndexConfig | None = None) -> dict:
     """Read and check `task` (every entry; files too with config.check_files) and write
     <index_dir>/<name>.parquet atomically. Returns a summary (counts, classes, seconds, bytes)."""
     config = config or IndexConfig()
     t0 = time.perf_counter()
-    train, val, classes = read_task(task, check_files=config.check_files, progress=config.progress)
+    train, val, classes = read_checked_task(task, config)
     seconds = time.perf_counter() - t0
     meta = {"version": INDEX_VERSION, "name": name, "task": {s: asdict(getattr(task, s)) for s in _SPLITS},
             "classes": classes, "sources": _stamps(task), "checked_files": config.check_files}
