@@ -2,6 +2,7 @@
 (tests/release_tree.py) indexes with the counts written, and each release quirk reads right:
 Kinetics' three clip layouts (`path_format`), VideoMix2M lists whose paths hold spaces, and the
 AVA proposals pickle in each form the released file may take, through a loader that runs no code."""
+import copy
 import json
 import os
 import pickle
@@ -94,6 +95,19 @@ def test_a_bad_kinetics_path_format_names_its_key(release_tree, value, match):
     ssv2 = dict(release_tree["tasks"]["ssv2"]["train"], path_format="flat")
     with pytest.raises(ConfigError, match="tasks.ssv2.train.path_format: is for the 'kinetics' format"):
         _task({"train": ssv2, "val": ssv2}, "tasks.ssv2")
+
+
+def test_path_format_is_set_in_params_like_any_task_setting(release_tree):
+    from pathlib import Path
+    from pipeline.config import from_mapping, read_yaml
+    data = read_yaml(Path(__file__).resolve().parent.parent / "params.yaml")
+    data["tasks"]["k400"] = copy.deepcopy(release_tree["kinetics_layouts"]["underscored"])
+    params = from_mapping(data)
+    assert params.tasks["k400"].val.path_format == "class_folders_underscored"
+    assert len(read_task(params.tasks["k400"])[1]) == release_tree["counts"]["k400"]["val"]
+    data["tasks"]["k400"]["val"] = dict(data["tasks"]["k400"]["val"], pathformat="flat")
+    with pytest.raises(ConfigError, match=r"params.yaml: tasks.k400.val.pathformat: unknown key; did you mean path_format\?"):
+        from_mapping(data)
 
 
 # -- VideoMix2M lists: paths with spaces are double-quoted ---------------------------------------------
