@@ -5,10 +5,12 @@ media. `build_release_tree(root)` writes it and returns the paths, ready to put 
 
 Layouts (under root):
   kinetics400/  the release CSVs annotations/{train,validate}.csv (label,youtube_id,time_start,time_end,split)
-                and clips in class folders whose names hold spaces: videos/{train,val}/<label>/<ytid>_<t0:06d>_<t1:06d>.mp4
+                and clips in class folders whose names hold spaces:
+                videos/{train,val}/<label>/<ytid>_<t0:06d>_<t1:06d>.mp4
   k400_cvdf/    CVDF's re-release: annotations/{train,val}.csv with the `is_cc` column, flat train/ val/ folders
   k400_mmaction/ mmaction2's download: the same release CSVs, class folders with underscores videos_{train,val}/
-  ssv2/         20bn-something-something-v2/<id>.webm (VP9, 12 fps), something-something-v2-{labels,train,validation}.json
+  ssv2/         20bn-something-something-v2/<id>.webm (VP9, 12 fps),
+                something-something-v2-{labels,train,validation}.json
   imagenet/     ImageFolder train/<wnid>/<wnid>_<n>.JPEG and val/<wnid>/ILSVRC2012_val_<n>.JPEG (re-foldered)
   places205/    V-JEPA's ImageFolder conversion 121517/pytorch/{train,val}/<class>/gsun_<hex>.jpg
   iNaturalist-2021/ {train,val}.json (COCO-like, null location fields), images {train,val}/<image_dir_name>/<uuid>.jpg
@@ -183,7 +185,8 @@ def _images(root: Path, rng, size) -> dict:
             wnid = IN1K_WNIDS[k]
             name = f"{wnid}_{10026 + n}.JPEG" if split == "train" else f"ILSVRC2012_val_{n:08d}.JPEG"
             write_image(in1k / split / wnid / name, _frames(rng, 1, size)[0])
-            write_image(places / split / PLACES_CLASSES[k] / f"gsun_{rng.bytes(16).hex()}.jpg", _frames(rng, 1, size)[0])
+            write_image(places / split / PLACES_CLASSES[k] / f"gsun_{rng.bytes(16).hex()}.jpg",
+                        _frames(rng, 1, size)[0])
     specs["in1k"] = {s: {"format": "image_folder", "path": str(in1k / s)} for s in ("train", "val")}
     specs["places205"] = {s: {"format": "image_folder", "path": str(places / s)} for s in ("train", "val")}
 
@@ -209,8 +212,10 @@ def _images(root: Path, rng, size) -> dict:
         (inat / f"{split}.json").write_text(json.dumps(
             {"info": {"year": 2021, "version": "1.0", "description": "a release-format stand-in"},
              "images": images, "categories": cats, "annotations": anns,
-             "licenses": [{"id": 1, "name": "Attribution License", "url": "http://creativecommons.org/licenses/by/4.0/"}]}))
-    specs["inat21"] = {s: {"format": "inat", "path": str(inat / f"{s}.json"), "root": str(inat)} for s in ("train", "val")}
+             "licenses": [{"id": 1, "name": "Attribution License",
+                           "url": "http://creativecommons.org/licenses/by/4.0/"}]}))
+    specs["inat21"] = {s: {"format": "inat", "path": str(inat / f"{s}.json"), "root": str(inat)}
+                       for s in ("train", "val")}
     return specs
 
 

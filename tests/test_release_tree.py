@@ -106,7 +106,7 @@ def test_path_format_is_set_in_params_like_any_task_setting(release_tree):
     assert params.tasks["k400"].val.path_format == "class_folders_underscored"
     assert len(read_task(params.tasks["k400"])[1]) == release_tree["counts"]["k400"]["val"]
     data["tasks"]["k400"]["val"] = dict(data["tasks"]["k400"]["val"], pathformat="flat")
-    with pytest.raises(ConfigError, match=r"params.yaml: tasks.k400.val.pathformat: unknown key; did you mean path_format\?"):
+    with pytest.raises(ConfigError, match=r"tasks.k400.val.pathformat: unknown key; did you mean path_format\?"):
         from_mapping(data)
 
 

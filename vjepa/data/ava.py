@@ -223,8 +223,9 @@ def _latin1_bytes(text, encoding, errors="strict"):
     """`_codecs.encode` as Python 3 pickles bytes under protocol 2 (`encode(str, 'latin1')`), and
     nothing else: any other codec (some decompress, some are costly) is refused."""
     if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise pickle.UnpicklingError(f"proposals pickle calls _codecs.encode with ({type(text).__name__}, {encoding!r}, "
-                                     f"{errors!r}); only (str, 'latin1') rebuilds bytes; refusing to load it")
+        raise pickle.UnpicklingError(f"proposals pickle calls _codecs.encode with ({type(text).__name__}, "
+                                     f"{encoding!r}, {errors!r}); only (str, 'latin1') rebuilds bytes; refusing "
+                                     "to load it")
     return text.encode("latin1")
 
 

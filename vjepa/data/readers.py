@@ -2,8 +2,8 @@
 the file (millions of entries in seconds) and holding the result compactly.
 
 Every malformed row, missing file, unknown label, unquoted path with spaces or byte that is not
-UTF-8 raises AnnotationError naming the file and the 1-based line; nothing is skipped silently. A UTF-8
-byte-order mark at the start of a file is ignored. Line numbers are found linearly: the fast
+UTF-8 raises AnnotationError naming the file and the 1-based line; nothing is skipped silently. A
+UTF-8 byte-order mark at the start of a file is ignored. Line numbers are found linearly: the fast
 paths (pyarrow's CSV parser, the standard json module) find that something is wrong, and the
 line is then located by one pass over the text, only when there is an error.
 
