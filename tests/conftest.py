@@ -37,6 +37,14 @@ def tiny_suite(tmp_path_factory):
     return root, summary
 
 
+@pytest.fixture(scope="session")
+def release_tree(tmp_path_factory):
+    """tests/release_tree.py's dataset tree in the releases' own layouts (its paths and counts),
+    built once per test session."""
+    from release_tree import build_release_tree
+    return build_release_tree(tmp_path_factory.mktemp("release") / "tree")
+
+
 # -- the smoke profile's DAG, run once per test session in a copy of this checkout -----------------
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ def test_path_label_list_resolves_relative_paths_and_keeps_absolute(tmp_path):
 
 
 @pytest.mark.parametrize("line2, match", [
-    ("my video.mp4 1", "3 fields"),          # a path with spaces
+    ("my video.mp4 1", "3 fields"),          # a path with spaces, unquoted
     ("b.mp4  1", "3 fields"),                # double space
     ("b.mp4\t1", "tab"),
     ("b.mp4 one", "label must be an integer"),
@@ -57,7 +57,7 @@ def test_path_label_list_missing_or_empty_file(tmp_path):
     (tmp_path / "empty.csv").write_text("\n")
     _raises(lambda: read_path_label_list(tmp_path / "empty.csv"), tmp_path / "empty.csv", None, "no entries")
     with pytest.raises(ValueError, match="whitespace"):
-        write_path_label_list([("a b.mp4", 0)], tmp_path / "x.csv")
+        write_path_label_list([("a\nb.mp4", 0)], tmp_path / "x.csv")  # spaces are quoted; newlines cannot be
 
 
 KINETICS = ("label,youtube_id,time_start,time_end,split\n"

@@ -219,11 +219,28 @@ _PICKLE_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multi
                    ("collections", "OrderedDict")}
 
 
+def _latin1_bytes(text, encoding, errors="strict"):
+    """`_codecs.encode` as Python 3 pickles bytes under protocol 2 (`encode(str, 'latin1')`), and
+    nothing else: any other codec (some decompress, some are costly) is refused."""
+    if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError(f"proposals pickle calls _codecs.encode with ({type(text).__name__}, "
+                                     f"{encoding!r}, {errors!r}); only (str, 'latin1') rebuilds bytes; refusing "
+                                     "to load it")
+    return text.encode("latin1")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers of numpy arrays and nothing else: a proposals file must not be
-    able to run code when read."""
+    able to run code when read. Reads the forms the released file may take: protocol 2 as Python 3
+    writes it (bytes rebuilt by `_codecs.encode(str, 'latin1')`), Python 2's (byte strings, read as
+    latin1, which numpy's array state accepts) and the current protocols."""
+
+    def __init__(self, file):
+        super().__init__(file, encoding="latin1")  # Python 2 str -> str; a Python 3 pickle is unaffected
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module.replace("numpy._core", "numpy.core"), name) in _PICKLE_ALLOWED or \
                 (module == "numpy.dtypes" and name.endswith("DType")):
             if module.startswith("numpy.core") and hasattr(np, "_core"):  # pickled by numpy 1.x
@@ -248,7 +265,7 @@ def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[
         with open(path, "rb") as f:
             try:
                 data = _ArrayUnpickler(f).load()
-            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as e:
                 raise AnnotationError(path, None, f"cannot read proposals pickle: {e}") from None
         if not isinstance(data, dict):
             raise AnnotationError(path, None, f"expected a dict 'video_id,%04d' -> array, got {type(data).__name__}")

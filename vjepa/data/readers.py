@@ -1,15 +1,17 @@
 """Readers for the real on-disk annotation formats, each validating as it reads, in time linear in
 the file (millions of entries in seconds) and holding the result compactly.
 
-Every malformed row, missing file, unknown label, path with spaces or byte that is not UTF-8
-raises AnnotationError naming the file and the 1-based line; nothing is skipped silently. A UTF-8
-byte-order mark at the start of a file is ignored. Line numbers are found linearly: the fast
+Every malformed row, missing file, unknown label, unquoted path with spaces or byte that is not
+UTF-8 raises AnnotationError naming the file and the 1-based line; nothing is skipped silently. A
+UTF-8 byte-order mark at the start of a file is ignored. Line numbers are found linearly: the fast
 paths (pyarrow's CSV parser, the standard json module) find that something is wrong, and the
 line is then located by one pass over the text, only when there is an error.
 
 Formats:
 - `path label` lists (V-JEPA / VideoMAE index files for K400, SSv2, K710, HowTo100M): one space,
-  no header. Relative paths resolve against the list file's folder, absolute ones are kept.
+  no header; a path holding spaces (K400's "air drumming" folders) is double-quoted, as pandas'
+  `read_csv(delimiter=" ")` in the official loaders also reads it. Relative paths resolve against
+  the list file's folder, absolute ones are kept.
 - the Kinetics release CSV (`label,youtube_id,time_start,time_end,split[,is_cc]`);
 - the Something-Something-v2 JSON files (labels + train/validation lists, template lookup);
 - ImageFolder trees (IN1K, Places205) and the iNaturalist-2021 COCO-like JSON.
@@ -236,11 +238,16 @@ def _check_list_line(line: str, path, i: int, num_classes: int | None) -> tuple[
     if not line.strip():
         raise AnnotationError(path, i, "blank line inside the list")
     if "\t" in line:
-        raise AnnotationError(path, i, "tab found; fields are separated by one space")
-    fields = line.split(" ")
+        raise AnnotationError(path, i, "tab found; fields are separated by one space (double-quote a path "
+                                       "that holds spaces)")
+    try:
+        fields = next(csv.reader([line], delimiter=" ", quotechar='"', doublequote=True))
+    except csv.Error as e:
+        raise AnnotationError(path, i, f"bad quoting in {line!r}: {e}") from None
     if len(fields) != 2 or not all(fields):
         raise AnnotationError(path, i, f"expected 'path label' separated by one space, got {len(fields)} "
-                                       f"fields in {line!r} (paths must not contain spaces)")
+                                       f"fields in {line!r} (double-quote a path that holds spaces: "
+                                       '"air drumming/x.mp4" 3)')
     label = _int(fields[1], path, i, "label")
     if label < 0 or (num_classes is not None and label >= num_classes):
         raise AnnotationError(path, i, f"unknown label {label} (expected 0..{(num_classes or 1) - 1})")
@@ -275,9 +282,10 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
                          num_classes: int | None = None, progress: bool = False) -> Entries:
     """Read a space-separated `path label` list (no header) into Entries (absolute paths).
 
-    Split on single spaces like the official reader, so a path with spaces, a tab or a double space
-    is an error rather than a misparse. With `num_classes`, labels outside [0, num_classes) are
-    unknown labels. With `check_files`, every listed file must exist.
+    Split on single spaces like the official reader, so an unquoted path with spaces, a tab or a
+    double space is an error rather than a misparse; a double-quoted path may hold spaces (`""` is
+    a quote inside it). With `num_classes`, labels outside [0, num_classes) are unknown labels.
+    With `check_files`, every listed file must exist.
 
     Parsed by pyarrow's CSV reader (C, linear); any parse or check failure re-reads the text line
     by line to name the first bad line."""
@@ -296,8 +304,8 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
         table = pacsv.read_csv(
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=["path", "label"], block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, escape_char=False,
-                                             double_quote=False, newlines_in_values=False, ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(delimiter=" ", quote_char='"', escape_char=False,
+                                             double_quote=True, newlines_in_values=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types={"path": pa.large_string(), "label": pa.string()},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
         paths = table.column("path").combine_chunks()
@@ -324,15 +332,19 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
 
 def write_path_label_list(entries: Iterable[Entry], path: str | os.PathLike, relative: bool = True) -> Path:
     """Write [(path, label)] as a `path label` list; paths relative to the list's folder when
-    `relative`. Refuses paths with whitespace, which the format cannot hold."""
+    `relative`. A path holding spaces or quotes is double-quoted (quotes doubled); one holding other
+    whitespace (tabs, newlines), which the format cannot hold, is refused."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.resolve().parent
     lines = []
     for n, (p, label) in enumerate(entries, 1):
-        if any(c.isspace() for c in str(p)):
-            raise ValueError(f"entry {n}: path {p!r} contains whitespace, which a `path label` list cannot hold")
+        if any(c.isspace() and c != " " for c in str(p)):
+            raise ValueError(f"entry {n}: path {p!r} contains whitespace other than spaces, which a `path label` "
+                             "list cannot hold")
         out = os.path.relpath(os.path.abspath(p), base) if relative else os.path.abspath(p)
+        if " " in out or '"' in out:
+            out = '"' + out.replace('"', '""') + '"'
         lines.append(f"{out} {int(label)}\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
@@ -344,7 +356,32 @@ def write_path_label_list(entries: Iterable[Entry], path: str | os.PathLike, rel
 # Kinetics release CSV
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
-KINETICS_PATH_FORMAT = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+# Where the clips of a Kinetics release sit under a split's root, by layout: the conventional class
+# folders (names with spaces, "air drumming"), mmaction2's download (class folders with underscores)
+# and CVDF's re-release (one flat folder per split).
+KINETICS_PATH_FORMATS = {
+    "class_folders": "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+    "class_folders_underscored": "{label_underscored}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+    "flat": "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+}
+KINETICS_PATH_FORMAT = KINETICS_PATH_FORMATS["class_folders"]
+
+
+def kinetics_path_format(layout: str) -> str:
+    """The clip-path format of a layout name (a key of KINETICS_PATH_FORMATS) or of a format string
+    of its own (fields label, label_underscored, youtube_id, time_start, time_end, split); a
+    string that names an unknown layout or field is a ValueError saying what is allowed."""
+    if layout in KINETICS_PATH_FORMATS:
+        return KINETICS_PATH_FORMATS[layout]
+    if "{" not in layout:
+        raise ValueError(f"unknown Kinetics layout {layout!r}: use one of {', '.join(KINETICS_PATH_FORMATS)} "
+                         "or a format string such as '{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'")
+    try:
+        layout.format(label="a b", label_underscored="a_b", youtube_id="x", time_start=1, time_end=2, split="train")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"format string {layout!r} does not format a row ({type(e).__name__}: {e}); its fields are "
+                         "label, label_underscored, youtube_id, time_start, time_end (integers), split") from None
+    return layout
 
 
 def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = None,
@@ -355,9 +392,11 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
 
     The map is alphabetical over this file's labels unless `classes` is given (pass the training
     map when reading validation, so indices agree); a label outside it is an unknown label. Clip
-    paths follow `path_format` under `video_root` (default: the CSV's folder); its fields are
-    label, label_underscored (spaces -> '_'), youtube_id, time_start, time_end, split."""
+    paths follow `path_format` under `video_root` (default: the CSV's folder): a layout name of
+    KINETICS_PATH_FORMATS or a format string with fields label, label_underscored (spaces -> '_'),
+    youtube_id, time_start, time_end, split."""
     root = Path(video_root) if video_root is not None else Path(path).resolve().parent
+    path_format = kinetics_path_format(path_format)
     rows = []
     with _open_text(path) as f:
         reader = csv.reader(f)

@@ -155,7 +155,8 @@ def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx26
             c.mux(p)
 
 
-def _save_image(path: Path, img: np.ndarray) -> None:
+def write_image(path: Path, img: np.ndarray) -> None:
+    """Save a uint8 [H, W, 3] image, its format from the file name (JPEG at quality 92)."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +358,7 @@ def _build_in1k(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
     for split, n in (("train", cfg.in1k_train), ("val", cfg.in1k_val)):
         for i in range(n):
             img, label = digits.still(_rng(cfg, "in1k", split, i), split, cfg.image_size, digit=i % 10)
-            _save_image(root / split / wnids[label] / f"{wnids[label]}_{i:06d}.JPEG", img)
+            write_image(root / split / wnids[label] / f"{wnids[label]}_{i:06d}.JPEG", img)
             bar.update()
     return {"train": cfg.in1k_train, "val": cfg.in1k_val, "classes": wnids,
             "class_names": list(md.DIGIT_NAMES)}
@@ -381,7 +382,7 @@ def _build_inat(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
             img, label = digits.still(rng, split, cfg.image_size, INK_COLOURS[colours[c]], digit=(i // len(colours)) % 10)
             cat = cats[label * len(colours) + c]
             rel = f"{split}/{cat['image_dir_name']}/{_youtube_id(rng)}.jpg"
-            _save_image(root / rel, img)
+            write_image(root / rel, img)
             iid = (0 if split == "train" else 1_000_000) + i
             images.append({"id": iid, "width": cfg.image_size, "height": cfg.image_size, "file_name": rel,
                            "license": 0})
@@ -463,7 +464,7 @@ def _build_footage(cfg: SmallSuiteConfig, root: Path, places_root: Path, bar) ->
             s = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
             y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
             img = _resize_short(f[None, y:y + s, x:x + s], cfg.image_size)[0]
-            _save_image(places_root / split / FOOTAGE[name] / f"gsun_{i:06d}.jpg", img)
+            write_image(places_root / split / FOOTAGE[name] / f"gsun_{i:06d}.jpg", img)
             bar.update()
     return footage, {"train": cfg.places_train, "val": cfg.places_val, "classes": classes}
 
@@ -493,7 +494,7 @@ def _build_ava(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
                 metas.append(dict(meta, digit=int(digits.labels[k]), box=md.ink_box(digits.sprite(k))))
             frames = md.render(layers, T, R, cfg.noise, rng)
             for t in range(T):
-                _save_image(root / "frames" / vid / f"{vid}_{t + 1:06d}.jpg", frames[t])
+                write_image(root / "frames" / vid / f"{vid}_{t + 1:06d}.jpg", frames[t])
             for sec in range(902, 902 + cfg.ava_keyframes):
                 key_t = (sec - 900) * fps
                 boxes = []  # the ink box of each digit at the keyframe, normalised

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vjepa.config import FieldError
-from vjepa.data.readers import (AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv,
-                                read_path_label_list, read_ssv2)
+from vjepa.data.readers import (KINETICS_PATH_FORMAT, AnnotationError, Entries, kinetics_path_format,
+                                read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2)
 
 FORMATS = ("list", "kinetics", "ssv2", "image_folder", "inat")
 IMAGE_FORMATS = ("image_folder", "inat")
@@ -17,8 +17,8 @@ IMAGE_FORMATS = ("image_folder", "inat")
 
 @dataclass
 class SplitSource:
-    """One split. format: 'list' (space-separated `path label`), 'kinetics' (release CSV; clips at
-    <root>/<label>/<ytid>_<t0>_<t1>.mp4), 'ssv2' (split JSON + labels JSON; <root>/<id><extension>),
+    """One split. format: 'list' (space-separated `path label`), 'kinetics' (release CSV; clips under
+    root as `path_format` says), 'ssv2' (split JSON + labels JSON; <root>/<id><extension>),
     'image_folder' (path is the root of class folders), 'inat' (iNat21 JSON; images under root)."""
 
     format: str
@@ -27,6 +27,10 @@ class SplitSource:
     labels: str | None = None       # ssv2: something-something-v2-labels.json
     extension: str = ".webm"        # ssv2 video files
     num_classes: int | None = None  # list: the label space 0..num_classes-1 (default: 0..max of training)
+    # kinetics: where the clips sit under root, a layout of KINETICS_PATH_FORMATS ('class_folders', the
+    # default: <label>/<ytid>_<t0:06d>_<t1:06d>.mp4; 'class_folders_underscored', mmaction2's; 'flat', CVDF's)
+    # or a format string of its own
+    path_format: str | None = None
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -35,6 +39,13 @@ class SplitSource:
             raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
         if self.num_classes is not None and (self.format != "list" or self.num_classes < 1):
             raise ValueError("`num_classes` is for the 'list' format (integer labels) and must be >= 1")
+        if self.path_format is not None:
+            if self.format != "kinetics":
+                raise FieldError("path_format", f"is for the 'kinetics' format, not {self.format!r}")
+            try:
+                kinetics_path_format(self.path_format)
+            except ValueError as e:
+                raise FieldError("path_format", str(e)) from None
 
     @property
     def is_image(self) -> bool:
@@ -68,7 +79,8 @@ def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_fi
         n = src.num_classes if src.num_classes is not None else int(entries.labels.max()) + 1
         return entries, classes or {str(k): k for k in range(n)}  # integer labels: classes 0..n-1
     if f == "kinetics":
-        return read_kinetics_csv(src.path, video_root=src.root, classes=classes, **kw)
+        return read_kinetics_csv(src.path, video_root=src.root, classes=classes,
+                                 path_format=src.path_format or KINETICS_PATH_FORMAT, **kw)
     if f == "ssv2":
         return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension, **kw)
     if f == "image_folder":
