@@ -42,9 +42,10 @@ def main(argv=None) -> int:
                 for stage, batch in P.global_batches(args.gpus).items():
                     print(f"  global batch of {stage}: {batch}")
             if args.files:
-                from pipeline.stages.prepare import check_inputs
+                import importlib
                 import json
-                print("  files read and checked:", json.dumps(check_inputs(P), indent=2).replace("\n", "\n  "))
+                prepare = importlib.import_module("pipeline.stages.prepare")  # not a dep of every stage's command
+                print("  files read and checked:", json.dumps(prepare.check_inputs(P), indent=2).replace("\n", "\n  "))
             return 0
         from pipeline.stages import run
         run(args.stage, args.params, args.key)

@@ -105,7 +105,8 @@ def _defaults(resolved: dict) -> dict:
     out = {}
     for name in SECTIONS:
         f = fields[name]
-        if name in resolved or f.default_factory is dataclasses.MISSING and f.default is dataclasses.MISSING:
+        if name in resolved or name == "sources" or \
+                f.default_factory is dataclasses.MISSING and f.default is dataclasses.MISSING:
             continue
         value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         out[name] = to_dict(value) if dataclasses.is_dataclass(value) else value
@@ -116,10 +117,13 @@ def params_text(name: str, root: Path = ROOT) -> str:
     """The params.yaml of profile `name`, validated: a complete profile verbatim (comments kept),
     an override profile resolved; either with the default of every section it leaves out."""
     resolved = resolve(name, root)
-    from_mapping(resolved, f"profiles/{name}.yaml (resolved)")
-    missing = _defaults(resolved)
     src = profile_file(name, root)
-    if "base" not in _read_profile(src):
+    complete = "base" not in _read_profile(src)
+    if not complete:
+        resolved.pop("sources", None)  # a base's list names the base's paths: derived anew below
+    P = from_mapping(resolved, f"profiles/{name}.yaml (resolved)")
+    missing = {**_defaults(resolved), **({} if "sources" in resolved else {"sources": P.derived_sources()})}
+    if complete:
         text = src.read_text()
         if missing:
             text += ("\n# Sections this profile leaves out, at their defaults (dvc.yaml names them):\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-STAGES = ("prepare", "masks", "pretrain", "probe", "detect", "learn", "ablate", "finetune", "report")
+STAGES = ("source", "prepare", "masks", "pretrain", "probe", "detect", "learn", "ablate", "finetune", "report")
 
 
 def run(stage: str, params_path: str = "params.yaml", key: str | None = None):

@@ -1,0 +1,137 @@
+"""The paper profiles as shipped, run on data in the datasets' release layouts (tests/release_tree.py)
+with only data paths and compute shrunk: every shipped profile is planned by DVC, paper-vitl16's
+whole DAG runs end to end through `dvc repro`, and the other two are planned over the same tree."""
+import json
+import re
+import shutil
+
+import pytest
+import yaml
+from conftest import checkout_copy, dvc
+
+from pipeline.profiles import available, use_profile
+
+PAPER = ("paper-vitl16", "paper-vith16", "paper-vith16-384")
+
+# What a test profile over a paper profile may change: where the data is, and how much compute a
+# 2-core CPU spends (model size, image size, frames, steps, batches, workers, epochs, precision,
+# detection's out_layers for the shrunk depth). Nothing of the recipe itself.
+ALLOWED = [r"base", r"tasks\..*\.(path|root|labels)", r"(ablations\.)?pretrain\.data\.sources", r"ablations\.data\.sources",
+           r"detect\.data\..*",
+           r"(ablations\.pretrain\.)?model\.(embed_dim|depth|num_heads|img_size|num_frames|pred_depth|pred_embed_dim"
+           r"|patch_size)",
+           r"pretrain\.data\.(num_frames|decode_threads)",
+           r"(ablations\.)?pretrain\.train\.(batch_size|accumulation_steps|num_workers|checkpoint_every|precision)",
+           r"(ablations\.)?pretrain\.(train\.)?optim\.(iterations|warmup_iterations)",
+           r"probe\.defaults\.(epochs|batch_size|num_workers|encoder_chunk|precision)",
+           r"probe\.tasks\.\w+\.(num_frames|still_frames)", r"ablations\.probe\.epochs",
+           r"detect\.clip\.(num_frames|train_scale|crop_size|test_size)",
+           r"detect\.head\.(out_layers|epochs|batch_size|num_workers|warmup_epochs|precision)",
+           r"finetune\.defaults\.(img_size|batch_size|num_workers|epochs|precision|num_sample|warmup_epochs"
+           r"|test_num_crop)",
+           r"finetune\.tasks\.\w+\.(num_frames|epochs|test_num_segment)"]
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_frames": 4, "pred_depth": 1,
+        "pred_embed_dim": 16}
+
+
+def shrunk(base: str, tree: dict) -> dict:
+    """A test profile over paper profile `base`: the release tree's paths, a CPU's compute."""
+    data = {"sources": tree["pretrain_sources"]}
+    return {
+        "base": base,
+        "tasks": tree["tasks"],
+        "model": TINY,
+        "pretrain": {"data": {**data, "num_frames": 4},
+                     "train": {"batch_size": 2, "accumulation_steps": 1, "num_workers": 0, "checkpoint_every": 1,
+                               "precision": "fp32", "optim": {"iterations": 2, "warmup_iterations": 1}}},
+        "probe": {"defaults": {"epochs": 1, "batch_size": 4, "num_workers": 0, "precision": "fp32"},
+                  "tasks": {"k400": {"num_frames": 4}, "ssv2": {"num_frames": 4}, "in1k": {"still_frames": 2},
+                            "places205": {"still_frames": 2}, "inat21": {"still_frames": 2}}},
+        "detect": {"data": tree["detect"], "clip": {"num_frames": 4, "train_scale": [32, 40], "crop_size": 32,
+                                                    "test_size": 32},
+                   "head": {"out_layers": [1, 2], "epochs": 1, "batch_size": 2, "num_workers": 0, "warmup_epochs": 0,
+                            "precision": "fp32"}},
+        "finetune": {"defaults": {"img_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1, "precision": "fp32",
+                                  "num_sample": 1, "warmup_epochs": 0, "test_num_crop": 1},
+                     "tasks": {"k400": {"num_frames": 4, "test_num_segment": 2},
+                               "ssv2": {"num_frames": 4, "test_num_segment": 2}}},
+        "ablations": {"data": {"sources": tree["pretrain_sources"][:1]}, "probe": {"epochs": 1},
+                      "pretrain": {"model": TINY, "optim": {"iterations": 2, "warmup_iterations": 1}}},
+    }
+
+
+def _keys(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out += _keys(v, f"{key}.") if isinstance(v, dict) else [key]
+    return out
+
+
+def _with_test_profile(repo, base: str, tree: dict) -> str:
+    name = f"test-{base}"
+    (repo / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump(shrunk(base, tree), sort_keys=False))
+    use_profile(name, repo)
+    return name
+
+
+def test_the_test_profiles_change_only_data_paths_and_compute(release_tree):
+    for base in PAPER:
+        keys = _keys(shrunk(base, release_tree))
+        bad = [k for k in keys if not any(re.fullmatch(p, k) for p in ALLOWED)]
+        assert not bad, f"test profile over {base} changes more than data paths and compute: {bad}"
+        assert "tasks.k400.train.root" in keys and "model.depth" in keys  # the allowlist is exercised
+
+
+def test_every_shipped_profile_holds_every_param_dvc_yaml_names_and_is_planned(tmp_path):
+    repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/"))
+    for name in available(repo):
+        use_profile(name, repo)
+        plan = dvc(repo, "repro", "--dry")  # DVC refuses a params file that lacks a key a stage names
+        assert "Running stage 'prepare'" in plan, name
+
+
+@pytest.fixture(scope="module")
+def paper_repo(release_tree, tmp_path_factory):
+    repo = checkout_copy(tmp_path_factory.mktemp("paper") / "repo", without=("metrics/", "reports/", "dvc.lock"))
+    return repo
+
+
+def test_the_other_paper_profiles_are_planned_over_release_format_data(paper_repo, release_tree):
+    for base in PAPER[1:]:
+        _with_test_profile(paper_repo, base, release_tree)
+        plan = dvc(paper_repo, "repro", "--dry")
+        stages = re.findall(r"Running stage '([^']+)'", plan)
+        assert {"prepare", "pretrain@0", "probe@k400", "detect", "finetune@ssv2", "ablate@t15-3masks",
+                "report"} <= set(stages), base
+
+
+def _run_end_to_end(repo, base: str, tree: dict) -> dict:
+    name = _with_test_profile(repo, base, tree)
+    dvc(repo, "repro")
+    return {str(p.relative_to(repo / "metrics" / name)): json.loads(p.read_text())
+            for p in (repo / "metrics" / name).rglob("*.json")}
+
+
+def test_paper_vitl16_runs_end_to_end_on_release_format_data(paper_repo, release_tree):
+    metrics = _run_end_to_end(paper_repo, "paper-vitl16", release_tree)
+    counts = release_tree["counts"]
+    assert metrics["prepare.json"]["tasks"]["k400"]["train"] == counts["k400"]["train"]
+    for task in ("k400", "ssv2", "in1k", "places205", "inat21"):
+        run = metrics[f"probe/{task}.json"]["runs"]
+        first = next(iter(run.values()))
+        assert first["num_train"] == counts[task]["train"] and first.get("skipped_train", 0) == 0, task
+    points = yaml.safe_load((paper_repo / "params.yaml").read_text())["ablations"]["points"]
+    assert len(points) == 25 and all(f"ablate/{p}.json" in metrics for p in points)
+    assert metrics["detect.json"]["val_keyframes"] == counts["ava"]["val"]["keyframes"]
+    report = (paper_repo / "reports" / "test-paper-vitl16" / "README.md").read_text()
+    assert "0.0000M" not in report and "stand-in" not in report.lower()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base", PAPER[1:])
+def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
+    repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
+    metrics = _run_end_to_end(repo, base, release_tree)
+    assert metrics["probe/k400.json"]["runs"]
+    shutil.rmtree(repo)
