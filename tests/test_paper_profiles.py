@@ -37,9 +37,11 @@ TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size
 def shrunk(base: str, tree: dict) -> dict:
     """A test profile over paper profile `base`: the release tree's paths, a CPU's compute."""
     data = {"sources": tree["pretrain_sources"]}
+    paths = {t: {split: {k: v for k, v in spec.items() if k in ("path", "root", "labels")} for split, spec in splits.items()}
+             for t, splits in tree["tasks"].items()}  # the formats are the paper profile's own
     return {
         "base": base,
-        "tasks": tree["tasks"],
+        "tasks": paths,
         "model": TINY,
         "pretrain": {"data": {**data, "num_frames": 4},
                      "train": {"batch_size": 2, "accumulation_steps": 1, "num_workers": 0, "checkpoint_every": 1,
@@ -135,3 +137,57 @@ def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
     metrics = _run_end_to_end(repo, base, release_tree)
     assert metrics["probe/k400.json"]["runs"]
     shutil.rmtree(repo)
+
+
+# -- prepare reads what later stages read: a wrong path fails in seconds, naming the file ----------
+
+def _paper_params(tmp_path, tree: dict, edit=lambda p: None) -> str:
+    """params.yaml of the test profile over paper-vitl16 (data paths into the tree), edited."""
+    from pipeline.config import from_mapping, merge
+    from pipeline.profiles import params_text
+
+    params = merge(yaml.safe_load(params_text("paper-vitl16")), {k: v for k, v in shrunk("paper-vitl16", tree).items()
+                                                                  if k != "base"})
+    edit(params)
+    params["sources"] = from_mapping({**params, "sources": None}).derived_sources()
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return str(path)
+
+
+def _prepare(tmp_path, monkeypatch, tree, edit):
+    from pipeline import stages
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VJEPA_MLFLOW", "0")
+    return stages.run("prepare", _paper_params(tmp_path, tree, edit))
+
+
+def test_prepare_of_the_release_tree_checks_every_later_input(tmp_path, monkeypatch, release_tree):
+    metrics = _prepare(tmp_path, monkeypatch, release_tree, lambda p: None)
+    assert metrics["detect"]["val_keyframes"] == release_tree["counts"]["ava"]["val"]["keyframes"]
+    lists = metrics["pretrain_lists"]
+    assert [v["entries"] for v in lists.values()] == list(release_tree["counts"]["pretrain"].values())
+
+
+def test_a_wrong_video_root_fails_at_prepare_naming_the_annotation_file(tmp_path, monkeypatch, release_tree):
+    from vjepa.data.readers import AnnotationError
+    (tmp_path / "empty").mkdir()
+    train_csv = release_tree["tasks"]["k400"]["train"]["path"]
+    with pytest.raises(AnnotationError, match=f"{re.escape(train_csv)}: 6 of 6 sampled listed files not found"):
+        _prepare(tmp_path, monkeypatch, release_tree,
+                 lambda p: p["tasks"]["k400"]["train"].update(root=str(tmp_path / "empty")))
+
+
+def test_a_pretraining_list_naming_missing_files_fails_at_prepare(tmp_path, monkeypatch, release_tree):
+    from vjepa.data.readers import AnnotationError
+    bad = tmp_path / "k710_moved.csv"
+    bad.write_text("".join(f"/nowhere/clip{i}.mp4 {i % 3}\n" for i in range(5)))
+    with pytest.raises(AnnotationError, match=f"{re.escape(str(bad))}: 5 of 5 sampled listed files not found"):
+        _prepare(tmp_path, monkeypatch, release_tree, lambda p: p["pretrain"]["data"].update(sources=[str(bad)]))
+
+
+def test_missing_ava_frames_fail_at_prepare(tmp_path, monkeypatch, release_tree):
+    from vjepa.data.readers import AnnotationError
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(AnnotationError, match="frame folder not found"):
+        _prepare(tmp_path, monkeypatch, release_tree, lambda p: p["detect"]["data"].update(frames=str(tmp_path / "frames")))
