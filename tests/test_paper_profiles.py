@@ -85,12 +85,28 @@ def test_the_test_profiles_change_only_data_paths_and_compute(release_tree):
         assert "tasks.k400.train.root" in keys and "model.depth" in keys  # the allowlist is exercised
 
 
+def plan(repo) -> list[str]:
+    """The stages DVC builds from dvc.yaml and params.yaml, each of its params read as `dvc repro`
+    reads them first (a key a stage names but the params file lacks fails here, as it did at
+    `prepare` for `index`). `dvc repro --dry` itself cannot plan a fresh checkout: it stops at the
+    first stage whose upstream output does not exist yet."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as r:
+        stages = list(r.index.stages)
+        for stage in stages:
+            for dep in stage.deps:
+                if isinstance(dep, ParamsDependency):
+                    dep.get_hash()  # MissingParamsError names the key and the file
+        return [s.name for s in stages]
+
+
 def test_every_shipped_profile_holds_every_param_dvc_yaml_names_and_is_planned(tmp_path):
-    repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/"))
+    repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
     for name in available(repo):
         use_profile(name, repo)
-        plan = dvc(repo, "repro", "--dry")  # DVC refuses a params file that lacks a key a stage names
-        assert "Running stage 'prepare'" in plan, name
+        assert {"prepare", "pretrain@0", "report"} <= set(plan(repo)), name
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +118,7 @@ def paper_repo(release_tree, tmp_path_factory):
 def test_the_other_paper_profiles_are_planned_over_release_format_data(paper_repo, release_tree):
     for base in PAPER[1:]:
         _with_test_profile(paper_repo, base, release_tree)
-        plan = dvc(paper_repo, "repro", "--dry")
-        stages = re.findall(r"Running stage '([^']+)'", plan)
+        stages = plan(paper_repo)
         assert {"prepare", "pretrain@0", "probe@k400", "detect", "finetune@ssv2", "ablate@t15-3masks",
                 "report"} <= set(stages), base
 
