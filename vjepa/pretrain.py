@@ -37,7 +37,7 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach
+from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach, without_timings
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -593,7 +593,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             if env.is_main:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                 if step % cfg.log_every == 0 or step == total:
-                    log.write(metrics)
+                    log.write(without_timings(metrics))  # the curve; rates and memory go to log_fn only
                     if log_fn is not None:
                         log_fn(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == total:

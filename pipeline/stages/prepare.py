@@ -9,7 +9,7 @@ from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data.index import write_task_index
 from vjepa.data.small_suite import build_small_suite
-from vjepa.runtime import write_json
+from vjepa.runtime import without_timings, write_json
 
 OUT = Path("data/prepared")
 
@@ -24,7 +24,7 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
         else:
             summary = {"tasks": {name: write_task_index(name, data, OUT / "index", P.index)
                                  for name, data in P.tasks.items()}}
-            write_json(OUT / "index.json", summary)
+            write_json(OUT / "index.json", without_timings(summary))  # read_seconds: metrics file only
         return finish(t, Path("metrics") / P.profile, "prepare", {"profile": P.profile, **summary_numbers(summary)})
 
 
