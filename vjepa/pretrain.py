@@ -508,9 +508,11 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int], None] | None = None) -> dict:
     """Train V-JEPA on `dataset` (items as vjepa.data produces, one segment and one view), writing
-    out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl.
+    out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl (the
+    per-step curve: losses, lr, target std, counts; no timing, so two runs write the same bytes).
     Resumes from out_dir/latest.pth.tar when it exists. Under torchrun, runs data-parallel.
-    log_fn(metrics, step) is called on rank 0 every cfg.log_every steps. Returns a summary."""
+    log_fn(metrics, step) is called on rank 0 every cfg.log_every steps with the same row plus
+    clips_per_s and peak_memory_mb. Returns a summary (with the mean rate, peak memory, wall_s)."""
     env = init_distributed(cfg.device)
     try:
         return _pretrain(cfg, dataset, Path(out_dir), log_fn, env)
