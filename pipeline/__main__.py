@@ -25,10 +25,11 @@ def main(argv=None) -> int:
     from vjepa.data.readers import AnnotationError
     try:
         if args.stage == "profile":
-            from pipeline.profiles import available, use_profile
+            from pipeline import profiles
             if not args.key:
-                parser.error(f"name a profile: {', '.join(available())}")
-            print(f"params.yaml <- {use_profile(args.key)}: now `dvc repro` runs the '{args.key}' profile "
+                parser.error(f"name a profile: {', '.join(profiles.available(profiles.ROOT))}")
+            src = profiles.use_profile(args.key, profiles.ROOT)
+            print(f"params.yaml <- {src.relative_to(profiles.ROOT)}: now `dvc repro` runs the '{args.key}' profile "
                   f"(metrics/{args.key}/, reports/{args.key}/; its own dvc.lock)")
             return 0
         if args.stage == "check":

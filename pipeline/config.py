@@ -15,13 +15,14 @@ params files stay valid), plus a `check_range` in its `validate()` when it has a
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import yaml
 
-from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, to_dict
+from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, join, to_dict
 from vjepa.data.small_suite import SmallSuiteConfig
 from vjepa.data import TaskData, TaskViews
 from vjepa.data.index import IndexConfig
@@ -312,6 +313,7 @@ class Params:
     # -- checks across sections, and every config built once ---------------------------------------
 
     def validate(self) -> None:
+        check_profile_name(self.profile)  # it becomes metrics/<profile>/ and reports/<profile>/
         if not self.seeds:
             raise FieldError("seeds", "needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -364,13 +366,65 @@ SECTIONS = ("profile", "seeds", "prepare", "index", "tasks", "model", "masks", "
             "learn", "ablations", "sources")
 
 
-def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping, with errors naming the file."""
+# A profile's name: a file name in profiles/ without its .yaml; no path separator, no leading dot (so no `..`).
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_profile_name(name, where: str = "profile") -> str:
+    """`name` if it can name a file of profiles/ (it becomes metrics/<name>/ and reports/<name>/, so
+    no path may pass); else a ConfigError naming `where`. Whether the file exists is profile_file's check."""
+    if not isinstance(name, str) or not PROFILE_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: no profile {name!r}: a profile is named by a file of profiles/ "
+                          "(letters, digits and _ . -, not starting with a dot; no path)")
+    return name
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping."""
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (plain PyYAML keeps the
+    last value silently, while DVC refuses the file): the error names the key's path and both lines."""
+
+    def construct_document(self, node):
+        _check_unique_keys(self, node, "", set())
+        return super().construct_document(node)
+
+
+def _check_unique_keys(loader: yaml.SafeLoader, node: yaml.Node, where: str, seen: set[int]) -> None:
+    if id(node) in seen:  # an alias of a node checked already
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: the mapping's own keys may override it
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            path, line = join(where, str(key)), key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: the safe constructor's own error names it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(f"{path}: key given twice, at line {first} and line {line}")
+            lines[key] = line
+            _check_unique_keys(loader, value_node, path, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(loader, item, join(where, f"[{i}]"), seen)
+
+
+def read_yaml(path: str | Path, loader: type[yaml.SafeLoader] = ParamsLoader) -> dict:
+    """A YAML mapping read with `loader` (a duplicate key is an error), errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path.resolve()}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=loader) or {}
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -12,7 +12,9 @@ a switch keeps each profile's dvc.lock under .dvc/tmp/profile-locks/<profile>.lo
 untracked scratch folder): the lock of the profile being left is saved there and the lock of the
 one selected is put back (none yet: no dvc.lock, so its first `dvc repro` runs, or reuses DVC's
 run cache). Switching to smoke, running and switching back thus leaves params.yaml, dvc.lock,
-metrics/default/ and reports/default/ as committed.
+metrics/default/ and reports/default/ as committed. The profile being left is read so that a
+broken params.yaml still names it (active_profile); a lock whose profile cannot be told is never
+dropped: the switch refuses instead.
 """
 from __future__ import annotations
 
@@ -24,20 +26,20 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import SECTIONS, Params, from_mapping, read_yaml
+from pipeline.config import SECTIONS, Params, ParamsLoader, check_profile_name, from_mapping, read_yaml
 from vjepa.config import ConfigError, to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = Path(".dvc") / "tmp" / "profile-locks"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+PROFILE_LINE = re.compile(r"^profile:[ \t]*['\"]?([^'\"\s#]*)", re.MULTILINE)  # params.yaml's top-level key, unparsed
 
 
 class Replace(dict):
     """A mapping that replaces the base's mapping instead of merging into it (YAML tag `!replace`)."""
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class _Loader(ParamsLoader):
+    """The params loader (duplicate keys refused) plus the `!replace` tag."""
 
 
 _Loader.add_constructor("!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True)))
@@ -49,8 +51,9 @@ def available(root: Path = ROOT) -> list[str]:
 
 def profile_file(name: str, root: Path = ROOT) -> Path:
     """profiles/<name>.yaml for a name listed in profiles/ (no paths: `../dvc` is refused)."""
+    check_profile_name(name)
     names = available(root)
-    if not NAME.fullmatch(name) or name not in names:
+    if name not in names:
         raise ConfigError(f"no profile '{name}' in {root / 'profiles'}; available: {names}")
     return root / "profiles" / f"{name}.yaml"
 
@@ -76,14 +79,7 @@ def _plain(v):
 
 
 def _read_profile(path: Path) -> dict:
-    with open(path) as f:
-        try:
-            data = yaml.load(f, Loader=_Loader) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml(path, _Loader)
 
 
 def resolve(name: str, root: Path = ROOT, _seen: tuple[str, ...] = ()) -> dict:
@@ -133,36 +129,75 @@ def params_text(name: str, root: Path = ROOT) -> str:
             f"# Edit the profile, not this file.\n" + yaml.safe_dump({**resolved, **missing}, sort_keys=False, width=120))
 
 
-def active_profile(root: Path = ROOT) -> str | None:
+def active_profile(root: Path = ROOT) -> tuple[str | None, str]:
+    """(name, where it was read) of the profile that params.yaml and dvc.lock belong to, read so
+    that a broken params.yaml still names it: params.yaml's `profile` key (parsed, or its top-level
+    `profile:` line when the file does not parse), else the one profile dvc.lock's stages recorded.
+    (None, why) when none of them holds a valid profile name."""
+    params, lock = root / "params.yaml", root / "dvc.lock"
+    found = []
+    if params.is_file():
+        try:
+            found.append((read_yaml(params).get("profile"), "params.yaml"))
+        except ConfigError:
+            line = PROFILE_LINE.search(params.read_text(errors="replace"))
+            found.append((line and line.group(1), "the `profile:` line of params.yaml, which does not load"))
+    if lock.is_file():
+        found.append((_lock_profile(lock), "the params that dvc.lock recorded"))
+    for name, where in found:
+        try:
+            return check_profile_name(name), where
+        except ConfigError:
+            continue
+    return None, "neither params.yaml nor dvc.lock names a valid profile"
+
+
+def _lock_profile(lock: Path) -> str | None:
+    """The `profile` param every stage of a dvc.lock ran with, when they agree (None otherwise)."""
     try:
-        return str(read_yaml(root / "params.yaml").get("profile"))
-    except (OSError, ConfigError):
+        stages = yaml.safe_load(lock.read_text()).get("stages") or {}
+        names = {s["params"]["params.yaml"]["profile"] for s in stages.values()}
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
         return None
+    return names.pop() if len(names) == 1 else None
 
 
-def switch_lock(old: str | None, new: str, root: Path = ROOT) -> None:
-    """Save dvc.lock as profile `old`'s and put profile `new`'s back (or none)."""
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def switch_lock(old: str | None, new: str, root: Path = ROOT, why: str = "") -> None:
+    """Save dvc.lock as profile `old`'s and put profile `new`'s back (or none). A dvc.lock whose
+    profile is unknown (`old` None) is never dropped: the switch refuses and changes nothing."""
     if old == new:
         return
     lock, store = root / "dvc.lock", root / LOCKS
-    store.mkdir(parents=True, exist_ok=True)
-    if old is not None and lock.exists():
-        shutil.copyfile(lock, store / f"{old}.lock")
+    if lock.exists():
+        if old is None:
+            raise ConfigError(f"{lock}: cannot tell which profile it belongs to ({why}), so switching would lose "
+                              "it; nothing was changed. Put the profile's name on params.yaml's `profile:` line, "
+                              "or move dvc.lock away yourself, and switch again")
+        store.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(lock, store / f"{check_profile_name(old)}.lock")
     saved = store / f"{new}.lock"
     if saved.exists():
-        tmp = lock.with_suffix(".lock.tmp")
-        shutil.copyfile(saved, tmp)
-        os.replace(tmp, lock)
+        _copy_atomic(saved, lock)
     else:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # saved above: the new profile has not run yet
 
 
 def use_profile(name: str, root: Path = ROOT) -> Path:
-    """Make profile `name` active: params.yaml resolved from it, dvc.lock switched to its own."""
+    """Make profile `name` active: params.yaml resolved from it, dvc.lock switched to its own.
+    Returns the profile file it read."""
     text = params_text(name, root)  # an unknown name or an invalid profile fails before anything is written
-    switch_lock(active_profile(root), name, root)
+    old, where = active_profile(root)
+    if old is not None and where != "params.yaml" and old != name:
+        print(f"dvc.lock is saved as the '{old}' profile's: that name is read from {where}", flush=True)
+    switch_lock(old, name, root, where)
     dst = root / "params.yaml"
     tmp = dst.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     os.replace(tmp, dst)
-    return dst
+    return profile_file(name, root)

@@ -342,8 +342,7 @@ def test_finishing_the_transform_in_the_training_process_trains_bit_identically(
     mb = MicroBatches(ds, cfg)[(0, 0, 0, [(0, 1), (3, 2)])]
     assert isinstance(mb["clips"], UnfinishedClips) and mb["clips"].data.dtype == torch.uint8
     assert len(mb["clips"]) == 2 and mb["clips"].finish().shape == (2, 3, 4, 32, 32)
-    strip = lambda line: {k: v for k, v in json.loads(line).items() if k not in ("clips_per_s", "peak_memory_mb")}  # noqa: E731
-    assert [strip(x) for x in runs[False]["log"]] == [strip(x) for x in runs[True]["log"]]
+    assert runs[False]["log"] == runs[True]["log"]  # the curve holds no timing, so the lines are equal as written
     for key in ("encoder", "predictor", "target_encoder"):
         a, b = runs[False][key], runs[True][key]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from vjepa.checkpoint import CheckpointError, export_official, import_official, load
 from vjepa.config import ConfigError, from_dict
 from vjepa.distributed import DistEnv
+from vjepa.runtime import TIMINGS
 from vjepa.finetune import (ClipMixup, FinetuneConfig, build_model, build_state,
                             evaluate, finetune, layer_decay_groups, lr_values, multiview_metrics, topk_accuracy)
 from vjepa.models import ModelConfig, build_encoder, build_predictor
@@ -288,6 +289,7 @@ def test_finetuning_learns_and_writes_metrics_predictions_and_a_loadable_model(t
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["top1"] == metrics["top1"] and saved["history"] == metrics["history"]
+    assert {"seconds", "train_clips_per_s"} <= set(metrics) and not TIMINGS & set(saved)  # timings: metrics file only
     pred = pd.read_csv(tmp_path / "predictions.csv")
     assert len(pred) == 12 and 100 * (pred["predicted"] == pred["label"]).mean() == pytest.approx(metrics["top1"])
     encoder = build_encoder(ModelConfig(**TINY))

@@ -1,6 +1,7 @@
 """The typed params tree: every mistake of a new user named by its real key path at load, one merge
 per config for `check` and the stages alike, and profiles as overrides of the base they name."""
 import copy
+import re
 
 import pytest
 import yaml
@@ -181,3 +182,82 @@ def test_profile_accepts_only_the_names_in_profiles_and_writes_nothing_otherwise
     with pytest.raises(ConfigError, match="no profile"):
         profiles.use_profile(name, root)
     assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+
+
+# ----------------------------------------------------------------------------------------------
+# params that cannot lie: no duplicate key, a profile is a name, a switch never loses a lock
+
+@pytest.mark.parametrize("text, message", [
+    ("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n", "b.c: key given twice, at line 3 and line 5"),
+    ("masks:\n  - {x: 1, x: 2}\n", r"masks\[0\].x: key given twice, at line 2 and line 2"),
+    ("base: &b {x: 1}\nover:\n  <<: *b\n  x: 2\n", None),  # a merge's keys may be overridden: not a duplicate
+])
+def test_a_duplicate_key_is_an_error_naming_its_path_and_both_lines(tmp_path, text, message):
+    from pipeline.config import read_yaml
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    if message is None:
+        assert read_yaml(path)["over"] == {"x": 2}
+        return
+    with pytest.raises(ConfigError, match=f"^{path}: {message}$"):
+        read_yaml(path)
+
+
+def test_check_refuses_params_yaml_with_a_key_given_twice(tmp_path, capsys):
+    text = (profiles.ROOT / "params.yaml").read_text()
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("seeds:"))
+    path = tmp_path / "params.yaml"
+    path.write_text(text + "seeds: [7]\n")  # plain YAML keeps [7] silently; DVC refuses the file
+    assert main(["check", "--params", str(path)]) == 2
+    last = len(text.splitlines()) + 1
+    assert f"seeds: key given twice, at line {first} and line {last}" in capsys.readouterr().err
+
+
+def test_a_profile_with_a_key_given_twice_is_refused_and_replace_still_works(tmp_path):
+    root = _tree(tmp_path)
+    (root / "profiles" / "twice.yaml").write_text("base: default\nseeds: [5]\nmodel: {depth: 2}\nseeds: [6]\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: seeds: key given twice, at line 2 and line 4"):
+        profiles.use_profile("twice", root)
+    assert list(profiles.resolve("tiny", root)["ablations"]["points"]) == ["only"]  # `!replace` still replaces
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", "..", ".hidden", "/tmp/x", "a\\b", ""])
+def test_the_profile_key_of_params_yaml_is_a_name_never_a_path(name):
+    # metrics/<profile>/ and reports/<profile>/ are built from it: `../../elsewhere` wrote outside the repository
+    with pytest.raises(ConfigError, match="^" + re.escape(f"params.yaml: profile: no profile {name!r}: a profile is named")):
+        from_mapping(params_with(lambda p: p.update(profile=name)))
+
+
+@pytest.mark.parametrize("broken", ["seeds: [9]\n", "seeds: [9\n"])  # a key given twice; not YAML at all
+def test_switching_profiles_keeps_the_lock_of_a_broken_params_yaml(tmp_path, broken):
+    root = _tree(tmp_path)
+    (root / "params.yaml").write_text((root / "params.yaml").read_text() + broken)
+    profiles.use_profile("tiny", root)
+    assert (root / profiles.LOCKS / "default.lock").read_text() == "default lock\n"
+    profiles.use_profile("default", root)
+    assert (root / "dvc.lock").read_text() == "default lock\n"
+
+
+def test_the_profile_of_a_lock_is_read_from_the_lock_when_params_yaml_names_none(tmp_path):
+    root = _tree(tmp_path)
+    lock = "schema: '2.0'\nstages:\n  masks:\n    params:\n      params.yaml:\n        profile: default\n"
+    (root / "dvc.lock").write_text(lock)
+    (root / "params.yaml").write_text("seeds: [\n")  # not YAML, and no `profile:` line
+    assert profiles.active_profile(root) == ("default", "the params that dvc.lock recorded")
+    profiles.use_profile("tiny", root)
+    assert (root / profiles.LOCKS / "default.lock").read_text() == lock
+
+
+def test_a_lock_whose_profile_cannot_be_told_is_never_dropped(tmp_path):
+    root = _tree(tmp_path)
+    (root / "params.yaml").write_text("profile: ../x\n")
+    before = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="dvc.lock: cannot tell which profile it belongs to"):
+        profiles.use_profile("tiny", root)
+    assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+
+
+def test_the_profile_command_names_the_profile_file_it_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(profiles, "ROOT", _tree(tmp_path))
+    assert main(["profile", "tiny"]) == 0
+    assert capsys.readouterr().out.startswith("params.yaml <- profiles/tiny.yaml: now `dvc repro` runs the 'tiny'")

@@ -20,6 +20,7 @@ from vjepa.config import ConfigError, from_dict
 from vjepa.data import MixtureDataset, TooManySkipped
 from vjepa.distributed import DistEnv, ShardedBatchSampler
 from vjepa.masks import MaskCollator
+from vjepa.runtime import TIMINGS
 from vjepa.models import build_encoder, build_predictor
 from vjepa.pretrain import (MicroBatches, NonFiniteLossError, PretrainConfig, build_state, ema_update_, jepa_loss,
                             param_groups, pretrain, train_step)
@@ -108,6 +109,23 @@ def test_loss_falls_over_a_few_dozen_steps_on_a_fixed_batch(tmp_path):
     assert last < 0.75 * first, (first, last)
     assert summary["final_target_std"] > 0 and summary["clips_per_s"] > 0 and summary["peak_memory_mb"] > 0
 
+
+
+def test_two_runs_on_the_same_inputs_write_byte_identical_files_and_report_timings_only_in_the_summary(tmp_path):
+    # a stage's output folder is cached by its hash: wall time, rates and memory would change it on every run
+    cfg = tiny_config(optim={"iterations": 3, "warmup_iterations": 1}, checkpoint_every=2)
+    logged = []
+    summaries = [pretrain(cfg, MovingSquares(4), tmp_path / run, log_fn=lambda m, step: logged.append(m))
+                 for run in ("a", "b")]
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["latest.pth.tar", "metrics.jsonl"] == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    rows = read_metrics(tmp_path / "a")
+    assert [r["step"] for r in rows] == [1, 2, 3] and all("loss" in r and "target_std" in r and "lr" in r for r in rows)
+    assert not any(TIMINGS & set(r) for r in rows)
+    assert all({"clips_per_s", "peak_memory_mb"} <= set(m) for m in logged)        # MLflow gets them per step
+    assert all({"clips_per_s", "peak_memory_mb", "wall_s"} <= set(s) for s in summaries)  # and the metrics file
 
 
 def test_without_the_ema_the_target_features_collapse_faster(tmp_path):

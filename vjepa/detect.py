@@ -35,7 +35,7 @@ from vjepa.checkpoint import load, load_into, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
 from vjepa.probe import AUTOCAST, param_groups
-from vjepa.runtime import autocast_for, check_resume, epoch_generator, write_json
+from vjepa.runtime import autocast_for, check_resume, epoch_generator, without_timings, write_json
 from vjepa.schedules import warmup_cosine_lr
 
 
@@ -240,5 +240,5 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
                "seconds": round(time.time() - t0, 1)}
     write_detections_csv(detections, out / "detections.csv")
     save_atomic({"head": head.state_dict(), "config": to_dict(cfg)}, out / "head.pt")
-    write_json(out / "metrics.json", _json_safe(metrics))
+    write_json(out / "metrics.json", _json_safe(without_timings(metrics)))
     return metrics

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, write_json
+from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, without_timings, write_json
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -488,7 +488,7 @@ def _write_outputs(out: Path, metrics: dict, predictions: pd.DataFrame, model: V
                  "config": to_dict(cfg)}, out / "finetuned.pth.tar")
     with atomic_file(out / "predictions.csv") as f:
         predictions.to_csv(f, index=False)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", without_timings(metrics))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach
+from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach, without_timings
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -508,9 +508,11 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int], None] | None = None) -> dict:
     """Train V-JEPA on `dataset` (items as vjepa.data produces, one segment and one view), writing
-    out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl.
+    out_dir/latest.pth.tar every cfg.checkpoint_every steps and at the end, and metrics.jsonl (the
+    per-step curve: losses, lr, target std, counts; no timing, so two runs write the same bytes).
     Resumes from out_dir/latest.pth.tar when it exists. Under torchrun, runs data-parallel.
-    log_fn(metrics, step) is called on rank 0 every cfg.log_every steps. Returns a summary."""
+    log_fn(metrics, step) is called on rank 0 every cfg.log_every steps with the same row plus
+    clips_per_s and peak_memory_mb. Returns a summary (with the mean rate, peak memory, wall_s)."""
     env = init_distributed(cfg.device)
     try:
         return _pretrain(cfg, dataset, Path(out_dir), log_fn, env)
@@ -593,7 +595,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             if env.is_main:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                 if step % cfg.log_every == 0 or step == total:
-                    log.write(metrics)
+                    log.write(without_timings(metrics))  # the curve; rates and memory go to log_fn only
                     if log_fn is not None:
                         log_fn(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == total:

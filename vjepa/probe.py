@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, FieldError, check_range, to_dict
 from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, use_foreach,
-                           write_json)
+                           without_timings, write_json)
 from vjepa.data import collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
@@ -450,7 +450,7 @@ def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
     """out/predictions.csv and out/metrics.json, each written whole or not at all."""
     with atomic_file(out / "predictions.csv") as f:
         predictions.to_csv(f, index=False)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", without_timings(metrics))
 
 
 def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, val_set: Dataset,

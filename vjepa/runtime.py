@@ -148,6 +148,22 @@ def source_stamp(path: str) -> str | list[str]:
     return f"{size}:{h.hexdigest()}"
 
 
+# Wall clock, throughput and memory differ between two runs on the same inputs: a run reports them
+# (its return value, hence a stage's metrics file and MLflow) but never writes them into its output
+# folder, whose bytes (and DVC hash) must depend on the inputs alone.
+TIMINGS = frozenset({"seconds", "wall_s", "clips_per_s", "train_clips_per_s", "peak_memory_mb", "read_seconds",
+                     "build_seconds"})
+
+
+def without_timings(data: Any) -> Any:
+    """`data` with the TIMINGS keys dropped at every depth: what a run may write to its output folder."""
+    if isinstance(data, Mapping):
+        return {k: without_timings(v) for k, v in data.items() if k not in TIMINGS}
+    if isinstance(data, (list, tuple)):
+        return [without_timings(v) for v in data]
+    return data
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

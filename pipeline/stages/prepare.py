@@ -11,7 +11,7 @@ from vjepa.data.checks import check_ava, check_pretraining_lists
 from vjepa.data.readers import check_files_exist
 from vjepa.data.index import read_checked_task, write_task_index
 from vjepa.data.small_suite import build_small_suite
-from vjepa.runtime import write_json
+from vjepa.runtime import without_timings, write_json
 
 OUT = Path("data/prepared")
 
@@ -26,9 +26,7 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
             summary = build_small_suite(P.prepare, OUT)
         else:
             tasks = {name: write_task_index(name, data, OUT / "index", P.index) for name, data in P.tasks.items()}
-            # the output holds no timings, so an unchanged re-run leaves it byte-identical (nothing downstream re-runs)
-            write_json(OUT / "index.json", {"tasks": {n: {k: v for k, v in s.items() if k != "read_seconds"}
-                                                      for n, s in tasks.items()}})
+            write_json(OUT / "index.json", without_timings({"tasks": tasks}))  # read_seconds: metrics file only
             summary = {"tasks": tasks, **check_later_inputs(P)}
         return finish(t, Path("metrics") / P.profile, "prepare", {"profile": P.profile, **summary_numbers(summary)})
 

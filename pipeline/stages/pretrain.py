@@ -38,7 +38,8 @@ def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, track
 
 
 def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:
-    """Pretrain with one seed; writes runs/pretrain/seed<k>/ (checkpoint.pth.tar, metrics.jsonl)."""
+    """Pretrain with one seed; writes runs/pretrain/seed<k>/ (checkpoint.pth.tar, metrics.jsonl: the
+    step curve without timings) and metrics/<profile>/pretrain/seed<k>.json (with them)."""
     seed = P.main_seed if seed is None else int(seed)
     cfg = P.pretrain_config(seed)
     settings = {"pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data)}

