@@ -78,9 +78,11 @@ def env_part(rehearse: bool) -> dict:
     return info
 
 
-def step_run(shape: str | dict, batch: int, compile_: bool, act_ckpt: bool, budget: float, device: str = "cuda") -> dict:
+def step_run(shape: str | dict, batch: int, compile_: str | None, act_ckpt: bool, budget: float,
+             device: str = "cuda") -> dict:
     """Warm-up steps, then timed steps until `budget` seconds are used (at least 2 timed steps).
-    `shape` is a key of SHAPES or a ModelConfig dict (a rehearsal uses TINY)."""
+    `shape` is a key of SHAPES or a ModelConfig dict (a rehearsal uses TINY); `compile_` is a
+    torch.compile backend or None (eager)."""
     import torch
     from bench_pretrain import peak_rate, step_timer  # the step timing both benchmarks share
     from vjepa.config import from_dict
@@ -97,8 +99,8 @@ def step_run(shape: str | dict, batch: int, compile_: bool, act_ckpt: bool, budg
                                      "batch_size": batch, "precision": "bf16", "device": device})
     state = build_state(cfg, DistEnv(device=dev))
     if compile_:  # token counts change with every mask draw: compile for dynamic shapes once
-        state.context_path = torch.compile(state.context_path, dynamic=True)
-        state.target_encoder = torch.compile(state.target_encoder)
+        state.context_path = torch.compile(state.context_path, dynamic=True, backend=compile_)
+        state.target_encoder = torch.compile(state.target_encoder, backend=compile_)
     masks = MaskCollator(cfg.masks, cfg.model.grid, seed=0)
     m = cfg.model
     clips = torch.randn(batch, m.in_chans, m.num_frames, m.img_size, m.img_size, device=dev)
@@ -125,6 +127,10 @@ def step_run(shape: str | dict, batch: int, compile_: bool, act_ckpt: bool, budg
             "reserved_gib": torch.cuda.max_memory_reserved(dev) / 2**30 if cuda else None}
 
 
+def _flops(v: float) -> str:
+    return f"{v / 1e12:.2f} T" if v >= 1e10 else f"{v / 1e9:.3f} G"
+
+
 def _gib(v: float | None) -> str:
     return "n/a (CPU)" if v is None else f"{v:.1f} GiB"
 
@@ -134,24 +140,28 @@ def print_step(r: dict) -> None:
     mfu = f"MFU {r['mfu']:.1%}" if r["mfu"] is not None else f"MFU n/a (no peak rate known for {r['device']})"
     print(f"{r['shape']} bf16 batch {r['batch']} compile={r['compile']} act_ckpt={r['activation_checkpointing']} "
           f"on {r['device']}: {r['clips_per_s']:.1f} clips/s, {r['step_s'] * 1e3:.0f} ms/step over "
-          f"{r['timed_steps']} steps, {r['tflops_per_s']:.2f} TFLOP/s, {mfu}; peak allocated "
+          f"{r['timed_steps']} steps, {r['tflops_per_s']:.3g} TFLOP/s, {mfu}; peak allocated "
           f"{_gib(r['peak_memory_gib'])} (reserved {_gib(r['reserved_gib'])})")
     print(f"    model FLOPs of one step (first timed step, batch {r['batch']}): target encoder "
-          f"{p['target_encoder'] / 1e12:.4f} T, context encoder {p['context_encoder'] / 1e12:.4f} T, predictor "
-          f"{p['predictor'] / 1e12:.4f} T, total {p['total'] / 1e12:.4f} T (forward + 2x for backward where trained)")
+          f"{_flops(p['target_encoder'])}, context encoder {_flops(p['context_encoder'])}, predictor "
+          f"{_flops(p['predictor'])}, total {_flops(p['total'])} (forward + 2x for backward where trained)")
 
 
 def step_part(args, shape: str) -> dict:
     model = TINY if args.rehearse else shape
     batch = args.batch or (2 if args.rehearse else BATCH[shape])
     act_ckpt = shape == "vith384"
+    # a rehearsal compiles with aot_eager: Dynamo's capture and AOTAutograd's forward and backward as on
+    # the GPU, without Inductor's C++ code generation for the CPU (minutes on 2 cores, and not the
+    # code path a GPU takes: Inductor writes Triton kernels there)
+    backend = ("aot_eager" if args.rehearse else "inductor") if args.compile else None
     if args.dry:
         from bench_pretrain import peak_rate, step_timer  # noqa: F401  the imports the step needs
         from vjepa.pretrain import PretrainConfig, build_state  # noqa: F401
-        print(f"dry: {shape} step (model {model}, batch {batch}, compile={args.compile}, act_ckpt={act_ckpt}) "
+        print(f"dry: {shape} step (model {model}, batch {batch}, compile={backend}, act_ckpt={act_ckpt}) "
               f"on {args.device}: imports and arguments ok")
         return {"dry": True}
-    r = step_run(model, batch, args.compile, act_ckpt, args.budget, args.device)
+    r = step_run(model, batch, backend, act_ckpt, args.budget, args.device)
     r["shape"] = shape + (" (rehearsal: tiny model)" if args.rehearse else "")
     print_step(r)
     if shape == "vith384" and r["reserved_gib"] is not None:
