@@ -31,6 +31,7 @@ Prints a table and the ratios to the official loader and to the floor, all measu
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -124,6 +125,13 @@ class Row:
         self.worker_cpu += cpu_decode + cpu_tf if worker_cpu is None else worker_cpu
         self.clips += 1
 
+    def figures(self) -> dict:
+        """The row's figures as the table prints them (per clip)."""
+        return {"clips_per_s_per_worker": self.clips / self.wall, "clips_per_cpu_s": self.clips / self.cpu,
+                "decode_cpu_ms": 1e3 * self.decode / self.clips, "transform_cpu_ms": 1e3 * self.transform / self.clips,
+                "collate_cpu_ms": 1e3 * self.collate / self.clips, "worker_cpu_ms": 1e3 * self.worker_cpu / self.clips,
+                "clips": self.clips}
+
     def add_batch(self, make_batch, worker: bool = True):
         """Time one batch's collation (in the worker's CPU when `worker`)."""
         _, wall, cpu = timed(make_batch)
@@ -171,6 +179,7 @@ def main() -> None:
     ap.add_argument("--preset", default="medium", help="x264 preset of the written files")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="where the 'finish' rows convert, resize, flip and normalise")
+    ap.add_argument("--json", type=Path, help="also write the rows' figures here ({size: {row: figures}})")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker
     official = load_official(args.official_repo) if args.official_repo else None
@@ -187,6 +196,9 @@ def main() -> None:
             results[size] = rows
             _print(size, rows, args.device)
         _closing(results, args.device)
+    if args.json:
+        args.json.write_text(json.dumps({str(size): {name: r.figures() for name, r in rows.items()}
+                                         for size, rows in results.items()}, indent=1) + "\n")
 
 
 def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
