@@ -21,7 +21,8 @@ def main(argv=None) -> int:
         if args.stage == "profile":
             from pipeline.profiles import available, use_profile
             if not args.key:
-                parser.error(f"name a profile: {', '.join(available())}")
+                print(f"error: name a profile: {', '.join(available())}", file=sys.stderr)
+                return 2
             print(f"params.yaml <- {use_profile(args.key)}: now `dvc repro` runs the '{args.key}' profile "
                   f"(metrics/{args.key}/, reports/{args.key}/; its own dvc.lock)")
             return 0
@@ -39,6 +40,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not a traceback: what was done is kept
+        again = " ".join(["python -m pipeline", args.stage, *([args.key] if args.key else [])])
+        print(f"\ninterrupted: {args.stage} stopped; re-running it (`{again}`, or `dvc repro`) resumes from its "
+              "last checkpoint", file=sys.stderr)
+        return 130
     return 0
 
 
