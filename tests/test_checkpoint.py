@@ -166,8 +166,12 @@ def test_a_checkpoint_of_stride_0_tensors_is_refused_before_any_model_is_allocat
 def test_tensors_sharing_one_storage_under_many_names_cannot_claim_more_than_the_file(tmp_path):
     shared = torch.zeros(100_000)
     torch.save({"encoder": {f"blocks.{i}.w": shared for i in range(50)}}, tmp_path / "shared.pth.tar")
-    with pytest.raises(CheckpointError, match=r"claim 20,000,000 bytes in all, more than the file's"):
+    with pytest.raises(CheckpointError, match=r"the tensors of entry 'encoder' claim 20,000,000 bytes in all, more "
+                                              r"than the file's"):
         load(tmp_path / "shared.pth.tar")
+    # two entries sharing data (a target encoder saved as the encoder) are each within the file
+    torch.save({"encoder": {"w": shared}, "target_encoder": {"w": shared}}, tmp_path / "tied.pth.tar")
+    assert load(tmp_path / "tied.pth.tar")["encoder"]["w"].shape == (100_000,)
 
 
 @pytest.mark.parametrize("content,what", [

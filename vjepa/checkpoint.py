@@ -87,20 +87,24 @@ def _tensors(obj: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
 def check_allocation(ck: Any, path: str | os.PathLike) -> None:
     """The one bound on what a checkpoint may make us allocate: every tensor's data must be in the
     file (no stride-0 expansion or view past its storage claiming more elements than were stored),
-    and all tensors together at most the file's size. Models are built from these shapes, so a
-    6 KB file cannot ask for 19 GB. Raises CheckpointError naming the tensor."""
-    size, total = Path(path).stat().st_size, 0
-    for where, t in _tensors(ck):
-        claimed = t.numel() * t.element_size()
-        held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
-        if t.numel() and claimed > held:
-            raise CheckpointError(f"{path}: tensor {where} claims shape {tuple(t.shape)} ({claimed:,} bytes) but the "
-                                  f"file stores {max(held, 0):,} bytes of it (a stride-0 expansion or a view past its "
-                                  "data); refusing to build a model of that size")
-        total += claimed
-    if total > size:
-        raise CheckpointError(f"{path}: its tensors claim {total:,} bytes in all, more than the file's {size:,} bytes "
-                              "(tensors sharing data under many names); refusing to build a model of that size")
+    and the tensors of each entry (a state dict, from which one model is built) together at most the
+    file's size (entries may share data: a target encoder saved as the encoder). Models are built
+    from these shapes, so a 6 KB file cannot ask for 19 GB. Raises CheckpointError naming the tensor."""
+    size = Path(path).stat().st_size
+    for entry, value in (ck.items() if isinstance(ck, Mapping) else [("", ck)]):
+        total = 0
+        for where, t in _tensors(value, f"[{entry!r}]"):
+            claimed = t.numel() * t.element_size()
+            held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+            if t.numel() and claimed > held:
+                raise CheckpointError(f"{path}: tensor {where} claims shape {tuple(t.shape)} ({claimed:,} bytes) but "
+                                      f"the file stores {max(held, 0):,} bytes of it (a stride-0 expansion or a view "
+                                      "past its data); refusing to build a model of that size")
+            total += claimed
+        if total > size:
+            raise CheckpointError(f"{path}: the tensors of entry {entry!r} claim {total:,} bytes in all, more than the "
+                                  f"file's {size:,} bytes (tensors sharing data under many names); refusing to build a "
+                                  "model of that size")
 
 
 def check_state_dict(state: Any, where: str) -> None:
