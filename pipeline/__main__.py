@@ -27,7 +27,8 @@ def main(argv=None) -> int:
         if args.stage == "profile":
             from pipeline import profiles
             if not args.key:
-                parser.error(f"name a profile: {', '.join(profiles.available(profiles.ROOT))}")
+                print(f"error: name a profile: {', '.join(profiles.available(profiles.ROOT))}", file=sys.stderr)
+                return 2
             src = profiles.use_profile(args.key, profiles.ROOT)
             print(f"params.yaml <- {src.relative_to(profiles.ROOT)}: now `dvc repro` runs the '{args.key}' profile "
                   f"(metrics/{args.key}/, reports/{args.key}/; its own dvc.lock)")
@@ -53,6 +54,11 @@ def main(argv=None) -> int:
     except (ConfigError, StageBusy, AnnotationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not a traceback: what was done is kept
+        again = " ".join(["python -m pipeline", args.stage, *([args.key] if args.key else [])])
+        print(f"\ninterrupted: {args.stage} stopped; re-running it (`{again}`, or `dvc repro`) resumes from its "
+              "last checkpoint", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -14,6 +14,12 @@ stage is its own flow run of the `stage` deployment, named after the stage (`abl
 on whichever worker picks it up; its record comes back to the parent as a flow-run artifact (kept
 by the Prefect server, which every machine reaches). Without a DVC remote configured (one
 checkout) nothing is pulled or pushed.
+
+What comes from a flow run is checked before it touches the checkout: every file of a received
+record must lie inside the checkout (`vjepa.runtime.confined`), and a stage whose upstream stages
+never ran here and came with no record is refused at once, naming them. Such refusals are
+deterministic and are not retried (a killed or failed `dvc` run is). A run's `profile` applies to
+that run only: the checkout's params.yaml and dvc.lock are put back afterwards.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -146,33 +153,99 @@ def stage_record(root: Path, target: str) -> dict:
 
 def apply_records(root: Path, records: list[dict]) -> None:
     """Write received stage records into this checkout: their dvc.lock entries (under DVC's repo
-    lock, so a concurrent `dvc repro` here cannot lose them) and their uncached output files."""
+    lock, so a concurrent `dvc repro` here cannot lose them) and their uncached output files.
+    Every file path is checked first (relative, inside the checkout): a record that names a path
+    outside is refused whole, naming it, before anything is written."""
     if not records:
         return
     from dvc.repo import Repo
 
+    from vjepa.runtime import confined
+
+    writes = []
+    for r in records:
+        if not isinstance(r, dict) or not isinstance(r.get("stage"), str) or not isinstance(r.get("files"), dict):
+            raise RecordError(f"a received stage record is not {{'stage': str, 'lock': ..., 'files': {{path: ...}}}}: "
+                              f"{str(r)[:200]}")
+        for rel, content in r["files"].items():
+            writes.append((confined(rel, root, f"stage record {r['stage']}: file"), content))
     with Repo(str(root), _wait_for_lock=True) as repo, repo.lock:
         path = root / "dvc.lock"
         lock = yaml.safe_load(path.read_text()) if path.exists() else None
         lock = lock or {"schema": "2.0", "stages": {}}
         for r in records:
             lock["stages"][r["stage"]] = r["lock"]
-            for rel, content in r["files"].items():
-                f = root / rel
-                f.parent.mkdir(parents=True, exist_ok=True)
-                if "text" in content:
-                    f.write_text(content["text"], encoding="utf-8")
-                else:
-                    f.write_bytes(base64.b64decode(content["base64"]))
+        for f, content in writes:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            if "text" in content:
+                f.write_text(content["text"], encoding="utf-8")
+            else:
+                f.write_bytes(base64.b64decode(content["base64"]))
         tmp = path.with_suffix(".lock.tmp")
         tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
         tmp.replace(path)
 
 
+class RecordError(ValueError):
+    """A received stage record is malformed or names a file outside the checkout (never retried)."""
+
+
+class UpstreamMissing(RuntimeError):
+    """A stage's upstream stages have not run in this checkout and no record of them came with the
+    run (never retried: the same checkout fails the same way)."""
+
+
+def unmet_upstream(root: Path, target: str, remote: bool) -> list[str]:
+    """The stages `target` reads whose outputs this checkout cannot have: no dvc.lock entry (never
+    ran here, no record received), or, without a DVC remote to pull from, an output not on disk."""
+    from dvc.repo import Repo
+
+    path = root / "dvc.lock"
+    locked = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
+    upstream = dag_upstream(root)[target]
+    missing = [u for u in upstream if u not in locked]
+    if not remote:
+        with Repo(str(root)) as repo:
+            for u in upstream:
+                if u in missing:
+                    continue
+                (stage,) = repo.stage.collect(u if ":" in u else f"{Path(root).resolve() / 'dvc.yaml'}:{u}")
+                if not all(Path(o.fs_path).exists() for o in stage.outs):
+                    missing.append(u)
+    return missing
+
+
+def _refuse_unmet(root: Path, target: str, remote: bool) -> None:
+    missing = unmet_upstream(root, target, remote)
+    if missing:
+        raise UpstreamMissing(
+            f"stage {target} reads the outputs of {', '.join(missing)}, which have not run in {root} "
+            f"({'no dvc.lock entry' if remote else 'no dvc.lock entry or outputs not on disk, and no DVC remote'}) "
+            f"and no record of them came with this run: run them first, e.g. the `reproduce` flow with "
+            f"targets=[{target!r}] runs {target} and every stage before it")
+
+
+# deterministic refusals: the same inputs fail the same way, so a retry only delays the error
+NOT_RETRIED = (RecordError, UpstreamMissing, ValueError, KeyError)
+
+
+def _retry_condition(task, task_run, state) -> bool:
+    """Retry a failed stage only when the failure may be transient (a killed process, a network
+    error), not when it is one of our deterministic refusals."""
+    try:
+        state.result()
+    except NOT_RETRIED:
+        return False
+    except BaseException:
+        return True
+    return True
+
+
 # ----------------------------------------------------------------------------------------------
 # tasks and flows
 
-@task(retries=int(os.environ.get("VJEPA_STAGE_RETRIES", "2")), retry_delay_seconds=30, task_run_name="repro {target}")
+@task(retries=int(os.environ.get("VJEPA_STAGE_RETRIES", "2")), retry_delay_seconds=30,
+      retry_condition_fn=_retry_condition, task_run_name="repro {target}")
 def repro_stage(target: str, root: str | None = None, received: list[dict] | None = None) -> dict:
     """Reproduce one DVC stage (and nothing else) in this machine's checkout: write the records of
     earlier stages, pull the outputs it reads, repro, push its outputs; returns its stage record.
@@ -182,6 +255,7 @@ def repro_stage(target: str, root: str | None = None, received: list[dict] | Non
     try:
         apply_records(root, received or [])
         remote = _has_remote(root)
+        _refuse_unmet(root, target, remote)
         upstream = dag_upstream(root)[target]
         if remote and upstream:
             logger.info(f"{target}: pulling the outputs of {upstream}")
@@ -196,12 +270,29 @@ def repro_stage(target: str, root: str | None = None, received: list[dict] | Non
         raise
 
 
-@task(task_run_name="select profile {profile}")
-def select_profile(profile: str, root: str | None = None) -> None:
-    """Write profiles/<profile>.yaml over params.yaml (the documented way to pick a profile)."""
-    from pipeline.profiles import use_profile
+@contextmanager
+def profile_for_run(profile: str | None, root: str | None = None):
+    """Inside, profile `profile` is active in the checkout (params.yaml and its own dvc.lock, as
+    `python -m pipeline profile` sets them); after, params.yaml is as it was and the profile that
+    was active has its dvc.lock back, so a run's profile never outlives the run on a worker."""
+    if not profile:
+        yield
+        return
+    from pipeline.profiles import active_profile, switch_lock, use_profile
 
-    use_profile(profile, Path(root or ROOT))
+    root = Path(root or ROOT)
+    params = root / "params.yaml"
+    before, was = (params.read_bytes() if params.exists() else None), active_profile(root)
+    use_profile(profile, root)  # an unknown or invalid profile fails here, before any change
+    try:
+        yield
+    finally:
+        if was is not None:
+            switch_lock(profile, was, root)
+        if before is not None:
+            tmp = params.with_suffix(".yaml.tmp")
+            tmp.write_bytes(before)
+            os.replace(tmp, params)
 
 
 def _record_artifact(record: dict) -> None:
@@ -240,9 +331,8 @@ def stage(target: str, root: str | None = None, received: list[dict] | None = No
           profile: str | None = None) -> dict:
     """One stage as its own flow run (the unit the DAG fans out to), in the named profile if one is
     given; returns its stage record and leaves it as an artifact of the flow run."""
-    if profile:
-        select_profile(profile, root)
-    record = repro_stage(target, root, received)
+    with profile_for_run(profile, root):
+        record = repro_stage(target, root, received)
     _record_artifact(record)
     return record
 
@@ -313,9 +403,8 @@ def _run_dag(targets: list[str] | None, root: str | None, as_deployments: bool, 
 def ablations(profile: str | None = None, root: str | None = None, as_deployments: bool = False,
               deployment: str = "vjepa-stage/stage") -> dict[str, dict]:
     """The ablation grid (and the stages it reads): one flow run (or task) per grid point, all at once."""
-    if profile:
-        select_profile(profile, root)
-    records = _run_dag(["ablate"], root, as_deployments, deployment, profile)
+    with profile_for_run(profile, root):
+        records = _run_dag(["ablate"], root, as_deployments, deployment, profile)
     _lock_artifact(records)
     return records
 
@@ -327,9 +416,9 @@ def reproduce(profile: str | None = None, targets: list[str] | None = None, root
     generation; independent stages (the ablation grid, the probes) fan out. Returns the stage
     records (every dvc.lock entry of the run and the metrics files DVC does not cache) and leaves
     the run's dvc.lock as an artifact."""
-    if profile:  # here (the DAG's foreach items read params.yaml) and, with deployments, on every worker
-        select_profile(profile, root)
-    records = _run_dag(targets, root, as_deployments, deployment, profile)
+    # here (the DAG's foreach items read params.yaml) and, with deployments, on every worker
+    with profile_for_run(profile, root):
+        records = _run_dag(targets, root, as_deployments, deployment, profile)
     _lock_artifact(records)
     return records
 

@@ -137,3 +137,80 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
 
 def test_strip_prefix_removes_module_then_backbone():
     assert list(strip_prefix({"module.backbone.a": 1, "backbone.b": 2, "c": 3})) == ["a", "b", "c"]
+
+
+def _tiny_file(tmp_path, name="tiny.pth.tar", **changes):
+    cfg = ModelConfig(size="tiny", img_size=16, patch_size=4, num_frames=4, depth=1, embed_dim=8, num_heads=2)
+    enc = official_state(cfg)["encoder"]
+    for k, v in changes.items():
+        enc["module.backbone." + k.replace("__", ".")] = v
+    enc = {k: v for k, v in enc.items() if v is not None}
+    path = tmp_path / name
+    torch.save({"target_encoder": enc}, path)
+    return path
+
+
+def test_a_checkpoint_of_stride_0_tensors_is_refused_before_any_model_is_allocated(tmp_path):
+    from vjepa.hub import load_encoder
+
+    W = 40_000  # as the fault-finding file: a 19 GB encoder claimed by a few KB
+    huge = {"pos_embed": torch.zeros(1).expand(1, 4, W), "patch_embed.proj.weight": torch.zeros(1).expand(W, 3, 2, 4, 4),
+            "patch_embed.proj.bias": torch.zeros(1).expand(W), "blocks.0.mlp.fc1.weight": torch.zeros(1).expand(4 * W, W)}
+    torch.save({"target_encoder": {f"module.backbone.{k}": v for k, v in huge.items()}}, tmp_path / "bomb.pth.tar")
+    assert (tmp_path / "bomb.pth.tar").stat().st_size < 10_000
+    with pytest.raises(CheckpointError, match=r"bomb\.pth\.tar: tensor \['target_encoder'\]\['module\.backbone\.pos_embed'\] "
+                                              r"claims shape \(1, 4, 40000\) \(640,000 bytes\) but the file stores 4 bytes"):
+        load_encoder(tmp_path / "bomb.pth.tar", num_heads=1)
+
+
+def test_tensors_sharing_one_storage_under_many_names_cannot_claim_more_than_the_file(tmp_path):
+    shared = torch.zeros(100_000)
+    torch.save({"encoder": {f"blocks.{i}.w": shared for i in range(50)}}, tmp_path / "shared.pth.tar")
+    with pytest.raises(CheckpointError, match=r"the tensors of entry 'encoder' claim 20,000,000 bytes in all, more "
+                                              r"than the file's"):
+        load(tmp_path / "shared.pth.tar")
+    # two entries sharing data (a target encoder saved as the encoder) are each within the file
+    torch.save({"encoder": {"w": shared}, "target_encoder": {"w": shared}}, tmp_path / "tied.pth.tar")
+    assert load(tmp_path / "tied.pth.tar")["encoder"]["w"].shape == (100_000,)
+
+
+@pytest.mark.parametrize("content,what", [
+    (b"<!DOCTYPE html><html><body>403 Forbidden</body></html>", "it is an HTML page"),
+    (b"encoder weights go here\n", "it is a file that starts b'encoder weights "),
+    (b"", "it is an empty file"),
+    (b"PK\x03\x04 truncated zip", "not a readable checkpoint"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such_not_as_unsafe_code(tmp_path, content, what):
+    path = tmp_path / "vitl16.pth.tar"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        load(path)
+    assert str(e.value).startswith(f"{path}: ") and what in str(e.value)
+    assert "could run code" not in str(e.value) and "weights_only=False" not in str(e.value)
+
+
+@pytest.mark.parametrize("make,what", [
+    (lambda p: torch.save(torch.zeros(3), p), r"holds a Tensor, not a dict of entries"),
+    (lambda p: torch.save({"target_encoder": torch.zeros(3)}, p), r"\['target_encoder'\]: holds a Tensor, not a state dict"),
+    (lambda p: torch.save({"target_encoder": {"pos_embed": 3}}, p), r"entries that are not named tensors: pos_embed"),
+])
+def test_a_malformed_checkpoint_structure_is_named_by_file_and_entry(tmp_path, make, what):
+    from vjepa.hub import load_encoder
+
+    path = tmp_path / "bad.pth.tar"
+    make(path)
+    with pytest.raises(CheckpointError, match=rf"bad\.pth\.tar.*{what}"):
+        load_encoder(path, num_frames=4)
+
+
+@pytest.mark.parametrize("change,what", [
+    ({"blocks__0__mlp__fc1__weight": None}, r"no 'blocks\.0\.mlp\.fc1\.weight' \(the first block's MLP\)"),
+    ({"patch_embed__proj__weight": torch.zeros(8, 3, 2, 0, 0)}, r"'patch_embed\.proj\.weight' has a zero-size dimension"),
+    ({"pos_embed": torch.zeros(16)}, r"'pos_embed' has shape \(16,\), expected 3 non-zero dimensions"),
+])
+def test_a_malformed_encoder_state_is_a_checkpoint_error_naming_the_key(tmp_path, change, what):
+    from vjepa.hub import load_encoder
+
+    path = _tiny_file(tmp_path, **change)
+    with pytest.raises(CheckpointError, match=rf"tiny\.pth\.tar\['target_encoder'\]: {what}"):
+        load_encoder(path, num_frames=4, num_heads=2)

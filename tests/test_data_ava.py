@@ -193,3 +193,14 @@ def test_the_vectorised_ground_truth_reader_equals_the_row_by_row_rules(tmp_path
     with pytest.raises(AnnotationError, match="not normalised") as e:
         read_ava_csv(p)
     assert e.value.line == 322
+
+
+@pytest.mark.parametrize("value", ["0.1,0.1,0.2,0.2,0.9", {0.1, 0.2}, [[0.1, 0.1, 0.2, 0.2, 0.9], [0.1, 0.2]]],
+                         ids=["string", "set", "ragged"])
+def test_proposals_whose_values_are_not_arrays_of_numbers_are_an_error_naming_the_file_and_key(tmp_path, value):
+    path = tmp_path / "odd.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"v,0902": value}, f)
+    with pytest.raises(AnnotationError, match=rf"^{path}: key 'v,0902': expected an \[N, 5\] or \[N, 4\] array of numbers, "
+                                              rf"got {type(value).__name__} "):
+        read_ava_proposals(path, 0.5)

@@ -83,7 +83,8 @@ def test_broken_videos_are_skipped_and_counted_through_workers(videos):
             assert batch["video"].shape[1:] == (1, 1, 3, 4, 16, 16)
     assert counter.count == 2 and sorted(counter.paths) == sorted([videos["zero"], videos["truncated"]])
     assert seen == 2 * 9
-    assert counter.metrics() == {"skipped_videos": 2, "skipped_fraction": 2 / 11, "fallback_videos": 0}
+    assert counter.metrics() == {"skipped_videos": 2, "skipped_fraction": 2 / 11, "fallback_videos": 0,
+                                 "declared_over_videos": 0}
     with pytest.raises(TooManySkipped, match="2 of 11 files could not be decoded"):
         SkipCounter(11, max_fraction=0.1).update(counter.paths)
 

@@ -231,3 +231,17 @@ def test_entries_are_compact_arrays_that_index_like_a_list(tmp_path):
     # no Python object per entry: the path bytes, one 8-byte offset and one 4-byte label each
     assert e.labels.dtype.name == "int32" and e.nbytes <= sum(len(f"/v/{k}.mp4") for k in range(1000)) + 8 * 1001 + 4 * 1000
     assert list(e[10:12]) == [("/v/10.mp4", 3), ("/v/11.mp4", 4)] and (e[:2] + e[2:4]) == e[:4]
+
+
+def test_the_same_file_listed_twice_with_two_labels_is_refused_naming_both_lines(tmp_path):
+    lst = tmp_path / "train.txt"
+    lst.write_text("a.mp4 0\nb.mp4 1\nc.mp4 1\nb.mp4 2\n")
+    _raises(lambda: read_path_label_list(lst, check_files=False), lst, 4,
+            rf"{tmp_path / 'b.mp4'} is listed twice with two labels: 1 \(line 2\) and 2 \(line 4\)$")
+    lst.write_text("a.mp4 0\nb.mp4 1\nb.mp4 1\n")  # a deliberate repeat with one label is allowed
+    assert [l for _, l in read_path_label_list(lst, check_files=False)] == [0, 1, 1]
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\nabseiling,x2,1,11,train\n"
+                   "air drumming,x1,1,11,train\n")
+    _raises(lambda: read_kinetics_csv(csv, tmp_path, path_format="{youtube_id}.mp4", check_files=False), csv, 4,
+            r"x1\.mp4 is listed twice with two labels: 0 \(line 2\) and 1 \(line 4\)")

@@ -221,7 +221,8 @@ def test_a_width_decord_cannot_copy_is_decoded_by_pyav_and_counted(files):
     for b in batches:
         counter.update(b["skipped"], b["fallback"])
     assert [b["fallback"] for b in batches] == [[files["narrow"]], [files["narrow"]]]
-    assert counter.metrics() == {"skipped_videos": 1, "skipped_fraction": 0.25, "fallback_videos": 1}
+    assert counter.metrics() == {"skipped_videos": 1, "skipped_fraction": 0.25, "fallback_videos": 1,
+                                 "declared_over_videos": 0}
 
 
 def test_the_frame_cache_never_exceeds_its_budget(files):
@@ -368,3 +369,38 @@ def test_a_micro_batch_of_only_broken_files_keeps_two_processes_in_lockstep(tmp_
 
 if __name__ == "__main__":
     _worker(sys.argv[1])
+
+
+def _declare_more_frames(src: Path, dst: Path, k: int = 1) -> Path:
+    """An mp4 (index last) whose last k samples are cut to 0 bytes: its sample table still declares
+    every frame, k more than the demuxer delivers, as some muxers write (OpenCV's box.mp4 sample: one)."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    at = data.rindex(b"stsz")               # 'stsz', version+flags, sample_size, count, sizes...
+    uniform, count = struct.unpack(">II", data[at + 8:at + 16])
+    assert uniform == 0 and count > k
+    for j in range(count - k, count):
+        struct.pack_into(">I", data, at + 16 + 4 * j, 0)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_a_container_declaring_one_frame_more_than_it_holds_is_read_and_counted_while_two_short_is_refused(
+        files, backend, tmp_path):
+    short = _declare_more_frames(Path(files["mp4"]), tmp_path / "one_over.mp4")
+    assert video_info(str(short))[0] == 89  # of 90 declared
+    clip = ClipSampling(num_frames=8, frame_step=2, random=False)
+    got = decode_clips(str(short), clip, backend=backend)
+    assert got.declared_over == 1 and got.frames.shape == (8, 64, 80, 3)
+    ds = VideoDataset([(str(short), 0), (files["mp4"], 1)], clip, lambda f, rng=None: to_clip_tensor(f)[None],
+                      video_backend=backend)
+    batch = collate([ds[0], ds[1]])
+    counter = SkipCounter(2, 0.0)
+    counter.update(batch["skipped"], batch["fallback"], batch["declared_over"])
+    assert batch["declared_over"] == [str(short)]
+    assert counter.metrics()["declared_over_videos"] == 1 and counter.metrics()["skipped_videos"] == 0
+    two = _declare_more_frames(Path(files["mp4"]), tmp_path / "two_over.mp4", k=2)
+    with pytest.raises(VideoDecodeError, match=r"truncated: the container declares 90 frames, 88 are in the file"):
+        decode_clips(str(two), clip, backend=backend)

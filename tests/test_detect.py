@@ -206,3 +206,18 @@ def test_ava_datasets_builds_both_sets_from_an_ava_folder_without_the_excluded_k
     item = sets.train[0]
     assert item["video"].shape[-3:] == (4, 32, 32) and item["labels"].shape[1] == 80
     assert sets.val[0]["labels"].sum() == 0  # proposals carry no labels
+
+
+def test_detection_on_an_encoder_with_nan_weights_stops_naming_the_step_and_publishes_nothing(tmp_path):
+    from vjepa.runtime import NonFiniteLossError
+
+    torch.manual_seed(0)
+    enc = build_encoder(TINY).eval()
+    with torch.no_grad():
+        enc.blocks[0].norm1.weight.fill_(float("nan"))
+    val = Squares(8, seed=1)
+    cfg = from_dict(DetectConfig, {"out_layers": [1], "epochs": 1, "batch_size": 8, "eval_classes": [1, 3, 80],
+                                   "precision": "fp32", "device": "cpu"})
+    with pytest.raises(NonFiniteLossError, match=r"non-finite features from the frozen encoder at step 1 \(epoch 1\)"):
+        run_detection(cfg, enc, Squares(16, 0), val, val.groundtruth(), tmp_path)
+    assert not (tmp_path / "metrics.json").exists()

@@ -1,7 +1,9 @@
 """Feature extraction on a real encoded video (H.264, 333x187, a minute long, variable frame rate):
 the windows and their times are the ones the stride asks for, each window's feature equals the
 encoder run by hand on frames the test decodes itself, and undecodable files are skipped and listed."""
+import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -100,17 +102,19 @@ def test_a_list_is_extracted_in_one_pass_with_bad_files_skipped_and_listed(vfr_v
     out = tmp_path / "feats"
     summary = main([str(listing), "--checkpoint", str(small_file), "--out", str(out), "--num-frames", "4",
                     "--num-heads", "3", "--frame-step", "2", "--stride", "150", "--format", "npz", "--device", "cpu"])
-    assert summary["videos"] == 2 and [p for p, _ in summary["skipped"]] == [str(tmp_path / "empty.mp4"),
+    assert summary["videos"] == 1 and [p for p, _ in summary["skipped"]] == [path, str(tmp_path / "empty.mp4"),
                                                                            str(tmp_path / "text.mp4")]
     skipped = (out / "skipped.txt").read_text().splitlines()
-    assert len(skipped) == 2 and all(any(w in line for w in ("cannot open", "cannot decode", "no video")) for line in skipped)
+    assert skipped[0] == f"{path}\tgiven twice; extracted once"
+    assert len(skipped) == 3 and all(any(w in line for w in ("cannot open", "cannot decode", "no video")) for line in skipped[1:])
     index = pd.read_csv(out / "windows.csv")
-    assert index["name"].tolist() == ["walk"] * 3 + ["walk_1"] * 3
-    assert index["start_frame"].tolist() == [0, 150, 300, 0, 150, 300]
+    name = f"{Path(path).parent.name}/walk"  # relative to the folder common to every input, the bad ones too
+    assert index["name"].tolist() == [name] * 3
+    assert index["start_frame"].tolist() == [0, 150, 300]
     npz = np.load(out / "features.npz")
     enc = by_hand(small_file, SMALL)
     want = hand_features(enc, frames, [0, 150, 300]).mean(1).numpy()
-    assert np.allclose(npz["walk"], want, atol=1e-5) and np.array_equal(npz["walk"], npz["walk_1"])
+    assert np.allclose(npz[name], want, atol=1e-5)
 
 
 def test_probe_pooling_gives_the_attentive_pooler_feature_and_bf16_stays_close(vfr_video, small_file, tmp_path):
@@ -139,3 +143,110 @@ def test_a_video_shorter_than_a_window_gives_one_window_repeating_its_last_frame
     # seconds: the first frame at or after each multiple of the stride, never the same frame twice
     times = np.array([0.0, 0.1, 0.9, 1.0, 1.05, 2.6, 2.7, 2.8, 2.9, 3.0])
     assert window_starts(times, span=2, stride=0.5, unit="seconds").tolist() == [0, 2, 3, 5]
+
+
+def _extract_cli(small_file, out, *inputs, extra=()):
+    return main([*map(str, inputs), "--checkpoint", str(small_file), "--out", str(out), "--num-frames", "4",
+                 "--num-heads", "3", "--frame-step", "2", "--stride", "150", "--device", "cpu", *extra])
+
+
+def test_same_named_videos_in_two_folders_get_outputs_named_by_their_relative_paths(vfr_video, small_file, tmp_path):
+    import shutil
+
+    path = vfr_video[0]
+    for rel in ("a/clip.mp4", "b/clip.mp4", "clip_1.mp4", "a/deeper/clip.webm", "a/clip.webm", "a/notes.txt"):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, tmp_path / "in" / rel)
+    out = tmp_path / "feats"
+    summary = _extract_cli(small_file, out, tmp_path / "in" / "a", tmp_path / "in" / "b" / "clip.mp4",
+                           tmp_path / "in" / "clip_1.mp4", extra=("--ext", ".mp4,.webm"))
+    index = pd.read_csv(out / "windows.csv")
+    assert sorted(set(index["file"])) == ["a/clip.mp4.npy", "a/clip.webm.npy", "a/deeper/clip.npy", "b/clip.npy",
+                                          "clip_1.npy"]
+    assert summary["videos"] == 5 and summary["skipped"] == []
+    assert all((out / f).is_file() for f in set(index["file"]))
+
+
+def test_extract_never_overwrites_an_existing_output(vfr_video, small_file, tmp_path):
+    out = tmp_path / "feats"
+    out.mkdir()
+    (out / "walk.npy").write_bytes(b"precious")
+    with pytest.raises(SystemExit) as e:
+        _extract_cli(small_file, out, vfr_video[0])
+    assert e.value.code == 2 and (out / "walk.npy").read_bytes() == b"precious"
+
+
+def test_a_fifo_is_skipped_unread_and_a_run_where_nothing_was_extracted_exits_non_zero(small_file, tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it for reading would block forever
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        _extract_cli(small_file, tmp_path / "feats", tmp_path / "pipe.mp4", tmp_path / "empty.mp4")
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert f"skipped {tmp_path / 'pipe.mp4'}: not a regular file" in err
+    assert "error: no video was extracted (2 skipped, listed above)" in err
+
+
+def test_an_empty_folder_extracts_nothing_and_exits_non_zero(small_file, tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(SystemExit) as e:
+        _extract_cli(small_file, tmp_path / "feats", tmp_path / "videos")
+    assert e.value.code == 1 and "a folder with no .mp4" in capsys.readouterr().err
+
+
+def test_window_times_are_rounded_to_the_stream_time_base(vfr_video, small_file):
+    path, times, _ = vfr_video
+    _, table = extract_video(path, by_hand(small_file, SMALL), ExtractConfig(frame_step=2, stride=40, device="cpu"))
+    starts = table["start_frame"].to_numpy()
+    # the stream counts milliseconds: times have at most three decimals and equal the encoded ones
+    assert np.array_equal(table["start_s"].to_numpy(), np.round(times[starts], 3))
+    assert all(len(repr(t).split(".")[1]) <= 3 for t in table["start_s"])
+
+
+def test_a_clip_size_the_encoder_cannot_tokenise_is_refused_before_any_video_is_read(small_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _extract_cli(small_file, tmp_path / "feats", tmp_path / "missing.mp4", extra=("--img-size", "30"))
+    assert e.value.code == 2
+    assert "img_size 30: the encoder cuts frames into 8px patches" in capsys.readouterr().err
+    assert not (tmp_path / "feats").exists()
+
+
+def test_the_clip_comes_from_the_checkpoint_record_and_an_override_or_a_missing_record_warns():
+    from vjepa.extract import clip_options
+
+    defaults = {"frame_step": 4, "num_frames": None, "img_size": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert clip_options({}, {"frame_step": 2, "num_frames": 8, "img_size": 24}, defaults, "ck") == \
+            {"frame_step": 2, "num_frames": 8, "img_size": 24}
+    with pytest.warns(UserWarning, match=r"frame_step 4 overrides the 2 the encoder was trained with \(ck\)"):
+        assert clip_options({"frame_step": 4}, {"frame_step": 2}, defaults, "ck")["frame_step"] == 4
+    with pytest.warns(UserWarning, match=r"ck does not record the frame_step its encoder was trained with; using 4"):
+        assert clip_options({}, {}, defaults, "ck") == {"frame_step": 4, "num_frames": None, "img_size": None}
+
+
+def test_every_command_line_option_is_documented():
+    from vjepa.extract import parser
+
+    actions = [a for a in parser()._actions if a.dest != "help"]
+    assert len(actions) == 18 and [a.dest for a in actions if not a.help] == []
+
+
+def test_a_checkpoint_that_records_its_clip_sets_frames_step_and_size_without_options(vfr_video, tmp_path):
+    from test_hub import official_state
+
+    from vjepa.extract import recorded_clip
+
+    ck = official_state(SMALL, fill="randn")
+    ck["target_encoder"] = ck["encoder"]
+    ck["config"] = {"model": {"num_frames": 4, "img_size": 32}, "data": {"frame_step": 3}}
+    torch.save(ck, tmp_path / "ours.pth.tar")
+    assert recorded_clip(tmp_path / "ours.pth.tar") == {"num_frames": 4, "img_size": 32, "frame_step": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        main([vfr_video[0], "--checkpoint", str(tmp_path / "ours.pth.tar"), "--out", str(tmp_path / "f"),
+              "--num-heads", "3", "--stride", "150", "--device", "cpu"])
+    index = pd.read_csv(tmp_path / "f" / "windows.csv")
+    assert (index["end_frame"] - index["start_frame"]).tolist() == [9, 9, 9]  # 4 frames, 3 apart

@@ -326,3 +326,17 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     with pytest.raises(CheckpointError, match="lr: 0.001 -> 0.002"):
         finetune(cfg_of(epochs=2, batch_size=4, num_sample=2, lr=2e-3, head_norm="batchnorm"), None, train, val,
                  tmp_path / "killed")
+
+
+class BrokenViews(Views):
+    def __getitem__(self, i):
+        return {"video": None, "label": 0, "index": i, "path": f"v{i}.mp4"} if i < 3 else super().__getitem__(i)
+
+
+def test_finetuning_evaluation_where_most_videos_fail_stops_with_the_count_and_files():
+    from vjepa.data import TooManySkipped
+
+    logits = torch.randn(4, 1, 1, 3)
+    with pytest.raises(TooManySkipped, match=r"finetuning evaluation set: 3 of 4 files could not be decoded \(75\.00%\), "
+                                             r"more than the allowed 1\.00%; for example v0\.mp4, v1\.mp4, v2\.mp4"):
+        _evaluate(BrokenViews(logits, [0, 1, 2, 0]))

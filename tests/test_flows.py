@@ -152,16 +152,17 @@ def deployment_run(pool, name: str, *params: str, timeout: int = 900) -> subproc
     return subprocess.run(cmd, cwd=a, env=env_a, capture_output=True, text=True, timeout=timeout + 60)
 
 
-def test_a_failing_stage_names_itself_and_dvcs_error_in_its_state_and_logs(pool):
-    # learn@0 on a machine that has neither the prepared data nor the pretrained checkpoint
+def test_a_stage_run_on_a_fresh_worker_is_refused_naming_the_stages_to_run_first_in_its_state_and_logs(pool):
+    # learn@0 on a machine that has neither the prepared data nor the pretrained checkpoint: refused
+    # before DVC runs anything (DVC's own errors are named by the tiny-DAG test below)
     done = deployment_run(pool, "vjepa-stage/stage", "target=learn@0", timeout=300)
     assert done.returncode != 0
     run_ = flow_runs(pool["api"], ["learn@0"])["learn@0"]
     assert run_["state"]["type"] == "FAILED"
     message = run_["state"]["message"]
-    assert "stage learn@0: `dvc " in message and "ERROR" in message, message
+    assert "stage learn@0 reads the outputs of " in message and "prepare" in message, message
     logs = api_post(pool["api"], "logs/filter", {"logs": {"flow_run_id": {"any_": [run_["id"]]}}})
-    assert any("stage learn@0: `dvc " in log["message"] and "ERROR" in log["message"] for log in logs), logs
+    assert any("stage learn@0 reads the outputs of " in log["message"] for log in logs), logs
 
 
 SMOKE_STAGES = ["prepare", "masks", "pretrain@0", "pretrain@1", "probe@k400", "probe@ssv2", "probe@in1k",
@@ -287,3 +288,68 @@ def test_without_deployments_stages_run_as_concurrent_tasks_and_a_failure_names_
     message = str(failed.value)
     assert "- b@y: " in message and "dvc repro --single-item b@y" in message and "boom: cannot make y" in message
     assert "b@x" not in message and (repo / "b-x.txt").read_text() == "1x"
+
+
+def _tiny_repo(path):
+    path.mkdir()
+    (path / "dvc.yaml").write_text(TINY_DVC_YAML)
+    (path / "make.py").write_text(MAKE_PY.format(failing="()"))
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=path, check=True, capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize("rel", ["../escaped.txt", "/tmp/vjepa-escaped-abs.txt", "sub/../../escaped.txt"])
+def test_a_received_record_naming_a_file_outside_the_checkout_is_refused_and_nothing_is_written(tmp_path, rel):
+    from vjepa.runtime import PathEscapeError
+
+    repo = _tiny_repo(tmp_path / "tiny")
+    record = {"stage": "a", "lock": {"cmd": "x"}, "files": {"ok.json": {"text": "{}"}, rel: {"text": "pwned"}}}
+    with pytest.raises(PathEscapeError, match=r"stage record a: file '.*escaped.*'"):
+        flows.apply_records(repo, [record])
+    assert not (tmp_path / "escaped.txt").exists() and not os.path.exists("/tmp/vjepa-escaped-abs.txt")
+    assert not (repo / "ok.json").exists() and not (repo / "dvc.lock").exists()
+    flows.apply_records(repo, [{**record, "files": {"sub/ok.json": {"text": "{}"}}}])
+    assert (repo / "sub" / "ok.json").read_text() == "{}"
+
+
+def test_a_stage_whose_upstream_never_ran_here_is_refused_at_once_naming_the_stages_to_run_first(tmp_path):
+    repo = _tiny_repo(tmp_path / "tiny")
+    assert flows.unmet_upstream(repo, "b@x", remote=False) == ["a"]
+    with pytest.raises(flows.UpstreamMissing, match=r"stage b@x reads the outputs of a, which have not run"):
+        flows._refuse_unmet(repo, "b@x", remote=False)
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", "a"], cwd=repo, check=True, capture_output=True)
+    assert flows.unmet_upstream(repo, "b@x", remote=False) == []
+    (repo / "a.txt").unlink()  # ran once, but its output is gone and there is no remote to pull it from
+    assert flows.unmet_upstream(repo, "b@x", remote=False) == ["a"]
+    assert flows.unmet_upstream(repo, "b@x", remote=True) == []
+
+
+def test_deterministic_refusals_are_not_retried_but_a_killed_stage_is():
+    from prefect.states import Failed
+
+    def failed(exc):
+        return Failed(data=exc)
+    assert flows._retry_condition(None, None, failed(flows.UpstreamMissing("x"))) is False
+    assert flows._retry_condition(None, None, failed(flows.RecordError("x"))) is False
+    assert flows._retry_condition(None, None, failed(RuntimeError("dvc repro: killed"))) is True
+
+
+def test_a_runs_profile_applies_to_that_run_only_and_leaves_the_checkout_as_it_found_it(tmp_path):
+    import shutil
+
+    from pipeline.profiles import active_profile
+
+    root = tmp_path / "checkout"
+    shutil.copytree(flows.ROOT / "profiles", root / "profiles")
+    shutil.copyfile(flows.ROOT / "params.yaml", root / "params.yaml")
+    (root / "dvc.lock").write_text("schema: '2.0'\nstages: {default: 1}\n")
+    before = (root / "params.yaml").read_bytes()
+    with flows.profile_for_run("smoke", root):
+        assert active_profile(root) == "smoke" and not (root / "dvc.lock").exists()
+        (root / "dvc.lock").write_text("schema: '2.0'\nstages: {smoke: 1}\n")  # what the run records
+    assert (root / "params.yaml").read_bytes() == before
+    assert (root / "dvc.lock").read_text() == "schema: '2.0'\nstages: {default: 1}\n"
+    assert "{smoke: 1}" in (root / ".dvc/tmp/profile-locks/smoke.lock").read_text()
+    with pytest.raises(RuntimeError, match="boom"), flows.profile_for_run("smoke", root):
+        raise RuntimeError("boom")
+    assert (root / "params.yaml").read_bytes() == before

@@ -126,6 +126,36 @@ def test_check_on_the_command_line_names_the_key(tmp_path, capsys):
     assert "pretrain.train.batch_sise: unknown key; did you mean batch_size?" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,line", [
+    (["probe"], "probe: name a task in {params} (profile smoke); valid: k400, ssv2, in1k, places205, inat21"),
+    (["probe", "k999"], "probe: no task 'k999' in {params} (profile smoke); valid: k400, ssv2, in1k, places205, inat21"),
+    (["ablate", "nope"], "ablate: no grid point 'nope' in {params} (profile smoke); valid: default, copy"),
+    (["pretrain", "7"], "pretrain: no seed '7' in {params} (profile smoke); valid: 0, 1"),
+    (["finetune", "x"], "finetune: no task 'x' in {params} (profile smoke); valid: k400, ssv2"),
+    (["detect", "x"], "detect takes no key, got 'x'"),
+])
+def test_a_stage_key_not_in_the_profile_is_one_line_naming_the_valid_ones_and_no_work_folder_is_made(
+        argv, line, tmp_path, capsys, monkeypatch):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(SMOKE, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--params", "params.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {line.format(params='params.yaml')}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no runs/, no work folder
+
+
+def test_ctrl_c_in_a_stage_says_that_re_running_resumes_in_one_line(monkeypatch, capsys):
+    import pipeline.stages
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pipeline.stages, "run", interrupted)
+    assert main(["pretrain", "1"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == ("interrupted: pretrain stopped; re-running it (`python -m pipeline pretrain 1`, or `dvc repro`) "
+                   "resumes from its last checkpoint")
+
+
 # ----------------------------------------------------------------------------------------------
 # profiles
 

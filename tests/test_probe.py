@@ -204,7 +204,8 @@ def test_a_crashed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_
 
 def test_undecodable_items_are_skipped_and_counted_and_bad_shapes_are_named(tmp_path):
     enc = tiny_encoder()
-    m = run_probe(fast_cfg(epochs=1, kinds=["linear"]), enc, Bands(20, broken={3, 7}), Bands(10, broken={0}), tmp_path)
+    m = run_probe(fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1), enc, Bands(20, broken={3, 7}),
+                  Bands(10, broken={0}), tmp_path)
     assert (m["num_val"], m["skipped_train"], m["skipped_val"]) == (9, 2, 1)
     with pytest.raises(ConfigError, match="num_segments is 1 but the training items have 2"):
         run_probe(fast_cfg(epochs=1), enc, Bands(8, segments=2), Bands(4), tmp_path / "x")
@@ -258,3 +259,69 @@ def test_probe_steps_with_foreach_adamw_are_bit_identical_to_the_per_parameter_l
     for name in fast.probes:
         a, b = fast.probes[name].state_dict(), loop.probes[name].state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+class Missing(Bands):
+    """Bands whose broken items are files that could not be read, named as the video datasets name them."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        return {"video": None, "label": int(self.labels[i]), "index": i, "path": f"clip_{i:03d}.mp4"} if item is None else item
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_probe_whose_training_items_mostly_fail_stops_with_the_count_and_files_and_publishes_nothing(tmp_path, cache):
+    from vjepa.data import TooManySkipped
+
+    enc = tiny_encoder()
+    cfg = fast_cfg(epochs=1, kinds=["linear"], cache_features=cache, max_skipped_fraction=0.25)
+    with pytest.raises(TooManySkipped, match=r"probe training set.*: (9|1[0-6]) of 16 files could not be decoded .*"
+                                             r"more than the allowed 25\.00%; for example clip_000\.mp4, clip_001\.mp4"):
+        run_probe(cfg, enc, Missing(16, broken=set(range(16))), Bands(4), tmp_path)
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "probes").exists()
+
+
+def test_a_probe_whose_evaluation_items_mostly_fail_stops_before_publishing(tmp_path):
+    from vjepa.data import TooManySkipped
+
+    enc = tiny_encoder()
+    with pytest.raises(TooManySkipped, match=r"probe evaluation set: 3 of 10 files could not be decoded \(30\.00%\), "
+                                             r"more than the allowed 10\.00%; for example clip_000\.mp4, clip_001"):
+        run_probe(fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1), enc, Bands(16), Missing(10, broken={0, 1, 2}),
+                  tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+class NanEncoder(torch.nn.Module):
+    """An encoder whose weights went NaN (the fault-finding case: `probe.encoder.checkpoint` of one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = tiny_encoder()
+        with torch.no_grad():
+            self.inner.norm.weight.fill_(float("nan"))
+        self.embed_dim, self.num_heads = self.inner.embed_dim, self.inner.num_heads
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_a_probe_on_an_encoder_with_nan_weights_stops_naming_the_step_and_publishes_nothing(tmp_path):
+    from vjepa.runtime import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"non-finite features from the frozen encoder at step 1 \(epoch 1\)"):
+        run_probe(fast_cfg(epochs=1, kinds=["linear"]), NanEncoder(), Bands(16), Bands(4), tmp_path)
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "probes").exists()
+
+
+def test_a_non_finite_probe_loss_stops_before_the_probe_weights_change():
+    from vjepa.runtime import NonFiniteLossError
+
+    probes = ProbeSet(fast_cfg(kinds=["linear"], lrs=[1e-2]), 48, 3, torch.device("cpu"))
+    (name, probe), = probes.probes.items()
+    tokens = torch.randn(1, 4, 16, 48)
+    with torch.no_grad():
+        next(p for p in probe.parameters() if p.ndim == 2).fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match=rf"non-finite loss of probe {name} at step 7"):
+        probes.train_step(tokens, torch.tensor([0, 1, 2, 0]), lambda: torch.autocast("cpu", enabled=False), "step 7")
+    assert all(p.grad is None for p in probe.parameters())

@@ -31,3 +31,20 @@ def test_seeded_draws_depend_only_on_the_seed_and_restore_the_outer_streams():
     assert outer == expect_outer
     assert torch.randperm(10, generator=epoch_generator(3, 1)).tolist() == \
         torch.randperm(10, generator=torch.Generator().manual_seed(3 * 1_000_003 + 1)).tolist()
+
+
+def test_atomic_writes_take_the_process_umask_not_0600(tmp_path):
+    import os
+    import stat
+
+    from vjepa.runtime import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        os.umask(0o077)
+        write_json(tmp_path / "b.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600

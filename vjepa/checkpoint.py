@@ -8,7 +8,7 @@ import math
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -33,21 +33,88 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+# the first bytes of the two formats torch.save writes: a zip archive, or a bare pickle (protocol 2+)
+_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with weights_only=True. A file whose pickle would build arbitrary objects
-    (or run code) is refused with CheckpointError; nothing in it is executed."""
+    (or run code) is refused with CheckpointError; nothing in it is executed. So is a file that is
+    not a torch checkpoint at all (an HTML error page, a text file), one that is not a dict, and
+    one whose tensors claim more data than the file holds (see `check_allocation`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(_MAGIC):
+        text = head.decode("utf-8", "replace").strip().lower()
+        kind = ("an HTML page (a failed download or an error page saved under this name?)"
+                if text.startswith(("<!doctype html", "<html", "<?xml", "<")) else
+                "an empty file" if not head else f"a file that starts {head[:16]!r}")
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); "
+                              f"it is {kind}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ck = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = str(e).splitlines()[0]
+        if "weights only" not in str(e).lower():  # torch's wording for a refused global
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated pickle: {detail})") from None
         raise CheckpointError(
             f"refusing to load {path}: it contains objects other than tensors and plain containers, "
-            f"which could run code when unpickled (loaded with weights_only=True). Detail: {str(e).splitlines()[0]}"
+            f"which could run code when unpickled (loaded with weights_only=True). Detail: {detail}"
         ) from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    except Exception as e:  # torch's readers raise RuntimeError, EOFError, KeyError, ValueError, ... on bad bytes
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path}: holds a {type(ck).__name__}, not a dict of entries (a checkpoint is "
+                              "{'encoder': state dict, ...} or a state dict)")
+    check_allocation(ck, path)
+    return ck
+
+
+def _tensors(obj: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{where}[{i}]")
+
+
+def check_allocation(ck: Any, path: str | os.PathLike) -> None:
+    """The one bound on what a checkpoint may make us allocate: every tensor's data must be in the
+    file (no stride-0 expansion or view past its storage claiming more elements than were stored),
+    and the tensors of each entry (a state dict, from which one model is built) together at most the
+    file's size (entries may share data: a target encoder saved as the encoder). Models are built
+    from these shapes, so a 6 KB file cannot ask for 19 GB. Raises CheckpointError naming the tensor."""
+    size = Path(path).stat().st_size
+    for entry, value in (ck.items() if isinstance(ck, Mapping) else [("", ck)]):
+        total = 0
+        for where, t in _tensors(value, f"[{entry!r}]"):
+            claimed = t.numel() * t.element_size()
+            held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+            if t.numel() and claimed > held:
+                raise CheckpointError(f"{path}: tensor {where} claims shape {tuple(t.shape)} ({claimed:,} bytes) but "
+                                      f"the file stores {max(held, 0):,} bytes of it (a stride-0 expansion or a view "
+                                      "past its data); refusing to build a model of that size")
+            total += claimed
+        if total > size:
+            raise CheckpointError(f"{path}: the tensors of entry {entry!r} claim {total:,} bytes in all, more than the "
+                                  f"file's {size:,} bytes (tensors sharing data under many names); refusing to build a "
+                                  "model of that size")
+
+
+def check_state_dict(state: Any, where: str) -> None:
+    """A state dict is a mapping of names to tensors; anything else is named as CheckpointError."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{where}: holds a {type(state).__name__}, not a state dict (names -> tensors)")
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{where}: entries that are not named tensors: {', '.join(bad[:6])}"
+                              + (f" ... (+{len(bad) - 6})" if len(bad) > 6 else ""))
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefixes=("module.", "backbone.")) -> dict:
@@ -84,7 +151,8 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = 
 def load_official_module(model: nn.Module, checkpoint: Mapping[str, Any], key: str, path: str = "checkpoint") -> None:
     """Load checkpoint[key] (e.g. 'target_encoder', 'encoder', 'predictor') strictly into model."""
     if key not in checkpoint:
-        raise CheckpointError(f"{path} has no '{key}' entry; it has {sorted(checkpoint)}")
+        raise CheckpointError(f"{path} has no '{key}' entry; it has {sorted(map(str, checkpoint))}")
+    check_state_dict(checkpoint[key], f"{path}['{key}']")
     load_into(model, strip_prefix(checkpoint[key]), where=f"{path}['{key}']")
 
 
@@ -124,19 +192,26 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: 
     shapes: they come from `num_heads`, else from the size table row of that width and depth."""
     from vjepa.models.registry import SIZES, ModelConfig
 
+    check_state_dict(state, where)
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 5:
         raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]; "
                               "not a V-JEPA video encoder")
     D, C, t, p, p2 = w.shape
+    if min(w.shape) < 1:
+        raise CheckpointError(f"{where}: 'patch_embed.proj.weight' has a zero-size dimension {tuple(w.shape)}")
     if p != p2:
         raise CheckpointError(f"{where}: non-square patches {p}x{p2} are not supported")
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     if depth == 0:
         raise CheckpointError(f"{where}: no transformer blocks ('blocks.<i>.*') in the encoder state")
+    for k, ndim in (("blocks.0.mlp.fc1.weight", 2), ("pos_embed", 3)):
+        if k not in state:
+            raise CheckpointError(f"{where}: no '{k}'" + ("; a V-JEPA 1 encoder stores its fixed positions"
+                                                          if k == "pos_embed" else " (the first block's MLP)"))
+        if state[k].ndim != ndim or min(state[k].shape) < 1:
+            raise CheckpointError(f"{where}: '{k}' has shape {tuple(state[k].shape)}, expected {ndim} non-zero dimensions")
     mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / D
-    if "pos_embed" not in state:
-        raise CheckpointError(f"{where}: no 'pos_embed'; a V-JEPA 1 encoder stores its fixed positions")
     N = state["pos_embed"].shape[1]
     if img_size is not None:
         hw = (img_size // p) ** 2

@@ -35,7 +35,7 @@ from vjepa.checkpoint import load, load_into, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
 from vjepa.data.datasets import TooManySkipped
 from vjepa.probe import AUTOCAST, param_groups
-from vjepa.runtime import autocast_for, check_resume, epoch_generator, without_timings, write_json
+from vjepa.runtime import autocast_for, check_resume, epoch_generator, require_finite, without_timings, write_json
 from vjepa.schedules import warmup_cosine_lr
 
 
@@ -152,6 +152,7 @@ def predict(encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: Dete
             continue
         with autocast():
             fmap = feature_map(encoder, batch["video"].to(device), cfg.out_layers)
+            require_finite(fmap, f"features from the frozen encoder at evaluation batch {len(frames) + 1}")
             scores = torch.sigmoid(head(fmap, batch["rois"].to(device)).float())[:, cls].cpu().numpy()
         K, C = scores.shape
         boxes = batch["boxes"].numpy()
@@ -211,12 +212,15 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
             for group in opt.param_groups:  # warmup from warmup_lr, then cosine to min_lr (Table 7)
                 group["lr"] = warmup_cosine_lr(epoch * steps + i + 1, lr=cfg.lr, start_lr=cfg.warmup_lr,
                                                final_lr=cfg.min_lr, warmup=warmup, total=cfg.epochs * steps)
+            where = f"step {epoch * steps + i + 1} (epoch {epoch + 1})"
             with torch.no_grad(), autocast():
                 fmap = feature_map(encoder, batch["video"].to(device), cfg.out_layers)
+            require_finite(fmap, f"features from the frozen encoder at {where}")
             with autocast():
                 logits = head(fmap, batch["rois"].to(device))
             # sigmoid + BCE (SlowFast), computed as one numerically safer op
             loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"].to(device))
+            require_finite(loss, f"detection loss at {where}", opt)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import atomic_file, autocast_for, check_resume, seeded, without_timings, write_json
+from vjepa.runtime import atomic_file, autocast_for, check_resume, require_finite, seeded, without_timings, write_json
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
@@ -338,6 +338,8 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: to
              "path": paths, "skipped": skipped, "shape": shape}
     parts = gather_objects(local, env)
     got = [p for p in parts if p["probs"] is not None]
+    SkipCounter(len(dataset), cfg.max_skipped_fraction, "finetuning evaluation set").update(
+        x for p in parts for x in p["skipped"])
     if not got:
         raise ValueError(f"no evaluation video could be read ({sum(len(p['skipped']) for p in parts)} skipped)")
     return {"probs": torch.cat([p["probs"] for p in got]), "view_pred": torch.cat([p["view_pred"] for p in got], 1),
@@ -440,9 +442,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
                               float((logits.detach().argmax(-1) == labels).sum())], dtype=torch.float64, device=env.device)
     sums = all_reduce_sum(sums, env)
     loss = (sums[0] / sums[1].clamp(min=1)).item()
-    if not math.isfinite(loss):
-        state.optimizer.zero_grad(set_to_none=True)
-        raise FloatingPointError(f"non-finite finetuning loss at step {step}; the weights were not updated")
+    require_finite(loss, f"finetuning loss at step {step}; the weights were not updated", state.optimizer)
     grad_norm = None
     if cfg.clip_grad is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.clip_grad))
@@ -520,7 +520,7 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     state = build_state(cfg, encoder_checkpoint, env, steps_per_epoch)
     ckpt_path = out / "latest.pth.tar"
     start, history, epoch_loss = 0, [], (0.0, 0)
-    skipped = SkipCounter(len(train_set), cfg.max_skipped_fraction)
+    skipped = SkipCounter(len(train_set), cfg.max_skipped_fraction, "finetuning training set")
     if ckpt_path.exists():
         ck = restore_checkpoint(ckpt_path, state, cfg)
         start, history, skipped.paths = ck["step"], ck["history"], set(ck["skipped"])

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, encoder_config_from_state, load, load_into, strip_prefix
+from vjepa.checkpoint import (CheckpointError, check_state_dict, encoder_config_from_state, load, load_into,
+                              strip_prefix)
 from vjepa.models.registry import ModelConfig, build_encoder
 
 URL = "https://dl.fbaipublicfiles.com/jepa"
@@ -79,7 +80,8 @@ def encoder_config(ck: dict, key: str = "target_encoder", where: str = "checkpoi
     """The encoder's ModelConfig read from a loaded checkpoint's shapes; frames and heads default to
     the config our own files store (else 16 frames, heads from the size table)."""
     if key not in ck:
-        raise CheckpointError(f"{where} has no '{key}' entry; it has {sorted(ck)}")
+        raise CheckpointError(f"{where} has no '{key}' entry; it has {sorted(map(str, ck))}")
+    check_state_dict(ck[key], f"{where}['{key}']")
     hint = _model_hint(ck)
     if hint is not None:
         num_frames = num_frames or (hint.num_frames if img_size is None else None)
@@ -117,7 +119,7 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     try:
         cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads)
     except CheckpointError as e:
-        if expect is None or key not in ck:
+        if expect is None or key not in ck or not isinstance(ck[key], dict):
             raise
         state = strip_prefix(ck[key])
         found = (f"width {state['patch_embed.proj.weight'].shape[0]}, depth "

@@ -37,7 +37,8 @@ from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
 from vjepa.config import FieldError, check_range, to_dict
-from vjepa.runtime import JsonlLog, autocast_for, check_resume, seeded, use_foreach, without_timings
+from vjepa.runtime import (JsonlLog, NonFiniteLossError, autocast_for, check_resume, require_finite, seeded,
+                           use_foreach, without_timings)
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
@@ -159,10 +160,6 @@ class PretrainConfig:
             raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the number of mask "
                              f"configs ({len(self.masks)}); set model.num_mask_tokens to {len(self.masks)}")
         check_range(self, "num_workers", ge=0)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; raised before the optimizer step, so no weight is touched."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,9 +328,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     stats = all_reduce_sum(stats, env)
     count, clips_seen = max(stats[M + 1].item(), 1.0), stats[M + 2].item()
     per_mask = (stats[:M] / count).tolist()
-    if not all(math.isfinite(x) for x in per_mask):
-        state.optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"non-finite loss at step {step}: loss per mask {per_mask}")
+    require_finite(per_mask, f"loss at step {step}: loss per mask {per_mask}", state.optimizer)
     # collapse monitor: std over all clips of the step of the mean-pooled target, averaged over channels
     target_std = None
     if clips_seen > 1:
@@ -401,7 +396,8 @@ def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: in
             epoch=sampler.position(step)["epoch"], loss=loss, batch_size=cfg.batch_size,
             world_size=env.world_size, lr=cfg.optim.lr,
             step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
-            skipped=sorted(skipped.paths), fallback=sorted(skipped.fallback_paths), config=to_dict(cfg))
+            skipped=sorted(skipped.paths), fallback=sorted(skipped.fallback_paths),
+            declared_over=sorted(skipped.declared_over_paths), config=to_dict(cfg))
         save_atomic(ck, path)
     barrier(env)
 
@@ -496,7 +492,8 @@ class MicroBatches(torch.utils.data.Dataset):
         masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
         context_masks, target_masks = masks(len(clips), step)
         return {"clips": clips, "context_masks": context_masks, "target_masks": target_masks,
-                "skipped": batch["skipped"], "fallback": batch["fallback"], "step": step, "shard": shard}
+                "skipped": batch["skipped"], "fallback": batch["fallback"], "declared_over": batch["declared_over"],
+                "step": step, "shard": shard}
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -536,6 +533,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         ck = restore_checkpoint(ckpt_path, state, cfg)
         start, last_loss = ck["step"], ck["loss"]
         skipped.paths, skipped.fallback_paths = set(ck["skipped"]), set(ck.get("fallback", ()))
+        skipped.declared_over_paths = set(ck.get("declared_over", ()))
         del ck
     total = cfg.optim.iterations
     order_fn = None
@@ -555,13 +553,14 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
                dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
-        micro, step_skipped, step_fallback = [], [], []
+        micro, step_skipped, step_fallback, step_over = [], [], [], []
         for _ in range(cfg.accumulation_steps):
             mb = next(batches)
             if mb["step"] != step - 1:  # the loader and the loop must move in lockstep
                 raise RuntimeError(f"data loader is at iteration {mb['step']}, the loop at {step - 1}")
             step_skipped += mb["skipped"]
             step_fallback += mb["fallback"]
+            step_over += mb["declared_over"]
             to_dev = [m.to(env.device, non_blocking=True) for m in mb["context_masks"] + mb["target_masks"]]
             M = len(cfg.masks)
             clips = mb["clips"]  # UnfinishedClips (finish_on_device) are converted, resized and normalised here
@@ -571,12 +570,12 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         # micro-batches left without a clip (any, with several processes: the gradient exchange needs
         # every process; all of them, with one): such a step is skipped everywhere and counted
         n_empty = sum(c.size(0) == 0 for c, _, _ in micro)
-        flags = all_reduce_sum(torch.tensor([len(step_skipped), len(step_fallback),
+        flags = all_reduce_sum(torch.tensor([len(step_skipped), len(step_fallback) + len(step_over),
                                              n_empty if env.distributed else int(n_empty == len(micro))],
                                             device=env.device), env).tolist()
         if flags[0] or flags[1]:  # rare: share the paths so that every process counts (and stops on) the same files
-            for paths, fallback in gather_objects((step_skipped, step_fallback), env):
-                skipped.update(paths, fallback)
+            for paths, fallback, over in gather_objects((step_skipped, step_fallback, step_over), env):
+                skipped.update(paths, fallback, over)
         if flags[2]:
             empty_steps += 1
         else:

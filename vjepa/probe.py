@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, FieldError, check_range, to_dict
-from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, use_foreach,
-                           without_timings, write_json)
-from vjepa.data import collate
+from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, require_finite,
+                           use_foreach, without_timings, write_json)
+from vjepa.data import SkipCounter, collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
@@ -84,6 +84,7 @@ class ProbeConfig:
     num_workers: int = 0
     seed: int = 0
     device: str | None = None               # null: cuda when available, else cpu
+    max_skipped_fraction: float = 0.01      # unreadable items allowed (training set, evaluation set) before the run stops
 
     def validate(self) -> None:
         bad = [k for k in self.kinds if k not in ("attentive", "linear")]
@@ -100,6 +101,7 @@ class ProbeConfig:
                     "encoder_chunk", ge=1)
         check_range(self, "lrs", "weight_decays", "final_lr", "final_weight_decay", "num_workers", ge=0)
         check_range(self, "grad_clip", gt=0)
+        check_range(self, "max_skipped_fraction", ge=0, le=1)
 
     def probe_names(self) -> list[str]:
         return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
@@ -223,8 +225,12 @@ class ProbeSet:
                 if g["decay"]:
                     g["weight_decay"] = wd
 
-    def train_step(self, tokens: torch.Tensor, labels: torch.Tensor, autocast) -> dict[str, tuple[float, int]]:
-        """One optimiser step per probe on the same tokens [V, B, L, D]; returns (loss, correct) each."""
+    def train_step(self, tokens: torch.Tensor, labels: torch.Tensor, autocast,
+                   where: str = "a training step") -> dict[str, tuple[float, int]]:
+        """One optimiser step per probe on the same tokens [V, B, L, D]; returns (loss, correct) each.
+        Non-finite tokens or a non-finite loss stop the run (NonFiniteLossError naming `where`)
+        before any probe's weights change."""
+        require_finite(tokens, f"features from the frozen encoder at {where}")
         out = {}
         for name, probe in self.probes.items():
             probe.train()
@@ -232,6 +238,7 @@ class ProbeSet:
             with autocast():
                 logits = torch.stack([probe(tv) for tv in tokens])   # [V, B, K]
             loss = view_loss(logits, labels)
+            require_finite(loss, f"loss of probe {name} at {where}", opt)
             scaler.scale(loss).backward()
             if self.cfg.grad_clip:
                 scaler.unscale_(opt)
@@ -278,18 +285,23 @@ def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
 def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Encode the training set once (only valid for a deterministic transform, checked on item 0)."""
     a, b = dataset[0], dataset[0]
-    if a is not None and b is not None and not torch.equal(a["video"], b["video"]):
+    if a is not None and b is not None and a.get("video") is not None and b.get("video") is not None \
+            and not torch.equal(a["video"], b["video"]):
         raise ConfigError("probe.cache_features: training item 0 differs between two reads, so the training "
                           "transform is random; caching would freeze one augmentation. Turn caching off.")
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
     feats, labels, skipped = [], [], []
+    counter = SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe training set")
     for batch in tqdm(loader, desc="caching features", leave=False):
         skipped += batch["skipped"]
+        counter.update(batch["skipped"])  # stops as soon as too many items failed
         if len(batch["label"]):
             _check_batch(batch, cfg, "training")
             with autocast():
                 feats.append(encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk).cpu())
             labels.append(batch["label"])
+    if not feats:
+        raise ValueError(f"no training item could be read ({len(skipped)} skipped)")
     return torch.cat(feats, dim=1), torch.cat(labels), skipped
 
 
@@ -336,6 +348,7 @@ def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset,
         _check_batch(batch, cfg, "evaluation")
         with autocast():
             tokens = encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk)
+            require_finite(tokens, f"features from the frozen encoder at evaluation batch {len(labels) + 1}")
             for n, probe in probes.items():
                 logits = torch.stack([probe(tv) for tv in tokens]).float()  # [V, B, K]
                 probs[n].append(average_views(logits).cpu())
@@ -343,6 +356,7 @@ def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset,
         labels.append(batch["label"])
         index.append(batch["index"])
         paths += batch["path"]
+    SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe evaluation set").update(skipped)
     if not labels:
         raise ValueError(f"no evaluation item could be read ({len(skipped)} skipped)")
     return {"label": torch.cat(labels), "index": torch.cat(index), "path": paths, "skipped": skipped,
@@ -395,7 +409,7 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     state_path, start_epoch = out / "probe_state.pt", 0
     if state_path.exists():
         state = load(state_path)
-        check_resume(state["config"], to_dict(cfg), state_path)
+        check_resume(state["config"], to_dict(cfg), state_path, ignore=("max_skipped_fraction",))
         probes.load_state(state, str(state_path))
         start_epoch, history = state["epoch"], state["history"]
 
@@ -412,12 +426,16 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
         bar = tqdm(_train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn),
                    total=steps_per_epoch, desc=f"probe epoch {epoch + 1}/{cfg.epochs}", leave=False)
         epoch_skipped = []
+        counter = SkipCounter(len(train_set), cfg.max_skipped_fraction, f"probe training set, epoch {epoch + 1}")
         for i, (tokens, labels, skipped) in enumerate(bar):
             epoch_skipped += skipped
+            counter.update(skipped)  # stops the run as soon as too many items failed, not after the epoch
             if tokens is None:
                 continue
-            probes.set_schedule(epoch * steps_per_epoch + i + 1, total)
-            for name, (loss, correct) in probes.train_step(tokens, labels, autocast).items():
+            step = epoch * steps_per_epoch + i + 1
+            probes.set_schedule(step, total)
+            for name, (loss, correct) in probes.train_step(tokens, labels, autocast,
+                                                           f"step {step} (epoch {epoch + 1})").items():
                 s = sums[name]
                 s[0] += loss * len(labels); s[1] += correct; s[2] += len(labels)
         if not cache:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import random
 import tempfile
@@ -60,6 +61,25 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss or the features a head trains on became NaN or infinite. Raised before the optimizer
+    step, so no weight is touched, and before anything is written, so nothing is published."""
+
+
+def require_finite(values: Any, what: str, *optimizers: torch.optim.Optimizer) -> None:
+    """The non-finite guard every training loop shares (pretraining, probes, detection,
+    finetuning): when `values` (a number, a list of numbers or a tensor) hold a NaN or an infinity,
+    clear the optimizers' gradients and raise NonFiniteLossError("non-finite <what>")."""
+    if isinstance(values, torch.Tensor):
+        ok = bool(torch.isfinite(values.detach()).all())
+    else:
+        ok = all(math.isfinite(float(v)) for v in (values if isinstance(values, (list, tuple)) else [values]))
+    if not ok:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"non-finite {what}")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, unsafe, of the wrong layout, or written by another config."""
 
@@ -83,6 +103,23 @@ def check_resume(saved_config: Mapping, config: Mapping, path: str | os.PathLike
     return [k for k in differs if k not in fixed]
 
 
+class PathEscapeError(ValueError):
+    """A path that came from outside (a flow run, a checkpoint, an annotation file, a profile)
+    points outside the folder it belongs to."""
+
+
+def confined(path: str | os.PathLike, root: str | os.PathLike, what: str = "path") -> Path:
+    """`path` (relative to `root`) resolved, refused with PathEscapeError naming it when it is
+    absolute or leads out of `root` (`..`, or a symlink inside `root` that points out)."""
+    base = Path(root).resolve()
+    if Path(path).is_absolute():
+        raise PathEscapeError(f"{what} {str(path)!r} is absolute; it must be relative to {base}")
+    full = (base / path).resolve()
+    if full != base and base not in full.parents:
+        raise PathEscapeError(f"{what} {str(path)!r} leads outside {base} (to {full})")
+    return full
+
+
 class WriteError(OSError):
     """A file could not be written: the message names the full path and the cause (ENOSPC, EROFS, ...)."""
 
@@ -103,6 +140,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     except OSError as e:
         raise _describe(path, e) from e
     try:
+        # mkstemp creates the file 0600; a file written in place would get 0666 less the umask,
+        # and that is what other users (a shared results folder, a DVC cache) expect to read
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -114,6 +154,13 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, so set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _discard(tmp: str) -> None:

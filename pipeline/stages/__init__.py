@@ -12,9 +12,43 @@ import importlib
 STAGES = ("source", "prepare", "masks", "pretrain", "probe", "detect", "learn", "ablate", "finetune", "report")
 
 
+def stage_keys(P, stage: str) -> tuple[str, list[str], bool] | None:
+    """(what the key is, the valid keys, whether it may be left out) of a stage that takes a
+    foreach key, as dvc.yaml lists them; None for a stage that takes none."""
+    if stage in ("pretrain", "learn"):
+        return "seed", [str(s) for s in P.seeds], True
+    if stage == "probe":
+        return "task", list(P.probe.tasks), False
+    if stage == "finetune":
+        return "task", list(P.finetune.tasks), False
+    if stage == "ablate":
+        return "grid point", list(P.ablations.points), False
+    return None
+
+
+def check_key(P, stage: str, key: str | None, params_path: str = "params.yaml") -> None:
+    """Refuse, in one line naming the valid keys, a key the stage does not have in this profile,
+    before the stage makes any work folder."""
+    from vjepa.config import ConfigError
+
+    spec = stage_keys(P, stage)
+    if spec is None:
+        if key is not None:
+            raise ConfigError(f"{stage} takes no key, got '{key}'")
+        return
+    what, valid, optional = spec
+    if key is None and optional:
+        return
+    if key not in valid:
+        got = f"no {what} '{key}'" if key is not None else f"name a {what}"
+        raise ConfigError(f"{stage}: {got} in {params_path} (profile {P.profile}); valid: {', '.join(valid) or 'none'}")
+
+
 def run(stage: str, params_path: str = "params.yaml", key: str | None = None):
-    """Load and validate the params once, then run one stage (with its foreach key)."""
+    """Load and validate the params once, check the foreach key, then run one stage."""
     from pipeline.config import load
 
+    P = load(params_path)
+    check_key(P, stage, key, params_path)
     module = importlib.import_module(f"pipeline.stages.{stage}")
-    return module.run(load(params_path), key, params_path)
+    return module.run(P, key, params_path)

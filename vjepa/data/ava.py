@@ -273,7 +273,11 @@ def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[
             vid, _, sec = str(key).rpartition(",")
             if not vid or not sec.isdigit():
                 raise AnnotationError(path, None, f"key {key!r} is not 'video_id,%04d'")
-            a = np.asarray(arr, dtype=np.float64)
+            try:  # strings, sets, ragged lists: numpy's ValueError/TypeError would not name the file
+                a = np.asarray(arr, dtype=np.float64)
+            except (ValueError, TypeError) as e:
+                raise AnnotationError(path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array of numbers, "
+                                                  f"got {type(arr).__name__} {str(arr)[:80]} ({e})") from None
             if a.ndim != 2 or a.shape[1] not in (4, 5):
                 raise AnnotationError(path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array, got shape {a.shape}")
             if a.shape[1] == 4:

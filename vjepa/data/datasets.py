@@ -34,6 +34,7 @@ Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None)
 # collates them in the same process, so collate can name the files behind its None items.
 _recent_skips: list[str] = []
 _recent_fallbacks: list[str] = []  # likewise, files decoded by PyAV because decord read them wrong
+_recent_declared_over: list[str] = []  # and files that declare a frame more than they hold (tolerated)
 _warned: set[str] = set()
 
 
@@ -79,13 +80,15 @@ class VideoDataset(_Seeded, Dataset):
         i, rng = self._rng(index)
         path, label = self.entries[i]
         try:
-            frames, _, fallback = decode_clips(path, self.clip, rng, self.decode_threads, self.cache,
-                                               self.video_backend)
+            decoded = decode_clips(path, self.clip, rng, self.decode_threads, self.cache, self.video_backend)
         except VideoDecodeError as e:
             _skip(path, str(e))
             return None
-        if fallback is not None:
+        frames = decoded.frames
+        if decoded.fallback is not None:
             _recent_fallbacks.append(path)
+        if decoded.declared_over:
+            _recent_declared_over.append(path)
         T = self.clip.num_frames
         clips = [self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
         if isinstance(clips[0], UnfinishedClip):  # finished where the batch is consumed (one segment)
@@ -133,9 +136,10 @@ class ImageDataset(_Seeded, Dataset):
 
 def collate(items: Sequence[dict | None]) -> dict:
     """Stack items into {"video": [B, S, V, C, T, H, W], "label": LongTensor [B], "index": LongTensor [B],
-    "path": list[str], "skipped": list[str], "fallback": list[str]}; None items (and items whose "video"
-    is None) are dropped and named in "skipped"; "fallback" names the files of this batch that PyAV
-    decoded because decord read them wrong. When every item was skipped, "video" is an empty 7-D
+    "path": list[str], "skipped": list[str], "fallback": list[str], "declared_over": list[str]}; None
+    items (and items whose "video" is None) are dropped and named in "skipped"; "fallback" names the
+    files of this batch that PyAV decoded because decord read them wrong, "declared_over" those whose
+    container declares a frame more than it holds (read, as players read them). When every item was skipped, "video" is an empty 7-D
     tensor (B = 0). Items of a finish_on_device transform give "video" as UnfinishedClips instead."""
     n_bad = sum(x is None for x in items)
     skipped = _recent_skips[-n_bad:] if n_bad else []
@@ -143,6 +147,8 @@ def collate(items: Sequence[dict | None]) -> dict:
     _recent_skips.clear()
     fallback = list(dict.fromkeys(_recent_fallbacks))
     _recent_fallbacks.clear()
+    declared_over = list(dict.fromkeys(_recent_declared_over))
+    _recent_declared_over.clear()
     skipped += [str(x.get("path")) for x in items if x is not None and x.get("video") is None]
     good = [x for x in items if x is not None and x.get("video") is not None]
     if not good:
@@ -160,6 +166,7 @@ def collate(items: Sequence[dict | None]) -> dict:
         "path": [x["path"] for x in good],
         "skipped": skipped,
         "fallback": fallback,
+        "declared_over": declared_over,
     }
 
 
@@ -172,31 +179,35 @@ class SkipCounter:
     max_fraction of the dataset (the count only grows, so the final fraction can only be larger).
     Also counts the unique files decoded by the PyAV fallback (`fallback`, never an error)."""
 
-    def __init__(self, dataset_size: int, max_fraction: float = 0.01):
+    def __init__(self, dataset_size: int, max_fraction: float = 0.01, where: str = ""):
         if not 0 <= max_fraction <= 1:
             raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
-        self.dataset_size, self.max_fraction = int(dataset_size), max_fraction
+        self.dataset_size, self.max_fraction, self.where = int(dataset_size), max_fraction, where
         self.paths: set[str] = set()
         self.fallback_paths: set[str] = set()
+        self.declared_over_paths: set[str] = set()
 
     @property
     def count(self) -> int:
         return len(self.paths)
 
-    def update(self, skipped: Iterable[str], fallback: Iterable[str] = ()) -> int:
-        """Add a batch's "skipped" (and "fallback") paths; returns the running count of skipped files."""
+    def update(self, skipped: Iterable[str], fallback: Iterable[str] = (), declared_over: Iterable[str] = ()) -> int:
+        """Add a batch's "skipped" (and "fallback", "declared_over") paths; returns the running count
+        of skipped files."""
         self.paths.update(skipped)
         self.fallback_paths.update(fallback)
+        self.declared_over_paths.update(declared_over)
         if self.count > self.max_fraction * self.dataset_size:
             some = ", ".join(sorted(self.paths)[:5])
-            raise TooManySkipped(f"{self.count} of {self.dataset_size} files could not be decoded "
+            raise TooManySkipped(f"{self.where + ': ' if self.where else ''}"
+                                 f"{self.count} of {self.dataset_size} files could not be decoded "
                                  f"({self.count / max(self.dataset_size, 1):.2%}), more than the allowed "
                                  f"{self.max_fraction:.2%}; for example {some}")
         return self.count
 
     def metrics(self) -> dict:
         return {"skipped_videos": self.count, "skipped_fraction": self.count / max(self.dataset_size, 1),
-                "fallback_videos": len(self.fallback_paths)}
+                "fallback_videos": len(self.fallback_paths), "declared_over_videos": len(self.declared_over_paths)}
 
 
 # ---------------------------------------------------------------------------------------------

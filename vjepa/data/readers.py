@@ -230,6 +230,29 @@ def check_files_exist(paths: Sequence[str] | pa.Array, where, line_of_index=None
             raise AnnotationError(where, line_of_index(i) if line_of_index else None, f"{what} not found: {p}")
 
 
+def check_one_label_per_path(entries: "Entries", where, line_of_index=None) -> None:
+    """A file listed twice with two different labels is an AnnotationError naming the file, the
+    path and both lines (listed twice with one label is allowed: a deliberate repeat)."""
+    if len(entries) < 2:
+        return
+    import pyarrow.compute as pc
+
+    table = pa.table({"path": entries.paths, "label": pa.array(entries.labels)})
+    per_path = table.group_by("path").aggregate([("label", "count_distinct")])
+    clash = per_path.filter(pc.greater(per_path["label_count_distinct"], 1))
+    if clash.num_rows == 0:
+        return
+    first = clash["path"][0].as_py()
+    rows = np.flatnonzero(pc.equal(entries.paths, first).to_numpy(zero_copy_only=False))
+    a = int(rows[0])
+    b = int(rows[np.flatnonzero(entries.labels[rows] != entries.labels[a])[0]])
+    line = (lambda n: f"line {line_of_index(n)}") if line_of_index else (lambda n: f"entry {n + 1}")
+    raise AnnotationError(where, line_of_index(b) if line_of_index else None,
+                          f"{first} is listed twice with two labels: {int(entries.labels[a])} ({line(a)}) and "
+                          f"{int(entries.labels[b])} ({line(b)})"
+                          + (f"; {clash.num_rows - 1} more such files" if clash.num_rows > 1 else ""))
+
+
 # ---------------------------------------------------------------------------------------------
 # `path label` lists
 
@@ -327,6 +350,7 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
     entries = Entries(_under(str(Path(path).resolve().parent), paths), labels)
     if check_files:
         check_files_exist(entries.paths, path, lambda i: i + 1, progress)
+    check_one_label_per_path(entries, path, lambda i: i + 1)
     return entries
 
 
@@ -438,6 +462,7 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
     del paths
     if check_files:
         check_files_exist(entries.paths, path, lambda n: lines[n], progress, "clip")
+    check_one_label_per_path(entries, path, lambda n: lines[n])
     return entries, class_to_idx
 
 
@@ -549,6 +574,7 @@ def read_ssv2(split_json: str | os.PathLike, labels_json: str | os.PathLike,
     entries = Entries(paths, labels)
     if check_files:
         check_files_exist(entries.paths, split_json, lambda n: json_item_line(split_json, None, n), progress, "video")
+    check_one_label_per_path(entries, split_json, lambda n: json_item_line(split_json, None, n))
     return entries, classes
 
 
@@ -673,4 +699,5 @@ def read_inat_json(path: str | os.PathLike, image_root: str | os.PathLike | None
     entries = Entries(_under(str(root), names), labels)
     if check_files:
         check_files_exist(entries.paths, path, lambda n: json_item_line(path, "images", n), progress, "image")
+    check_one_label_per_path(entries, path, lambda n: json_item_line(path, "images", n))
     return entries, {cats[cid]: k for k, cid in enumerate(cat_ids.tolist())}

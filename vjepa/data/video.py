@@ -61,6 +61,7 @@ class VideoIndex:
     fps: float
     height: int
     width: int
+    declared_over: int = 0  # frames the container declares beyond those it holds (tolerated: DECLARED_SLACK)
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -71,6 +72,11 @@ class VideoIndex:
 
 
 _ERROR = 16  # FFmpeg's AV_LOG_ERROR; lower numbers are worse
+
+# Frames a container may declare beyond those it holds and still be read, as players read it: muxers
+# (OpenCV's own box.mp4 sample among them) count one frame more than they write. A file short by
+# more is truncated and refused; one within the slack is decoded and counted (`declared_over`).
+DECLARED_SLACK = 1
 
 
 def _errors(logs) -> list[str]:
@@ -114,8 +120,9 @@ def index_video(container, stream, path: str) -> VideoIndex:
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else 0.0
     declared = int(stream.frames or 0)
-    if declared and n < declared:
-        raise VideoDecodeError(f"{path}: truncated: the container declares {declared} frames, {n} are in the file")
+    if declared and n < declared - DECLARED_SLACK:
+        raise VideoDecodeError(f"{path}: truncated: the container declares {declared} frames, {n} are in the file "
+                               f"(up to {DECLARED_SLACK} missing is tolerated)")
     if not declared and fps > 0:
         # the stream's own duration (Matroska: its DURATION tag) to half a frame; else the container's,
         # which is the longest stream's (audio may outlast the video), loosely
@@ -131,7 +138,7 @@ def index_video(container, stream, path: str) -> VideoIndex:
     if not keys:
         raise VideoDecodeError(f"{path}: no keyframe: the frames cannot be decoded")
     return VideoIndex(np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys, dtype=np.int64)), fps,
-                      int(stream.height), int(stream.width))
+                      int(stream.height), int(stream.width), max(declared - n, 0))
 
 
 def packet_time(packet) -> int | None:
@@ -233,6 +240,7 @@ class DecodedClips(NamedTuple):
     frames: np.ndarray              # uint8 [S*T, H, W, 3]
     indices: list[np.ndarray]       # per segment
     fallback: str | None            # why decord's result was replaced by PyAV's (None: not replaced)
+    declared_over: int = 0          # frames the container declares but does not hold (within DECLARED_SLACK)
 
 
 def _check_shape(frames: np.ndarray, cfg: ClipSampling, path: str) -> None:
@@ -309,7 +317,8 @@ class FrameCache:
         self.max_bytes, self.bytes, self.videos = int(max_bytes), 0, {}
         self.too_big: set[str] = set()
 
-    def get(self, path: str, num_threads: int, backend: str = "decord") -> tuple[np.ndarray, float, str | None] | None:
+    def get(self, path: str, num_threads: int,
+            backend: str = "decord") -> tuple[np.ndarray, float, str | None, int] | None:
         if path in self.videos:
             return self.videos[path]
         if path in self.too_big or self.bytes >= self.max_bytes:
@@ -321,7 +330,7 @@ class FrameCache:
                 self.too_big.add(path)
                 return None
             frames, why = video_frames(path, np.arange(len(index)), index, container, stream, backend, num_threads)
-            return frames, index.fps, why
+            return frames, index.fps, why, index.declared_over
 
         got = with_index(path, num_threads, whole)
         if got is not None:
@@ -345,17 +354,18 @@ def decode_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None =
 
     cached = cache.get(path, num_threads, backend) if cache is not None else None
     if cached is not None:
-        all_frames, fps, why = cached
+        all_frames, fps, why, over = cached
         idx = indices(len(all_frames), fps)
         frames = all_frames[np.concatenate(idx)]
     else:
         def clips(container, stream, index):
             idx = indices(len(index), index.fps)
-            return (*video_frames(path, np.concatenate(idx), index, container, stream, backend, num_threads), idx)
+            return (*video_frames(path, np.concatenate(idx), index, container, stream, backend, num_threads), idx,
+                    index.declared_over)
 
-        frames, why, idx = with_index(path, num_threads, clips)
+        frames, why, idx, over = with_index(path, num_threads, clips)
     _check_shape(frames, cfg, path)
-    return DecodedClips(frames, idx, why)
+    return DecodedClips(frames, idx, why, over)
 
 
 def read_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = None,
@@ -394,6 +404,7 @@ class VideoFile:
             self.close()
             raise
         self.fps = self.index.fps
+        self.time_base = self._stream.time_base  # a Fraction: the resolution of the frames' times
 
     def __len__(self) -> int:
         return len(self.index)
