@@ -332,3 +332,35 @@ def test_vjepa2_encoder_predictor_and_probe_are_ours_bit_for_bit(vjepa2):
     tokens = torch.randn(2, N, 64)
     with torch.no_grad():
         assert torch.equal(probe.eval()(tokens), r_probe(tokens))
+
+
+# ---------------------------------------------------------------------------------------------
+# hub: V-JEPA 2 encoders by name and from files
+
+def test_vjepa2_released_names_resolve_to_their_files_and_vitg_reads_as_22_heads(tmp_path, monkeypatch):
+    from vjepa import hub
+    from vjepa.checkpoint import encoder_config_from_state
+    monkeypatch.setenv("VJEPA_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"vjepa2/vitg-384\.pt; download it from "
+                                              r"https://dl\.fbaipublicfiles\.com/vjepa2/vitg-384\.pt"):
+        hub.resolve("vjepa2-vitg-384")
+    with torch.device("meta"):
+        enc = build_encoder(hub.RELEASED["vjepa2-vitg"])
+    state = enc.state_dict()
+    state["pos_embed"] = torch.zeros(1, 8192, 1408, device="meta")  # the table the hub loader says files keep
+    cfg = encoder_config_from_state(state, num_frames=64, img_size=256, pos_encoding="rope3d")
+    assert cfg == hub.RELEASED["vjepa2-vitg"] and cfg.encoder_shape()[2] == 22
+    with pytest.raises(CheckpointError, match="pass num_frames= and img_size="):
+        encoder_config_from_state(enc.state_dict())
+
+
+def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path):
+    from vjepa.checkpoint import save_atomic
+    from vjepa.hub import load_encoder
+    enc, pred = v2_models()
+    save_atomic(official_layout(enc, pred, enc), tmp_path / "v2.pt")
+    loaded = load_encoder(tmp_path / "v2.pt", num_frames=4, img_size=32, num_heads=2)
+    assert loaded.pos_encoding == "rope3d"
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), enc(x))
