@@ -184,15 +184,22 @@ def import_official(path, encoder: nn.Module | None = None, predictor: nn.Module
 
 
 def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: int | None = None,
-                              img_size: int | None = None, num_heads: int | None = None, where: str = "checkpoint"):
+                              img_size: int | None = None, num_heads: int | None = None, where: str = "checkpoint",
+                              pos_encoding: str | None = None):
     """The ModelConfig of the encoder whose state dict (prefixes stripped) this is, read from its
     shapes: width, channels, tubelet and patch from `patch_embed.proj.weight` [D, C, t, p, p], depth
     from the blocks, MLP ratio from `fc1`, and the token grid from `pos_embed` [1, N, D] with the
     clip's frame count (default 16, every released model) or its image size. Heads are not in the
-    shapes: they come from `num_heads`, else from the size table row of that width and depth."""
+    shapes: they come from `num_heads`, else from the size table row of that width and depth.
+    A RoPE encoder (pos_encoding 'rope3d', or no `pos_embed` in the state) has no grid in its weights:
+    num_frames and img_size must be given, and a ViT-g width and depth mean V-JEPA 2's 22 heads."""
     from vjepa.models.registry import SIZES, ModelConfig
 
     check_state_dict(state, where)
+    pos_encoding = pos_encoding or ("sincos" if "pos_embed" in state else "rope3d")
+    if pos_encoding == "rope3d":
+        return _rope_encoder_config(state, num_frames, img_size, num_heads, where)
+
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 5:
         raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]; "
@@ -240,3 +247,36 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: 
         return ModelConfig(size=row, img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C)
     return ModelConfig(size="custom", img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C,
                        embed_dim=D, depth=depth, num_heads=num_heads, mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio)
+
+
+def _rope_encoder_config(state: Mapping[str, torch.Tensor], num_frames: int | None, img_size: int | None,
+                         num_heads: int | None, where: str):
+    """encoder_config_from_state for a 3D-RoPE (V-JEPA 2) encoder, whose weights hold no token grid."""
+    from vjepa.models.registry import SIZES, ModelConfig
+
+    if num_frames is None or img_size is None:
+        raise CheckpointError(f"{where}: a RoPE encoder's clip size is not in its weights; pass num_frames= and "
+                              "img_size= (the released V-JEPA 2 encoders: 64 frames at 256 or 384 px)")
+    w = state.get("patch_embed.proj.weight")
+    if w is None or w.ndim != 5:
+        raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]")
+    D, C, t, p, _ = w.shape
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if depth == 0:
+        raise CheckpointError(f"{where}: no transformer blocks ('blocks.<i>.*') in the encoder state")
+    mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / D
+    rows = [name for name, (d, n, _, r) in SIZES.items() if d == D and n == depth and abs(r - mlp_ratio) < 1e-6]
+    # V-JEPA 2 names its 22-head ViT-g 'giant_xformers'; V-JEPA 1's 16-head 'giant' has the same shapes
+    row = next((r for r in rows if r.endswith("_xformers")), rows[0] if rows else None)
+    if num_heads is None:
+        if row is None:
+            raise CheckpointError(f"{where}: width {D} and depth {depth} match no standard size, and the number of "
+                                  "attention heads is not in the weights' shapes; pass num_heads=")
+        num_heads = SIZES[row][2]
+    common = dict(img_size=img_size, patch_size=p, num_frames=num_frames, tubelet_size=t, in_chans=C,
+                  pos_encoding="rope3d", pred_num_heads=12, num_mask_tokens=10, pred_sort_tokens=True,
+                  mask_token_per="group")
+    if row is not None and num_heads == SIZES[row][2]:
+        return ModelConfig(size=row, **common)
+    return ModelConfig(size="custom", embed_dim=D, depth=depth, num_heads=num_heads,
+                       mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio, **common)

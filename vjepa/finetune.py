@@ -23,7 +23,6 @@ end with the VideoMAE recipe (Tong et al. 2022), then tested on several views pe
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -3,8 +3,8 @@ V-JEPA file or one of ours (its size and resolution read from the weights' shape
 `load_classifier` a released attentive probe on its encoder, returning class probabilities.
 The torch.hub entry points of the repository's hubconf.py are the functions at the bottom.
 
-Released files are looked up by name (`vitl16`, `vith16`, `vith16-384`; probes `vitl16/k400`, ...)
-in `checkpoint_dir()`; nothing is downloaded unless `download=True` is passed. Every file is read
+Released files are looked up by name (`vitl16`, `vith16`, `vith16-384`; probes `vitl16/k400`, ...;
+V-JEPA 2's `vjepa2-vitl`, `vjepa2-vith`, `vjepa2-vitg`, `vjepa2-vitg-384`) in `checkpoint_dir()`; nothing is downloaded unless `download=True` is passed. Every file is read
 with weights_only=True and loaded strictly.
 """
 from __future__ import annotations
@@ -15,14 +15,25 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import (CheckpointError, check_state_dict, encoder_config_from_state, load, load_into,
-                              strip_prefix)
+from vjepa.checkpoint import CheckpointError, check_state_dict, encoder_config_from_state, load, strip_prefix
+from vjepa.models.convert import load_released_module
 from vjepa.models.registry import ModelConfig, build_encoder
 
 URL = "https://dl.fbaipublicfiles.com/jepa"
 # the released encoders: name -> the model each file holds (16 frames, tubelets of 2, patches of 16)
 RELEASED = {"vitl16": ModelConfig(size="large"), "vith16": ModelConfig(size="huge"),
             "vith16-384": ModelConfig(size="huge", img_size=384)}
+# V-JEPA 2's released encoders (facebookresearch/vjepa2): name -> file under URL_V2; built as its hub
+# builds them, for 64 frames (RoPE runs any clip size), with the predictor switches of the release
+URL_V2 = "https://dl.fbaipublicfiles.com/vjepa2"
+V2_SWITCHES = dict(num_frames=64, pos_encoding="rope3d", pred_num_heads=12, num_mask_tokens=10, pred_sort_tokens=True,
+                   mask_token_per="group")
+RELEASED_V2_FILES = {"vjepa2-vitl": "vitl.pt", "vjepa2-vith": "vith.pt", "vjepa2-vitg": "vitg.pt",
+                     "vjepa2-vitg-384": "vitg-384.pt"}
+RELEASED.update({"vjepa2-vitl": ModelConfig(size="large", img_size=256, **V2_SWITCHES),
+                 "vjepa2-vith": ModelConfig(size="huge", img_size=256, **V2_SWITCHES),
+                 "vjepa2-vitg": ModelConfig(size="giant_xformers", img_size=256, **V2_SWITCHES),
+                 "vjepa2-vitg-384": ModelConfig(size="giant_xformers", img_size=384, **V2_SWITCHES)})
 # the released attentive probes of each encoder: task -> file stem (probe names: "vitl16/k400", ...)
 RELEASED_PROBES = {"k400": "k400-probe", "ssv2": "ssv2-probe", "in1k": "in1k-probe", "places205": "places-probe",
                    "inat21": "inat-probe"}
@@ -40,7 +51,9 @@ def checkpoint_dir() -> Path:
 def _released_file(name: str) -> tuple[Path, str] | None:
     """(local path, download URL) of a released encoder ('vitl16') or probe ('vitl16/k400'), else None."""
     model, _, task = name.partition("/")
-    if model not in RELEASED or (task and task not in RELEASED_PROBES):
+    if model in RELEASED_V2_FILES and not task:
+        return checkpoint_dir() / "vjepa2" / RELEASED_V2_FILES[model], f"{URL_V2}/{RELEASED_V2_FILES[model]}"
+    if model not in RELEASED or model in RELEASED_V2_FILES or (task and task not in RELEASED_PROBES):
         return None
     fname = f"{RELEASED_PROBES[task] if task else model}.pth.tar"
     return checkpoint_dir() / model / fname, f"{URL}/{model}/{fname}"
@@ -76,7 +89,8 @@ def _model_hint(ck: dict) -> ModelConfig | None:
 
 
 def encoder_config(ck: dict, key: str = "target_encoder", where: str = "checkpoint", num_frames: int | None = None,
-                   img_size: int | None = None, num_heads: int | None = None) -> ModelConfig:
+                   img_size: int | None = None, num_heads: int | None = None,
+                   pos_encoding: str | None = None) -> ModelConfig:
     """The encoder's ModelConfig read from a loaded checkpoint's shapes; frames and heads default to
     the config our own files store (else 16 frames, heads from the size table)."""
     if key not in ck:
@@ -84,14 +98,17 @@ def encoder_config(ck: dict, key: str = "target_encoder", where: str = "checkpoi
     check_state_dict(ck[key], f"{where}['{key}']")
     hint = _model_hint(ck)
     if hint is not None:
-        num_frames = num_frames or (hint.num_frames if img_size is None else None)
+        pos_encoding = pos_encoding or hint.pos_encoding
+        if pos_encoding == "rope3d":  # no grid in a RoPE model's weights: the stored config says it
+            img_size = img_size or hint.img_size
+        num_frames = num_frames or (hint.num_frames if img_size is None or pos_encoding == "rope3d" else None)
         num_heads = num_heads or hint.encoder_shape()[2]
     return encoder_config_from_state(strip_prefix(ck[key]), num_frames=num_frames, img_size=img_size,
-                                     num_heads=num_heads, where=f"{where}['{key}']")
+                                     num_heads=num_heads, where=f"{where}['{key}']", pos_encoding=pos_encoding)
 
 
 def _same_encoder(a: ModelConfig, b: ModelConfig) -> bool:
-    fields = ("img_size", "patch_size", "num_frames", "tubelet_size", "in_chans")
+    fields = ("img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "pos_encoding")
     return a.encoder_shape() == b.encoder_shape() and all(getattr(a, f) == getattr(b, f) for f in fields)
 
 
@@ -113,11 +130,15 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     ck = load(path)
     if expect is None and str(path_or_name) in RELEASED:
         expect = RELEASED[str(path_or_name)]
+    pos_encoding = None
     if expect is not None:
         num_frames = num_frames or expect.num_frames
         num_heads = num_heads or expect.encoder_shape()[2]
+        pos_encoding = expect.pos_encoding
+        if pos_encoding == "rope3d":
+            img_size = img_size or expect.img_size
     try:
-        cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads)
+        cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads, pos_encoding)
     except CheckpointError as e:
         if expect is None or key not in ck or not isinstance(ck[key], dict):
             raise
@@ -133,7 +154,7 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     with torch.device("meta"):  # no random init of weights about to be replaced
         encoder = build_encoder(cfg)
     encoder = encoder.to_empty(device="cpu")
-    load_into(encoder, strip_prefix(ck[key]), where=f"{path}['{key}']")
+    load_released_module(encoder, ck, key, str(path))  # strict; a RoPE model drops only unused sin-cos tables
     return encoder.to(device=device, dtype=dtype).eval()
 
 
@@ -211,6 +232,26 @@ def vjepa_vith16(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
 def vjepa_vith16_384(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
     """V-JEPA ViT-H/16 at 384 px, 16 frames: the released `vith16-384` file, or `checkpoint` of that shape."""
     return _entry("vith16-384", RELEASED["vith16-384"], checkpoint, pretrained, **kw)
+
+
+def vjepa2_vitl(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA 2 ViT-L/16 (RoPE) at 256 px: the released `vitl.pt` (its EMA target encoder by default)."""
+    return _entry("vjepa2-vitl", RELEASED["vjepa2-vitl"], checkpoint, pretrained, **kw)
+
+
+def vjepa2_vith(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA 2 ViT-H/16 (RoPE) at 256 px: the released `vith.pt`."""
+    return _entry("vjepa2-vith", RELEASED["vjepa2-vith"], checkpoint, pretrained, **kw)
+
+
+def vjepa2_vitg(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA 2 ViT-g/16 (22 heads, RoPE) at 256 px: the released `vitg.pt`."""
+    return _entry("vjepa2-vitg", RELEASED["vjepa2-vitg"], checkpoint, pretrained, **kw)
+
+
+def vjepa2_vitg_384(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
+    """V-JEPA 2 ViT-g/16 (22 heads, RoPE) at 384 px: the released `vitg-384.pt`."""
+    return _entry("vjepa2-vitg-384", RELEASED["vjepa2-vitg-384"], checkpoint, pretrained, **kw)
 
 
 def vjepa_tiny(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:

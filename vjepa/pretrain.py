@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import math
 import random
 import resource
 import time
@@ -155,10 +154,11 @@ class PretrainConfig:
         check_range(self, "max_skipped_fraction", ge=0, le=1)
         if not self.masks:
             raise FieldError("masks", "must hold at least one mask config")
-        if self.model.num_mask_tokens > len(self.masks):
-            # an unused mask token gets no gradient, which DDP refuses
-            raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the number of mask "
-                             f"configs ({len(self.masks)}); set model.num_mask_tokens to {len(self.masks)}")
+        # an unused mask token gets no gradient, which DDP refuses; per fpc group, one group runs here
+        used = len(self.masks) if self.model.mask_token_per == "mask" else 1
+        if self.model.num_mask_tokens > used:
+            raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the {used} mask token(s) "
+                             f"used (one per {self.model.mask_token_per}); set model.num_mask_tokens to {used}")
         check_range(self, "num_workers", ge=0)
 
 

@@ -35,7 +35,8 @@ from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, 
                            use_foreach, without_timings, write_json)
 from vjepa.data import SkipCounter, collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
-from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
+from vjepa.models.probes import (PROBE_KINDS, AttentiveClassifier, LinearProbe, official_probe_state, probe_kind,
+                                 vjepa2_probe)
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 
 AUTOCAST = PRECISIONS  # detection and older callers import it under this name
@@ -87,9 +88,9 @@ class ProbeConfig:
     max_skipped_fraction: float = 0.01      # unreadable items allowed (training set, evaluation set) before the run stops
 
     def validate(self) -> None:
-        bad = [k for k in self.kinds if k not in ("attentive", "linear")]
+        bad = [k for k in self.kinds if k not in PROBE_KINDS]
         if bad or not self.kinds:
-            raise FieldError("kinds", f"must be a non-empty list of 'attentive'/'linear', got {self.kinds}")
+            raise FieldError("kinds", f"must be a non-empty list of {'/'.join(PROBE_KINDS)}, got {self.kinds}")
         if not self.lrs or not self.weight_decays:
             raise ValueError("lrs and weight_decays need at least one value each")
         if self.wd_schedule not in ("constant", "cosine"):
@@ -194,7 +195,7 @@ class ProbeSet:
     def __init__(self, cfg: ProbeConfig, embed_dim: int, encoder_heads: int | None, device: torch.device):
         self.cfg, self.device = cfg, device
         heads = cfg.num_heads or encoder_heads
-        if "attentive" in cfg.kinds and (heads is None or embed_dim % heads):
+        if {"attentive", "attentive4"} & set(cfg.kinds) and (heads is None or embed_dim % heads):
             raise ConfigError(f"probe.num_heads: {heads} heads do not divide the encoder width {embed_dim} "
                               "(the appendix's 12 cannot split ViT-L/H widths; set num_heads: null for the "
                               "encoder's heads, as the official code does)")
@@ -206,6 +207,7 @@ class ProbeSet:
         for kind, lr, wd in product(cfg.kinds, cfg.lrs, cfg.weight_decays):
             name = probe_name(kind, lr, wd)
             probe = (AttentiveClassifier(embed_dim, cfg.num_classes, heads, depth=cfg.depth) if kind == "attentive"
+                     else vjepa2_probe(embed_dim, cfg.num_classes, heads) if kind == "attentive4"
                      else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)).to(device)
             self.probes[name] = probe
             self.hparams[name] = {"kind": kind, "lr": lr, "weight_decay": wd}
@@ -488,7 +490,7 @@ def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, v
         raise CheckpointError(f"{path}: the probe maps {head.linear.in_features}-wide tokens to "
                               f"{head.linear.out_features} classes; the task has {cfg.num_classes} classes and the "
                               f"encoder writes {encoder.embed_dim}-wide tokens")
-    kind = "attentive" if isinstance(head, AttentiveClassifier) else "linear"
+    kind = probe_kind(head)
     name = f"{kind}_released"
     result = evaluate(encoder, {name: head}, val_set, cfg, device, autocast, collate_fn)
     metrics, predictions = _metrics_and_predictions(result, {name: {"kind": kind, "released": str(probe)}},

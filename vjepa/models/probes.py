@@ -1,4 +1,5 @@
-"""Probes on frozen tokens: the attentive probe (appendix B.1) and a linear probe on mean-pooled tokens.
+"""Probes on frozen tokens: the attentive probe (appendix B.1), V-JEPA 2's 4-block attentive probe and a
+linear probe on mean-pooled tokens.
 
 The attentive probe's parameter names are those of the released probe files (`classifier` entry,
 keys `module.pooler.query_tokens`, `module.pooler.cross_attention_block.*`, `module.linear.*`), so
@@ -6,6 +7,9 @@ they load strictly and predict as the official code does. Two details matter for
 - the cross-attention has an output projection `proj` that is created (its keys are in the files)
   but never applied; applying it breaks the released probes;
 - the probe's LayerNorms use PyTorch's default eps 1e-5, not the encoder's 1e-6.
+V-JEPA 2's probe (`blocks_first`) keeps those names but runs its self-attention blocks over the frozen
+tokens before the cross-attention (V-JEPA 1's run after it, on the query) and has no `proj` at all;
+Hugging Face's port of it uses eps 1e-6 (`norm_eps`).
 """
 from __future__ import annotations
 
@@ -22,16 +26,17 @@ from vjepa.models.vit import MLP, Block
 
 
 class CrossAttention(nn.Module):
-    """Queries [B, n, D] attend to tokens [B, N, D]. `proj` exists for key compatibility only."""
+    """Queries [B, n, D] attend to tokens [B, N, D]. `proj` (V-JEPA 1 only) exists for key compatibility only."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, unused_proj: bool = True):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"probe width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)  # never applied (see the module docstring)
+        if unused_proj:
+            self.proj = nn.Linear(dim, dim)  # never applied (see the module docstring)
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         B, n, D = q.shape
@@ -44,11 +49,12 @@ class CrossAttention(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """q + xattn(q, LN(x)), then q + MLP(LN(q)). The query itself is not normalised."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 unused_proj: bool = True, norm_eps: float = 1e-5):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)  # eps 1e-5, as the released probes
-        self.xattn = CrossAttention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)  # eps 1e-5, as the released probes
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias, unused_proj)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -58,18 +64,22 @@ class CrossAttentionBlock(nn.Module):
 
 class AttentivePooler(nn.Module):
     """Learnable query token(s) pooling a token sequence by cross-attention: [B, N, D] -> [B, n, D].
-    depth > 1 adds self-attention blocks over the queries after the cross-attention."""
+    depth > 1 adds depth - 1 self-attention blocks: after the cross-attention, over the queries
+    (V-JEPA 1), or with blocks_first before it, over the tokens (V-JEPA 2, whose depth is 4)."""
 
     def __init__(self, embed_dim: int, num_heads: int = 12, mlp_ratio: float = 4.0, depth: int = 1,
-                 num_queries: int = 1, qkv_bias: bool = True, init_std: float = 0.02):
+                 num_queries: int = 1, qkv_bias: bool = True, init_std: float = 0.02, blocks_first: bool = False,
+                 norm_eps: float = 1e-5):
         super().__init__()
+        self.blocks_first = blocks_first
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, embed_dim))
-        self.cross_attention_block = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias)
+        self.cross_attention_block = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias,
+                                                         unused_proj=not blocks_first, norm_eps=norm_eps)
         self.blocks = None
         if depth > 1:
             self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth - 1))
             for blk in self.blocks:
-                blk.norm1.eps = blk.norm2.eps = 1e-5  # the probe's norms use the PyTorch default eps
+                blk.norm1.eps = blk.norm2.eps = norm_eps  # the probe's norms use the PyTorch default eps
         self._init(init_std)
 
     @torch.no_grad()
@@ -80,17 +90,28 @@ class AttentivePooler(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        # residual-branch outputs shrink by sqrt(2 * layer), as in the official constructor
-        self.cross_attention_block.xattn.proj.weight.div_(math.sqrt(2.0))
-        self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0))
+        # residual-branch outputs shrink by sqrt(2 * layer), layers counted in the official constructor's order
+        xattn = self.cross_attention_block
+        if self.blocks_first:  # blocks 1..d-1, then the cross-attention's MLP as layer d-1 again
+            for layer, blk in enumerate(self.blocks or [], start=1):
+                blk.attn.proj.weight.div_(math.sqrt(2.0 * layer))
+                blk.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
+            xattn.mlp.fc2.weight.div_(math.sqrt(2.0 * max(len(self.blocks or []), 1)))
+            return
+        xattn.xattn.proj.weight.div_(math.sqrt(2.0))
+        xattn.mlp.fc2.weight.div_(math.sqrt(2.0))
         for layer, blk in enumerate(self.blocks or [], start=2):
             blk.attn.proj.weight.div_(math.sqrt(2.0 * layer))
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blocks_first:
+            for blk in self.blocks or []:
+                x = blk(x)
         q = self.cross_attention_block(self.query_tokens.expand(len(x), -1, -1), x)
-        for blk in self.blocks or []:
-            q = blk(q)
+        if not self.blocks_first:
+            for blk in self.blocks or []:
+                q = blk(q)
         return q
 
 
@@ -98,15 +119,23 @@ class AttentiveClassifier(nn.Module):
     """Attentive probe: AttentivePooler (one query) then a linear classifier. [B, N, D] -> logits [B, K]."""
 
     def __init__(self, embed_dim: int, num_classes: int, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 depth: int = 1, qkv_bias: bool = True, init_std: float = 0.02):
+                 depth: int = 1, qkv_bias: bool = True, init_std: float = 0.02, blocks_first: bool = False,
+                 norm_eps: float = 1e-5):
         super().__init__()
-        self.pooler = AttentivePooler(embed_dim, num_heads, mlp_ratio, depth, 1, qkv_bias, init_std)
+        self.pooler = AttentivePooler(embed_dim, num_heads, mlp_ratio, depth, 1, qkv_bias, init_std, blocks_first,
+                                      norm_eps)
         self.linear = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=init_std)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pooler(x).squeeze(1))
+
+
+def vjepa2_probe(embed_dim: int, num_classes: int, num_heads: int = 16, norm_eps: float = 1e-5) -> AttentiveClassifier:
+    """V-JEPA 2's attentive probe: 3 self-attention blocks over the tokens, then the one-query
+    cross-attention and a linear layer (16 heads in its eval configs; Hugging Face: eps 1e-6)."""
+    return AttentiveClassifier(embed_dim, num_classes, num_heads, depth=4, blocks_first=True, norm_eps=norm_eps)
 
 
 class LinearProbe(nn.Module):
@@ -127,6 +156,17 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x.mean(dim=1)))
+
+
+# the probe kinds a probe run trains side by side: V-JEPA 1's attentive probe, V-JEPA 2's 4-block one
+PROBE_KINDS = ("attentive", "attentive4", "linear")
+
+
+def probe_kind(probe: nn.Module) -> str:
+    """Which of PROBE_KINDS a probe module is."""
+    if isinstance(probe, AttentiveClassifier):
+        return "attentive4" if probe.pooler.blocks_first else "attentive"
+    return "linear"
 
 
 def official_probe_state(classifier: nn.Module) -> dict:
@@ -161,7 +201,9 @@ def probe_from_file(source: str | Path | Mapping[str, Any], num_heads: int) -> n
     num_classes, dim = keys["linear.weight"].shape
     if "pooler.query_tokens" in keys:
         depth = 1 + len({k.split(".")[2] for k in keys if k.startswith("pooler.blocks.")})
-        probe = AttentiveClassifier(dim, num_classes, num_heads, depth=depth)
+        # V-JEPA 2's probe has no cross-attention `proj`; its blocks run before the cross-attention
+        blocks_first = "pooler.cross_attention_block.xattn.proj.weight" not in keys
+        probe = AttentiveClassifier(dim, num_classes, num_heads, depth=depth, blocks_first=blocks_first)
     else:
         probe = LinearProbe(dim, num_classes, "batchnorm" if "norm.running_mean" in keys else "none")
     load_into(probe, keys, where=f"{where}['classifier']")

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 from vjepa.config import FieldError, check_range
 
-from vjepa.models.predictor import Predictor
-from vjepa.models.vit import VisionTransformer
+from vjepa.models.predictor import MASK_TOKEN_CHOICES, Predictor
+from vjepa.models.vit import POS_ENCODINGS, ROPE_LAYOUTS, VisionTransformer, rope_axis_dim
 
-# name: (width D, depth, heads, mlp_ratio), as the official factory functions define them.
+# name: (width D, depth, heads, mlp_ratio), as the official factory functions define them. "giant" is
+# V-JEPA 1's ViT-g (16 heads of 88); "giant_xformers" is V-JEPA 2's ViT-g (22 heads of 64), the name
+# its code gives it.
 SIZES: dict[str, tuple[int, int, int, float]] = {
     "tiny": (192, 12, 3, 4.0),
     "small": (384, 12, 6, 4.0),
@@ -16,6 +18,7 @@ SIZES: dict[str, tuple[int, int, int, float]] = {
     "large": (1024, 24, 16, 4.0),
     "huge": (1280, 32, 16, 4.0),
     "giant": (1408, 40, 16, 48 / 11),
+    "giant_xformers": (1408, 40, 22, 48 / 11),
 }
 
 
@@ -40,6 +43,10 @@ class ModelConfig:
     pred_num_heads: int | None = None   # None: the encoder's head count (paper and official code)
     num_mask_tokens: int = 2
     activation_checkpointing: bool = False
+    pos_encoding: str = "sincos"        # "sincos" (V-JEPA 1) | "rope3d" (V-JEPA 2), encoder and predictor alike
+    rope_layout: str = "tiled"          # "tiled" (the released V-JEPA 2 weights) | "interleaved" (textbook pairs)
+    pred_sort_tokens: bool = False      # V-JEPA 2 sorts [context ; targets] by token index in the predictor
+    mask_token_per: str = "mask"        # mask token per "mask" config (V-JEPA 1) | per fpc "group" (V-JEPA 2)
 
     def validate(self) -> None:
         if self.size not in SIZES and None in (self.embed_dim, self.depth, self.num_heads):
@@ -57,6 +64,16 @@ class ModelConfig:
         if self.pred_embed_dim % pred_heads:
             raise FieldError("pred_embed_dim", f"{self.pred_embed_dim} is not divisible by the predictor's "
                                                f"{pred_heads} heads")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise FieldError("pos_encoding", f"must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise FieldError("rope_layout", f"must be one of {ROPE_LAYOUTS}, got {self.rope_layout!r}")
+        if self.mask_token_per not in MASK_TOKEN_CHOICES:
+            raise FieldError("mask_token_per", f"must be one of {MASK_TOKEN_CHOICES}, got {self.mask_token_per!r}")
+        if self.pos_encoding == "rope3d":
+            for field, head_dim in (("num_heads", width // heads), ("pred_num_heads", self.pred_embed_dim // pred_heads)):
+                if rope_axis_dim(head_dim) == 0:
+                    raise FieldError(field, f"rope3d needs heads of at least 6 channels, got {head_dim}")
 
     def encoder_shape(self) -> tuple[int, int, int, float]:
         d, depth, heads, ratio = SIZES.get(self.size, (None, None, None, 4.0))
@@ -72,7 +89,8 @@ def build_encoder(cfg: ModelConfig, **overrides) -> VisionTransformer:
     kw = dict(img_size=cfg.img_size, patch_size=cfg.patch_size, num_frames=cfg.num_frames,
               tubelet_size=cfg.tubelet_size, in_chans=cfg.in_chans, embed_dim=d, depth=depth,
               num_heads=heads, mlp_ratio=ratio, uniform_power=cfg.uniform_power,
-              activation_checkpointing=cfg.activation_checkpointing)
+              activation_checkpointing=cfg.activation_checkpointing, pos_encoding=cfg.pos_encoding,
+              rope_layout=cfg.rope_layout)
     kw.update(overrides)
     return VisionTransformer(**kw)
 
@@ -83,7 +101,9 @@ def build_predictor(cfg: ModelConfig) -> Predictor:
                      tubelet_size=cfg.tubelet_size, embed_dim=d, predictor_embed_dim=cfg.pred_embed_dim,
                      depth=cfg.pred_depth, num_heads=cfg.pred_num_heads or heads,
                      uniform_power=cfg.uniform_power, num_mask_tokens=cfg.num_mask_tokens,
-                     activation_checkpointing=cfg.activation_checkpointing)
+                     activation_checkpointing=cfg.activation_checkpointing, pos_encoding=cfg.pos_encoding,
+                     rope_layout=cfg.rope_layout, sort_tokens=cfg.pred_sort_tokens,
+                     mask_token_per=cfg.mask_token_per)
 
 
 def count_trainable(module) -> int:
