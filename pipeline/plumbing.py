@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vjepa.runtime import read_json, source_stamp, write_json
+from vjepa.runtime import read_json, source_stamp, write_json, write_text
 
 PREPARED = Path("data/prepared")  # the prepare stage's output: the small suite, or a real-data profile's index
 RUNS = Path("runs")
@@ -182,16 +182,55 @@ def checkpoint_path(seed: int) -> Path:
     return RUNS / "pretrain" / f"seed{seed}" / "checkpoint.pth.tar"
 
 
+# The numbers a user compares across runs and profiles (`dvc metrics show`, `dvc exp show`): top-1
+# per probe kind, top-5, mAP, final loss and target std, margins. Everything else a stage reports
+# (per-class AP, per-clip outcomes, histories, timings, byte counts) is a detail the report reads.
+HEADLINE_KEYS = ("top1_by_kind", "top1", "top5", "mAP", "final_loss", "final_target_std", "margin")
+DETAILS = "details"
+
+
+def headline_numbers(metrics: dict) -> dict:
+    """The HEADLINE_KEYS entries of a stage's results (empty for stages with no headline number)."""
+    return {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
+
+
+def details_path(metrics_dir: Path, name: str) -> Path:
+    """<metrics_dir>/details/<name>.json: everything a stage reports, for the report (a plain DVC
+    output, uncached and committed like the metrics, so a clone rebuilds the report without a pull)."""
+    return metrics_dir / DETAILS / f"{name}.json"
+
+
 def finish(tracker, metrics_dir: Path, name: str, metrics: dict, *artifacts: Path) -> dict:
-    """Write the stage's DVC metrics file <metrics_dir>/<name>.json and log it (and artifacts) to MLflow."""
+    """Write the stage's results: all of them to details_path(), the headline numbers to the DVC
+    metrics file <metrics_dir>/<name>.json (when the stage has any); log both (and artifacts) to MLflow."""
     from pipeline.tracking import headline
 
-    path = write_json(metrics_dir / f"{name}.json", metrics)
+    paths = [write_json(details_path(metrics_dir, name), metrics)]
+    top = headline_numbers(metrics)
+    if top:
+        paths.append(write_json(metrics_dir / f"{name}.json", top))
     tracker.metrics(metrics)
     tracker.metrics(headline(metrics))  # top1_attentive, top1_linear, map: the same names in every run
-    for a in (path, *artifacts):
+    for a in (*paths, *artifacts):
         tracker.artifact(a)
     return metrics
+
+
+def curves_path(profile: str, seed: int) -> Path:
+    """metrics/<profile>/curves/pretrain/seed<k>.csv: one seed's pretraining curves (dvc.yaml `plots`)."""
+    return Path("metrics") / profile / "curves" / "pretrain" / f"seed{seed}.csv"
+
+
+def write_curves(jsonl: Path, out: Path, columns: tuple[str, ...] = ("step", "loss", "target_std", "lr")) -> Path:
+    """The per-step curves DVC plots draw, as CSV: the deterministic columns of a training log
+    (metrics.jsonl also holds timings and memory, which vary run to run)."""
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise KeyError(f"{jsonl}: no {missing} in its rows (it has {sorted(rows[0])})")
+    text = ",".join(columns) + "\n" + "".join(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c])
+                                                      for c in columns) + "\n" for r in rows)
+    return write_text(out, text)
 
 
 def launch_torchrun(stage: str, key: str | None, params_path: str, num_gpus: int) -> bool:

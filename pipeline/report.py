@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import paper
 from pipeline.config import Params
+from pipeline.plumbing import DETAILS
+from vjepa.runtime import write_json, write_text
 from vjepa.stats import PairedComparison, paired_bootstrap, paired_outcomes
 
 RUNS = Path("runs")
@@ -21,7 +24,9 @@ FIG = REPORTS / "figures"
 
 
 def _load(pattern: str) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(METRICS.glob(pattern))}
+    """The stages' full results (metrics/<profile>/details/<pattern>): the metrics files beside them
+    hold only the headline numbers."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((METRICS / DETAILS).glob(pattern))}
 
 
 def _fmt(x, digits: int = 1) -> str:
@@ -39,6 +44,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 KINDS = ("attentive", "linear")
+TASK_TITLES = {"k400": "K400", "ssv2": "SSv2", "in1k": "IN1K", "places205": "Places205", "inat21": "iNat21"}
 
 
 def _sd(xs: list[float]) -> float | None:
@@ -84,42 +90,51 @@ def _plt():
 # ----------------------------------------------------------------------------------------------
 # sections
 
-def section_frozen(probes: dict, detect: dict | None, profile: str) -> str:
+def section_frozen(probes: dict, detect: dict | None, profile: str, names: dict | None = None,
+                   segments: dict | None = None) -> str:
+    """Our frozen attentive probes beside the released models', one row per task, each row naming
+    the data our number is measured on (a stand-in where the profile builds one)."""
+    names, segments = names or {}, segments or {}
     tasks = ["k400", "ssv2", "in1k", "places205", "inat21"]
-    released = {t for t in tasks if probes.get(t, {}).get("released_probe")}  # probe.tasks.<t>.evaluate_only
-    ours = [probes[t]["top1"] if t in probes and t not in released else None for t in tasks]
-    rows = [[f"ours ({profile} profile)", *ours, detect.get("mAP") * 100 if detect and detect.get("mAP") is not None else None]]
-    if released:
-        rows.append(["released probe, evaluated here as it is", *[probes[t]["top1"] if t in released else None
-                                                                   for t in tasks], None])
-    for name, vals in paper.FROZEN.items():
-        rows.append([f"paper, V-JEPA {name}", *[vals[t] for t in tasks], None])
-    text = ("## Frozen evaluation (attentive probe, top-1 %; AVA mAP@0.5 x 100)\n\n"
-            + _table(["encoder", "K400", "SSv2", "IN1K", "Places205", "iNat21", "AVA"], rows))
-    text += ("\n\nOur tasks on the default profile are the small suite's stand-ins (digit class for K400/IN1K, motion "
-             "direction for SSv2, footage scenes for Places205, digit x ink for iNat21, moving digits for AVA); "
-             "the paper's numbers are for the real datasets. The paper rows are the official README's results of "
-             "the released models.\n")
-    return text
+    rows = []
+    for t in tasks:
+        m = probes.get(t, {})
+        who = "released probe, evaluated here" if m.get("released_probe") else "ours"
+        rows.append([TASK_TITLES[t], f"{who}: {_task_name(t, names)}", segments.get(t, "–"), m.get("top1"),
+                     *[vals[t] for vals in paper.FROZEN.values()]])
+    if detect and detect.get("mAP") is not None:
+        rows.append(["AVA (mAP@0.5 x 100)", f"ours: {_task_name('ava', names)}", "–", detect["mAP"] * 100,
+                     *["–" for _ in paper.FROZEN]])
+    seeds = sorted({m.get("seed") for m in probes.values() if m.get("seed") is not None})
+    return ("## Frozen evaluation (attentive probe, top-1 %)\n\n"
+            f"*{setup_line('per task, in the clips column', len(seeds) or 1, 'attentive, the best of the lr x weight-decay grid')}"
+            f" Ours: {profile} profile, seed {', '.join(map(str, seeds)) or '–'}. Paper: the official README's results of "
+            "the released models on the real datasets (K400 16x8x3, SSv2 16x2x3).*\n\n"
+            + _table(["task", "ours measured on", "clips per video", "ours",
+                      *[f"paper V-JEPA {n}" for n in paper.FROZEN]], rows) + "\n")
 
 
-def section_lin_att(probes: dict, profile: str) -> str:
+def section_lin_att(probes: dict, profile: str, names: dict | None = None, segments: dict | None = None) -> str:
+    names, segments = names or {}, segments or {}
     rows = []
     for t in ["k400", "ssv2", "in1k", "places205", "inat21"]:
         if t in probes:
             k = probes[t]["top1_by_kind"]
             who = "released probe" if probes[t].get("released_probe") else "ours"
-            rows.append([f"{t} ({who}, {profile})", k.get("linear"), k.get("attentive")])
+            rows.append([f"{_task_name(t, names)} ({who}, {profile}, {segments.get(t, '–')} clip{'' if segments.get(t) == 1 else 's'})", k.get("linear"),
+                         k.get("attentive")])
     for name, vals in paper.TABLE9.items():
         for t, (lin, att) in vals.items():
             rows.append([f"{t} (paper Table 9, {name})", lin, att])
     for name, vals in paper.TABLE10.items():
         for t, (lin, att) in vals.items():
             rows.append([f"{t} (paper Table 10, {name})", lin, att])
-    return "## Tables 9 and 10: linear vs attentive probes (top-1 %)\n\n" + _table(["task", "linear", "attentive"], rows) + "\n"
+    return ("## Tables 9 and 10: linear vs attentive probes (top-1 %)\n\n"
+            f"*{setup_line('per task, in each row', 1, 'linear and attentive, each the best of its grid')} The paper's "
+            "rows: its models on the real datasets.*\n\n" + _table(["task", "linear", "attentive"], rows) + "\n")
 
 
-def section_coverage(probes: dict, profile: str) -> str:
+def section_coverage(probes: dict, profile: str, names: dict | None = None) -> str:
     rows = []
     k = probes.get("k400")
     if k:
@@ -129,8 +144,10 @@ def section_coverage(probes: dict, profile: str) -> str:
         rows.append([f"ours ({profile}), linear", one.get("linear"), eight.get("linear")])
     for name, (a, b) in paper.TABLE11.items():
         rows.append([f"paper, {name}", a, b])
-    return ("## Table 11: temporal coverage on K400 (top-1 %)\n\n" + _table(["model", "1 clip", "8 clips"], rows)
-            + "\n\nOurs: the same frozen encoder and probes, the long videos cut into 1 or 8 segments.\n")
+    return ("## Table 11: temporal coverage on K400 (top-1 %)\n\n"
+            f"*{setup_line('1 or 8 per video (the columns)', 1, 'attentive and linear (rows), each the best of its grid')}"
+            f" Ours on {_task_name('k400', names or {})}: the same frozen encoder and probes, the long videos cut into "
+            "1 or 8 segments.*\n\n" + _table(["model", "1 clip", "8 clips"], rows) + "\n")
 
 
 def section_samples(pretrain: dict, profile: str) -> str:
@@ -145,7 +162,7 @@ def learn_comparisons(learn: dict) -> tuple[dict[tuple[str, str], PairedComparis
     every seed's validation clips, or why they do not pair; and the metrics files without per-clip
     outcomes (then no comparison at all)."""
     seeds = sorted(learn.values(), key=lambda m: m["seed"])
-    missing = [f"{METRICS}/learn/seed{m['seed']}.json" for m in seeds if not m.get("clips")]
+    missing = [f"{METRICS / DETAILS}/learn/seed{m['seed']}.json" for m in seeds if not m.get("clips")]
     out = {}
     if missing:
         return out, missing
@@ -161,13 +178,32 @@ def learn_comparisons(learn: dict) -> tuple[dict[tuple[str, str], PairedComparis
     return out, []
 
 
-def _verdict(c: PairedComparison | str, better: str, worse: str, same: str) -> str:
+VERDICT_HEADER = ["probe", "margin (points)", "95% interval", "verdict", "clips only A / only B right, per seed"]
+
+
+def _verdict_row(c: PairedComparison | str, kind: str) -> list:
+    """One row of a verdict table: the margin A - B, its interval and verdict, the discordant clips."""
     if isinstance(c, str):
-        return c
-    return {"better": better, "worse": worse, "not distinguishable": same}[c.verdict] + ": " + c.describe()
+        return [kind, "–", "–", c, "–"]
+    return [kind, f"{c.difference:+.1f}", f"[{c.low:+.1f}, {c.high:+.1f}]", c.verdict,
+            ", ".join(f"{a}/{b}" for a, b in c.discordant)]
 
 
-def section_learn(learn: dict, profile: str, roles: dict | None = None, names: dict | None = None) -> str:
+def verdict_numbers(c: PairedComparison | str) -> dict:
+    """A comparison as the verdict metrics file holds it: margin, interval and verdict."""
+    if isinstance(c, str):
+        return {"verdict": "unavailable"}
+    return {"margin": round(c.difference, 4), "low": round(c.low, 4), "high": round(c.high, 4), "verdict": c.verdict}
+
+
+def setup_line(clips: str | int, seeds: int, probe: str) -> str:
+    """What a table was measured with: clips per video, seeds, probe."""
+    clips = f"{clips} clip{'s' if str(clips) != '1' else ''} per video" if isinstance(clips, int) else clips
+    return f"Clips: {clips}; seeds: {seeds}; probe: {probe}."
+
+
+def section_learn(learn: dict, profile: str, roles: dict | None = None, names: dict | None = None,
+                  clips: int | str = "as each task's probe settings") -> str:
     """Pretrained vs random-init encoder per task and probe over the seeds, with a paired verdict
     per task and probe. `roles` names a task's role (motion, appearance), `names` its stand-in."""
     if not learn:
@@ -185,12 +221,15 @@ def section_learn(learn: dict, profile: str, roles: dict | None = None, names: d
             rows.append([name, kind, _mean_spread(pre), _mean_spread(rnd), _mean_spread(margin),
                          " / ".join(_fmt(x) for x in margin)])
             if (t, kind) in comparisons:
-                verdicts.append(f"- {name}, {kind} probe: " + _verdict(
-                    comparisons[t, kind], "pretraining beats random initialisation",
-                    "pretraining loses to random initialisation",
-                    "pretrained and random-init encoders are not distinguishable"))
+                verdicts.append([name, *_verdict_row(comparisons[t, kind], kind)])
+    first = comparisons and next((c for c in comparisons.values() if not isinstance(c, str)), None)
+    test = (f"{first.test}; {first.clips} validation clips x {first.seeds} seeds" if first else "")
+    table = (_table(["task (A = pretrained, B = random init)", *VERDICT_HEADER], [v for v in verdicts if isinstance(v, list)])
+             if any(isinstance(v, list) for v in verdicts) else "")
+    verdict_text = "\n".join([v for v in verdicts if isinstance(v, str)] + ([table] if table else []))
     return (f"## Does it learn? V-JEPA against a random encoder of the same shape ({profile} profile, "
             f"{len(seeds)} seeds)\n\n"
+            + f"*{setup_line(clips, len(seeds), 'attentive and linear, each the best of the lr x weight-decay grid')}*\n\n"
             + _table(["task", "probe", "pretrained", "random init", "margin", "margin per seed"], rows)
             + "\n\nMean ± sample standard deviation over seeds (seeds "
             + ", ".join(str(m["seed"]) for m in seeds) + "); each seed pretrains, initialises the random encoder "
@@ -199,8 +238,8 @@ def section_learn(learn: dict, profile: str, roles: dict | None = None, names: d
             "Verdicts pair the two encoders clip by clip: pretrained minus random top-1, the mean over seeds, with a "
             "95% interval from a paired bootstrap that redraws the seeds and, for all seeds at once, the validation "
             "clips; \"not distinguishable\" where the interval covers zero. The seed-to-seed spread above is no test: "
-            "three seeds can give three equal margins (a spread of zero) that rest on a handful of clips.\n\n"
-            + "\n".join(verdicts) + "\n")
+            "three seeds can give three equal margins (a spread of zero) that rest on a handful of clips."
+            + (f" Test: {test}." if test else "") + "\n\n" + verdict_text + "\n")
 
 
 def ablation_reference(P: Params) -> str | None:
@@ -216,7 +255,7 @@ def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tupl
     outcomes (then no comparison at all)."""
     if reference not in ablate:
         return {}, []
-    missing = [f"{METRICS}/ablate/{n}.json" for n, m in sorted(ablate.items()) if "clips" not in m]
+    missing = [f"{METRICS / DETAILS}/ablate/{n}.json" for n, m in sorted(ablate.items()) if "clips" not in m]
     out, ref = {}, ablate[reference]
     if missing:
         return out, missing
@@ -233,10 +272,40 @@ def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tupl
     return out, []
 
 
-def section_ablations(ablate: dict, profile: str, reference: str | None = None) -> str:
+PAPER_SETUP = "paper: ViT-B/16 pretrained on K400, K400 linear probe, top-1 %"
+
+
+def paper_ablation_rows(table: str, width: int) -> list[list]:
+    """The paper's rows of Table 13, 14 or 15 in our ablation table's columns (top-1 in %, the
+    paper's linear probe; cells the paper does not report are '–')."""
+    def row(label, masks, blocks, spatial, temporal, linear):
+        return [f"paper: {label}", masks, blocks, spatial, temporal, "–", "–", "ema", None, 100 * linear, None][:width]
+    if table == "13":
+        return [row(f"{px} px x{n}, {frames} of 16 frames", 1, n, f"{s / 100:.2f}", f"{d / 100:.2f}", acc)
+                for (d, s), (px, frames, n, acc) in paper.TABLE13.items()]
+    if table == "14":
+        return [row(f"{px} px x{n}", 1, n, "~0.75", "1.00", acc) for px, (n, acc) in paper.TABLE14.items()]
+    if table == "15":
+        return [row(f"{k} mask(s) of 2 x 160 px", k, "/".join(["2"] * k), "–", "1.00", acc)
+                for k, acc in paper.TABLE15.items()]
+    return []
+
+
+def section_ablations(ablate: dict, profile: str, reference: str | None = None, names: dict | None = None,
+                      clips: int | str = 1, comparisons: dict | None = None) -> str:
+    """Tables 13-15 and Appendix D: each point of ours, the paper's rows beside them, and the paired
+    verdicts against the reference point as a table."""
     if not ablate:
         return ""
-    out = ["## Masking and target ablations (Tables 13-15, Appendix D)\n"]
+    names = names or {}
+    task = next(iter(ablate.values()))["task"]
+    out = ["## Masking and target ablations (Tables 13-15, Appendix D)\n",
+           f"*Ours: {profile} profile, task {_task_name(task, names)}; "
+           + setup_line(clips, 1, "attentive and linear, each the best of its grid") + " Each point is one "
+           "pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`; the point "
+           f"`{reference}` is the profile's own masks and EMA target, which every other point is compared with. "
+           f"Rows marked paper: {PAPER_SETUP[7:]} (the appendix's Tables 13-15), another model, dataset and "
+           "schedule than ours: compare the trend across rows, not the values across setups.*\n"]
     header = ["point", "masks", "blocks per mask", "avg spatial ratio", "avg temporal ratio", "context tokens",
               "target tokens", "target", "attentive", "linear", "target std (end)"]
     for table in ("13", "14", "15", "D"):
@@ -244,34 +313,35 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None) 
         if not points:
             continue
         rows = []
-        for m in sorted(points, key=lambda m: m["point"]):
+        for m in sorted(points, key=lambda m: (m["point"] != reference, m["point"])):
             st = m["mask_statistics"]
-            rows.append([m["label"] or m["point"], m["num_masks"], "/".join(str(x["num_blocks"]) for x in m["masks"]),
+            label = m["label"] or m["point"]
+            rows.append([f"ours: {label}", m["num_masks"], "/".join(str(x["num_blocks"]) for x in m["masks"]),
                          " / ".join(f"{s['spatial_masking_ratio']:.2f}" for s in st),
                          " / ".join(f"{s['temporal_masking_ratio']:.2f}" for s in st),
                          " / ".join(f"{s['context_tokens_mean']:.0f}" for s in st),
                          " / ".join(f"{s['target_tokens_mean']:.0f}" for s in st), m["target"],
                          m["top1_by_kind"].get("attentive"), m["top1_by_kind"].get("linear"),
                          _fmt(m.get("final_target_std"), 3)])
+        rows += paper_ablation_rows(table, len(header))
         title = {"13": "Table 13: masking ratio", "14": "Table 14: block size at a fixed ratio",
                  "15": "Table 15: masks per sample", "D": "Appendix D: EMA target vs a copy of the context encoder"}[table]
-        out.append(f"### {title} (ours, {profile} profile, task {points[0]['task']})\n\n" + _table(header, rows) + "\n")
-    out.append("Each point is one pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`.\n")
-    comparisons, missing = ablation_comparisons(ablate, reference)
+        out.append(f"### {title} (top-1 %: ours on {_task_name(task, names)}; paper on K400)\n\n"
+                   + _table(header, rows) + "\n")
+    if comparisons is None:
+        comparisons, missing = ablation_comparisons(ablate, reference)
+    else:
+        missing = []
     if comparisons or missing:
         lines = [_unavailable(missing, "ablate")] if missing else []
-        lines += [f"- {ablate[n]['label'] or n}, {kind} probe: " + _verdict(
-            c, f"beats `{reference}`", f"loses to `{reference}`", f"not distinguishable from `{reference}`")
-            for (n, kind), c in comparisons.items()]
-        out.append(f"### Paired verdicts against the profile's own settings (point `{reference}`)\n\n"
-                   "Each point minus the reference, clip by clip on the same validation clips, with a 95% interval "
-                   "from a paired bootstrap over those clips. One seed per point: the interval covers which clips "
-                   "were drawn, not seed-to-seed variation, which the section above measures on the full schedule.\n\n"
-                   + "\n".join(lines) + "\n")
-    out.append("Paper (ViT-B/16 on K400, K400 accuracy): Table 13 "
-               + ", ".join(f"{d}% depth/{s}% area: {v[3]:.2f}" for (d, s), v in paper.TABLE13.items() if d == 100)
-               + "; Table 14 " + ", ".join(f"{b}px x{n}: {a:.2f}" for b, (n, a) in paper.TABLE14.items())
-               + "; Table 15 " + ", ".join(f"{k} mask(s): {v:.2f}" for k, v in paper.TABLE15.items()) + ".\n")
+        rows = [[ablate[n]["label"] or n, *_verdict_row(c, kind)] for (n, kind), c in comparisons.items()]
+        first = next((c for c in comparisons.values() if not isinstance(c, str)), None)
+        out.append(f"### Paired verdicts against the reference point `{reference}` (the profile's own settings)\n\n"
+                   f"A = the point, B = `{reference}`, clip by clip on the same validation clips. "
+                   + (f"Test: {first.test}; {first.clips} clips x 1 seed. " if first else "")
+                   + "One seed per point: the interval covers which clips were drawn, not seed-to-seed variation.\n\n"
+                   + "\n".join(lines + ([_table([f"point (A) vs `{reference}` (B)", *VERDICT_HEADER], rows)]
+                                         if rows else [])) + "\n")
     return "\n".join(out)
 
 
@@ -294,6 +364,20 @@ def section_finetune(finetune: dict, probes: dict, profile: str) -> str:
         rows.append([t, m.get("top1"), m.get("top5"), probes.get(t, {}).get("top1")])
     return (f"## Finetuning (Table 8 recipe, {profile} profile, multi-view test)\n\n"
             + _table(["task", "finetuned top-1", "finetuned top-5", "frozen attentive probe top-1"], rows) + "\n")
+
+
+def switched_off(ours8: dict) -> list[str]:
+    """Table 8's augmentations and regularisers the paper uses that these settings turn off, each
+    with the setting that turns it off (mixup 0.8 reads as on unless mixup_prob says otherwise)."""
+    off = []
+    if not ours8["mixup_prob"]:
+        off.append(f"mixup and cutmix (mixup_prob {ours8['mixup_prob']}: the mixup {ours8['mixup']} and cutmix "
+                   f"{ours8['cutmix']} above are never applied)")
+    for key, what in (("auto_augment", "RandAugment"), ("color_jitter", "colour jitter"), ("reprob", "random erasing"),
+                      ("drop_path", "stochastic depth"), ("head_drop_rate", "head dropout")):
+        if not ours8[key] and paper.TABLE8[key]:
+            off.append(f"{what} ({key} {ours8[key]})")
+    return off
 
 
 def section_hyperparameters(P: Params, profile: str) -> str:
@@ -347,8 +431,10 @@ def section_hyperparameters(P: Params, profile: str) -> str:
                  "color_jitter": ft.color_jitter, "reprob": ft.reprob, "mixup": ft.mixup, "cutmix": ft.cutmix,
                  "mixup_prob": ft.mixup_prob, "smoothing": ft.smoothing, "test_num_segment": ft.test_num_segment,
                  "test_num_crop": ft.test_num_crop}
+        off = switched_off(ours8)
         out.append(f"### Table 8: finetuning (ours: task {name}, head norm {ft.head_norm})\n\n"
-                   + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours8[k])] for k, v in paper.TABLE8.items()]))
+                   + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours8[k])] for k, v in paper.TABLE8.items()])
+                   + (f"\n\nSwitched off in the {profile} profile, used by the paper: " + "; ".join(off) + "." if off else ""))
     return "\n\n".join(out) + "\n"
 
 
@@ -396,8 +482,7 @@ def figure_curves(pretrain: dict) -> str | None:
 
 def figure_probes(learn: dict, names: dict) -> str | None:
     """The main finding: the pretrained encoder beside the random-init encoder of the same shape, per
-    task and probe, the mean over seeds with the seed-to-seed standard deviation as error bars and
-    each seed as a dot."""
+    task and probe, the mean over seeds and each seed as a dot."""
     if not learn:
         return None
     plt = _plt()
@@ -409,7 +494,7 @@ def figure_probes(learn: dict, names: dict) -> str | None:
         for j, (enc, colour) in enumerate((("pretrained", "tab:blue"), ("random", "tab:grey"))):
             vals = [[m["top1"][t][enc].get(kind) for m in seeds] for t in tasks]
             pos = x + (j - 0.5) * w
-            ax.bar(pos, [np.mean(v) for v in vals], w, yerr=[_sd(v) or 0 for v in vals], capsize=4, color=colour,
+            ax.bar(pos, [np.mean(v) for v in vals], w, color=colour,  # no error bars: the verdicts test paired clips
                    alpha=0.8, label=f"{enc} encoder" if enc == "pretrained" else "random-init encoder, same shape")
             for i, (p_, v) in enumerate(zip(pos, vals)):
                 ax.plot(np.full(len(v), p_), v, "k.", ms=4, label="one seed" if i == j == 0 else None)
@@ -455,16 +540,14 @@ def _paper_panel(ax, table: str) -> None:
     ax.set_ylabel("K400 linear top-1 %", fontsize=8)
 
 
-def figure_masking(ablate: dict, learn: dict, reference: str | None, names: dict) -> str | None:
-    """One row per ablation table: ours (top-1 of each point, both probes, with the seed-to-seed
-    spread measured by the `learn` stage on the same task as error bars) beside the paper's."""
+def figure_masking(ablate: dict, reference: str | None, names: dict) -> str | None:
+    """One row per ablation table: ours (top-1 of each point, both probes, no error bars: each point
+    is one seed, and the paired interval against the reference is in the verdict table) beside the
+    paper's."""
     tables = [t for t in TABLE_TITLES if any(t in [str(x) for x in m["tables"]] for m in ablate.values())]
     if not tables:
         return None
     task = next(iter(ablate.values()))["task"]
-    seeds = sorted(learn.values(), key=lambda m: m["seed"])
-    spread = {k: _sd([m["top1"][task]["pretrained"].get(k) for m in seeds]) if seeds and task in seeds[0]["top1"]
-              else None for k in KINDS}
     plt = _plt()
     fig, axes = plt.subplots(len(tables), 2, figsize=(12, 2.9 * len(tables)), squeeze=False,
                              gridspec_kw={"width_ratios": [1.25, 1]})
@@ -475,7 +558,7 @@ def figure_masking(ablate: dict, learn: dict, reference: str | None, names: dict
         y, h = np.arange(len(points)), 0.38
         for j, kind in enumerate(KINDS):
             row[0].barh(y + (j - 0.5) * h, [m["top1_by_kind"].get(kind, np.nan) for m in points], h,
-                        xerr=spread[kind], capsize=3, color=colours[kind], alpha=0.85, label=f"{kind} probe")
+                        color=colours[kind], alpha=0.85, label=f"{kind} probe")
         labels = []
         for m in points:
             st = m["mask_statistics"]
@@ -491,12 +574,37 @@ def figure_masking(ablate: dict, learn: dict, reference: str | None, names: dict
         _paper_panel(row[1], table)
         row[1].set_title(f"paper (ViT-B/16, K400): {TABLE_TITLES[table]}", fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    note = ("error bars: seed-to-seed s.d. of the full-schedule pretrained encoder on this task (learn stage, "
-            f"{len(seeds)} seeds); each ablation point is one seed" if any(v is not None for v in spread.values())
-            else "no seed spread measured for this task")
+    note = ("no error bars: each point is one seed; the verdict table gives each point's paired margin "
+            "against the reference and its interval")
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False,
                title=note, title_fontsize=8)
     return _save(plt, fig, "masking_ablation.png")
+
+
+def write_verdicts(ablations: dict, learn: dict, ablate: dict, reference: str | None) -> None:
+    """reports/<profile>/verdicts/ (the report stage's DVC metrics: one file per ablation point and per
+    learn task, margin, interval and verdict per probe kind, so `dvc metrics show` lists them beside
+    the top-1) and reports/<profile>/ablations.csv (the ablation comparison `dvc plots` draws)."""
+    out = REPORTS / "verdicts"
+    if out.exists():
+        shutil.rmtree(out)  # a point removed from the profile leaves no stale verdict behind
+    by_file: dict[Path, dict] = {}
+    for (point, kind), c in ablations.items():
+        by_file.setdefault(out / "ablate" / f"{point}.json", {"against": reference})[kind] = verdict_numbers(c)
+    for (task, kind), c in learn.items():
+        by_file.setdefault(out / "learn" / f"{task}.json", {"against": "random init"})[kind] = verdict_numbers(c)
+    for path, data in by_file.items():
+        write_json(path, data)
+    rows = ["point_probe,point,probe,top1,margin,low,high,verdict"]
+    for name, m in sorted(ablate.items(), key=lambda kv: (kv[0] != reference, kv[0])):
+        for kind in KINDS:
+            c = ablations.get((name, kind))
+            v = verdict_numbers(c) if c is not None else {"verdict": "reference"}
+            rows.append(",".join(str(x) for x in (f"{name} ({kind})", name, kind, m["top1_by_kind"].get(kind),
+                                                   v.get("margin", ""), v.get("low", ""), v.get("high", ""),
+                                                   v["verdict"])))
+    if ablate:
+        write_text(REPORTS / "ablations.csv", "\n".join(rows) + "\n")
 
 
 KEPT: dict[str, str] = {}  # figure -> why this build kept the earlier image
@@ -535,7 +643,7 @@ def build_report(P: Params) -> Path:
     learn = _load("learn/*.json")
     ablate = _load("ablate/*.json")
     finetune = _load("finetune/*.json")
-    detect_path = METRICS / "detect.json"
+    detect_path = METRICS / DETAILS / "detect.json"
     detect = json.loads(detect_path.read_text()) if detect_path.exists() else None
     REPORTS.mkdir(parents=True, exist_ok=True)
     FIG.mkdir(parents=True, exist_ok=True)
@@ -543,14 +651,19 @@ def build_report(P: Params) -> Path:
     names = stand_ins(P)
     reference = ablation_reference(P)
     seeds = len(learn)
+    segments = {t: task.segments[0] for t, task in P.probe.tasks.items()}
+    comparisons, _ = ablation_comparisons(ablate, reference)
+    write_verdicts(comparisons, learn_comparisons(learn)[0] if learn else {}, ablate, reference)
     figs = [  # (path or None, one-line caption)
         (figure_probes(learn, names),
          f"Pretrained V-JEPA encoder beside a random-init encoder of the same shape, validation top-1 per task and "
-         f"probe ({profile} profile; bars: mean over {seeds} seeds, error bars: seed-to-seed s.d., dots: seeds)."),
-        (figure_masking(ablate, learn, reference, names),
-         "Masking ablations, one row per table: ours (one seed per point; error bars: the seed spread of the full "
-         "run on the same task) beside the paper's Tables 13-15, the values its Figure 5 plots (the appendix "
-         "text gives the tables, not the figure's points)."),
+         f"probe ({profile} profile; bars: mean over {seeds} seeds, dots: seeds; no error bars: the verdict table's "
+         "paired intervals are the test)."),
+        (figure_masking(ablate, reference, names),
+         "Masking ablations, one row per table: ours (one seed per point, no error bars; the paired verdicts "
+         "against the reference point are in the verdict table) beside the paper's Tables 13-15 (ViT-B/16 on "
+         "K400, linear probe), the values its Figure 5 plots (the appendix text gives the tables, not the "
+         "figure's points)."),
         (figure_curves(pretrain) or _kept("pretraining_curves.png", "runs/pretrain/*/metrics.jsonl"),
          "Pretraining curves per seed: L1 loss, the collapse monitor (std across clips of the pooled target "
          "features) and the learning rate against the iteration."),
@@ -566,9 +679,13 @@ def build_report(P: Params) -> Path:
              "Generated by the `report` stage from the metrics files alone. Every number of ours is labelled "
              f"with the profile that produced it ({profile}); the paper's numbers are from its appendix and the "
              "official README.\n",
-             section_learn(learn, profile, roles, names), section_frozen(probes, detect, profile),
-             section_lin_att(probes, profile), section_coverage(probes, profile), section_samples(pretrain, profile),
-             section_ablations(ablate, profile, reference), section_detect(detect, profile),
+             section_learn(learn, profile, roles, names, P.learn.segments),
+             section_frozen(probes, detect, profile, names, segments),
+             section_lin_att(probes, profile, names, segments), section_coverage(probes, profile, names),
+             section_samples(pretrain, profile),
+             section_ablations(ablate, profile, reference, names,
+                               segments.get(P.ablations.task, "–"), comparisons if ablate else None),
+             section_detect(detect, profile),
              section_finetune(finetune, probes, profile), section_hyperparameters(P, profile),
              "## Figures\n\n" + "\n\n".join(lines) + "\n"]
     path = REPORTS / "README.md"

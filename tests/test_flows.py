@@ -167,7 +167,7 @@ def test_a_stage_run_on_a_fresh_worker_is_refused_naming_the_stages_to_run_first
 
 SMOKE_STAGES = ["prepare", "masks", "pretrain@0", "pretrain@1", "probe@k400", "probe@ssv2", "probe@in1k",
                 "probe@places205", "probe@inat21", "detect", "finetune@k400", "finetune@ssv2", "learn@0", "learn@1",
-                "ablate@default", "ablate@copy", "report"]
+                "ablate@reference", "ablate@copy", "report"]
 
 
 def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single_checkout_dvc_repro(pool, smoke_run):
@@ -204,7 +204,7 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
                 assert ours == theirs, f"{path} (stage {s}, on machine {ran_on[s]}): pool and single checkout differ"
                 compared[path] = len(ours)
     assert sorted(compared) == sorted(smoke_run.metrics) and sum(compared.values()) > 200
-    learn = json.loads(records["learn@1"]["files"]["metrics/smoke/learn/seed1.json"]["text"])
+    learn = json.loads(records["learn@1"]["files"]["metrics/smoke/details/learn/seed1.json"]["text"])
     assert learn["seed"] == 1 and 0 <= learn["top1"]["ssv2"]["pretrained"]["attentive"] <= 100
     print(f"pool: ablations {ablations_s:.0f} s, then the whole DAG ({len(SMOKE_STAGES)} stages) "
           f"{pool_s - ablations_s:.0f} s; stages that read another machine's outputs: {len(moved)}")
@@ -215,7 +215,7 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     exp = client.get_experiment_by_name("vjepa-ablations/smoke")
     ablation_runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
     points = [r.data.tags["ablation"] for r in ablation_runs]
-    assert sorted(set(points)) == ["copy", "default"]
+    assert sorted(set(points)) == ["copy", "reference"]
     for r in ablation_runs:
         point = r.data.tags["ablation"]
         metrics = json.loads(records[f"ablate@{point}"]["files"][f"metrics/smoke/ablate/{point}.json"]["text"])

@@ -114,7 +114,7 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     params["ablations"]["points"]["ratio-low"] = {"tables": ["13"], "label": "1 block x 0.25",
                                                   "pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.25, 0.25]}]}}
     P = from_mapping(params)
-    top1 = {"default": (41.5, 20.0), "copy": (12.5, 10.0), "ratio-low": (25.0, 17.5)}
+    top1 = {"reference": (41.5, 20.0), "copy": (12.5, 10.0), "ratio-low": (25.0, 17.5)}
     logged = {}
     for point, (attentive, linear) in top1.items():
         spec, cfg = P.ablations.points[point], P.pretrain_config(0, point)
@@ -129,9 +129,9 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     assert client.get_experiment_by_name("vjepa-reproduction") is None  # nothing landed in the main experiment
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # training runs, not GenAI traces
     runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
-    assert [r.data.tags["ablation"] for r in runs] == ["default", "ratio-low", "copy"]
+    assert [r.data.tags["ablation"] for r in runs] == ["reference", "ratio-low", "copy"]
     by_point = {r.data.tags["ablation"]: r for r in runs}
-    default, low, copy = by_point["default"].data, by_point["ratio-low"].data, by_point["copy"].data
+    default, low, copy = by_point["reference"].data, by_point["ratio-low"].data, by_point["copy"].data
     assert default.params["masks_per_sample"] == "2" and default.params["blocks_per_mask"] == "8+2"
     assert default.params["spatial_scale"] == "0.15+0.7" and default.params["temporal_extent"] == "1"
     assert low.params["masks_per_sample"] == "1" and low.params["blocks_per_mask"] == "1"
@@ -142,7 +142,7 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     assert low.metrics["spatial_masking_ratio"] == pytest.approx(s["spatial_masking_ratio"])
     assert low.metrics["temporal_masking_ratio"] == pytest.approx(s["temporal_masking_ratio"]) == 1.0
     assert low.metrics["context_tokens"] == s["context_tokens_mean"] and low.metrics["target_tokens"] == s["target_tokens_mean"]
-    d = logged["default"]
+    d = logged["reference"]
     assert default.metrics["spatial_masking_ratio"] == pytest.approx((d[0]["spatial_masking_ratio"] + d[1]["spatial_masking_ratio"]) / 2)
     assert default.metrics["mask1_spatial_masking_ratio"] == pytest.approx(d[1]["spatial_masking_ratio"])
     assert 0 < d[0]["spatial_masking_ratio"] < d[1]["spatial_masking_ratio"] < 1  # 8 small blocks cover less than 2 large

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params, PretrainData
-from pipeline.plumbing import PREPARED, RUNS, WORK, finish, launch_torchrun, once, publish, work_dir
+from pipeline.plumbing import (PREPARED, RUNS, WORK, curves_path, finish, launch_torchrun, once, publish, work_dir,
+                               write_curves)
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data import ClipSampling, MixtureDataset, VideoDataset, pretrain_transform, read_path_label_list
@@ -58,5 +59,6 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         out = publish(work, RUNS / "pretrain" / f"seed{seed}")
         summary["checkpoint"] = str(out / "checkpoint.pth.tar")
         summary["samples_seen"] = summary["steps"] * summary["global_batch"]
+        curves = write_curves(out / "metrics.jsonl", curves_path(P.profile, seed))  # what `dvc plots` draws
         return finish(t, Path("metrics") / P.profile, f"pretrain/seed{seed}",
-                      {"profile": P.profile, "seed": seed, **summary}, out / "metrics.jsonl")
+                      {"profile": P.profile, "seed": seed, **summary}, out / "metrics.jsonl", curves)
