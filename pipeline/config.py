@@ -23,17 +23,9 @@ from typing import Annotated
 import yaml
 
 from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, join, to_dict
-from vjepa.data.small_suite import SmallSuiteConfig
-from vjepa.data import TaskData, TaskViews
-from vjepa.data.index import IndexConfig
-from vjepa.data.video import BACKENDS
-from vjepa.data.detection import AvaClipConfig, AvaFiles
-from vjepa.detect import DetectConfig
-from vjepa.finetune import FinetuneConfig
-from vjepa.masks import MaskConfig
-from vjepa.models import ModelConfig
-from vjepa.pretrain import PretrainConfig
-from vjepa.probe import EncoderConfig, EvaluateOnly, ProbeConfig
+from vjepa.configs import (BACKENDS, AvaClipConfig, AvaFiles, DetectConfig, EncoderConfig, EvaluateOnly, FinetuneConfig,
+                           IndexConfig, MaskConfig, ModelConfig, PretrainConfig, ProbeConfig, SmallSuiteConfig, TaskData,
+                           TaskViews)
 
 # Override sections: the fields a stage fills itself are excluded, so setting them is an error.
 PretrainOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("model", "masks", "seed"))]

@@ -45,6 +45,13 @@ def release_tree(tmp_path_factory):
     return build_release_tree(tmp_path_factory.mktemp("release") / "tree")
 
 
+def with_sources(params: dict) -> dict:
+    """A params mapping with its generated `sources` section derived from its data paths, as
+    `python -m pipeline profile` writes it (a test that edits paths by hand must regenerate it)."""
+    from pipeline.config import from_mapping
+    return {**params, "sources": from_mapping({**params, "sources": None}).derived_sources()}
+
+
 # -- the smoke profile's DAG, run once per test session in a copy of this checkout -----------------
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import yaml
+from conftest import with_sources
 
 from vjepa.config import from_dict
 from vjepa.data.index import IndexConfig, index_path, load_task_index, write_task_index
@@ -80,7 +81,7 @@ def test_prepare_of_a_real_data_profile_writes_the_index_that_probe_loads(tiny_s
     params["detect"]["data"] = {k: moved(v) for k, v in params["detect"]["data"].items()}
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VJEPA_MLFLOW", "0")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_sources(params)))
     metrics = stages.run("prepare", "params.yaml")
     assert metrics["tasks"]["k400"]["train"] == 120 and metrics["tasks"]["inat21"]["val"] == 6
     assert index_path("data/prepared/index", "k400").is_file()

@@ -68,6 +68,14 @@ def test_every_imported_project_module_is_a_dep_of_its_stage(name, imported):
     assert missing == [], f"dvc.yaml stage {name} runs code it does not list in deps: {missing}"
 
 
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_lists_no_code_it_does_not_run(name, imported):
+    stage = STAGES[name].get("do", STAGES[name])
+    code = [d for d in stage["deps"] if d.split("/")[0] in ("pipeline", "vjepa")]
+    assert "vjepa" not in code and "pipeline" not in code  # a whole package: any edit would re-run the stage
+    assert [d for d in code if d not in imported[name]] == [], f"dvc.yaml stage {name} lists code it does not import"
+
+
 def test_the_check_fails_when_a_dep_is_dropped(imported):
     deps = [d for d in STAGES["probe"]["do"]["deps"] if d != "pipeline/stages/common.py"]
     assert [f for f in imported["probe"] if not covered(f, deps)] == ["pipeline/stages/common.py"]

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import checkout_copy, dvc
+from conftest import checkout_copy, dvc, with_sources
 
 from pipeline.profiles import available, use_profile
 
@@ -158,15 +158,14 @@ def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
 
 def _paper_params(tmp_path, tree: dict, edit=lambda p: None) -> str:
     """params.yaml of the test profile over paper-vitl16 (data paths into the tree), edited."""
-    from pipeline.config import from_mapping, merge
+    from pipeline.config import merge
     from pipeline.profiles import params_text
 
     params = merge(yaml.safe_load(params_text("paper-vitl16")), {k: v for k, v in shrunk("paper-vitl16", tree).items()
                                                                   if k != "base"})
     edit(params)
-    params["sources"] = from_mapping({**params, "sources": None}).derived_sources()
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    path.write_text(yaml.safe_dump(with_sources(params), sort_keys=False))
     return str(path)
 
 

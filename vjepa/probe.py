@@ -38,109 +38,14 @@ from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import (PROBE_KINDS, AttentiveClassifier, LinearProbe, official_probe_state, probe_kind,
                                  vjepa2_probe)
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    EncoderConfig,
+    ProbeConfig,
+    RELEASED_PROTOCOL,
+    EvaluateOnly,
+    probe_name)
 
 AUTOCAST = PRECISIONS  # detection and older callers import it under this name
-
-
-@dataclass
-class EncoderConfig:
-    """The frozen encoder the probes read."""
-
-    kind: str = "vjepa"                     # "vjepa" (our or a released file) | "timm" (2D image model per frame)
-    checkpoint: str | None = None           # vjepa: official-layout file; null = random init (the baseline)
-    checkpoint_key: str = "target_encoder"  # the EMA target encoder, which the paper evaluates
-    timm_model: str | None = None           # timm: model name, e.g. vit_large_patch14_dinov2
-    timm_weights: str | None = None         # timm: a local weights file (nothing is downloaded)
-    timm_img_size: int | None = None
-
-    def validate(self) -> None:
-        if self.kind not in ("vjepa", "timm"):
-            raise FieldError("kind", f"must be 'vjepa' or 'timm', got {self.kind!r}")
-        if self.kind == "timm" and not self.timm_model:
-            raise ValueError("kind 'timm' needs timm_model")
-
-
-@dataclass
-class ProbeConfig:
-    """Table 6 defaults; the official code's choices are one parameter away (see README)."""
-
-    num_classes: int
-    kinds: list[str] = field(default_factory=lambda: ["attentive", "linear"])
-    lrs: list[float] = field(default_factory=lambda: [1e-3])
-    weight_decays: list[float] = field(default_factory=lambda: [0.01])
-    epochs: int = 20
-    batch_size: int = 256
-    final_lr: float = 0.0
-    wd_schedule: str = "constant"           # appendix: fixed; "cosine": official, from wd down to final_weight_decay
-    final_weight_decay: float = 1e-6
-    grad_clip: float | None = 1.0           # official clips at 1.0 (the appendix does not say)
-    num_heads: int | None = 12              # appendix: 12; null = the encoder's heads (official: 16)
-    depth: int = 1
-    linear_norm: str = "batchnorm"          # linear probe: BatchNorm without affine on the mean token, or "none"
-    num_segments: int = 1                   # K400 8; SSv2 1 (appendix) or 2 (official); Table 11: 1 vs 8
-    still_frames: int = 16                  # images as still clips of 16 frames; 2 gives image-model token counts
-    precision: str = "bf16"                 # appendix bf16 autocast; "fp16": official (fp16 + GradScaler); "fp32"
-    cache_features: bool = False            # encode the training set once; needs a deterministic transform
-    encoder_chunk: int | None = None        # encode at most this many clips at a time (memory)
-    num_workers: int = 0
-    seed: int = 0
-    device: str | None = None               # null: cuda when available, else cpu
-    max_skipped_fraction: float = 0.01      # unreadable items allowed (training set, evaluation set) before the run stops
-
-    def validate(self) -> None:
-        bad = [k for k in self.kinds if k not in PROBE_KINDS]
-        if bad or not self.kinds:
-            raise FieldError("kinds", f"must be a non-empty list of {'/'.join(PROBE_KINDS)}, got {self.kinds}")
-        if not self.lrs or not self.weight_decays:
-            raise ValueError("lrs and weight_decays need at least one value each")
-        if self.wd_schedule not in ("constant", "cosine"):
-            raise FieldError("wd_schedule", f"must be 'constant' or 'cosine', got {self.wd_schedule!r}")
-        if self.precision not in AUTOCAST:
-            raise FieldError("precision", f"must be one of {sorted(AUTOCAST)}, got {self.precision!r}")
-        check_range(self, "num_classes", ge=2)
-        check_range(self, "epochs", "batch_size", "num_segments", "still_frames", "depth", "num_heads",
-                    "encoder_chunk", ge=1)
-        check_range(self, "lrs", "weight_decays", "final_lr", "final_weight_decay", "num_workers", ge=0)
-        check_range(self, "grad_clip", gt=0)
-        check_range(self, "max_skipped_fraction", ge=0, le=1)
-
-    def probe_names(self) -> list[str]:
-        return [probe_name(k, lr, wd) for k, lr, wd in product(self.kinds, self.lrs, self.weight_decays)]
-
-
-# segments x views of the official frozen-evaluation configs, with which the released probes were
-# trained and scored: K400 16x8x3, SSv2 16x2x3, images one centre view (spec 6.2, 6.3)
-RELEASED_PROTOCOL = {"k400": (8, 3), "ssv2": (2, 3), "in1k": (1, 1), "places205": (1, 1), "inat21": (1, 1)}
-
-
-@dataclass
-class EvaluateOnly:
-    """A released attentive probe (or any probe file of the official layout) evaluated as it is on a
-    task's validation set, with the official protocol of that task unless segments/views are set."""
-
-    probe: str                          # probe file, or a released name such as vitl16/k400
-    encoder: str | None = None          # encoder file; null: the stage's encoder
-    segments: int | None = None         # null: RELEASED_PROTOCOL of the task
-    views: int | None = None            # 1 (centre crop) or 3 (official 3 crops)
-    num_heads: int | None = None        # the probe's heads; null: the encoder's, as the official probes
-
-    def validate(self) -> None:
-        if self.segments is not None and self.segments < 1:
-            raise ValueError(f"segments must be >= 1, got {self.segments}")
-        if self.views not in (None, 1, 3):
-            raise ValueError(f"views must be 1 or 3, got {self.views}")
-
-    def protocol(self, task: str) -> tuple[int, int]:
-        """(segments, views) for `task`: the ones set here, else the official ones."""
-        if (self.segments is None or self.views is None) and task not in RELEASED_PROTOCOL:
-            raise ConfigError(f"evaluate_only: task '{task}' has no official protocol (known: "
-                              f"{sorted(RELEASED_PROTOCOL)}); set segments and views")
-        segments, views = RELEASED_PROTOCOL.get(task, (None, None))
-        return self.segments or segments, self.views or views
-
-
-def probe_name(kind: str, lr: float, wd: float) -> str:
-    return f"{kind}_lr{lr:g}_wd{wd:g}"
 
 
 def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -> nn.Module:

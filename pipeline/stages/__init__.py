@@ -23,6 +23,8 @@ def stage_keys(P, stage: str) -> tuple[str, list[str], bool] | None:
         return "task", list(P.finetune.tasks), False
     if stage == "ablate":
         return "grid point", list(P.ablations.points), False
+    if stage == "source":
+        return "release file", list(P.sources or {}), False
     return None
 
 

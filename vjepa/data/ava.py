@@ -23,14 +23,11 @@ import numpy as np
 import pandas as pd
 
 from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text, read_text
+from vjepa.configs import AVA_EVAL_CLASS_IDS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 AVA_FPS = 30
 AVA_START_SEC = 900
 AVA_KEYFRAME_SECONDS = range(902, 1799)  # 897 keyframes per 15-minute video
-# The 60 classes of ava_action_list_v2.2_for_activitynet_2019.pbtxt (same ids as the 2018 v2.1 list).
-AVA_EVAL_CLASS_IDS = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34,
-                      36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64,
-                      65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80)
 AVA_CSV_COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id"]
 
 

@@ -15,40 +15,7 @@ from torch.utils.data import Dataset
 from vjepa.config import FieldError, check_range
 from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_proposals
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
-
-
-@dataclass
-class AvaFiles:
-    """An AVA v2.2 folder's files (SlowFast frame layout, 30 fps, clips cut from second 900)."""
-
-    frames: str
-    train_groundtruth: str
-    val_groundtruth: str
-    labelmap: str                       # the evaluation subset (60 classes for AVA v2.2)
-    val_proposals: str                  # person boxes with scores: mmaction pickle or SlowFast CSV
-    train_exclusions: str | None = None
-    val_exclusions: str | None = None
-
-
-@dataclass
-class AvaClipConfig:
-    """AVA clips and boxes as SlowFast's frozen-detection recipe reads them (cv2 path)."""
-
-    num_frames: int = 16
-    frame_step: int = 4                    # 16 frames at stride 4 around the keyframe (~2.1 s)
-    train_scale: list[int] = field(default_factory=lambda: [256, 320])  # random short side, train
-    crop_size: int = 224                   # random square crop after scaling, train
-    test_size: int = 256                   # short side at test; the full frame, no crop
-    hflip: bool = True                     # train: frames and boxes flipped together with p 0.5
-    proposal_score_threshold: float = 0.9  # SlowFast's default (its c2 R101 config: 0.8)
-
-    def validate(self) -> None:
-        check_range(self, "num_frames", "frame_step", "crop_size", "test_size", "train_scale", ge=1)
-        check_range(self, "proposal_score_threshold", ge=0, le=1)
-        if len(self.train_scale) != 2 or self.train_scale[0] > self.train_scale[1]:
-            raise FieldError("train_scale", f"must be [low, high] with low <= high, got {self.train_scale}")
-        if self.crop_size > self.train_scale[0]:
-            raise FieldError("crop_size", f"{self.crop_size} exceeds the smallest training scale {self.train_scale[0]}")
+from vjepa.configs import AvaFiles, AvaClipConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:

@@ -25,24 +25,10 @@ from vjepa.data.checks import check_sample
 from vjepa.data.readers import AnnotationError, Entries
 from vjepa.data.sources import TaskData, read_task
 from vjepa.runtime import source_stamp
+from vjepa.configs import IndexConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 INDEX_VERSION = 1
 _SPLITS = ("train", "val")
-
-
-@dataclass
-class IndexConfig:
-    """How `prepare` checks a task before indexing it. check_files: stat every listed file (one
-    stat per entry: minutes for millions of files on a network file system, so off by default);
-    sample_files: otherwise, stat this many of each split's or list's files, drawn at random with
-    a fixed seed, so a wrong root fails at prepare in seconds; progress: a bar for the full check."""
-
-    check_files: bool = False
-    sample_files: int = 256
-    progress: bool = True
-
-    def validate(self) -> None:
-        check_range(self, "sample_files", ge=0)
 
 
 def index_path(index_dir: str | os.PathLike, name: str) -> Path:

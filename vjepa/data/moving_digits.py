@@ -16,12 +16,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from vjepa.configs import DIRECTIONS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
-DIRECTIONS = {  # name -> (dy, dx) per unit speed; 8 = king moves, 4 = the axis moves
-    8: [("right", (0, 1)), ("down-right", (1, 1)), ("down", (1, 0)), ("down-left", (1, -1)),
-        ("left", (0, -1)), ("up-left", (-1, -1)), ("up", (-1, 0)), ("up-right", (-1, 1))],
-    4: [("right", (0, 1)), ("down", (1, 0)), ("left", (0, -1)), ("up", (-1, 0))],
-}
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

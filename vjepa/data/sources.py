@@ -10,61 +10,11 @@ import numpy as np
 from vjepa.config import FieldError
 from vjepa.data.readers import (KINETICS_PATH_FORMAT, AnnotationError, Entries, kinetics_path_format,
                                 read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2)
-
-FORMATS = ("list", "kinetics", "ssv2", "image_folder", "inat")
-IMAGE_FORMATS = ("image_folder", "inat")
-
-
-@dataclass
-class SplitSource:
-    """One split. format: 'list' (space-separated `path label`), 'kinetics' (release CSV; clips under
-    root as `path_format` says), 'ssv2' (split JSON + labels JSON; <root>/<id><extension>),
-    'image_folder' (path is the root of class folders), 'inat' (iNat21 JSON; images under root)."""
-
-    format: str
-    path: str
-    root: str | None = None
-    labels: str | None = None       # ssv2: something-something-v2-labels.json
-    extension: str = ".webm"        # ssv2 video files
-    num_classes: int | None = None  # list: the label space 0..num_classes-1 (default: 0..max of training)
-    # kinetics: where the clips sit under root, a layout of KINETICS_PATH_FORMATS ('class_folders', the
-    # default: <label>/<ytid>_<t0:06d>_<t1:06d>.mp4; 'class_folders_underscored', mmaction2's; 'flat', CVDF's)
-    # or a format string of its own
-    path_format: str | None = None
-
-    def validate(self) -> None:
-        if self.format not in FORMATS:
-            raise FieldError("format", f"must be one of {FORMATS}, got {self.format!r}")
-        if self.format == "ssv2" and not self.labels:
-            raise ValueError("format 'ssv2' needs `labels` (the labels JSON)")
-        if self.num_classes is not None and (self.format != "list" or self.num_classes < 1):
-            raise ValueError("`num_classes` is for the 'list' format (integer labels) and must be >= 1")
-        if self.path_format is not None:
-            if self.format != "kinetics":
-                raise FieldError("path_format", f"is for the 'kinetics' format, not {self.format!r}")
-            try:
-                kinetics_path_format(self.path_format)
-            except ValueError as e:
-                raise FieldError("path_format", str(e)) from None
-
-    @property
-    def is_image(self) -> bool:
-        return self.format in IMAGE_FORMATS
-
-
-@dataclass
-class TaskData:
-    """A labelled task: a train and a val split in the same label space."""
-
-    train: SplitSource
-    val: SplitSource
-
-    def validate(self) -> None:
-        if self.train.is_image != self.val.is_image:
-            raise ValueError("train and val must both be videos or both be images")
-        if self.train.num_classes != self.val.num_classes:
-            raise ValueError(f"train and val must give the same `num_classes`, got {self.train.num_classes} "
-                             f"and {self.val.num_classes}")
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    FORMATS,
+    IMAGE_FORMATS,
+    SplitSource,
+    TaskData)
 
 
 def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_files: bool = True,

@@ -10,30 +10,7 @@ from vjepa.data.datasets import ImageDataset, VideoDataset
 from vjepa.data.sampling import ClipSampling
 from vjepa.data.sources import TaskData, read_task
 from vjepa.data.transforms import eval_transform, probe_train_transform
-
-
-@dataclass
-class TaskViews:
-    """Clips (videos) or still clips (images) of a task: frames, stride, evaluation views, and the
-    training augmentation (random resized crop + flip, Table 6; off allows caching features)."""
-
-    num_frames: int = 16
-    frame_step: int = 4
-    eval_views: int = 3
-    still_frames: int = 16
-    augment: bool = True
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (0.75, 1.33)
-    hflip: bool = True
-    auto_augment: str | None = None             # IN1K: "original" (AutoAugment)
-    reprob: float = 0.0
-    allow_overlap: bool = False                 # official frozen evals: overlapping clips in short videos
-
-    def validate(self) -> None:
-        check_range(self, "num_frames", "frame_step", "eval_views", "still_frames", ge=1)
-        check_range(self, "scale", gt=0, le=1)
-        check_range(self, "ratio", gt=0)
-        check_range(self, "reprob", ge=0, le=1)
+from vjepa.configs import TaskViews  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 def clip_datasets(train_entries, val_entries, train_clip: ClipSampling, val_clip: ClipSampling,

@@ -21,10 +21,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from vjepa.configs import RAND_AUGMENT  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"  # VideoMAE / official probe (Table 8, spec 6.2)
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:

@@ -29,11 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vjepa.data.sampling import ClipSampling, clip_indices
-
-BACKENDS = ("decord", "pyav")
-
-# decord 0.6.0 cannot return frames of these widths (its copy fails with "The size must exactly match")
-DECORD_BROKEN_WIDTHS = (2, 4, 6, 8, 12, 16, 24, 48, 72)
+from vjepa.configs import BACKENDS, DECORD_BROKEN_WIDTHS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 class VideoDecodeError(RuntimeError):

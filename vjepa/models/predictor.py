@@ -13,8 +13,7 @@ import torch.nn as nn
 from vjepa.models.pos_embed import sincos_3d
 from vjepa.models.vit import (Block, LayerNorm, check_pos_encoding, gather_tokens, index_positions, init_weights,
                               pack, rope_tables, run_block, unpack)
-
-MASK_TOKEN_CHOICES = ("mask", "group")  # mask token i for mask config i (V-JEPA 1) | for fpc group i (V-JEPA 2)
+from vjepa.configs import MASK_TOKEN_CHOICES  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 class Predictor(nn.Module):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from vjepa.checkpoint import CheckpointError, load, load_into
 from vjepa.models.vit import MLP, Block
+from vjepa.configs import PROBE_KINDS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 class CrossAttention(nn.Module):
@@ -156,10 +157,6 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x.mean(dim=1)))
-
-
-# the probe kinds a probe run trains side by side: V-JEPA 1's attentive probe, V-JEPA 2's 4-block one
-PROBE_KINDS = ("attentive", "attentive4", "linear")
 
 
 def probe_kind(probe: nn.Module) -> str:

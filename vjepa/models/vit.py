@@ -16,6 +16,10 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from vjepa.models.pos_embed import interpolate_pos_embed, sincos_3d
+from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+    ROPE_LAYOUTS,
+    POS_ENCODINGS,
+    rope_axis_dim)
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -58,14 +62,7 @@ def unpack(x: torch.Tensor, segments: Segments) -> list[torch.Tensor]:
 # quirk the released weights were trained with); `interleaved` repeats each frequency for its pair
 # (w_floor(i/2)), the textbook rotation.
 
-ROPE_LAYOUTS = ("tiled", "interleaved")
-POS_ENCODINGS = ("sincos", "rope3d")
 Rope = tuple[torch.Tensor, torch.Tensor]  # (cos, sin) over the 3s rotated channels, per token
-
-
-def rope_axis_dim(head_dim: int) -> int:
-    """Channels s that each of the three axes rotates in a head of head_dim channels."""
-    return 2 * ((head_dim // 3) // 2)
 
 
 def index_positions(index: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
