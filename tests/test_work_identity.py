@@ -135,3 +135,16 @@ def test_dvc_repro_after_a_kill_and_an_upstream_change_starts_over_instead_of_re
     log = dvc(repo, "repro", "pretrain@1")
     assert "[pretrain-seed1] starting over: inputs.data/prepared changed" in log
     assert "[pretrain-seed1] resuming" not in log
+
+
+def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
+    repo = smoke_copy
+    ablations = yaml.safe_load((repo / "params.yaml").read_text())["ablations"]["points"]
+    with open(repo / "vjepa" / "detect.py", "a") as f:
+        f.write("\n# a comment\n")
+    assert sorted(json.loads(dvc(repo, "status", "--json"))) == ["detect"]  # not the days of pretraining
+    with open(repo / "vjepa" / "pretrain.py", "a") as f:
+        f.write("\n# a comment\n")
+    changed = sorted(json.loads(dvc(repo, "status", "--json")))
+    # the stages that run pretraining code; what reads their outputs re-runs if those outputs change
+    assert changed == sorted(["detect", "pretrain@0", "pretrain@1", *(f"ablate@{p}" for p in ablations)])
