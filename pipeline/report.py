@@ -151,7 +151,7 @@ def section_coverage(probes: dict, profile: str, names: dict | None = None) -> s
 
 
 def section_samples(pretrain: dict, profile: str) -> str:
-    rows = [[f"ours ({profile}), seed {m['seed']}", f"{m['samples_seen'] / 1e6:.4f}M"]
+    rows = [[f"ours ({profile}), seed {m['seed']}", _samples(m["samples_seen"])]
             for m in pretrain.values() if "samples_seen" in m]
     rows += [[name, f"{v}M"] for name, v in paper.TABLE12.items()]
     return "## Table 12: samples seen during pretraining\n\n" + _table(["model", "#samples seen"], rows) + "\n"
@@ -196,6 +196,16 @@ def verdict_numbers(c: PairedComparison | str) -> dict:
     return {"margin": round(c.difference, 4), "low": round(c.low, 4), "high": round(c.high, 4), "verdict": c.verdict}
 
 
+def _n(count: int, noun: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _samples(n: int) -> str:
+    """A sample count in the unit that shows it: 2.3M, 41.5k, 16 (a shrunk test run is not 0.0000M)."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
 def setup_line(clips: str | int, seeds: int, probe: str) -> str:
     """What a table was measured with: clips per video, seeds, probe."""
     clips = f"{clips} clip{'s' if str(clips) != '1' else ''} per video" if isinstance(clips, int) else clips
@@ -223,12 +233,12 @@ def section_learn(learn: dict, profile: str, roles: dict | None = None, names: d
             if (t, kind) in comparisons:
                 verdicts.append([name, *_verdict_row(comparisons[t, kind], kind)])
     first = comparisons and next((c for c in comparisons.values() if not isinstance(c, str)), None)
-    test = (f"{first.test}; {first.clips} validation clips x {first.seeds} seeds" if first else "")
+    test = (f"{first.test}; {first.clips} validation clips x {_n(first.seeds, 'seed')}" if first else "")
     table = (_table(["task (A = pretrained, B = random init)", *VERDICT_HEADER], [v for v in verdicts if isinstance(v, list)])
              if any(isinstance(v, list) for v in verdicts) else "")
     verdict_text = "\n".join([v for v in verdicts if isinstance(v, str)] + ([table] if table else []))
     return (f"## Does it learn? V-JEPA against a random encoder of the same shape ({profile} profile, "
-            f"{len(seeds)} seeds)\n\n"
+            f"{_n(len(seeds), 'seed')})\n\n"
             + f"*{setup_line(clips, len(seeds), 'attentive and linear, each the best of the lr x weight-decay grid')}*\n\n"
             + _table(["task", "probe", "pretrained", "random init", "margin", "margin per seed"], rows)
             + "\n\nMean ± sample standard deviation over seeds (seeds "
@@ -657,7 +667,7 @@ def build_report(P: Params) -> Path:
     figs = [  # (path or None, one-line caption)
         (figure_probes(learn, names),
          f"Pretrained V-JEPA encoder beside a random-init encoder of the same shape, validation top-1 per task and "
-         f"probe ({profile} profile; bars: mean over {seeds} seeds, dots: seeds; no error bars: the verdict table's "
+         f"probe ({profile} profile; bars: mean over {_n(seeds, 'seed')}, dots: seeds; no error bars: the verdict table's "
          "paired intervals are the test)."),
         (figure_masking(ablate, reference, names),
          "Masking ablations, one row per table: ours (one seed per point, no error bars; the paired verdicts "

@@ -152,3 +152,9 @@ def test_mixup_switched_off_by_the_profile_is_named_at_table_8(default_report):
 def test_the_masking_figure_draws_no_seed_spread_error_bars(default_report):
     _, text, _ = default_report
     assert "seed-to-seed s.d." not in text and "error bars: the seed spread" not in text
+
+
+def test_samples_seen_and_seed_counts_read_in_their_own_units():
+    from pipeline.report import _n, _samples
+    assert [_samples(n) for n in (16, 41_472, 2_304_000, 270_000_000)] == ["16", "41.5k", "2.3M", "270.0M"]
+    assert (_n(1, "seed"), _n(3, "seed")) == ("1 seed", "3 seeds")
