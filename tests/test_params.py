@@ -211,3 +211,10 @@ def test_profile_accepts_only_the_names_in_profiles_and_writes_nothing_otherwise
     with pytest.raises(ConfigError, match="no profile"):
         profiles.use_profile(name, root)
     assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+
+
+def test_probe_defaults_may_set_max_skipped_fraction_and_an_out_of_range_value_is_named():
+    P = from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=0.05)))
+    assert P.probe_config("k400", 5, 1, 0).max_skipped_fraction == 0.05
+    with pytest.raises(ConfigError, match=r"probe\.defaults\.max_skipped_fraction: must be >= 0 and <= 1, got 5"):
+        from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=5)))
