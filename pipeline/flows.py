@@ -61,12 +61,19 @@ def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
 
 
+# how DVC reports a stage command that exited 2: `python -m pipeline` does so for a params or key
+# mistake, which the same checkout repeats on every try
+CONFIG_EXIT = "exited with 2"
+
+
 def _dvc_or_raise(target: str, *args: str, cwd: Path) -> str:
-    """Run a dvc command; on failure raise naming the stage, the command and DVC's stderr tail."""
+    """Run a dvc command; on failure raise naming the stage, the command and DVC's stderr tail
+    (StageRefused, never retried, when the stage's command exited 2: a params mistake)."""
     done = _dvc(*args, cwd=cwd)
     if done.returncode != 0:
-        raise RuntimeError(f"stage {target}: `dvc {' '.join(args)}` failed in {cwd} (exit {done.returncode}):\n"
-                           f"{(done.stderr or done.stdout)[-TAIL:]}")
+        tail = (done.stderr or done.stdout)[-TAIL:]
+        error = StageRefused if CONFIG_EXIT in tail else RuntimeError
+        raise error(f"stage {target}: `dvc {' '.join(args)}` failed in {cwd} (exit {done.returncode}):\n{tail}")
     return done.stdout
 
 
@@ -186,6 +193,10 @@ def apply_records(root: Path, records: list[dict]) -> None:
         tmp.replace(path)
 
 
+class StageRefused(RuntimeError):
+    """The stage's own command refused its params (exit 2); never retried."""
+
+
 class RecordError(ValueError):
     """A received stage record is malformed or names a file outside the checkout (never retried)."""
 
@@ -226,7 +237,7 @@ def _refuse_unmet(root: Path, target: str, remote: bool) -> None:
 
 
 # deterministic refusals: the same inputs fail the same way, so a retry only delays the error
-NOT_RETRIED = (RecordError, UpstreamMissing, ValueError, KeyError)
+NOT_RETRIED = (RecordError, UpstreamMissing, StageRefused, ValueError, KeyError)
 
 
 def _retry_condition(task, task_run, state) -> bool:

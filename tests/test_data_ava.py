@@ -204,3 +204,21 @@ def test_proposals_whose_values_are_not_arrays_of_numbers_are_an_error_naming_th
     with pytest.raises(AnnotationError, match=rf"^{path}: key 'v,0902': expected an \[N, 5\] or \[N, 4\] array of numbers, "
                                               rf"got {type(value).__name__} "):
         read_ava_proposals(path, 0.5)
+
+
+@pytest.mark.parametrize("video_id", ["../outside", "/etc", "a/../../outside"])
+def test_an_ava_video_id_that_leads_out_of_the_frames_folder_is_refused_naming_it(tmp_path, video_id):
+    from vjepa.runtime import PathEscapeError
+
+    _frames(tmp_path / "outside", ["outside_000001.jpg"])
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(PathEscapeError, match=r"AVA video id \(frames under .*frames\) '"):
+        AvaFrameFolder(tmp_path / "frames").frame_paths(video_id)
+
+
+def test_an_ava_frames_folder_linked_to_another_disk_is_still_read(tmp_path):
+    _frames(tmp_path / "disk2" / "vid", ["vid_000001.jpg", "vid_000002.jpg"])
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "vid").symlink_to(tmp_path / "disk2" / "vid")
+    assert [p.rsplit("/", 1)[1] for p in AvaFrameFolder(tmp_path / "frames").frame_paths("vid")] == \
+        ["vid_000001.jpg", "vid_000002.jpg"]

@@ -245,3 +245,22 @@ def test_the_same_file_listed_twice_with_two_labels_is_refused_naming_both_lines
                    "air drumming,x1,1,11,train\n")
     _raises(lambda: read_kinetics_csv(csv, tmp_path, path_format="{youtube_id}.mp4", check_files=False), csv, 4,
             r"x1\.mp4 is listed twice with two labels: 0 \(line 2\) and 1 \(line 4\)")
+
+
+def test_names_an_annotation_file_gives_under_a_data_root_must_stay_under_it(tmp_path):
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\n../../etc,x2,1,11,train\n")
+    _raises(lambda: read_kinetics_csv(csv, tmp_path / "videos", check_files=False), csv, 3,
+            r"clip \(under .*videos\) '\.\./\.\./etc/x2_000001_000011\.mp4' leads outside")
+    items = [{"id": "1", "label": "a", "template": "Holding [something]", "placeholders": []},
+             {"id": "../../x", "label": "b", "template": "Holding [something]", "placeholders": []}]
+    labels, split = _ssv2_files(tmp_path, items)
+    with pytest.raises(AnnotationError, match=r"video \(under .*\) '\.\./\.\./x\.webm' leads outside"):
+        read_ssv2(split, labels, tmp_path / "v", check_files=False)
+    p = _inat(tmp_path, [{"id": 1, "image_id": 10, "category_id": 7}, {"id": 2, "image_id": 11, "category_id": 3}])
+    p.write_text(p.read_text().replace("train/00000_a/y.jpg", "/etc/passwd"))
+    with pytest.raises(AnnotationError, match=r"image \(under .*\) '/etc/passwd' is absolute"):
+        read_inat_json(p, check_files=False)
+    # names that only look odd stay: a '..' inside a name, and '..' that comes back under the root
+    p.write_text(p.read_text().replace("/etc/passwd", "train/a..b/../00000_a/y.jpg"))
+    assert read_inat_json(p, check_files=False)[0][1][0] == str(tmp_path / "train/00000_a/y.jpg")

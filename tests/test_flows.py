@@ -334,6 +334,19 @@ def test_deterministic_refusals_are_not_retried_but_a_killed_stage_is():
     assert flows._retry_condition(None, None, failed(RuntimeError("dvc repro: killed"))) is True
 
 
+def test_a_stage_command_refusing_its_params_is_not_retried_and_other_failures_are(tmp_path):
+    repo = tmp_path / "tiny"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text('stages:\n  bad:\n    cmd: python -c "import sys; sys.exit(2)"\n'
+                                   '  dies:\n    cmd: python -c "import sys; sys.exit(1)"\n')
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=repo, check=True, capture_output=True)
+    with pytest.raises(flows.StageRefused, match=r"(?s)stage bad: `dvc repro bad` failed .* exited with 2"):
+        flows._dvc_or_raise("bad", "repro", "bad", cwd=repo)
+    with pytest.raises(RuntimeError) as e:
+        flows._dvc_or_raise("dies", "repro", "dies", cwd=repo)
+    assert not isinstance(e.value, flows.StageRefused)
+
+
 def test_a_runs_profile_applies_to_that_run_only_and_leaves_the_checkout_as_it_found_it(tmp_path):
     import shutil
 

@@ -291,3 +291,10 @@ def test_the_profile_command_names_the_profile_file_it_read(tmp_path, monkeypatc
     monkeypatch.setattr(profiles, "ROOT", _tree(tmp_path))
     assert main(["profile", "tiny"]) == 0
     assert capsys.readouterr().out.startswith("params.yaml <- profiles/tiny.yaml: now `dvc repro` runs the 'tiny'")
+
+
+def test_probe_defaults_may_set_max_skipped_fraction_and_an_out_of_range_value_is_named():
+    P = from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=0.05)))
+    assert P.probe_config("k400", 5, 1, 0).max_skipped_fraction == 0.05
+    with pytest.raises(ConfigError, match=r"probe\.defaults\.max_skipped_fraction: must be >= 0 and <= 1, got 5"):
+        from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=5)))

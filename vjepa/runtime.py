@@ -108,13 +108,19 @@ class PathEscapeError(ValueError):
     points outside the folder it belongs to."""
 
 
-def confined(path: str | os.PathLike, root: str | os.PathLike, what: str = "path") -> Path:
-    """`path` (relative to `root`) resolved, refused with PathEscapeError naming it when it is
-    absolute or leads out of `root` (`..`, or a symlink inside `root` that points out)."""
-    base = Path(root).resolve()
+def confined(path: str | os.PathLike, root: str | os.PathLike, what: str = "path", follow_links: bool = True) -> Path:
+    """`path` (relative to `root`) joined under it, refused with PathEscapeError naming it when it is
+    absolute or leads out of `root`: by `..`, or (follow_links) by a symlink inside `root` that
+    points out. Without follow_links the check is on the name alone, for data trees whose folders
+    may be links to other disks."""
     if Path(path).is_absolute():
-        raise PathEscapeError(f"{what} {str(path)!r} is absolute; it must be relative to {base}")
-    full = (base / path).resolve()
+        raise PathEscapeError(f"{what} {str(path)!r} is absolute; it must be relative to {root}")
+    if follow_links:
+        base = Path(root).resolve()
+        full = (base / path).resolve()
+    else:
+        base = Path(os.path.abspath(root))
+        full = Path(os.path.normpath(base / path))
     if full != base and base not in full.parents:
         raise PathEscapeError(f"{what} {str(path)!r} leads outside {base} (to {full})")
     return full

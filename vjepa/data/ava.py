@@ -24,6 +24,7 @@ import pandas as pd
 
 from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text, read_text
 from vjepa.configs import AVA_EVAL_CLASS_IDS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.runtime import confined
 
 AVA_FPS = 30
 AVA_START_SEC = 900
@@ -349,7 +350,10 @@ class AvaFrameFolder:
     def frame_paths(self, video_id: str) -> list[str]:
         """The ordered frame files of one video (listed once per process)."""
         if video_id not in self._cache:
-            self._cache[video_id] = _list_frames(str(self.root / video_id), video_id)
+            # the id comes from an annotation file: its folder must be one under root (names only,
+            # as frame folders may be links to other disks)
+            folder = confined(video_id, self.root, f"AVA video id (frames under {self.root})", follow_links=False)
+            self._cache[video_id] = _list_frames(str(folder), video_id)
         return self._cache[video_id]
 
     def keyframe_index(self, sec: int) -> int:

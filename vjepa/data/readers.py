@@ -234,6 +234,24 @@ def check_files_exist(paths: Sequence[str] | pa.Array, where, line_of_index=None
             raise AnnotationError(where, line_of_index(i) if line_of_index else None, f"{what} not found: {p}")
 
 
+def confine_names(names: Sequence[str] | pa.Array, root, where, line_of_index=None, what: str = "path") -> None:
+    """Names an annotation file gives relative to a data root (a Kinetics clip, an SSv2 video, an
+    iNat image) must stay under it: an absolute name or one whose `..` leads out is an
+    AnnotationError naming the file and line. Only names with `..` or a leading '/' are looked at
+    one by one (by vjepa.runtime.confined), so millions of plain names cost one vectorised pass."""
+    import pyarrow.compute as pc
+
+    from vjepa.runtime import PathEscapeError, confined
+
+    arr = names if isinstance(names, pa.Array) else pa.array(list(names), type=pa.large_string())
+    flagged = pc.or_(pc.starts_with(arr, "/"), pc.match_substring_regex(arr, r"(^|/)\.\.(/|$)"))
+    for k in np.flatnonzero(np.asarray(flagged.to_numpy(zero_copy_only=False))):
+        try:
+            confined(arr[int(k)].as_py(), root, f"{what} (under {root})", follow_links=False)
+        except PathEscapeError as e:
+            raise AnnotationError(where, line_of_index(int(k)) if line_of_index else None, str(e)) from None
+
+
 def check_one_label_per_path(entries: "Entries", where, line_of_index=None) -> None:
     """A file listed twice with two different labels is an AnnotationError naming the file, the
     path and both lines (listed twice with one label is allowed: a deliberate repeat)."""
@@ -425,7 +443,7 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
         class_to_idx = dict(classes)
     else:
         class_to_idx = {c: k for k, c in enumerate(classes)}
-    paths, labels, lines = [], np.empty(len(rows), dtype=np.int32), []
+    paths, labels, lines, rels = [], np.empty(len(rows), dtype=np.int32), [], []
     root_s = str(root)
     for n, (i, label, yid, t0, t1, split) in enumerate(rows):
         k = class_to_idx.get(label)
@@ -434,10 +452,12 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
         rel = path_format.format(label=label, label_underscored=label.replace(" ", "_"), youtube_id=yid,
                                  time_start=t0, time_end=t1, split=split)
         paths.append(f"{root_s}/{rel}")
+        rels.append(rel)
         labels[n] = k
         lines.append(i)
+    confine_names(rels, root_s, path, lambda n: lines[n], "clip")
     entries = Entries(paths, labels)
-    del paths
+    del paths, rels
     if check_files:
         check_files_exist(entries.paths, path, lambda n: lines[n], progress, "clip")
     check_one_label_per_path(entries, path, lambda n: lines[n])
@@ -549,6 +569,8 @@ def read_ssv2(split_json: str | os.PathLike, labels_json: str | os.PathLike,
     if not paths:
         raise AnnotationError(split_json, None, "the list has no entries")
     del data
+    confine_names([p[len(str(root)) + 1:] for p in paths], str(root), split_json,
+                  lambda n: json_item_line(split_json, None, n), "video")
     entries = Entries(paths, labels)
     if check_files:
         check_files_exist(entries.paths, split_json, lambda n: json_item_line(split_json, None, n), progress, "video")
@@ -674,6 +696,7 @@ def read_inat_json(path: str | os.PathLike, image_root: str | os.PathLike | None
         fail("images", n, f"image id {image_ids[n]} has no annotation")
     labels = np.empty(len(image_ids), dtype=np.int32)
     labels[image_index] = cpos
+    confine_names(names, str(root), path, lambda n: json_item_line(path, "images", n), "image")
     entries = Entries(_under(str(root), names), labels)
     if check_files:
         check_files_exist(entries.paths, path, lambda n: json_item_line(path, "images", n), progress, "image")
