@@ -177,7 +177,7 @@ def loader_part(args) -> dict:
     consumption = (results.get("vitl_eager") or {}).get("clips_per_s")
     if consumption:
         print(f"the ViT-L/16 bf16 step above consumes {consumption:.1f} clips/s")
-    else:
+    elif not args.dry:
         print("no clips/s of the eager ViT-L/16 step in the results (part 1a did not finish): loader rows only")
     sizes = ["32"] if args.rehearse else ["224", "384"]
     extra = (["--clips", "2", "--files-per-format", "1", "--batch", "2", "--preset", "ultrafast"] if args.rehearse
