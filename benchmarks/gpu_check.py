@@ -177,7 +177,7 @@ def loader_part(args) -> dict:
     consumption = (results.get("vitl_eager") or {}).get("clips_per_s")
     if consumption:
         print(f"the ViT-L/16 bf16 step above consumes {consumption:.1f} clips/s")
-    else:
+    elif not args.dry:
         print("no clips/s of the eager ViT-L/16 step in the results (part 1a did not finish): loader rows only")
     sizes = ["32"] if args.rehearse else ["224", "384"]
     extra = (["--clips", "2", "--files-per-format", "1", "--batch", "2", "--preset", "ultrafast"] if args.rehearse
@@ -203,12 +203,16 @@ def loader_part(args) -> dict:
             return {"error": f"exit {proc.returncode}", "stderr": proc.stderr.strip()[-800:]}
         rows = json.loads(out.read_text())
     r = {"device": args.device, "cpus": os.cpu_count(), "step_clips_per_s": consumption, "sizes": rows}
-    fin = rows[sizes[0]]["ours pyav, finish"]["clips_per_s_per_worker"]
+    fin = rows[sizes[0]]["ours pyav, finish"]
     if consumption:
-        # each DataLoader worker is one process on one core; the consumer needs this many of them
-        r["workers_to_feed_step"] = consumption / fin
-        print(f"at {sizes[0]} px the loader (decode in the worker, finish on {args.device}) gives {fin:.2f} clips/s "
-              f"per worker: the step needs {r['workers_to_feed_step']:.1f} workers ({os.cpu_count()} CPUs here)")
+        # a DataLoader worker is one process (its decoder may use more than one core): workers by wall
+        # time, cores by CPU time
+        r["workers_to_feed_step"] = consumption / fin["clips_per_s_per_worker"]
+        r["cpus_to_feed_step"] = consumption / fin["clips_per_cpu_s"]
+        print(f"at {sizes[0]} px the loader (decode in the worker, finish on {args.device}) gives "
+              f"{fin['clips_per_s_per_worker']:.2f} clips/s per worker, {fin['clips_per_cpu_s']:.2f} per CPU-second: "
+              f"the step needs {r['workers_to_feed_step']:.1f} workers, {r['cpus_to_feed_step']:.1f} CPUs "
+              f"({os.cpu_count()} here)")
     return r
 
 

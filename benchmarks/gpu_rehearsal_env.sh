@@ -26,7 +26,7 @@ for p in timm pandas pyarrow pillow scikit-learn scipy PyYAML tqdm matplotlib py
 done
 "$PY312" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q "${IMAGE[@]}" "${OTHERS[@]}"
+"$VENV/bin/python" -m pip install -q "${IMAGE[@]}" "${OTHERS[@]}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 bash benchmarks/gpu_wheels.sh
 rm -rf "$VENV/site"
 "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$VENV/site" .whl/*.whl

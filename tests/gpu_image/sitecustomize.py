@@ -23,6 +23,16 @@ class _Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _Block())
 
 
+def _top_level(file):
+    """The importable top-level name a file lies under (pandas for .../site-packages/pandas/_libs/x.so,
+    which may be registered under another name), by the sys.path entry holding it."""
+    real = os.path.realpath(file)
+    for entry in sorted((os.path.realpath(p) for p in sys.path if p), key=len, reverse=True):
+        if real.startswith(entry + os.sep):
+            return os.path.relpath(real, entry).split(os.sep)[0].split(".")[0]
+    return None
+
+
 def _write_log():
     from importlib.metadata import packages_distributions
 
@@ -35,7 +45,7 @@ def _write_log():
         file = getattr(mod, "__file__", None)
         if not file or os.path.dirname(os.path.realpath(file)) in stdlib:
             continue  # built in, made by an extension (Cython's), or the interpreter's own (_sysconfigdata)
-        mods[name] = {"file": file, "dists": dists.get(name, [])}
+        mods[name] = {"file": file, "dists": dists.get(_top_level(file) or name, [])}
     path = os.path.join(os.environ["GPU_IMAGE_IMPORT_LOG"], f"{os.getpid()}.json")
     with open(path, "w") as f:
         json.dump({"argv": sys.argv, "modules": mods}, f)
