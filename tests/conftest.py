@@ -74,10 +74,10 @@ def checkout_copy(dst: Path, without: tuple[str, ...] = ()) -> Path:
     return dst
 
 
-def dvc(repo: Path, *args) -> str:
+def dvc(repo: Path, *args, timeout: int = 900) -> str:
     """Run dvc in `repo` with MLflow off; fails the test with DVC's output."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 

@@ -125,7 +125,7 @@ def test_the_other_paper_profiles_are_planned_over_release_format_data(paper_rep
 
 def _run_end_to_end(repo, base: str, tree: dict) -> dict:
     name = _with_test_profile(repo, base, tree)
-    dvc(repo, "repro")
+    dvc(repo, "repro", timeout=3600)  # 60 stages: about 10 minutes on a quiet 2-core machine
     return {str(p.relative_to(repo / "metrics" / name)): json.loads(p.read_text())
             for p in (repo / "metrics" / name).rglob("*.json")}
 
