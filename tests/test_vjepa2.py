@@ -365,3 +365,33 @@ def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), enc(x))
+
+
+def test_vjepa2_probe_file_with_its_classifiers_list_loads_as_the_4_block_probe(tmp_path):
+    from vjepa.checkpoint import save_atomic
+    probes = [vjepa2_probe(64, 5, num_heads=4) for _ in range(2)]
+    for p in probes:
+        jitter(p)
+    # the layout of V-JEPA 2's eval files: one state per trained head, DDP's `module.` prefix, no `proj`
+    save_atomic({"classifiers": [official_probe_state(p) for p in probes], "epoch": 20}, tmp_path / "ssv2.pt")
+    assert not any("xattn.proj" in k for k in official_probe_state(probes[0]))
+    with pytest.raises(CheckpointError, match="holds 2 probes in 'classifiers'; say which with head="):
+        probe_from_file(tmp_path / "ssv2.pt", num_heads=4)
+    loaded = probe_from_file(tmp_path / "ssv2.pt", num_heads=4, head=1)
+    tokens = torch.randn(2, N, 64)
+    with torch.no_grad():
+        assert loaded.pooler.blocks_first and len(loaded.pooler.blocks) == 3
+        assert torch.equal(loaded(tokens), probes[1].eval()(tokens))
+
+
+def test_the_4_block_probe_trains_beside_the_others_on_a_rope_encoder(tmp_path):
+    from test_probe import Bands, fast_cfg
+    from vjepa.probe import run_probe
+    enc, _ = v2_models()
+    enc.requires_grad_(False)
+    cfg = fast_cfg(kinds=["attentive4", "linear"], num_heads=4, lrs=[1e-2], epochs=3)
+    metrics = run_probe(cfg, enc, Bands(48, seed=0), Bands(24, seed=1), tmp_path, "tiny rope")
+    assert set(metrics["best_probe_by_kind"]) == {"attentive4", "linear"}
+    assert metrics["probes"]["attentive4_lr0.01_wd0.01"]["top1"] >= 80.0  # 3 bands, chance is 33%
+    probe = probe_from_file(tmp_path / "probes" / "attentive4_lr0.01_wd0.01.pth.tar", num_heads=4)
+    assert probe.pooler.blocks_first and len(probe.pooler.blocks) == 3
