@@ -232,6 +232,13 @@ def test_hf_classification_head_is_our_4_block_probe(tmp_path):
     tokens = torch.randn(3, 20, 64)
     with torch.no_grad():
         torch.testing.assert_close(probe(tokens), model.classifier(model.pooler(tokens)), rtol=0, atol=HF_ATOL)
+    # a saved HF folder is a probe `evaluate_only` and the hub load as it is (config heads and eps)
+    from vjepa.hub import load_probe
+    model.save_pretrained(tmp_path / "hf-head")
+    with torch.no_grad():
+        assert torch.equal(load_probe(tmp_path / "hf-head", num_heads=2)(tokens), probe(tokens))
+    with pytest.raises(CheckpointError, match="runs with 2 attention heads, not 16"):
+        load_probe(tmp_path / "hf-head", num_heads=16)
     # and as a probe file of the released layout it comes back as the same probe
     from vjepa.checkpoint import save_atomic
     save_atomic({"classifier": official_probe_state(probe)}, tmp_path / "probe.pt")
