@@ -124,6 +124,21 @@ def test_predictor_sort_changes_nothing_but_rounding_and_mask_token_follows_the_
         assert not torch.equal(by_group[0], pred(z, ctx, tgt, mask_index=0))
 
 
+def test_rope_training_step_gives_the_same_gradients_with_activation_checkpointing():
+    """The rotation tables travel through checkpointed blocks: recomputation gives the same gradients."""
+    grads = []
+    for ckpt in (False, True):
+        enc, pred = v2_models(ModelConfig(**{**V2.__dict__, "activation_checkpointing": ckpt}))
+        enc.train(), pred.train()
+        ctx, tgt = masks(2)
+        z = enc(torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(3)), [ctx, ctx[:, :12]])
+        out = pred.forward_masks(z, [ctx, ctx[:, :12]], [tgt, tgt])
+        sum(o.abs().mean() for o in out).backward()
+        grads.append([p.grad for p in [*enc.parameters(), *pred.parameters()] if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_vitg_is_v_jepa_2s_22_heads_and_its_predictor_has_12():
     cfg = ModelConfig(size="giant_xformers", img_size=256, num_frames=64, pos_encoding="rope3d",
                       pred_num_heads=12, num_mask_tokens=10, pred_sort_tokens=True, mask_token_per="group")
