@@ -128,7 +128,8 @@ def test_check_on_the_command_line_names_the_key(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 # profiles
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384"])
+@pytest.mark.parametrize("name", ["default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384", "vjepa2-vitl",
+                                  "vjepa2-vith", "vjepa2-vitg", "vjepa2-vitg-384"])
 def test_every_profile_resolves_over_its_base_and_validates(name, tmp_path, capsys):
     assert main(["check", name]) == 0
     assert f"profile {name}: valid" in capsys.readouterr().out

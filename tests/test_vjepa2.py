@@ -417,3 +417,22 @@ def test_the_4_block_probe_trains_beside_the_others_on_a_rope_encoder(tmp_path):
     assert metrics["probes"]["attentive4_lr0.01_wd0.01"]["top1"] >= 80.0  # 3 bands, chance is 33%
     probe = probe_from_file(tmp_path / "probes" / "attentive4_lr0.01_wd0.01.pth.tar", num_heads=4)
     assert probe.pooler.blocks_first and len(probe.pooler.blocks) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipe as profiles (phase 1)
+
+def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup():
+    from pipeline import profiles
+    from pipeline.config import from_mapping
+    for name, size, img in [("vjepa2-vitl", "large", 256), ("vjepa2-vitg", "giant_xformers", 256),
+                            ("vjepa2-vitg-384", "giant_xformers", 384)]:
+        P = from_mapping(profiles.resolve(name))
+        cfg = P.pretrain_config(P.main_seed)
+        m, o = cfg.model, cfg.optim
+        assert (m.size, m.img_size, m.pos_encoding, m.rope_layout, m.pred_num_heads) == (size, img, "rope3d", "tiled", 12)
+        assert m.pred_sort_tokens and m.mask_token_per == "group" and o.clip_grad is None
+        assert o.lr_at(1) == pytest.approx(1e-4, rel=1e-2)  # warmup from 1e-4 ...
+        assert o.lr_at(12_001) == o.lr_at(200_000) == o.lr_at(240_000) == pytest.approx(5.25e-4)  # ... then flat
+        assert o.weight_decay_at(1) == o.weight_decay_at(240_000) == pytest.approx(0.04)
+        assert o.momentum_at(1) == o.momentum_at(240_000) == pytest.approx(0.99925)
