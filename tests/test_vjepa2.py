@@ -436,3 +436,18 @@ def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup
         assert o.lr_at(12_001) == o.lr_at(200_000) == o.lr_at(240_000) == pytest.approx(5.25e-4)  # ... then flat
         assert o.weight_decay_at(1) == o.weight_decay_at(240_000) == pytest.approx(0.04)
         assert o.momentum_at(1) == o.momentum_at(240_000) == pytest.approx(0.99925)
+
+
+def test_pretraining_runs_with_the_v_jepa_2_switches_and_its_checkpoint_loads_as_released(tmp_path):
+    from test_pretrain import MovingSquares, read_metrics, tiny_config
+    from vjepa.pretrain import pretrain
+    switches = dict(pos_encoding="rope3d", pred_num_heads=2, pred_sort_tokens=True, mask_token_per="group",
+                    num_mask_tokens=1)
+    cfg = tiny_config(model=switches, batch_size=4, optim={"iterations": 4, "warmup_iterations": 1}, checkpoint_every=4)
+    pretrain(cfg, MovingSquares(4), tmp_path)
+    losses = [m["loss"] for m in read_metrics(tmp_path)]
+    assert len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
+    enc, pred = build_encoder(cfg.model), build_predictor(cfg.model)
+    ck = load_released(tmp_path / "latest.pth.tar", encoder=enc, predictor=pred)  # official layout, strictly
+    assert enc.pos_encoding == "rope3d" and "pos_embed" not in ck["encoder"]
+    assert pred.mask_tokens[0].abs().sum() > 0  # the group's token learnt (it starts at zero)
