@@ -284,8 +284,11 @@ def test_released_checkpoint_round_trips_to_a_hf_folder(tmp_path):
         torch.testing.assert_close(out.predictor_output.last_hidden_state,
                                    src_pred(gather_tokens(src_enc(x), ctx), ctx, tgt_idx, mask_index=1),
                                    rtol=0, atol=HF_ATOL)
-        assert torch.equal(back_enc(x), src_enc(x))  # ours -> HF -> ours is exact
-    e, p = states_from_hf(model.state_dict())
+        # ours -> HF -> ours is exact
+        assert torch.equal(back_enc(x), src_enc(x))
+        z = gather_tokens(src_enc(x), ctx)
+        assert torch.equal(back_pred(z, ctx, tgt_idx, mask_index=1), src_pred(z, ctx, tgt_idx, mask_index=1))
+    _, p = states_from_hf(model.state_dict())
     assert all(torch.equal(v, src_pred.state_dict()[k]) for k, v in p.items())
 
 
