@@ -220,13 +220,14 @@ class Params:
     def pretrain_config(self, seed: int, point: str | None = None) -> PretrainConfig:
         """`model`, `masks` and `pretrain.train` with this seed; with an ablation point, then
         `ablations.pretrain` and the point's `pretrain` on top (a point's masks also set the
-        number of mask tokens, unless it sets model.num_mask_tokens itself)."""
+        number of mask tokens, unless it sets model.num_mask_tokens itself or takes them per fpc group)."""
         raw = {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
         where = "pretrain.train"
         if point is not None:
             changes = merge(self.ablations.pretrain, self.ablations.points[point].pretrain)
             raw = merge(raw, changes)
-            if "masks" in changes and "num_mask_tokens" not in changes.get("model", {}):
+            per_mask = raw["model"].get("mask_token_per", "mask") == "mask"
+            if "masks" in changes and "num_mask_tokens" not in changes.get("model", {}) and per_mask:
                 raw["model"]["num_mask_tokens"] = len(raw["masks"])
             where = f"ablations.points.{point}.pretrain"
         return from_dict(PretrainConfig, {**raw, "seed": seed}, where)

@@ -159,7 +159,8 @@ def test_ctrl_c_in_a_stage_says_that_re_running_resumes_in_one_line(monkeypatch,
 # ----------------------------------------------------------------------------------------------
 # profiles
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384"])
+@pytest.mark.parametrize("name", ["default", "smoke", "paper-vitl16", "paper-vith16", "paper-vith16-384", "vjepa2-vitl",
+                                  "vjepa2-vith", "vjepa2-vitg", "vjepa2-vitg-384"])
 def test_every_profile_resolves_over_its_base_and_validates(name, tmp_path, capsys):
     assert main(["check", name]) == 0
     assert f"profile {name}: valid" in capsys.readouterr().out

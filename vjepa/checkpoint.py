@@ -148,12 +148,21 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = 
     model.load_state_dict(state, strict=True)
 
 
+# the fixed sin-cos tables that V-JEPA 2's hub loader says its files still carry; a 3D-RoPE model has no
+# such parameter, so these are the only keys ever dropped, and only when loading into a RoPE model
+UNUSED_WITH_ROPE = frozenset({"pos_embed", "predictor_pos_embed"})
+
+
 def load_official_module(model: nn.Module, checkpoint: Mapping[str, Any], key: str, path: str = "checkpoint") -> None:
-    """Load checkpoint[key] (e.g. 'target_encoder', 'encoder', 'predictor') strictly into model."""
+    """Load checkpoint[key] (e.g. 'target_encoder', 'encoder', 'predictor') strictly into model; of a
+    V-JEPA 2 file into a RoPE model, only the unused sin-cos tables (UNUSED_WITH_ROPE) are left out."""
     if key not in checkpoint:
         raise CheckpointError(f"{path} has no '{key}' entry; it has {sorted(map(str, checkpoint))}")
     check_state_dict(checkpoint[key], f"{path}['{key}']")
-    load_into(model, strip_prefix(checkpoint[key]), where=f"{path}['{key}']")
+    state = strip_prefix(checkpoint[key])
+    if getattr(model, "pos_encoding", "sincos") == "rope3d":
+        state = {k: v for k, v in state.items() if k not in UNUSED_WITH_ROPE}
+    load_into(model, state, where=f"{path}['{key}']")
 
 
 def official_layout(encoder: nn.Module, predictor: nn.Module, target_encoder: nn.Module, *,

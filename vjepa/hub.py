@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, check_state_dict, encoder_config_from_state, load, strip_prefix
-from vjepa.models.convert import load_released_module
+from vjepa.checkpoint import (CheckpointError, check_state_dict, encoder_config_from_state, load, load_official_module,
+                              strip_prefix)
 from vjepa.models.registry import ModelConfig, build_encoder
 
 URL = "https://dl.fbaipublicfiles.com/jepa"
@@ -154,7 +154,7 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     with torch.device("meta"):  # no random init of weights about to be replaced
         encoder = build_encoder(cfg)
     encoder = encoder.to_empty(device="cpu")
-    load_released_module(encoder, ck, key, str(path))  # strict; a RoPE model drops only unused sin-cos tables
+    load_official_module(encoder, ck, key, str(path))  # strict; a RoPE model drops only unused sin-cos tables
     return encoder.to(device=device, dtype=dtype).eval()
 
 
@@ -180,9 +180,14 @@ class Classifier(nn.Module):
 
 
 def load_probe(path_or_name: str | os.PathLike, num_heads: int, download: bool = False) -> nn.Module:
-    """A probe file (a released attentive probe or one of ours) as a model in eval mode."""
+    """A probe file (a released attentive probe of V-JEPA 1 or 2, or one of ours; or a Hugging Face
+    VJEPA2ForVideoClassification folder or .safetensors, its head) as a model in eval mode."""
     from vjepa.models.probes import probe_from_file
 
+    path = Path(path_or_name)
+    if path.is_dir() or path.suffix == ".safetensors":
+        from vjepa.models.convert import probe_from_hf_files
+        return probe_from_hf_files(path, num_heads)
     return probe_from_file(resolve(path_or_name, download), num_heads)
 
 

@@ -20,14 +20,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, load, load_into, strip_prefix
+from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module
 from vjepa.models.predictor import Predictor
 from vjepa.models.registry import ModelConfig, build_encoder, build_predictor
 from vjepa.models.vit import VisionTransformer
-
-# the fixed sin-cos tables the vjepa2 hub loader says its files still carry; a RoPE model has no such
-# parameter, so they are the only keys ever dropped, and only from a RoPE model's state
-UNUSED_WITH_ROPE = {"pos_embed", "predictor_pos_embed"}
 
 # ours -> Hugging Face, per block (qkv is split separately)
 _BLOCK = {"norm1": "norm1", "attn.proj": "attention.proj", "norm2": "norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
@@ -41,26 +37,16 @@ HF_WEIGHTS = "model.safetensors"
 # ---------------------------------------------------------------------------------------------
 # released (facebookresearch/vjepa2) checkpoints
 
-def load_released_module(model: nn.Module, checkpoint: Mapping[str, Any], key: str, where: str = "checkpoint") -> None:
-    """Load checkpoint[key] ('encoder', 'predictor' or 'target_encoder') strictly into model, prefixes
-    stripped; a RoPE model drops only the unused sin-cos tables (see UNUSED_WITH_ROPE) if present."""
-    if key not in checkpoint:
-        raise CheckpointError(f"{where} has no '{key}' entry; it has {sorted(checkpoint)}")
-    state = strip_prefix(checkpoint[key])
-    if getattr(model, "pos_encoding", "sincos") == "rope3d":
-        state = {k: v for k, v in state.items() if k not in UNUSED_WITH_ROPE}
-    load_into(model, state, where=f"{where}['{key}']")
-
-
 def load_released(source: str | Path | Mapping[str, Any], encoder: nn.Module | None = None,
                   predictor: nn.Module | None = None, target_encoder: nn.Module | None = None) -> dict:
     """Load a released V-JEPA 2 file (read with weights_only) or its loaded dict strictly into the
-    models given; returns the dict."""
+    models given (see load_official_module: of a RoPE model, only unused sin-cos tables are left out);
+    returns the dict."""
     ck = load(source) if isinstance(source, (str, Path)) else source
     where = str(source) if isinstance(source, (str, Path)) else "V-JEPA 2 checkpoint"
     for key, model in (("encoder", encoder), ("predictor", predictor), ("target_encoder", target_encoder)):
         if model is not None:
-            load_released_module(model, ck, key, where)
+            load_official_module(model, ck, key, where)
     return ck
 
 
@@ -271,3 +257,23 @@ def probe_from_hf(state: Mapping[str, torch.Tensor], num_heads: int, norm_eps: f
     probe = vjepa2_probe(dim, num_classes, num_heads, norm_eps=norm_eps)
     load_into(probe, ours, where="Hugging Face classification head")
     return probe.eval()
+
+
+def probe_from_hf_files(path: str | Path, num_heads: int | None = None) -> nn.Module:
+    """The classification head of a Hugging Face VJEPA2ForVideoClassification folder (or its
+    model.safetensors) as our V-JEPA 2 probe, run as HF runs it: with the config's heads and
+    layer_norm_eps (a bare .safetensors file: num_heads must be given, eps 1e-6)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = path / HF_WEIGHTS if path.is_dir() else path
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: no {HF_WEIGHTS} (not a Hugging Face VJEPA2 classification folder)")
+    config_file = weights.parent / HF_CONFIG
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    heads = config.get("num_attention_heads")
+    if heads is not None and num_heads is not None and heads != num_heads:
+        raise CheckpointError(f"{config_file}: the head runs with {heads} attention heads, not {num_heads}")
+    if heads is None and num_heads is None:
+        raise CheckpointError(f"{weights}: no config.json beside it to say the heads; pass num_heads")
+    return probe_from_hf(load_file(str(weights)), heads or num_heads, config.get("layer_norm_eps", 1e-6))

@@ -79,7 +79,7 @@ class Predictor(nn.Module):
     def predict(self, contexts, context_masks, target_masks, mask_indices) -> list[torch.Tensor]:
         """The sequences [context ; targets] of every mask, run packed through the blocks (see
         vit.pack: the numbers of one pass per mask, as the official code runs them)."""
-        seqs, ropes, reads = [], [], []
+        seqs, ropes, reads, n_ctx = [], [], [], []
         for z, c, t, i in zip(contexts, context_masks, target_masks, mask_indices):
             B, Nt = t.shape
             x = self.predictor_embed(z)
@@ -94,15 +94,21 @@ class Predictor(nn.Module):
             if self.sort_tokens:  # ascending token index, as the released predictor runs its sequence
                 order = torch.argsort(index, dim=1)
                 seq, index = gather_tokens(seq, order), torch.gather(index, 1, order)
-                read = torch.argsort(order, dim=1)[:, c.size(1):]  # where each target now sits
+                read = torch.argsort(order, dim=1)  # unsorts the whole sequence
             seqs.append(seq)
             reads.append(read)
+            n_ctx.append(c.size(1))
             if self.pos_encoding == "rope3d":
                 ropes.append(rope_tables(index_positions(index, self.grid), seq.size(-1) // self.num_heads,
                                          self.rope_layout, seq.dtype))
         x, segments = pack(seqs)
         for blk in self.predictor_blocks:
             x = run_block(blk, x, segments, self.activation_checkpointing, ropes or None)
+        if self.sort_tokens:
+            # as the released code: norm every token, unsort, project the targets' slice of that
+            # (a strided view: a contiguous copy would have the matrix kernel round differently)
+            return [self.predictor_proj(gather_tokens(self.predictor_norm(s), r)[:, n:])
+                    for s, r, n in zip(unpack(x, segments), reads, n_ctx)]
         # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
         # numbers are those of normalising all, unsorting and slicing)
         targets = [gather_tokens(s, r) for s, r in zip(unpack(x, segments), reads)]

@@ -171,30 +171,48 @@ def official_probe_state(classifier: nn.Module) -> dict:
     return {"module." + k: v.detach() for k, v in classifier.state_dict().items()}
 
 
-def load_official_probe(classifier: nn.Module, source: str | Path | Mapping[str, Any]) -> dict:
+def classifier_state(ck: Mapping[str, Any], where: str = "probe checkpoint", head: int | None = None) -> tuple[dict, str]:
+    """The probe's state dict (`module.` stripped) of a probe file and where it sits: V-JEPA 1's
+    `classifier` entry, or one of V-JEPA 2's `classifiers` list (one per trained head: `head` picks
+    it, and may be left out only when the list has one)."""
+    if "classifier" in ck:
+        state, at = ck["classifier"], f"{where}['classifier']"
+    elif "classifiers" in ck:
+        heads = ck["classifiers"]
+        if head is None and len(heads) != 1:
+            raise CheckpointError(f"{where} holds {len(heads)} probes in 'classifiers'; say which with head= "
+                                  "(Hugging Face's converter takes head 0)")
+        head = 0 if head is None else head
+        if not 0 <= head < len(heads):
+            raise CheckpointError(f"{where}: head {head} is not one of its {len(heads)} 'classifiers'")
+        state, at = heads[head], f"{where}['classifiers'][{head}]"
+    else:
+        raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}, at
+
+
+def load_official_probe(classifier: nn.Module, source: str | Path | Mapping[str, Any], head: int | None = None) -> dict:
     """Load a released probe file (or its already-loaded dict) strictly into `classifier`.
-    Takes the `classifier` entry and strips `module.`; returns the whole checkpoint dict."""
+    Takes the `classifier` entry (V-JEPA 2: `classifiers[head]`) and strips `module.`; returns the
+    whole checkpoint dict."""
     ck = load(source) if isinstance(source, (str, Path)) else source
     where = str(source) if isinstance(source, (str, Path)) else "probe checkpoint"
-    if "classifier" not in ck:
-        raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["classifier"].items()}
-    load_into(classifier, state, where=f"{where}['classifier']")
+    state, at = classifier_state(ck, where, head)
+    load_into(classifier, state, where=at)
     return ck
 
 
-def probe_from_file(source: str | Path | Mapping[str, Any], num_heads: int) -> nn.Module:
-    """A probe file of the official layout (a released attentive probe, or one of ours, attentive or
-    linear) as a model, its shape read from the weights: width and classes from the linear layer,
-    depth from the pooler's blocks, BatchNorm from its statistics. Heads are not in the shapes:
-    the official probes use the encoder's (16 for ViT-L/H)."""
+def probe_from_file(source: str | Path | Mapping[str, Any], num_heads: int, head: int | None = None) -> nn.Module:
+    """A probe file of the official layout (a released attentive probe of V-JEPA 1 or 2, or one of
+    ours, attentive or linear) as a model, its shape read from the weights: width and classes from
+    the linear layer, depth from the pooler's blocks, the V-JEPA 2 block order from the missing
+    cross-attention `proj`, BatchNorm from its statistics. Heads are not in the shapes: the official
+    probes use the encoder's (16 for ViT-L/H; V-JEPA 2's eval configs 16 for every size)."""
     ck = load(source) if isinstance(source, (str, Path)) else source
     where = str(source) if isinstance(source, (str, Path)) else "probe checkpoint"
-    if "classifier" not in ck:
-        raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
-    keys = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["classifier"].items()}
+    keys, at = classifier_state(ck, where, head)
     if "linear.weight" not in keys:
-        raise CheckpointError(f"{where}['classifier'] has no 'linear.weight': not a probe file")
+        raise CheckpointError(f"{at} has no 'linear.weight': not a probe file")
     num_classes, dim = keys["linear.weight"].shape
     if "pooler.query_tokens" in keys:
         depth = 1 + len({k.split(".")[2] for k in keys if k.startswith("pooler.blocks.")})
@@ -203,5 +221,5 @@ def probe_from_file(source: str | Path | Mapping[str, Any], num_heads: int) -> n
         probe = AttentiveClassifier(dim, num_classes, num_heads, depth=depth, blocks_first=blocks_first)
     else:
         probe = LinearProbe(dim, num_classes, "batchnorm" if "norm.running_mean" in keys else "none")
-    load_into(probe, keys, where=f"{where}['classifier']")
+    load_into(probe, keys, where=at)
     return probe.eval()
