@@ -233,8 +233,11 @@ class Params:
         return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
 
     def ablation_data(self, point: str) -> PretrainData:
-        """`pretrain.data`, then `ablations.data` and the point's `data` on top."""
-        raw = merge(merge(to_dict(self.pretrain.data), self.ablations.data), self.ablations.points[point].data)
+        """`pretrain.data`, then `ablations.data` and the point's `data` on top (new `sources` without
+        `weights` mix their lists evenly: the base's weights were for its own lists)."""
+        raw = to_dict(self.pretrain.data)
+        for over in (self.ablations.data, self.ablations.points[point].data):
+            raw = merge(raw, {"weights": None, **over} if "sources" in over else over)
         return from_dict(PretrainData, raw, f"ablations.points.{point}.data")
 
     def probe_config(self, task: str, num_classes: int, segments: int, seed: int,
