@@ -13,6 +13,7 @@ import numpy as np
 from pipeline import paper
 from pipeline.config import Params
 from pipeline.plumbing import DETAILS
+from pipeline.tracking import ablation_reference
 from vjepa.runtime import write_json, write_text
 from vjepa.stats import PairedComparison, paired_bootstrap, paired_outcomes
 
@@ -240,12 +241,6 @@ def section_learn(learn: dict, profile: str, roles: dict | None = None, names: d
             "clips; \"not distinguishable\" where the interval covers zero. The seed-to-seed spread above is no test: "
             "three seeds can give three equal margins (a spread of zero) that rest on a handful of clips."
             + (f" Test: {test}." if test else "") + "\n\n" + verdict_text + "\n")
-
-
-def ablation_reference(P: Params) -> str | None:
-    """The grid point that changes nothing (`pretrain: {}`): the profile's own settings, which every
-    other point is compared with."""
-    return next((k for k, v in P.ablations.points.items() if not v.pretrain), None)
 
 
 def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tuple[str, str], PairedComparison | str],
@@ -631,8 +626,12 @@ def copy_masks_figure() -> str | None:
 
 # ----------------------------------------------------------------------------------------------
 
+COMPARISONS: dict = {}  # set by build_report: (point, probe kind) -> the ablation verdicts it reported
+
+
 def build_report(P: Params) -> Path:
-    """reports/<profile>/README.md and its figures from metrics/<profile>/."""
+    """reports/<profile>/README.md and its figures from metrics/<profile>/ (the ablation verdicts it
+    reports stay in COMPARISONS for the stage to log to MLflow)."""
     global METRICS, REPORTS, FIG
     profile = P.profile
     METRICS, REPORTS = Path("metrics") / profile, Path("reports") / profile
@@ -653,6 +652,8 @@ def build_report(P: Params) -> Path:
     seeds = len(learn)
     segments = {t: task.segments[0] for t, task in P.probe.tasks.items()}
     comparisons, _ = ablation_comparisons(ablate, reference)
+    COMPARISONS.clear()
+    COMPARISONS.update(comparisons)
     write_verdicts(comparisons, learn_comparisons(learn)[0] if learn else {}, ablate, reference)
     figs = [  # (path or None, one-line caption)
         (figure_probes(learn, names),
