@@ -129,7 +129,7 @@ DESCRIPTIONS = {
                 "probe@task, detect, finetune@task, learn@seed, report. Each run is named after its DVC stage and "
                 "tagged `profile`, `stage_key`, `git_commit`. Headline metrics share names across stages: "
                 "`top1_attentive`, `top1_linear` (probes, ablations), `map` (AVA detection). The ablation grid has "
-                f"experiments of its own: `{ABLATIONS}/<profile>`.",
+                f"experiments of its own: `{ABLATIONS}-<profile>`.",
 }
 
 
@@ -223,8 +223,10 @@ def headline(metrics: dict) -> dict[str, float]:
 
 
 def ablation_experiment(profile: str) -> str:
-    """One experiment per profile for the ablation runs, so that its runs table is the ablation table."""
-    return f"{ABLATIONS}/{profile}"
+    """One experiment per profile for the ablation runs, so that its runs table is the ablation table
+    (no '/' in the name: MLflow's breadcrumb shows only what follows the last one, and `default`
+    alone reads as MLflow's own Default experiment)."""
+    return f"{ABLATIONS}-{profile}"
 
 
 def _joined(values) -> str:
@@ -325,6 +327,7 @@ def describe_ablations(tracker: Tracker, profile: str, reference: str | None, ta
     if not tracker.active:
         return
     import json
+    import time
     exp_id = tracker._run.info.experiment_id
     text = (f"Ablation grid of the `{profile}` profile (Tables 13-15, Appendix D): one run per grid point "
             f"(`ablate@<point>`), each a short pretraining then frozen probes on `{task}`. Params: the axes "
@@ -334,14 +337,18 @@ def describe_ablations(tracker: Tracker, profile: str, reference: str | None, ta
             "clip; tags `verdict_<probe>`: better, worse or not distinguishable (the interval covers zero). One "
             "seed per point: read the verdict, not the raw gap.\n\n"
             f"[Open the ablation table: axes, top-1, margins and verdicts, best first](#/experiments/{exp_id}"
-            f"?viewStateShareKey={VIEW})")
+            f"/runs?viewStateShareKey={VIEW})")
     tracker._call("set_experiment_tag", DESCRIPTION_TAG, text)
-    tracker._call("set_experiment_tag", SHARED_VIEW_TAG + VIEW, json.dumps(ablation_view()))
+    # MLflow's saved-view envelope: the view is listed under the runs table's "Views" menu too
+    now = int(time.time() * 1000)
+    tracker._call("set_experiment_tag", SHARED_VIEW_TAG + VIEW,
+                  json.dumps({"name": "Ablation table", "createdAt": now, "updatedAt": now,
+                              "state": json.dumps(ablation_view())}))
 
 
 def log_verdicts(profile: str, reference: str | None, comparisons: dict) -> int:
     """Log the report's paired comparisons onto each ablation point's latest finished run in
-    `vjepa-ablations/<profile>`: margin_<probe> (_low, _high) metrics and verdict_<probe> tags, the
+    `vjepa-ablations-<profile>`: margin_<probe> (_low, _high) metrics and verdict_<probe> tags, the
     reference point's run tagged `verdict_<probe> = reference`. Returns the runs updated (0 when
     MLflow is off or unreachable, or the experiment does not exist)."""
     if os.environ.get("VJEPA_MLFLOW", "1") == "0" or not _server_reachable(tracking_uri()):

@@ -54,7 +54,7 @@ class _quiet:
 
 def test_the_ablation_experiment_has_one_run_per_point_after_a_killed_and_rerun_stage(store):
     _, _, client = store
-    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     runs = client.search_runs([exp.experiment_id], run_view_type=3)  # active and deleted alike
     assert sorted(r.info.run_name for r in runs) == ["ablate@copy", "ablate@reference"]
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -62,11 +62,13 @@ def test_the_ablation_experiment_has_one_run_per_point_after_a_killed_and_rerun_
 
 def test_the_experiment_description_explains_the_table_and_links_the_sorted_view(store):
     _, _, client = store
-    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     text = exp.tags["mlflow.note.content"]
     assert "reference point `reference`" in text and "verdict_<probe>" in text
-    assert f"(#/experiments/{exp.experiment_id}?viewStateShareKey=ablation-table)" in text
-    view = json.loads(exp.tags["mlflow.sharedViewState.ablation-table"])
+    assert f"(#/experiments/{exp.experiment_id}/runs?viewStateShareKey=ablation-table)" in text
+    saved = json.loads(exp.tags["mlflow.sharedViewState.ablation-table"])  # MLflow's saved-view envelope
+    assert saved["name"] == "Ablation table" and isinstance(saved["createdAt"], int)
+    view = json.loads(saved["state"])
     assert view["orderByKey"] == "metrics.`top1_attentive`" and view["orderByAsc"] is False
     assert {"params.`masks_per_sample`", "metrics.`top1_attentive`", "metrics.`margin_attentive`",
             "tags.`verdict_attentive`"} <= set(view["selectedColumns"])
@@ -76,7 +78,7 @@ def test_the_experiment_description_explains_the_table_and_links_the_sorted_view
 
 def test_every_point_carries_its_margin_interval_and_verdict_against_the_reference(store):
     P, root, client = store
-    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     runs = {r.data.tags["ablation"]: r.data for r in client.search_runs([exp.experiment_id])}
     saved = json.loads((root / "reports/smoke/verdicts/ablate/copy.json").read_text())
     copy = runs["copy"]
