@@ -267,7 +267,7 @@ def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tupl
     return out, []
 
 
-PAPER_SETUP = "paper: ViT-B/16 pretrained on K400, K400 linear probe, top-1 %"
+PAPER_SETUP = "ViT-B/16 pretrained on K400, K400 linear probe, top-1 %"  # Tables 13-15
 
 
 def paper_ablation_rows(table: str, width: int) -> list[list]:
@@ -299,7 +299,7 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
            + setup_line(clips, 1, "attentive and linear, each the best of its grid") + " Each point is one "
            "pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`; the point "
            f"`{reference}` is the profile's own masks and EMA target, which every other point is compared with. "
-           f"Rows marked paper: {PAPER_SETUP[7:]} (the appendix's Tables 13-15), another model, dataset and "
+           f"Rows marked paper: {PAPER_SETUP} (the appendix's Tables 13-15), another model, dataset and "
            "schedule than ours: compare the trend across rows, not the values across setups.*\n"]
     header = ["point", "masks", "blocks per mask", "avg spatial ratio", "avg temporal ratio", "context tokens",
               "target tokens", "target", "attentive", "linear", "target std (end)"]
@@ -340,25 +340,32 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
     return "\n".join(out)
 
 
-def section_detect(detect: dict | None, profile: str) -> str:
+def section_detect(detect: dict | None, profile: str, names: dict | None = None) -> str:
     if not detect:
         return ""
+    names = names or {}
     rows = [[name, ap * 100 if ap is not None else None, detect["num_gt"].get(name)]
             for name, ap in detect["per_class"].items()]
-    return (f"## Frozen detection (AVA format, {profile} profile)\n\nmAP@0.5 {_fmt(detect['mAP'] * 100)} (all detections, "
+    return (f"## Frozen detection (AVA format, {profile} profile: {_task_name('ava', names)})\n\n"
+            f"*{setup_line('one per keyframe', 1, 'RoIAlign + linear head on the frozen encoder')}*\n\nmAP@0.5 {_fmt(detect['mAP'] * 100)} (all detections, "
             f"input-order matching as the SlowFast/ActivityNet API); {_fmt(detect['mAP_official_cli'] * 100)} with the "
             "official command line's top-50 per keyframe. Features: layers "
             f"{detect.get('out_layers')} concatenated along channels.\n\n" + _table(["class", "AP", "GT boxes"], rows) + "\n")
 
 
-def section_finetune(finetune: dict, probes: dict, profile: str) -> str:
+def section_finetune(finetune: dict, probes: dict, profile: str, names: dict | None = None,
+                     segments: dict | None = None) -> str:
     if not finetune:
         return ""
+    names, segments = names or {}, segments or {}
     rows = []
     for t, m in sorted(finetune.items()):
-        rows.append([t, m.get("top1"), m.get("top5"), probes.get(t, {}).get("top1")])
+        rows.append([_task_name(t, names), f"{m.get('segments', '–')} x {m.get('crops', '–')}", m.get("top1"),
+                     m.get("top5"), segments.get(t, "–"), probes.get(t, {}).get("top1")])
     return (f"## Finetuning (Table 8 recipe, {profile} profile, multi-view test)\n\n"
-            + _table(["task", "finetuned top-1", "finetuned top-5", "frozen attentive probe top-1"], rows) + "\n")
+            f"*{setup_line('per task, in the clips columns (finetuned: segments x crops)', 1, 'none for the finetuned model (end to end); attentive for the frozen column')}*\n\n"
+            + _table(["task", "finetuned: clips x crops", "finetuned top-1", "finetuned top-5", "frozen: clips",
+                      "frozen attentive probe top-1"], rows) + "\n")
 
 
 def switched_off(ours8: dict) -> list[str]:
@@ -686,8 +693,8 @@ def build_report(P: Params) -> Path:
              section_samples(pretrain, profile),
              section_ablations(ablate, profile, reference, names,
                                segments.get(P.ablations.task, "–"), comparisons if ablate else None),
-             section_detect(detect, profile),
-             section_finetune(finetune, probes, profile), section_hyperparameters(P, profile),
+             section_detect(detect, profile, names),
+             section_finetune(finetune, probes, profile, names, segments), section_hyperparameters(P, profile),
              "## Figures\n\n" + "\n\n".join(lines) + "\n"]
     path = REPORTS / "README.md"
     path.write_text("\n".join(p for p in parts if p))
