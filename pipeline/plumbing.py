@@ -200,16 +200,18 @@ def details_path(metrics_dir: Path, name: str) -> Path:
     return metrics_dir / DETAILS / f"{name}.json"
 
 
-def finish(tracker, metrics_dir: Path, name: str, metrics: dict, *artifacts: Path) -> dict:
+def finish(tracker, metrics_dir: Path, name: str, metrics: dict, *artifacts: Path, log_details: bool = True) -> dict:
     """Write the stage's results: all of them to details_path(), the headline numbers to the DVC
-    metrics file <metrics_dir>/<name>.json (when the stage has any); log both (and artifacts) to MLflow."""
+    metrics file <metrics_dir>/<name>.json (when the stage has any); log them (every numeric
+    detail too unless log_details is False) and the files as artifacts to MLflow."""
     from pipeline.tracking import headline
 
     paths = [write_json(details_path(metrics_dir, name), metrics)]
     top = headline_numbers(metrics)
     if top:
         paths.append(write_json(metrics_dir / f"{name}.json", top))
-    tracker.metrics(metrics)
+    if log_details:
+        tracker.metrics(metrics)
     tracker.metrics(headline(metrics))  # top1_attentive, top1_linear, map: the same names in every run
     for a in (*paths, *artifacts):
         tracker.artifact(a)

@@ -13,6 +13,7 @@ import numpy as np
 from pipeline import paper
 from pipeline.config import Params
 from pipeline.plumbing import DETAILS
+from pipeline.tracking import ablation_reference
 from vjepa.runtime import write_json, write_text
 from vjepa.stats import PairedComparison, paired_bootstrap, paired_outcomes
 
@@ -252,12 +253,6 @@ def section_learn(learn: dict, profile: str, roles: dict | None = None, names: d
             + (f" Test: {test}." if test else "") + "\n\n" + verdict_text + "\n")
 
 
-def ablation_reference(P: Params) -> str | None:
-    """The grid point that changes nothing (`pretrain: {}`): the profile's own settings, which every
-    other point is compared with."""
-    return next((k for k, v in P.ablations.points.items() if not v.pretrain), None)
-
-
 def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tuple[str, str], PairedComparison | str],
                                                                      list[str]]:
     """(point, probe kind) -> the paired comparison of the point with the reference point on the same
@@ -282,7 +277,7 @@ def ablation_comparisons(ablate: dict, reference: str | None) -> tuple[dict[tupl
     return out, []
 
 
-PAPER_SETUP = "paper: ViT-B/16 pretrained on K400, K400 linear probe, top-1 %"
+PAPER_SETUP = "ViT-B/16 pretrained on K400, K400 linear probe, top-1 %"  # Tables 13-15
 
 
 def paper_ablation_rows(table: str, width: int) -> list[list]:
@@ -314,7 +309,7 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
            + setup_line(clips, 1, "attentive and linear, each the best of its grid") + " Each point is one "
            "pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`; the point "
            f"`{reference}` is the profile's own masks and EMA target, which every other point is compared with. "
-           f"Rows marked paper: {PAPER_SETUP[7:]} (the appendix's Tables 13-15), another model, dataset and "
+           f"Rows marked paper: {PAPER_SETUP} (the appendix's Tables 13-15), another model, dataset and "
            "schedule than ours: compare the trend across rows, not the values across setups.*\n"]
     header = ["point", "masks", "blocks per mask", "avg spatial ratio", "avg temporal ratio", "context tokens",
               "target tokens", "target", "attentive", "linear", "target std (end)"]
@@ -355,25 +350,32 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
     return "\n".join(out)
 
 
-def section_detect(detect: dict | None, profile: str) -> str:
+def section_detect(detect: dict | None, profile: str, names: dict | None = None) -> str:
     if not detect:
         return ""
+    names = names or {}
     rows = [[name, ap * 100 if ap is not None else None, detect["num_gt"].get(name)]
             for name, ap in detect["per_class"].items()]
-    return (f"## Frozen detection (AVA format, {profile} profile)\n\nmAP@0.5 {_fmt(detect['mAP'] * 100)} (all detections, "
+    return (f"## Frozen detection (AVA format, {profile} profile: {_task_name('ava', names)})\n\n"
+            f"*{setup_line('one per keyframe', 1, 'RoIAlign + linear head on the frozen encoder')}*\n\nmAP@0.5 {_fmt(detect['mAP'] * 100)} (all detections, "
             f"input-order matching as the SlowFast/ActivityNet API); {_fmt(detect['mAP_official_cli'] * 100)} with the "
             "official command line's top-50 per keyframe. Features: layers "
             f"{detect.get('out_layers')} concatenated along channels.\n\n" + _table(["class", "AP", "GT boxes"], rows) + "\n")
 
 
-def section_finetune(finetune: dict, probes: dict, profile: str) -> str:
+def section_finetune(finetune: dict, probes: dict, profile: str, names: dict | None = None,
+                     segments: dict | None = None) -> str:
     if not finetune:
         return ""
+    names, segments = names or {}, segments or {}
     rows = []
     for t, m in sorted(finetune.items()):
-        rows.append([t, m.get("top1"), m.get("top5"), probes.get(t, {}).get("top1")])
+        rows.append([_task_name(t, names), f"{m.get('segments', '–')} x {m.get('crops', '–')}", m.get("top1"),
+                     m.get("top5"), segments.get(t, "–"), probes.get(t, {}).get("top1")])
     return (f"## Finetuning (Table 8 recipe, {profile} profile, multi-view test)\n\n"
-            + _table(["task", "finetuned top-1", "finetuned top-5", "frozen attentive probe top-1"], rows) + "\n")
+            f"*{setup_line('per task, in the clips columns (finetuned: segments x crops)', 1, 'none for the finetuned model (end to end); attentive for the frozen column')}*\n\n"
+            + _table(["task", "finetuned: clips x crops", "finetuned top-1", "finetuned top-5", "frozen: clips",
+                      "frozen attentive probe top-1"], rows) + "\n")
 
 
 def switched_off(ours8: dict) -> list[str]:
@@ -641,8 +643,12 @@ def copy_masks_figure() -> str | None:
 
 # ----------------------------------------------------------------------------------------------
 
+COMPARISONS: dict = {}  # set by build_report: (point, probe kind) -> the ablation verdicts it reported
+
+
 def build_report(P: Params) -> Path:
-    """reports/<profile>/README.md and its figures from metrics/<profile>/."""
+    """reports/<profile>/README.md and its figures from metrics/<profile>/ (the ablation verdicts it
+    reports stay in COMPARISONS for the stage to log to MLflow)."""
     global METRICS, REPORTS, FIG
     profile = P.profile
     METRICS, REPORTS = Path("metrics") / profile, Path("reports") / profile
@@ -663,6 +669,8 @@ def build_report(P: Params) -> Path:
     seeds = len(learn)
     segments = {t: task.segments[0] for t, task in P.probe.tasks.items()}
     comparisons, _ = ablation_comparisons(ablate, reference)
+    COMPARISONS.clear()
+    COMPARISONS.update(comparisons)
     write_verdicts(comparisons, learn_comparisons(learn)[0] if learn else {}, ablate, reference)
     figs = [  # (path or None, one-line caption)
         (figure_probes(learn, names),
@@ -695,8 +703,8 @@ def build_report(P: Params) -> Path:
              section_samples(pretrain, profile),
              section_ablations(ablate, profile, reference, names,
                                segments.get(P.ablations.task, "–"), comparisons if ablate else None),
-             section_detect(detect, profile),
-             section_finetune(finetune, probes, profile), section_hyperparameters(P, profile),
+             section_detect(detect, profile, names),
+             section_finetune(finetune, probes, profile, names, segments), section_hyperparameters(P, profile),
              "## Figures\n\n" + "\n\n".join(lines) + "\n"]
     path = REPORTS / "README.md"
     path.write_text("\n".join(p for p in parts if p))

@@ -123,16 +123,50 @@ class Tracker:
             self._call("log_artifact", str(path), artifact_path)
 
 
+STAGE_KEY = "stage_key"  # the tag that names a stage execution's run (`ablate@ratio-low`), to find it again
+DESCRIPTIONS = {
+    EXPERIMENT: "One run per stage execution of the V-JEPA reproduction (`dvc repro`): prepare, masks, pretrain@seed, "
+                "probe@task, detect, finetune@task, learn@seed, report. Each run is named after its DVC stage and "
+                "tagged `profile`, `stage_key`, `git_commit`. Headline metrics share names across stages: "
+                "`top1_attentive`, `top1_linear` (probes, ablations), `map` (AVA detection). The ablation grid has "
+                f"experiments of its own: `{ABLATIONS}-<profile>`.",
+}
+
+
+def _flat_params(params: dict) -> dict[str, str]:
+    """Params as MLflow stores them: flattened, every value a string."""
+    return {k: str(v) for k, v in flatten(params).items()}
+
+
+def _previous_run(client, experiment_id: str, key: str, profile, params: dict) -> str | None:
+    """The run a re-run of stage `key` continues: the latest run of that stage (tag stage_key, same
+    profile) that never finished (killed, failed) with the same params, resumed so that a stage
+    re-run after a kill leaves one run; other unfinished runs of the stage are deleted (replaced)."""
+    query = f"tags.{STAGE_KEY} = '{key}'" + (f" and tags.profile = '{profile}'" if profile is not None else "")
+    stale = [r for r in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"])
+             if r.info.status != "FINISHED"]
+    keep = next((r for r in stale if r.data.params == _flat_params(params)), None)
+    for r in stale:
+        if r is not keep:
+            client.delete_run(r.info.run_id)
+    if keep is not None and keep.info.status == "RUNNING":  # killed: MLflow never heard it end
+        client.set_terminated(keep.info.run_id, status="KILLED")
+    return keep.info.run_id if keep is not None else None
+
+
 @contextmanager
 def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
-              enabled: bool = True, experiment: str | None = None) -> Iterator[Tracker]:
+              enabled: bool = True, experiment: str | None = None, key: str | None = None) -> Iterator[Tracker]:
     """Open one MLflow run for a stage execution, tagged with the stage, git commit, DVC experiment
     and profile, in `experiment` (default: MLFLOW_EXPERIMENT_NAME or vjepa-reproduction); yields a
     Tracker (inactive if MLflow is unreachable, enabled is False (e.g. on ranks other than 0) or
-    VJEPA_MLFLOW=0)."""
+    VJEPA_MLFLOW=0). The run is named `key` (DVC_STAGE under DVC, else `key` or `stage`); a stage
+    re-run after a kill resumes its interrupted run (same params) instead of opening a second one."""
     if not enabled or os.environ.get("VJEPA_MLFLOW", "1") == "0":
         yield Tracker()
         return
+    name = os.environ.get("DVC_STAGE") or key or stage
+    profile = (tags or {}).get("profile")
     uri = tracking_uri()
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -144,17 +178,20 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
         try:
             import mlflow
             mlflow.set_tracking_uri(uri)
+            from mlflow.tracking import MlflowClient
             exp = mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
             if EXPERIMENT_KIND not in exp.tags:  # what these runs are, as MLflow 3's UI records an experiment's type
                 mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
-            run = mlflow.start_run(run_name=os.environ.get("DVC_STAGE", stage))
+            if exp.name in DESCRIPTIONS and exp.tags.get(DESCRIPTION_TAG) != DESCRIPTIONS[exp.name]:
+                mlflow.set_experiment_tag(DESCRIPTION_TAG, DESCRIPTIONS[exp.name])
+            previous = _previous_run(MlflowClient(uri), exp.experiment_id, name, profile, params or {})
+            run = mlflow.start_run(run_id=previous) if previous else mlflow.start_run(run_name=name)
         except Exception as e:
             warnings.warn(f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
                           f"stage '{stage}' runs without tracking", stacklevel=3)
             run = None
     tracker = Tracker(run)
-    marker = open_run_marker(os.environ.get("DVC_STAGE", stage), run)
-    base_tags = {"stage": stage, "dvc_stage": os.environ.get("DVC_STAGE"), "git_commit": git_commit(),
+    base_tags = {"stage": stage, STAGE_KEY: name, "dvc_stage": os.environ.get("DVC_STAGE"), "git_commit": git_commit(),
                  "dvc_experiment": os.environ.get("DVC_EXP_NAME")}
     tracker.tags({**base_tags, **(tags or {})})
     if params:
@@ -171,32 +208,6 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
                 tracker._mlflow.end_run(status=status)
             except Exception as e:
                 warnings.warn(f"MLflow end_run failed: {e}", stacklevel=2)
-        if marker is not None:
-            marker.unlink(missing_ok=True)
-
-
-MARKERS = Path("runs") / ".work" / ".mlflow"
-
-
-def open_run_marker(name: str, run) -> Path | None:
-    """Mark the previous run of this stage KILLED if it never ended (the stage was killed: its
-    marker is still there), then leave a marker for this run, removed when it ends."""
-    marker = MARKERS / f"{name.replace('/', '_')}.run"
-    if marker.exists():
-        old = marker.read_text().strip()
-        try:
-            from mlflow.tracking import MlflowClient
-            client = MlflowClient(tracking_uri())
-            if client.get_run(old).info.status == "RUNNING":
-                client.set_terminated(old, status="KILLED")
-        except Exception as e:  # tracking must never take a stage down
-            warnings.warn(f"MLflow: could not mark the interrupted run {old} killed ({e})", stacklevel=3)
-        marker.unlink()
-    if run is None:
-        return None
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(run.info.run_id + "\n")
-    return marker
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +223,10 @@ def headline(metrics: dict) -> dict[str, float]:
 
 
 def ablation_experiment(profile: str) -> str:
-    """One experiment per profile for the ablation runs, so that its runs table is the ablation table."""
-    return f"{ABLATIONS}/{profile}"
+    """One experiment per profile for the ablation runs, so that its runs table is the ablation table
+    (no '/' in the name: MLflow's breadcrumb shows only what follows the last one, and `default`
+    alone reads as MLflow's own Default experiment)."""
+    return f"{ABLATIONS}-{profile}"
 
 
 def _joined(values) -> str:
@@ -277,3 +290,96 @@ def log_ablation(tracker: Tracker, point: str, spec, cfg, stats: list[dict], met
     tracker.params(ablation_axes(cfg.masks, cfg.target))
     tracker.metrics({**headline(metrics), **mask_metrics(stats), "final_loss": metrics["final_loss"]})
     tracker.description(ablation_description(point, spec.label, spec.tables, spec.pretrain))
+
+
+def ablation_reference(P) -> str | None:
+    """The grid point that changes nothing (`pretrain: {}`): the profile's own settings, which every
+    other point is compared with."""
+    return next((k for k, v in P.ablations.points.items() if not v.pretrain), None)
+
+
+AXES = ("masks_per_sample", "blocks_per_mask", "spatial_scale", "temporal_extent", "mask_kind", "target_kind")
+HEADLINE_METRICS = ("top1_attentive", "top1_linear", "margin_attentive", "margin_attentive_low",
+                    "margin_attentive_high", "margin_linear", "margin_linear_low", "margin_linear_high")
+VERDICT_TAGS = ("verdict_attentive", "verdict_linear")
+VIEW = "ablation-table"  # the shared view the description links to
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI's saved/shared runs-table views, opened by ?viewStateShareKey=
+
+
+def _column(kind: str, key: str) -> str:
+    """A runs-table column as the MLflow UI names it (its canonical sort key)."""
+    return f"{kind}.`{key}`"
+
+
+def ablation_view() -> dict:
+    """The runs-table view of an ablation experiment: the axes, the headline metrics and the verdicts
+    as columns, sorted by top1_attentive (best first), finished runs only."""
+    return {"orderByKey": _column("metrics", "top1_attentive"), "orderByAsc": False,
+            "searchFilter": "attributes.status = 'FINISHED'",
+            "selectedColumns": [*(_column("params", a) for a in AXES), *(_column("metrics", m) for m in HEADLINE_METRICS),
+                                *(_column("tags", t) for t in VERDICT_TAGS)]}
+
+
+def describe_ablations(tracker: Tracker, profile: str, reference: str | None, task: str) -> None:
+    """The ablation experiment's description (what a run is, what the columns mean) with a link that
+    opens its runs table on the axes, headline metrics and verdicts, sorted by top1_attentive; the
+    linked view is stored in the experiment as MLflow's UI stores a shared view."""
+    if not tracker.active:
+        return
+    import json
+    import time
+    exp_id = tracker._run.info.experiment_id
+    text = (f"Ablation grid of the `{profile}` profile (Tables 13-15, Appendix D): one run per grid point "
+            f"(`ablate@<point>`), each a short pretraining then frozen probes on `{task}`. Params: the axes "
+            f"({', '.join(AXES)}). Metrics: `top1_attentive`, `top1_linear` (validation top-1 %), and once the "
+            f"`report` stage has run, `margin_<probe>` with its 95% interval (`_low`, `_high`): the point minus the "
+            f"reference point `{reference}` (the profile's own masks, EMA target) in top-1 points, paired clip by "
+            "clip; tags `verdict_<probe>`: better, worse or not distinguishable (the interval covers zero). One "
+            "seed per point: read the verdict, not the raw gap.\n\n"
+            f"[Open the ablation table: axes, top-1, margins and verdicts, best first](#/experiments/{exp_id}"
+            f"/runs?viewStateShareKey={VIEW})")
+    tracker._call("set_experiment_tag", DESCRIPTION_TAG, text)
+    # MLflow's saved-view envelope: the view is listed under the runs table's "Views" menu too
+    now = int(time.time() * 1000)
+    tracker._call("set_experiment_tag", SHARED_VIEW_TAG + VIEW,
+                  json.dumps({"name": "Ablation table", "createdAt": now, "updatedAt": now,
+                              "state": json.dumps(ablation_view())}))
+
+
+def log_verdicts(profile: str, reference: str | None, comparisons: dict) -> int:
+    """Log the report's paired comparisons onto each ablation point's latest finished run in
+    `vjepa-ablations-<profile>`: margin_<probe> (_low, _high) metrics and verdict_<probe> tags, the
+    reference point's run tagged `verdict_<probe> = reference`. Returns the runs updated (0 when
+    MLflow is off or unreachable, or the experiment does not exist)."""
+    if os.environ.get("VJEPA_MLFLOW", "1") == "0" or not _server_reachable(tracking_uri()):
+        return 0
+    try:
+        from mlflow.entities import Metric, RunTag
+        from mlflow.tracking import MlflowClient
+        import time
+        client = MlflowClient(tracking_uri())
+        exp = client.get_experiment_by_name(ablation_experiment(profile))
+        if exp is None:
+            return 0
+        runs = {}
+        for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
+                                    order_by=["attributes.start_time DESC"]):
+            runs.setdefault(r.data.tags.get("ablation"), r)
+        now, done = int(time.time() * 1000), set()
+        for (point, kind), c in comparisons.items():
+            if point not in runs or isinstance(c, str):
+                continue
+            metrics = [Metric(f"margin_{kind}", c.difference, now, 0), Metric(f"margin_{kind}_low", c.low, now, 0),
+                       Metric(f"margin_{kind}_high", c.high, now, 0)]
+            client.log_batch(runs[point].info.run_id, metrics=metrics,
+                             tags=[RunTag(f"verdict_{kind}", c.verdict), RunTag("reference", str(reference))])
+            done.add(point)
+        if reference in runs:
+            client.log_batch(runs[reference].info.run_id,
+                             tags=[RunTag(f"verdict_{k}", "reference") for k in ("attentive", "linear")]
+                             + [RunTag("reference", str(reference))])
+            done.add(reference)
+        return len(done)
+    except Exception as e:  # tracking must never take a stage down
+        warnings.warn(f"MLflow: could not log the ablation verdicts ({e.__class__.__name__}: {e})", stacklevel=2)
+        return 0

@@ -212,7 +212,7 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     # every machine logged to the one MLflow server: the ablation points are the ablation experiment's runs
     from mlflow.tracking import MlflowClient
     client = MlflowClient(pool["mlflow"])
-    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     ablation_runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
     points = [r.data.tags["ablation"] for r in ablation_runs]
     assert sorted(set(points)) == ["copy", "reference"]

@@ -127,6 +127,8 @@ def test_stand_in_tasks_are_named_where_their_numbers_are_shown(default_report):
     _, text, _ = default_report
     assert _rows(text, "| Places205 | ours: Places205 stand-in: footage scene | 1 | 91.1 | 60.3 |")
     assert _rows(text, "| Places205 stand-in: footage scene (ours, default, 1 clip) | 86.7 | 91.1 |")
+    assert _rows(text, "| K400 stand-in: digit class, moving digits | 5 x 1 | 21.3 | 62.0 | 8 | 46.0 |")  # finetuning
+    assert "## Frozen detection (AVA format, default profile: AVA stand-in: moving-digit actions)" in text
 
 
 def test_each_table_states_clips_seeds_and_probe(default_report):
@@ -138,6 +140,7 @@ def test_each_table_states_clips_seeds_and_probe(default_report):
     accuracy = [s for s in text.split("\n## ") if s.startswith(("Does it learn", "Frozen evaluation", "Tables 9",
                                                                   "Table 11", "Masking"))]
     assert len(accuracy) == 5
+    accuracy += [s for s in text.split("\n## ") if s.startswith(("Finetuning", "Frozen detection"))]
     for section in accuracy:
         assert "Clips:" in section and "seeds:" in section and "probe:" in section, section[:80]
 

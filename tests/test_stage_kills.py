@@ -53,23 +53,31 @@ def test_a_partial_last_line_of_the_metrics_log_is_dropped_with_a_warning_and_th
         JsonlLog(log, resume_step=3)
 
 
-def test_a_stage_killed_mid_run_leaves_its_mlflow_run_killed_when_it_next_runs(tmp_path, monkeypatch):
+def test_a_stage_rerun_after_a_kill_resumes_its_run_instead_of_opening_a_second(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "killed-stage")
     monkeypatch.setenv("DVC_STAGE", "probe@k400")
     monkeypatch.delenv("VJEPA_MLFLOW", raising=False)
-    client = MlflowClient()
-    # what a kill leaves: the stage's run still RUNNING, and the marker stage_run wrote at its start
-    killed = client.create_run(client.create_experiment("killed-stage"))
-    tracking.open_run_marker("probe@k400", killed)
-    assert client.get_run(killed.info.run_id).info.status == "RUNNING"
-    with tracking.stage_run("probe", {"a": 1}) as t:  # the stage's next run
+    client = MlflowClient(uri)
+    exp = client.create_experiment("killed-stage")
+    # what a kill leaves: the stage's run still RUNNING (MLflow never heard it end), and an older
+    # interrupted run of the same stage with other settings
+    other = client.create_run(exp, tags={"stage_key": "probe@k400", "profile": "p"}).info.run_id
+    client.log_param(other, "a", "2")
+    client.set_terminated(other, "KILLED")
+    killed = client.create_run(exp, tags={"stage_key": "probe@k400", "profile": "p"}).info.run_id
+    client.log_param(killed, "a", "1")
+    with tracking.stage_run("probe", {"a": 1}, {"profile": "p"}) as t:  # the stage's next run
         again = t.run_id
-    assert client.get_run(killed.info.run_id).info.status == "KILLED"
-    assert client.get_run(again).info.status == "FINISHED"
-    assert list(tracking.MARKERS.iterdir()) == []
+    assert again == killed and client.get_run(killed).info.status == "FINISHED"
+    assert client.get_run(other).info.lifecycle_stage == "deleted"
+    assert [r.info.run_id for r in client.search_runs([exp])] == [killed]  # one run of the stage
+    with tracking.stage_run("probe", {"a": 1}, {"profile": "p"}) as t:  # a later, finished-then-rerun: a new run
+        assert t.run_id != killed
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])

@@ -125,7 +125,7 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
             tracking.log_ablation(t, point, spec, cfg, stats, {"top1_by_kind": {"attentive": attentive, "linear": linear},
                                                              "final_loss": 0.5})
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("vjepa-ablations/smoke")
+    exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     assert client.get_experiment_by_name("vjepa-reproduction") is None  # nothing landed in the main experiment
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # training runs, not GenAI traces
     runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])

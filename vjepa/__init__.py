@@ -1,12 +1,12 @@
 """vjepa: the science of the V-JEPA reproduction (models, masks, data, training, evaluation).
 
 Free of DVC, Prefect and MLflow: it takes typed configs and paths and returns results.
-`vjepa.load_encoder(path_or_name)` and `vjepa.load_classifier(probe, encoder)` load pretrained
-models in one line (vjepa.hub; imported on first use, so `import vjepa` stays light).
+`vjepa.load_encoder(path_or_name)`, `vjepa.load_processor(path_or_name)` (its preprocessing) and
+`vjepa.load_classifier(probe, encoder)` load pretrained models in one line (vjepa.hub; imported on first use, so `import vjepa` stays light).
 """
 __version__ = "0.1.0"
 
-_HUB = ("load_encoder", "load_classifier", "load_probe")
+_HUB = ("load_encoder", "load_processor", "load_classifier", "load_probe")
 
 
 def __getattr__(name):

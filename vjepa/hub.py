@@ -1,6 +1,8 @@
 """Using a pretrained model in one line: `load_encoder` returns a ready encoder from a released
-V-JEPA file or one of ours (its size and resolution read from the weights' shapes), and
-`load_classifier` a released attentive probe on its encoder, returning class probabilities.
+V-JEPA file or one of ours (its size and resolution read from the weights' shapes),
+`load_processor` the preprocessing that turns a video file or a decoded clip into that encoder's
+input with the checkpoint's own settings, and `load_classifier` a released attentive probe on its
+encoder, returning class probabilities.
 The torch.hub entry points of the repository's hubconf.py are the functions at the bottom.
 
 Released files are looked up by name (`vitl16`, `vith16`, `vith16-384`; probes `vitl16/k400`, ...;
@@ -10,6 +12,7 @@ with weights_only=True and loaded strictly.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -130,15 +133,18 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     ck = load(path)
     if expect is None and str(path_or_name) in RELEASED:
         expect = RELEASED[str(path_or_name)]
-    pos_encoding = None
-    if expect is not None:
-        num_frames = num_frames or expect.num_frames
-        num_heads = num_heads or expect.encoder_shape()[2]
-        pos_encoding = expect.pos_encoding
-        if pos_encoding == "rope3d":
-            img_size = img_size or expect.img_size
     try:
-        cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads, pos_encoding)
+        if expect is not None and _model_hint(ck) is None:
+            # an official-layout file stores no frames or heads: read it as the expected model's (a RoPE
+            # model's weights hold no grid either: its image size too)
+            rope = expect.pos_encoding == "rope3d"
+            cfg = encoder_config(ck, key, str(path), num_frames or expect.num_frames,
+                                 img_size or (expect.img_size if rope else None),
+                                 num_heads or expect.encoder_shape()[2], expect.pos_encoding)
+        else:
+            # the file as it describes itself (ours store their model config), so that a mismatch
+            # names the actual file's heads and frames, not the expected model's
+            cfg = encoder_config(ck, key, str(path), num_frames, img_size, num_heads)
     except CheckpointError as e:
         if expect is None or key not in ck or not isinstance(ck[key], dict):
             raise
@@ -156,6 +162,74 @@ def load_encoder(path_or_name: str | os.PathLike, *, key: str = "target_encoder"
     encoder = encoder.to_empty(device="cpu")
     load_official_module(encoder, ck, key, str(path))  # strict; a RoPE model drops only unused sin-cos tables
     return encoder.to(device=device, dtype=dtype).eval()
+
+
+# the official models' clip sampling (appendix Table 5-6: 16 frames, temporal stride 4)
+OFFICIAL_FRAME_STEP = 4
+
+
+@dataclass(frozen=True)
+class VideoProcessor:
+    """Turns a video file, or a decoded clip (uint8 [T, H, W, 3], numpy or torch), into the model's
+    input [1, 3, T, S, S]: `num_frames` frames `frame_step` apart from the middle of the video, the
+    short side resized to S * 256/224 and centre-cropped to S (the frozen evaluation's single view),
+    normalised with the checkpoint's mean and std."""
+
+    img_size: int
+    num_frames: int
+    frame_step: int | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    video_backend: str = "decord"
+
+    def read(self, path: str | os.PathLike):
+        """The clip this processor takes from a video file (uint8 [T, H, W, 3])."""
+        from vjepa.data import ClipSampling, read_clips
+        if self.frame_step is None:
+            raise ValueError("this processor has no frame step (its checkpoint does not record one): pass "
+                             "frame_step= to load_processor, or give a decoded clip")
+        frames, _ = read_clips(str(path), ClipSampling(num_frames=self.num_frames, frame_step=self.frame_step,
+                                                       random=False), backend=self.video_backend)
+        return frames
+
+    def __call__(self, video) -> torch.Tensor:
+        from vjepa.data.transforms import EvalClipTransform
+        frames = self.read(video) if isinstance(video, (str, os.PathLike)) else video
+        shape = tuple(frames.shape)
+        if len(shape) != 4 or shape[-1] != 3 or shape[0] != self.num_frames:
+            raise ValueError(f"expected a clip of {self.num_frames} RGB frames [T, H, W, 3] (the model's), "
+                             f"got shape {shape}")
+        return EvalClipTransform(self.img_size, mean=tuple(self.mean), std=tuple(self.std))(frames)
+
+
+def load_processor(path_or_name: str | os.PathLike, *, frame_step: int | None = None, num_frames: int | None = None,
+                   img_size: int | None = None, download: bool = False, **overrides) -> VideoProcessor:
+    """The VideoProcessor of a checkpoint: its own `preprocessing` entry (every pretraining checkpoint
+    of ours since it carries one), else the model's size and frames from its config or shapes with
+    the official frame step (released and official-layout files) and ImageNet normalisation.
+    `frame_step=`, `num_frames=`, `img_size=` and other fields override (an official-layout file
+    does not say its frames: 16 unless num_frames= says otherwise, as for load_encoder); a file of
+    ours that predates the entry needs frame_step=."""
+    from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    path = resolve(path_or_name, download)
+    ck = load(path)
+    saved = ck.get("preprocessing")
+    if saved:
+        fields = dict(saved)
+    else:
+        # heads do not change the input: any count that divides the width reads the shapes
+        model = (RELEASED.get(str(path_or_name)) or _model_hint(ck)
+                 or encoder_config(ck, where=str(path), num_frames=num_frames, img_size=img_size, num_heads=1))
+        ours = isinstance(ck.get("config"), dict)  # one of ours from before `preprocessing`: no frame step recorded
+        fields = {"img_size": model.img_size, "num_frames": model.num_frames,
+                  "frame_step": None if ours else OFFICIAL_FRAME_STEP, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    given = {"frame_step": frame_step, "num_frames": num_frames, "img_size": img_size, **overrides}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if fields.get("frame_step") is None and not saved and isinstance(ck.get("config"), dict):
+        raise CheckpointError(f"{path} records no frame step (written before checkpoints carried their "
+                              "preprocessing); pass frame_step= (the `pretrain.data.frame_step` it was trained with)")
+    fields["mean"], fields["std"] = tuple(fields["mean"]), tuple(fields["std"])
+    return VideoProcessor(**fields)
 
 
 class Classifier(nn.Module):
@@ -257,6 +331,17 @@ def vjepa2_vitg(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
 def vjepa2_vitg_384(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:
     """V-JEPA 2 ViT-g/16 (22 heads, RoPE) at 384 px: the released `vitg-384.pt`."""
     return _entry("vjepa2-vitg-384", RELEASED["vjepa2-vitg-384"], checkpoint, pretrained, **kw)
+
+
+def vjepa_encoder(checkpoint, **kw) -> nn.Module:
+    """Any V-JEPA checkpoint of ours (or an official-layout file), built at the size, resolution,
+    frames and heads the file records (see load_encoder); load_processor(checkpoint) feeds it."""
+    return load_encoder(checkpoint, **kw)
+
+
+def vjepa_processor(checkpoint, **kw) -> VideoProcessor:
+    """The preprocessing a checkpoint was trained with, as a callable (see load_processor)."""
+    return load_processor(checkpoint, **kw)
 
 
 def vjepa_tiny(checkpoint=None, pretrained: bool = True, **kw) -> nn.Module:

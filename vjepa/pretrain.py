@@ -276,10 +276,24 @@ def _set_rng_state(s: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def preprocessing(cfg: PretrainConfig, dataset) -> dict:
+    """How to feed the model this run trains, saved in every checkpoint (vjepa.hub.load_processor
+    reads it): image size and frames (the model's), frame step (the data's clip sampling; None when
+    the dataset does not say, e.g. a tensor dataset, or its parts disagree) and the normalisation."""
+    from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    parts = getattr(dataset, "datasets", [dataset])
+    steps = {getattr(getattr(d, "clip", None), "frame_step", None) for d in parts}
+    durations = {getattr(getattr(d, "clip", None), "clip_duration", None) for d in parts}
+    return {"img_size": cfg.model.img_size, "num_frames": cfg.model.num_frames,
+            "frame_step": steps.pop() if len(steps) == 1 and durations == {None} else None,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
 def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: int, loss: float,
-                    sampler: ShardedBatchSampler, skipped: SkipCounter) -> None:
-    """Official layout (spec 5.1) plus our training state; written atomically by rank 0 (all ranks
-    must call: the RNG states are gathered from every process)."""
+                    sampler: ShardedBatchSampler, skipped: SkipCounter, prep: dict | None = None) -> None:
+    """Official layout (spec 5.1) plus our training state, the model config (`config.model`) and
+    how to feed the model (`preprocessing`, see preprocessing()); written atomically by rank 0 (all
+    ranks must call: the RNG states are gathered from every process)."""
     env = state.env
     rngs = gather_objects(_rng_state(), env)
     if env.is_main:
@@ -290,7 +304,7 @@ def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: in
             world_size=env.world_size, lr=cfg.optim.lr,
             step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
             skipped=sorted(skipped.paths), fallback=sorted(skipped.fallback_paths),
-            declared_over=sorted(skipped.declared_over_paths), config=to_dict(cfg))
+            declared_over=sorted(skipped.declared_over_paths), config=to_dict(cfg), preprocessing=prep)
         save_atomic(ck, path)
     barrier(env)
 
@@ -419,6 +433,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shape: let cuDNN pick the Conv3d kernel once
     state = build_state(cfg, env)
+    prep = preprocessing(cfg, dataset)
     ckpt_path = out_dir / "latest.pth.tar"
     start, last_loss = 0, float("nan")
     skipped = SkipCounter(len(dataset), cfg.max_skipped_fraction)  # the same on every process
@@ -492,7 +507,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
                         log_fn(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == total:
             last_loss = float(np.mean(window)) if window else last_loss
-            save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, skipped)
+            save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, skipped, prep)
             saved_step, window = step, []
     bar.close()
     return {"steps": total, "final_loss": last.get("loss", last_loss),

@@ -8,7 +8,8 @@ from pipeline.config import Params
 from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
 from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.stages.pretrain import run_pretraining
-from pipeline.tracking import ablation_experiment, log_ablation, stage_run
+from pipeline.tracking import (Tracker, ablation_experiment, ablation_reference, describe_ablations, log_ablation,
+                               stage_run)
 from vjepa.config import to_dict
 from vjepa.masks import mask_statistics
 from vjepa.stats import clip_outcomes
@@ -22,12 +23,14 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
                 "task": to_dict(P.probe.tasks[task]), "defaults": P.probe.defaults, "probe": P.ablations.probe}
     tags = {"profile": P.profile, "ablation": point, "tables": ",".join(spec.tables), "target": cfg.target,
             "num_masks": len(cfg.masks)}
-    with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile)) as t:
+    with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile), key=f"ablate@{point}") as t:
         work = work_dir(f"ablate-{point}", settings, [PREPARED],
                         [*data.sources, *task_files(P, P.probe.tasks[task].data)])
 
         def compute():
-            summary = run_pretraining(P, cfg, seed, work / "pretrain", t, data)
+            # no per-step curves in the ablation run: its runs table shows the few numbers it logs
+            # (the curves go to the run as the metrics.jsonl artifact below)
+            summary = run_pretraining(P, cfg, seed, work / "pretrain", Tracker(), data)
             encoder, _ = frozen_encoder(P, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
             r = probe_task(P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point,
                            P.ablations.probe)
@@ -45,4 +48,6 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
                    "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
                    "samples_seen": summary["steps"] * summary["global_batch"]}
         log_ablation(t, point, spec, cfg, result["mask_statistics"], metrics)  # its row of the ablation table in MLflow
-        return finish(t, Path("metrics") / P.profile, f"ablate/{point}", metrics)
+        describe_ablations(t, P.profile, ablation_reference(P), P.ablations.task)
+        return finish(t, Path("metrics") / P.profile, f"ablate/{point}", metrics,
+                      RUNS / "ablate" / point / "pretrain" / "metrics.jsonl", log_details=False)
