@@ -148,3 +148,18 @@ def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
     changed = sorted(json.loads(dvc(repo, "status", "--json")))
     # the stages that run pretraining code; what reads their outputs re-runs if those outputs change
     assert changed == sorted(["detect", "pretrain@0", "pretrain@1", *(f"ablate@{p}" for p in ablations)])
+
+
+def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trained_on_nothing(smoke_copy):
+    repo = smoke_copy
+    videos = repo / "data/prepared/k400/videos"
+    videos.rename(repo / "data/prepared/k400/videos.away")  # a root where none of the listed clips is
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0"}
+    failed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"], cwd=repo,
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert failed.returncode != 0 and "probe training set, epoch 1: " in failed.stdout + failed.stderr
+    assert not list((repo / "runs/.work/probe-k400").rglob("probe_state.pt"))  # no state saved from that epoch
+    (repo / "data/prepared/k400/videos.away").rename(videos)  # the videos back: a clean run, not a resume
+    dvc(repo, "repro", "-f", "-s", "probe@k400")
+    run = json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]
+    assert run["num_train"] == 40 and run["skipped_train"] == 0  # prepare.k400_train of the smoke profile
