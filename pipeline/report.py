@@ -313,7 +313,7 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
            "schedule than ours: compare the trend across rows, not the values across setups.*\n"]
     header = ["point", "masks", "blocks per mask", "avg spatial ratio", "avg temporal ratio", "context tokens",
               "target tokens", "target", "attentive", "linear", "target std (end)"]
-    for table in ("13", "14", "15", "D"):
+    for table in ("13", "14", "15", "D", "V2"):
         points = [m for m in ablate.values() if table in [str(x) for x in m["tables"]]]
         if not points:
             continue
@@ -330,7 +330,9 @@ def section_ablations(ablate: dict, profile: str, reference: str | None = None, 
                          _fmt(m.get("final_target_std"), 3)])
         rows += paper_ablation_rows(table, len(header))
         title = {"13": "Table 13: masking ratio", "14": "Table 14: block size at a fixed ratio",
-                 "15": "Table 15: masks per sample", "D": "Appendix D: EMA target vs a copy of the context encoder"}[table]
+                 "15": "Table 15: masks per sample", "D": "Appendix D: EMA target vs a copy of the context encoder",
+                 "V2": "V-JEPA 2's model switches on V-JEPA 1's recipe (no paper row: V-JEPA 2 reports no such ablation)"
+                 }[table]
         out.append(f"### {title} (top-1 %: ours on {_task_name(task, names)}; paper on K400)\n\n"
                    + _table(header, rows) + "\n")
     if comparisons is None:
