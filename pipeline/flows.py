@@ -293,7 +293,7 @@ def profile_for_run(profile: str | None, root: str | None = None):
 
     root = Path(root or ROOT)
     params = root / "params.yaml"
-    before, was = (params.read_bytes() if params.exists() else None), active_profile(root)
+    before, (was, _) = (params.read_bytes() if params.exists() else None), active_profile(root)
     use_profile(profile, root)  # an unknown or invalid profile fails here, before any change
     try:
         yield

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import with_sources
 from test_hub import SMALL, by_hand, write_official
 
 from pipeline import stages
@@ -45,7 +46,7 @@ def decode(path):
 
 
 @pytest.fixture
-def released_task(tmp_path, monkeypatch):
+def released_task(tmp_path, monkeypatch, tiny_suite):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VJEPA_MLFLOW", "0")
     labels = [0, 1, 2, 0]
@@ -70,7 +71,11 @@ def released_task(tmp_path, monkeypatch):
     params["finetune"]["tasks"] = {}
     params["learn"].update({"motion": "k400", "appearance": "k400"})
     params["ablations"].update({"task": "k400", "points": {}})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    suite, _ = tiny_suite  # what prepare also checks on a real-data profile: pretraining lists and AVA files
+    params["pretrain"]["data"]["sources"] = [str(tmp_path / "train.txt")]
+    params["detect"]["data"] = {k: v.replace("data/prepared", str(suite)) if isinstance(v, str) else v
+                                for k, v in params["detect"]["data"].items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_sources(params)))
     stages.run("prepare", "params.yaml")  # a real-data profile: the tasks are read once, into an index
     return tmp_path, probe, labels
 
@@ -104,8 +109,8 @@ def test_a_released_probe_reproduces_the_hand_computed_accuracy_with_the_officia
     assert np.allclose(written, top_probs, atol=6e-6)
     assert json.loads((root / "metrics" / "test" / "probe" / "k400.json").read_text())["top1"] == pytest.approx(accuracy)
     table = section_frozen({"k400": metrics}, None, "test")
-    assert f"| released probe, evaluated here as it is | {accuracy:.1f} |" in table
-    assert "| ours (test profile) | – |" in table
+    assert f"| K400 | released probe, evaluated here: k400 | – | {accuracy:.1f} |" in table
+    assert "| SSv2 | ours: ssv2 | – | – |" in table  # a task without results: a dash, not a number
 
 
 def test_a_probe_of_another_label_space_or_an_unknown_protocol_is_refused(released_task):

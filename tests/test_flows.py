@@ -199,7 +199,7 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     compared = {}
     for s, r in records.items():
         for path, content in r["files"].items():
-            if path.startswith("metrics/"):
+            if path.startswith("metrics/") and path.endswith(".json"):  # the curves' CSVs are plots, not results
                 ours, theirs = results(json.loads(content["text"])), results(smoke_run.metrics[path])
                 assert ours == theirs, f"{path} (stage {s}, on machine {ran_on[s]}): pool and single checkout differ"
                 compared[path] = len(ours)
@@ -358,7 +358,7 @@ def test_a_runs_profile_applies_to_that_run_only_and_leaves_the_checkout_as_it_f
     (root / "dvc.lock").write_text("schema: '2.0'\nstages: {default: 1}\n")
     before = (root / "params.yaml").read_bytes()
     with flows.profile_for_run("smoke", root):
-        assert active_profile(root) == "smoke" and not (root / "dvc.lock").exists()
+        assert active_profile(root)[0] == "smoke" and not (root / "dvc.lock").exists()
         (root / "dvc.lock").write_text("schema: '2.0'\nstages: {smoke: 1}\n")  # what the run records
     assert (root / "params.yaml").read_bytes() == before
     assert (root / "dvc.lock").read_text() == "schema: '2.0'\nstages: {default: 1}\n"

@@ -133,14 +133,14 @@ def _run_end_to_end(repo, base: str, tree: dict) -> dict:
 def test_paper_vitl16_runs_end_to_end_on_release_format_data(paper_repo, release_tree):
     metrics = _run_end_to_end(paper_repo, "paper-vitl16", release_tree)
     counts = release_tree["counts"]
-    assert metrics["prepare.json"]["tasks"]["k400"]["train"] == counts["k400"]["train"]
+    assert metrics["details/prepare.json"]["tasks"]["k400"]["train"] == counts["k400"]["train"]
     for task in ("k400", "ssv2", "in1k", "places205", "inat21"):
-        run = metrics[f"probe/{task}.json"]["runs"]
+        run = metrics[f"details/probe/{task}.json"]["runs"]
         first = next(iter(run.values()))
         assert first["num_train"] == counts[task]["train"] and first.get("skipped_train", 0) == 0, task
     points = yaml.safe_load((paper_repo / "params.yaml").read_text())["ablations"]["points"]
     assert len(points) == 25 and all(f"ablate/{p}.json" in metrics for p in points)
-    assert metrics["detect.json"]["val_keyframes"] == counts["ava"]["val"]["keyframes"]
+    assert metrics["details/detect.json"]["val_keyframes"] == counts["ava"]["val"]["keyframes"]
     report = (paper_repo / "reports" / "test-paper-vitl16" / "README.md").read_text()
     assert "0.0000M" not in report and "stand-in" not in report.lower()
 
@@ -150,7 +150,7 @@ def test_paper_vitl16_runs_end_to_end_on_release_format_data(paper_repo, release
 def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
     repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
     metrics = _run_end_to_end(repo, base, release_tree)
-    assert metrics["probe/k400.json"]["runs"]
+    assert metrics["details/probe/k400.json"]["runs"]
     shutil.rmtree(repo)
 
 

@@ -146,8 +146,10 @@ def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
     with open(repo / "vjepa" / "pretrain.py", "a") as f:
         f.write("\n# a comment\n")
     changed = sorted(json.loads(dvc(repo, "status", "--json")))
-    # the stages that run pretraining code; what reads their outputs re-runs if those outputs change
-    assert changed == sorted(["detect", "pretrain@0", "pretrain@1", *(f"ablate@{p}" for p in ablations)])
+    # the stages that run pretraining code (finetuning batches with its MicroBatches); what reads their
+    # outputs re-runs if those outputs change
+    assert changed == sorted(["detect", "pretrain@0", "pretrain@1", "finetune@k400", "finetune@ssv2",
+                              *(f"ablate@{p}" for p in ablations)])
 
 
 def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trained_on_nothing(smoke_copy):
