@@ -135,3 +135,26 @@ except SystemExit as e:
     blocked = subprocess.run([sys.executable, "-c", BLOCKER + "import pipeline.tracking, mlflow"],
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert blocked.returncode != 0 and "mlflow is blocked" in blocked.stderr
+
+
+def test_extract_with_no_options_but_input_and_output_uses_the_checkpoints_own_clip(checkpoint, tmp_path):
+    import warnings
+
+    from vjepa.extract import main
+    path, cfg = checkpoint
+    video = tmp_path / "v.mp4"
+    write_video(video, 1, frames=30, size=(40, 56))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing guessed: frames, step and size are the file's
+        main([str(video), "--checkpoint", str(path), "--out", str(tmp_path / "f")])
+    feats = np.load(tmp_path / "f" / "v.npy")
+    # by hand, the first window: frames 0, 3, 6, 9 (the checkpoint's step 3), the eval view, mean-pooled tokens
+    ref = build_encoder(cfg.model)
+    import_official(path, target_encoder=ref)
+    import av
+    with av.open(str(video)) as c:
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    frames = np.stack([every[i] for i in (0, 3, 6, 9)])
+    with torch.no_grad():
+        expected = ref.eval()(EvalClipTransform(32)(frames)).mean(1)[0].numpy()
+    np.testing.assert_allclose(feats[0], expected, rtol=1e-5, atol=1e-6)

@@ -205,3 +205,17 @@ def test_missing_ava_frames_fail_at_prepare(tmp_path, monkeypatch, release_tree)
     (tmp_path / "frames").mkdir()
     with pytest.raises(AnnotationError, match="frame folder not found"):
         _prepare(tmp_path, monkeypatch, release_tree, lambda p: p["detect"]["data"].update(frames=str(tmp_path / "frames")))
+
+
+def test_an_edited_release_file_shows_in_dvc_status_as_the_stages_that_read_it(paper_repo, release_tree):
+    """After the end-to-end run (same module): a VideoMix2M list and an AVA file edited in place."""
+    if not (paper_repo / "dvc.lock").exists():
+        pytest.skip("needs the end-to-end run of this module first")
+    assert "Data and pipelines are up to date" in dvc(paper_repo, "status")
+    listed = release_tree["pretrain_sources"][1]
+    with open(listed, "a") as f:
+        f.write(open(listed).readline())  # one more clip in the list (a valid line)
+    changed = json.loads(dvc(paper_repo, "status", "--json"))
+    assert sorted(changed) == ["source@pretrain-1"]  # its readers follow through its stamp
+    dvc(paper_repo, "repro", "source@pretrain-1")
+    assert sorted(json.loads(dvc(paper_repo, "status", "--json"))) == ["pretrain@0", "prepare"]

@@ -294,17 +294,20 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def recorded_clip(path: str | os.PathLike) -> dict:
-    """The clip a checkpoint says its encoder was trained on, as far as it records it: `num_frames`
-    and `img_size` from the model config our pretraining stores, `frame_step` from its data config
+    """The clip a checkpoint says its encoder was trained on, as far as it records it: the
+    `preprocessing` entry every pretraining checkpoint of ours carries (what load_processor reads),
+    else `num_frames` and `img_size` from the model config and `frame_step` from a data config
     (released files record none of these). Keys it does not record are absent."""
     from vjepa.checkpoint import load
 
-    config = load(path).get("config")
-    config = config if isinstance(config, dict) else {}
+    ck = load(path)
+    config = ck.get("config") if isinstance(ck.get("config"), dict) else {}
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    found = {"num_frames": model.get("num_frames"), "img_size": model.get("img_size"),
-             "frame_step": data.get("frame_step", config.get("frame_step"))}
+    prep = ck.get("preprocessing") if isinstance(ck.get("preprocessing"), dict) else {}
+    found = {"num_frames": prep.get("num_frames", model.get("num_frames")),
+             "img_size": prep.get("img_size", model.get("img_size")),
+             "frame_step": prep.get("frame_step", data.get("frame_step", config.get("frame_step")))}
     return {k: int(v) for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
