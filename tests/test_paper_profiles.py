@@ -4,6 +4,7 @@ whole DAG runs end to end through `dvc repro`, and the other two are planned ove
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -212,10 +213,13 @@ def test_an_edited_release_file_shows_in_dvc_status_as_the_stages_that_read_it(p
     if not (paper_repo / "dvc.lock").exists():
         pytest.skip("needs the end-to-end run of this module first")
     assert "Data and pipelines are up to date" in dvc(paper_repo, "status")
-    listed = release_tree["pretrain_sources"][1]
-    with open(listed, "a") as f:
-        f.write(open(listed).readline())  # one more clip in the list (a valid line)
-    changed = json.loads(dvc(paper_repo, "status", "--json"))
-    assert sorted(changed) == ["source@pretrain-1"]  # its readers follow through its stamp
-    dvc(paper_repo, "repro", "source@pretrain-1")
-    assert sorted(json.loads(dvc(paper_repo, "status", "--json"))) == ["pretrain@0", "prepare"]
+    listed = Path(release_tree["pretrain_sources"][1])
+    before = listed.read_text()
+    try:
+        listed.write_text(before + before.splitlines(keepends=True)[0])  # one more clip in the list (a valid line)
+        changed = json.loads(dvc(paper_repo, "status", "--json"))
+        assert sorted(changed) == ["source@pretrain-1"]  # its readers follow through its stamp
+        dvc(paper_repo, "repro", "source@pretrain-1")
+        assert sorted(json.loads(dvc(paper_repo, "status", "--json"))) == ["prepare", "pretrain@0"]
+    finally:
+        listed.write_text(before)  # the session's tree is shared with other tests
