@@ -54,12 +54,26 @@ def main(argv=None) -> int:
     except (ConfigError, StageBusy, AnnotationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not isinstance(e, _run_stops()):
+            raise
+        print(f"error: {args.stage}{' ' + args.key if args.key else ''}: {e}; nothing was published", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # one line, not a traceback: what was done is kept
         again = " ".join(["python -m pipeline", args.stage, *([args.key] if args.key else [])])
         print(f"\ninterrupted: {args.stage} stopped; re-running it (`{again}`, or `dvc repro`) resumes from its "
               "last checkpoint", file=sys.stderr)
         return 130
     return 0
+
+
+def _run_stops() -> tuple[type, ...]:
+    """The errors by which a stage stops on its data or its numbers (too many undecodable files, a
+    non-finite loss): one line, not a traceback. Looked up among the modules the stage imported, so
+    that this entry point imports no training code itself (each stage's dvc.yaml deps stay its own)."""
+    found = [getattr(sys.modules.get(m), c, None) for m, c in (("vjepa.data.datasets", "TooManySkipped"),
+                                                               ("vjepa.runtime", "NonFiniteLossError"))]
+    return tuple(c for c in found if c is not None)
 
 
 if __name__ == "__main__":

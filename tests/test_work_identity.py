@@ -128,12 +128,13 @@ def test_dvc_repro_after_a_kill_and_an_upstream_change_starts_over_instead_of_re
     log = dvc(repo, "repro", "probe@k400")
     assert "[probe-k400] starting over: inputs.runs/pretrain/seed0/checkpoint.pth.tar changed" in log
     assert "[probe-k400] resuming" not in log
-    assert json.loads((repo / "metrics/smoke/probe/k400.json").read_text())["runs"]["segments1"]["num_train"] > 0
+    assert json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]["num_train"] > 0
     params["pretrain"]["train"]["optim"]["lr"] /= 2
     params["prepare"]["seed"] += 1                       # other data, the same pretraining settings
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = dvc(repo, "repro", "pretrain@1")
-    assert "[pretrain-seed1] starting over: inputs.data/prepared changed" in log
+    # the prepared folder and the pretraining list in it (stamped by content) both changed
+    assert "[pretrain-seed1] starting over: inputs.data/prepared, inputs.data/prepared/pretrain/k710.csv changed" in log
     assert "[pretrain-seed1] resuming" not in log
 
 
@@ -155,13 +156,32 @@ def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
 def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trained_on_nothing(smoke_copy):
     repo = smoke_copy
     videos = repo / "data/prepared/k400/videos"
-    videos.rename(repo / "data/prepared/k400/videos.away")  # a root where none of the listed clips is
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0"}
-    failed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"], cwd=repo,
-                            env=env, capture_output=True, text=True, timeout=900)
-    assert failed.returncode != 0 and "probe training set, epoch 1: " in failed.stdout + failed.stderr
+
+    def probe_k400():
+        return subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=900)
+
+    videos.rename(repo / "data/prepared/k400/videos.away")  # a root where none of the listed clips is
+    failed = probe_k400()  # the small suite's lists are read with their files checked: refused before any training
+    assert failed.returncode != 0
+    assert "data/prepared/k400/annotations/train.csv:2: clip not found: data/prepared/k400/videos/" in failed.stderr
+    assert not list((repo / "runs/.work/probe-k400").rglob("probe_state.pt"))
+    (repo / "data/prepared/k400/videos.away").rename(videos)
+    # every clip there but none decodable (what a wrong root gives on a real-data profile, whose probes do
+    # not stat the files): the first epoch trains on nothing and the stage stops there
+    saved = repo / "k400-videos.saved"
+    shutil.copytree(videos, saved)
+    for clip in videos.rglob("*.mp4"):
+        clip.write_bytes(b"")
+    failed = probe_k400()
+    # the frozen-feature pass stops at its first batch, naming the count and the files
+    assert failed.returncode != 0 and "error: probe k400: probe training set: 8 of 40 files could not be decoded" \
+        in failed.stderr and "Traceback" not in failed.stderr
     assert not list((repo / "runs/.work/probe-k400").rglob("probe_state.pt"))  # no state saved from that epoch
-    (repo / "data/prepared/k400/videos.away").rename(videos)  # the videos back: a clean run, not a resume
-    dvc(repo, "repro", "-f", "-s", "probe@k400")
+    shutil.rmtree(videos)
+    saved.rename(videos)  # the videos back: a clean run, not a resume
+    log = dvc(repo, "repro", "-f", "-s", "probe@k400")
+    assert "[probe-k400] resuming" not in log
     run = json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]
     assert run["num_train"] == 40 and run["skipped_train"] == 0  # prepare.k400_train of the smoke profile
