@@ -219,7 +219,6 @@ def loader_part(args) -> dict:
 def learn_part(args) -> dict:
     """Part 4: the default profile's `prepare`, `pretrain 0` and `learn 0` stages, run in a scratch folder
     (its own params.yaml, data/, runs/, metrics/) with tracking off, so nothing in the checkout changes."""
-    from pipeline.profiles import params_text
 
     with tempfile.TemporaryDirectory(prefix="gpu_check_learn_") as tmp:
         return _learn(args, Path(tmp), LEARN_PROFILE[args.rehearse])

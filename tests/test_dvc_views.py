@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from pipeline.plumbing import curves_path, headline_numbers, write_curves
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from pipeline import report, tracking
 from pipeline.config import from_mapping
 from pipeline.profiles import resolve
 

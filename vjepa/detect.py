@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -30,11 +29,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from vjepa.ava_eval import AVA_EVAL_CLASS_IDS, DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
+from vjepa.ava_eval import DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
 from vjepa.checkpoint import load, load_into, save_atomic
-from vjepa.config import FieldError, check_range, to_dict
+from vjepa.config import to_dict
 from vjepa.data.datasets import TooManySkipped
-from vjepa.probe import AUTOCAST, param_groups
+from vjepa.probe import param_groups
 from vjepa.runtime import autocast_for, check_resume, epoch_generator, require_finite, without_timings, write_json
 from vjepa.schedules import warmup_cosine_lr
 from vjepa.configs import DetectConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)

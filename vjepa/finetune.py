@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -36,14 +36,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
-from vjepa.config import FieldError, check_range, to_dict
+from vjepa.config import to_dict
 from vjepa.runtime import atomic_file, autocast_for, check_resume, require_finite, seeded, without_timings, write_json
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
-from vjepa.data.transforms import RAND_AUGMENT, RepeatedAugment, eval_transform, finetune_train_transform
+from vjepa.data.transforms import RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
 from vjepa.masks import _seed
-from vjepa.models import ModelConfig, build_encoder
+from vjepa.models import build_encoder
 from vjepa.models.vit import LayerNorm, VisionTransformer
 from vjepa.pretrain import MicroBatches
 from vjepa.probe import average_views

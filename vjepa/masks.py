@@ -14,13 +14,11 @@ counter does, so both give the same sizes), the block positions from one seeded 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vjepa.config import FieldError, check_range
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     MaskConfig,
     SHORT_RANGE,

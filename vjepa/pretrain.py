@@ -22,7 +22,7 @@ import random
 import resource
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -32,16 +32,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vjepa import schedules
 from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
                               strip_prefix)
-from vjepa.config import FieldError, check_range, to_dict
+from vjepa.config import to_dict
 from vjepa.runtime import (JsonlLog, NonFiniteLossError, autocast_for, check_resume, require_finite, seeded,
                            use_foreach, without_timings)
 from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
                                init_distributed, shutdown, wrap_ddp)
-from vjepa.masks import PAPER_MASKS, MaskCollator, MaskConfig
-from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
+from vjepa.masks import MaskCollator
+from vjepa.models import build_encoder, build_predictor, gather_tokens
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     OptimConfig,
     InitConfig,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import Callable
@@ -30,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
-from vjepa.config import ConfigError, FieldError, check_range, to_dict
+from vjepa.config import ConfigError, to_dict
 from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, require_finite,
                            use_foreach, without_timings, write_json)
 from vjepa.data import SkipCounter, collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
-from vjepa.models.probes import (PROBE_KINDS, AttentiveClassifier, LinearProbe, official_probe_state, probe_kind,
+from vjepa.models.probes import (AttentiveClassifier, LinearProbe, official_probe_state, probe_kind,
                                  vjepa2_probe)
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)

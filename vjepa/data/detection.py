@@ -4,7 +4,7 @@ boxes, excluded keyframes dropped) and the validation set (the detector's propos
 threshold) from them. Box items are described in `vjepa.detect`'s docstring."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from vjepa.config import FieldError, check_range
 from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_proposals
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.configs import AvaFiles, AvaClipConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vjepa.config import check_range
 from vjepa.data.checks import check_sample
 from vjepa.data.readers import AnnotationError, Entries
 from vjepa.data.sources import TaskData, read_task

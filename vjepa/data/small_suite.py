@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,11 +37,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vjepa.config import FieldError, check_range
 from vjepa.data import moving_digits as md
 from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposals
 from vjepa.data.readers import write_path_label_list
-from vjepa.data.video import DECORD_BROKEN_WIDTHS
 from vjepa.runtime import without_timings
 from vjepa.configs import MOTION_TASKS, SmallSuiteConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 

@@ -3,13 +3,10 @@ format's own reader. The same spec serves a researcher's K400/SSv2/IN1K/Places20
 and the small suite that `prepare` writes in those formats."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
-from vjepa.config import FieldError
-from vjepa.data.readers import (KINETICS_PATH_FORMAT, AnnotationError, Entries, kinetics_path_format,
-                                read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2)
+from vjepa.data.readers import (KINETICS_PATH_FORMAT, AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2)
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     FORMATS,
     IMAGE_FORMATS,

@@ -3,9 +3,7 @@ how clips or still images are cut and augmented from it (`TaskViews`). Frozen pr
 learned-vs-random comparison and the ablations' probe all build their sets here."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-from vjepa.config import check_range
 from vjepa.data.datasets import ImageDataset, VideoDataset
 from vjepa.data.sampling import ClipSampling
 from vjepa.data.sources import TaskData, read_task

@@ -1,12 +1,10 @@
 """Model sizes and the typed model config that builds the encoder and predictor."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-from vjepa.config import FieldError, check_range
 
-from vjepa.models.predictor import MASK_TOKEN_CHOICES, Predictor
-from vjepa.models.vit import POS_ENCODINGS, ROPE_LAYOUTS, VisionTransformer, rope_axis_dim
+from vjepa.models.predictor import Predictor
+from vjepa.models.vit import VisionTransformer
 from vjepa.configs import SIZES, ModelConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
