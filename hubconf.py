@@ -7,8 +7,19 @@ vjepa2_vith, vjepa2_vitg, vjepa2_vitg_384. vjepa_encoder: any checkpoint of ours
 records; vjepa_processor: its preprocessing (video file or clip -> input). vjepa_classifier: a probe
 on its encoder, returning class probabilities. Every file is loaded with weights_only=True, strictly.
 """
+
 dependencies = ["torch", "numpy", "timm"]
 
-from vjepa.hub import (vjepa2_vitg, vjepa2_vitg_384, vjepa2_vith, vjepa2_vitl,  # noqa: E402,F401
-                       vjepa_classifier, vjepa_encoder, vjepa_processor, vjepa_tiny, vjepa_vith16, vjepa_vith16_384,
-                       vjepa_vitl16)
+from vjepa.hub import (
+    vjepa2_vitg,
+    vjepa2_vitg_384,
+    vjepa2_vith,
+    vjepa2_vitl,  # noqa: E402,F401
+    vjepa_classifier,
+    vjepa_encoder,
+    vjepa_processor,
+    vjepa_tiny,
+    vjepa_vith16,
+    vjepa_vith16_384,
+    vjepa_vitl16,
+)

@@ -28,6 +28,7 @@ the finish row the finish (on the consumer's device) is counted as transform, no
 
 Prints a table and the ratios to the official loader and to the floor, all measured in this run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,7 @@ def write_kinetics_like(path: Path, width: int, height: int, fps: int, seed: int
         s.options = {"preset": preset, "crf": "23"}
         for t in range(n):
             y, x = int(40 * t / n), 10 + int(80 * t / n) + int(10 * np.sin(t / 7))
-            img = base[y:y + height, x:x + width]
+            img = base[y : y + height, x : x + width]
             img = np.clip(img * (0.85 + 0.15 * np.sin(t / 11)) + rng.normal(0, 3, img.shape), 0, 255)
             frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
             frame.pts = t
@@ -97,6 +98,7 @@ def load_official(repo: Path):
         sys.modules["cv2"] = types.ModuleType("cv2")
     from app.vjepa.transforms import make_transforms
     from src.datasets.video_dataset import VideoDataset
+
     return VideoDataset, make_transforms
 
 
@@ -127,10 +129,15 @@ class Row:
 
     def figures(self) -> dict:
         """The row's figures as the table prints them (per clip)."""
-        return {"clips_per_s_per_worker": self.clips / self.wall, "clips_per_cpu_s": self.clips / self.cpu,
-                "decode_cpu_ms": 1e3 * self.decode / self.clips, "transform_cpu_ms": 1e3 * self.transform / self.clips,
-                "collate_cpu_ms": 1e3 * self.collate / self.clips, "worker_cpu_ms": 1e3 * self.worker_cpu / self.clips,
-                "clips": self.clips}
+        return {
+            "clips_per_s_per_worker": self.clips / self.wall,
+            "clips_per_cpu_s": self.clips / self.cpu,
+            "decode_cpu_ms": 1e3 * self.decode / self.clips,
+            "transform_cpu_ms": 1e3 * self.transform / self.clips,
+            "collate_cpu_ms": 1e3 * self.collate / self.clips,
+            "worker_cpu_ms": 1e3 * self.worker_cpu / self.clips,
+            "clips": self.clips,
+        }
 
     def add_batch(self, make_batch, worker: bool = True):
         """Time one batch's collation (in the worker's CPU when `worker`)."""
@@ -151,6 +158,7 @@ def floor_decode(path: str, frames: np.ndarray, needed_only: bool = False) -> No
     """Decode the packets from the keyframe before frames[0] to frames[-1] (no RGB conversion):
     every one, or with needed_only those the clip's frames need (unreferenced frames outside the
     clip skipped)."""
+
     def run(container, stream, index):
         want = {int(index.pts[i]) for i in frames}
         want_last = int(index.pts[frames.max()])
@@ -166,6 +174,7 @@ def floor_decode(path: str, frames: np.ndarray, needed_only: bool = False) -> No
                 seen.add(f.pts)
             if want_last in seen:
                 return
+
     with_index(path, 1, run)
 
 
@@ -177,8 +186,11 @@ def main() -> None:
     ap.add_argument("--files-per-format", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8, help="clips per collated batch")
     ap.add_argument("--preset", default="medium", help="x264 preset of the written files")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="where the 'finish' rows convert, resize, flip and normalise")
+    ap.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where the 'finish' rows convert, resize, flip and normalise",
+    )
     ap.add_argument("--json", type=Path, help="also write the rows' figures here ({size: {row: figures}})")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker
@@ -186,10 +198,15 @@ def main() -> None:
     cfg = ClipSampling(num_frames=16, frame_step=4, random=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        paths = [write_kinetics_like(Path(tmp) / f"{name}_{k}.mp4", w, h, fps, k, args.preset)
-                 for name, (w, h, fps) in FILES.items() for k in range(args.files_per_format)]
-        print(f"wrote {len(paths)} files of {SECONDS} s ({', '.join(FILES)}, x264 {args.preset}) in "
-              f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, torch threads 1; {args.clips} clips per row")
+        paths = [
+            write_kinetics_like(Path(tmp) / f"{name}_{k}.mp4", w, h, fps, k, args.preset)
+            for name, (w, h, fps) in FILES.items()
+            for k in range(args.files_per_format)
+        ]
+        print(
+            f"wrote {len(paths)} files of {SECONDS} s ({', '.join(FILES)}, x264 {args.preset}) in "
+            f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, torch threads 1; {args.clips} clips per row"
+        )
         results = {}
         for size in args.sizes:
             rows = _measure(paths, cfg, size, args, official)
@@ -197,32 +214,52 @@ def main() -> None:
             _print(size, rows, args.device)
         _closing(results, args.device)
     if args.json:
-        args.json.write_text(json.dumps({str(size): {name: r.figures() for name, r in rows.items()}
-                                         for size, rows in results.items()}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {str(size): {name: r.figures() for name, r in rows.items()} for size, rows in results.items()}, indent=1
+            )
+            + "\n"
+        )
 
 
 def _measure(paths, cfg, size, args, official) -> dict[str, Row]:
     tf, deferred = pretrain_transform(size), pretrain_transform(size, finish_on_device=True)
-    rows = {k: Row(k) for k in ("official", "floor", "floor, needed frames", "ours decord", "ours pyav",
-                                "ours pyav, finish")}
+    rows = {
+        k: Row(k)
+        for k in ("official", "floor", "floor, needed frames", "ours decord", "ours pyav", "ours pyav, finish")
+    }
     if official is None:
         del rows["official"]
     else:
         VideoDataset, make_transforms = official
-        off_tf = make_transforms(random_horizontal_flip=True, random_resize_aspect_ratio=(3 / 4, 4 / 3),
-                                 random_resize_scale=(0.3, 1.0), crop_size=size)
+        off_tf = make_transforms(
+            random_horizontal_flip=True,
+            random_resize_aspect_ratio=(3 / 4, 4 / 3),
+            random_resize_scale=(0.3, 1.0),
+            crop_size=size,
+        )
         off_ds = VideoDataset.__new__(VideoDataset)  # only the attributes loadvideo_decord reads
-        off_ds.__dict__.update(frames_per_clip=16, frame_step=4, num_clips=1, random_clip_sampling=True,
-                               allow_clip_overlap=False, filter_short_videos=False, filter_long_videos=int(10**9),
-                               duration=None)
+        off_ds.__dict__.update(
+            frames_per_clip=16,
+            frame_step=4,
+            num_clips=1,
+            random_clip_sampling=True,
+            allow_clip_overlap=False,
+            filter_short_videos=False,
+            filter_long_videos=int(10**9),
+            duration=None,
+        )
     batches = {name: [] for name in rows if not name.startswith("floor")}
     clip = torch.zeros(1, 3, 16, size, size)  # [V, C, T, H, W]
     box = deferred(np.zeros((16, size, size, 3), np.uint8), rng=np.random.default_rng(0))
-    warm = {name: [([clip[0]], 0, [0]) if name == "official" else box if name.endswith("finish")
-                   else clip] * args.batch for name in batches}
+    warm = {
+        name: [([clip[0]], 0, [0]) if name == "official" else box if name.endswith("finish") else clip] * args.batch
+        for name in batches
+    }
     for _ in range(2):  # untimed: the allocator's first batches of this size cost several times the later ones
-        _collate_batches({name: Row(name) for name in batches}, {n: list(b) for n, b in warm.items()}, paths[0],
-                         args.device)
+        _collate_batches(
+            {name: Row(name) for name in batches}, {n: list(b) for n, b in warm.items()}, paths[0], args.device
+        )
     for k in range(args.clips):
         path = paths[k % len(paths)]
         seed = 1000 * size + k
@@ -273,8 +310,12 @@ def _collate_batches(rows: dict[str, Row], batches: dict[str, list], path: str, 
             outs.clear()
             continue
         else:  # VideoDataset's item (its one segment), then the batch collate
-            make = lambda: collate([{"video": stack_segments([o]), "label": 0, "index": 0, "path": path}  # noqa: E731
-                                    for o in outs])
+            make = lambda: collate(
+                [
+                    {"video": stack_segments([o]), "label": 0, "index": 0, "path": path}  # noqa: E731
+                    for o in outs
+                ]
+            )
         rows[name].add_batch(make, worker=not name.endswith("finish"))
         outs.clear()
 
@@ -287,12 +328,17 @@ def _synced(t: torch.Tensor) -> torch.Tensor:
 
 def _print(size: int, rows: dict[str, Row], device: str) -> None:
     print(f"\n{size} px crops, 16 frames x stride 4")
-    print(f"{'loader (per clip)':<30}{'clips/s/worker':>15}{'clips/CPU-s':>13}{'decode CPU ms':>15}"
-          f"{'transform CPU ms':>18}{'collate CPU ms':>16}{'worker CPU ms':>15}")
+    print(
+        f"{'loader (per clip)':<30}{'clips/s/worker':>15}{'clips/CPU-s':>13}{'decode CPU ms':>15}"
+        f"{'transform CPU ms':>18}{'collate CPU ms':>16}{'worker CPU ms':>15}"
+    )
     for r in rows.values():
         name = r.name + (f" on {device}" if r.name.endswith("finish") else "")
-        print(f"{name:<30}{r.clips / r.wall:>15.2f}{r.clips / r.cpu:>13.2f}{1e3 * r.decode / r.clips:>15.1f}"
-              f"{1e3 * r.transform / r.clips:>18.1f}{1e3 * r.collate / r.clips:>16.1f}{1e3 * r.worker_cpu / r.clips:>15.1f}")
+        print(
+            f"{name:<30}{r.clips / r.wall:>15.2f}{r.clips / r.cpu:>13.2f}{1e3 * r.decode / r.clips:>15.1f}"
+            f"{1e3 * r.transform / r.clips:>18.1f}{1e3 * r.collate / r.clips:>16.1f}"
+            f"{1e3 * r.worker_cpu / r.clips:>15.1f}"
+        )
 
 
 def _closing(results: dict[int, dict[str, Row]], device: str) -> None:
@@ -303,14 +349,18 @@ def _closing(results: dict[int, dict[str, Row]], device: str) -> None:
             off = rows["official"]
             for name in ("ours decord", "ours pyav"):
                 r = rows[name]
-                parts.append(f"{name} / official: {(r.clips / r.wall) / (off.clips / off.wall):.2f}x clips/s per "
-                             f"worker, {(r.clips / r.cpu) / (off.clips / off.cpu):.2f}x clips per CPU-s")
+                parts.append(
+                    f"{name} / official: {(r.clips / r.wall) / (off.clips / off.wall):.2f}x clips/s per "
+                    f"worker, {(r.clips / r.cpu) / (off.clips / off.cpu):.2f}x clips per CPU-s"
+                )
         fin = rows["ours pyav, finish"]
         for fname in ("floor", "floor, needed frames"):
             floor = rows[fname]
-            parts.append(f"ours pyav / {fname}: {ours.wall / floor.wall:.2f} (wall), {ours.cpu / floor.cpu:.2f} (CPU), "
-                         f"its decode alone {ours.decode / floor.decode:.2f} (CPU); finish on {device}: worker CPU "
-                         f"{fin.worker_cpu / floor.cpu:.2f}x")
+            parts.append(
+                f"ours pyav / {fname}: {ours.wall / floor.wall:.2f} (wall), {ours.cpu / floor.cpu:.2f} (CPU), "
+                f"its decode alone {ours.decode / floor.decode:.2f} (CPU); finish on {device}: worker CPU "
+                f"{fin.worker_cpu / floor.cpu:.2f}x"
+            )
         parts.append(f"finish on {device}: worker CPU per clip {fin.worker_cpu / ours.worker_cpu:.2f}x of ours pyav")
         print(f"  {size} px: " + "; ".join(parts))
 

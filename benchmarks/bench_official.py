@@ -19,6 +19,7 @@ Lines (each step measurement in its own fresh process, so each peak memory is th
 The official checkout is read from outside this repository (see README, "Benchmarks against the
 official code"); nothing of it is copied here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,24 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's vjepa, not whichever one
 # shapes of the step lines: ViT-tiny (192 wide, 12 blocks) at 64 px x 8 frames with a 6-block predictor
 # as wide, and the paper's ViT-L/16 at 224 px x 16 frames with its 12-block, 384-wide predictor
 STEP_CONFIGS = {
-    "step-tiny": {"model": {"size": "tiny", "img_size": 64, "num_frames": 8, "pred_depth": 6, "pred_embed_dim": 192},
-                  "batch": 4, "steps": 20},
+    "step-tiny": {
+        "model": {"size": "tiny", "img_size": 64, "num_frames": 8, "pred_depth": 6, "pred_embed_dim": 192},
+        "batch": 4,
+        "steps": 20,
+    },
     "step-vitl": {"model": {"size": "large", "img_size": 224, "num_frames": 16}, "batch": 1, "steps": 1},
 }
-OPTIM = {"iterations": 100, "warmup_iterations": 10, "lr": 6.25e-4, "start_lr": 2e-4, "final_lr": 1e-6,
-         "start_weight_decay": 0.04, "final_weight_decay": 0.4, "start_momentum": 0.998, "final_momentum": 1.0}
+OPTIM = {
+    "iterations": 100,
+    "warmup_iterations": 10,
+    "lr": 6.25e-4,
+    "start_lr": 2e-4,
+    "final_lr": 1e-6,
+    "start_weight_decay": 0.04,
+    "final_weight_decay": 0.4,
+    "start_momentum": 0.998,
+    "final_momentum": 1.0,
+}
 
 
 def peak_rss_mib() -> float:
@@ -53,6 +66,7 @@ def peak_rss_mib() -> float:
 
 # ----------------------------------------------------------------------------------------------
 # The inputs both sides read (written by the parent, which is not measured)
+
 
 def write_step_inputs(name: str, path: Path) -> None:
     from vjepa.config import from_dict
@@ -68,23 +82,41 @@ def write_step_inputs(name: str, path: Path) -> None:
             t.normal_(0, 0.02)
     steps = spec["steps"] + 1  # one warm-up step
     from vjepa.masks import PAPER_MASKS
+
     collator = MaskCollator(PAPER_MASKS, model.grid, seed=0)
     masks = [collator(spec["batch"], s) for s in range(steps)]
     clips = torch.randn(spec["batch"], 3, model.num_frames, model.img_size, model.img_size)
-    torch.save({"encoder": enc.state_dict(), "predictor": pred.state_dict(), "clips": clips, "masks": masks,
-                "model": spec["model"]}, path)
+    torch.save(
+        {
+            "encoder": enc.state_dict(),
+            "predictor": pred.state_dict(),
+            "clips": clips,
+            "masks": masks,
+            "model": spec["model"],
+        },
+        path,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Children: one measurement each
+
 
 def step_ours(inputs: dict, out: Path) -> dict:
     from vjepa.config import from_dict
     from vjepa.distributed import DistEnv
     from vjepa.pretrain import PretrainConfig, build_state, train_step
 
-    cfg = from_dict(PretrainConfig, {"model": inputs["model"], "batch_size": len(inputs["clips"]), "precision": "fp32",
-                                     "device": "cpu", "optim": OPTIM})
+    cfg = from_dict(
+        PretrainConfig,
+        {
+            "model": inputs["model"],
+            "batch_size": len(inputs["clips"]),
+            "precision": "fp32",
+            "device": "cpu",
+            "optim": OPTIM,
+        },
+    )
     state = build_state(cfg, DistEnv(device=torch.device("cpu")))
     state.encoder.load_state_dict(inputs["encoder"])
     state.target_encoder.load_state_dict(inputs["encoder"])
@@ -106,6 +138,7 @@ def step_official(inputs: dict, repo: str, out: Path) -> dict:
     import copy
     import math
     import torch.nn.functional as F
+
     sys.path.insert(0, str(HERE))
     from official import import_official
 
@@ -115,15 +148,26 @@ def step_official(inputs: dict, repo: str, out: Path) -> dict:
 
     m = inputs["model"]
     size = m["size"]
-    enc = getattr(off.vit, f"vit_{size}")(img_size=m["img_size"], num_frames=m["num_frames"], tubelet_size=2,
-                                          uniform_power=True, use_sdpa=True)
+    enc = getattr(off.vit, f"vit_{size}")(
+        img_size=m["img_size"], num_frames=m["num_frames"], tubelet_size=2, uniform_power=True, use_sdpa=True
+    )
     enc.load_state_dict(inputs["encoder"])
     d, heads = enc.embed_dim, enc.num_heads
-    pred = off.predictor.vit_predictor(img_size=m["img_size"], patch_size=16, num_frames=m["num_frames"],
-                                       tubelet_size=2, embed_dim=d, predictor_embed_dim=m.get("pred_embed_dim", 384),
-                                       depth=m.get("pred_depth", 12),
-                                       num_heads=heads, uniform_power=True, use_mask_tokens=True,
-                                       num_mask_tokens=2, zero_init_mask_tokens=True, use_sdpa=True)
+    pred = off.predictor.vit_predictor(
+        img_size=m["img_size"],
+        patch_size=16,
+        num_frames=m["num_frames"],
+        tubelet_size=2,
+        embed_dim=d,
+        predictor_embed_dim=m.get("pred_embed_dim", 384),
+        depth=m.get("pred_depth", 12),
+        num_heads=heads,
+        uniform_power=True,
+        use_mask_tokens=True,
+        num_mask_tokens=2,
+        zero_init_mask_tokens=True,
+        use_sdpa=True,
+    )
     pred.load_state_dict(inputs["predictor"])
     encoder, predictor = off.multimask.MultiMaskWrapper(enc), off.multimask.PredictorMultiMaskWrapper(pred)
     target = copy.deepcopy(encoder)
@@ -131,9 +175,19 @@ def step_official(inputs: dict, repo: str, out: Path) -> dict:
         p.requires_grad = False
     ipe = OPTIM["iterations"]
     optimizer, _, scheduler, wd_scheduler = init_opt(
-        encoder, predictor, iterations_per_epoch=ipe, start_lr=OPTIM["start_lr"], ref_lr=OPTIM["lr"],
-        warmup=OPTIM["warmup_iterations"] / ipe, num_epochs=1, wd=OPTIM["start_weight_decay"],
-        final_wd=OPTIM["final_weight_decay"], final_lr=OPTIM["final_lr"], mixed_precision=False, ipe_scale=1.25)
+        encoder,
+        predictor,
+        iterations_per_epoch=ipe,
+        start_lr=OPTIM["start_lr"],
+        ref_lr=OPTIM["lr"],
+        warmup=OPTIM["warmup_iterations"] / ipe,
+        num_epochs=1,
+        wd=OPTIM["start_weight_decay"],
+        final_wd=OPTIM["final_weight_decay"],
+        final_lr=OPTIM["final_lr"],
+        mixed_precision=False,
+        ipe_scale=1.25,
+    )
     ema = (OPTIM["start_momentum"], OPTIM["final_momentum"])
     total = ipe * 1.25
     momenta = (ema[0] + i * (ema[1] - ema[0]) / total for i in range(int(total) + 1))
@@ -166,12 +220,22 @@ def masks_both(repo: str, calls: int) -> dict:
     """Our and the official MaskCollator for the same settings, their calls interleaved in one process
     (a load change on the machine hits both alike)."""
     from vjepa.masks import PAPER_MASKS, MaskCollator
+
     sys.path.insert(0, str(HERE))
     from official import import_official
+
     off = import_official(repo, "masks")
-    cfgs = [dict(spatial_scale=m.spatial_scale, temporal_scale=m.temporal_scale, aspect_ratio=m.aspect_ratio,
-                 num_blocks=m.num_blocks, max_temporal_keep=m.max_temporal_keep, max_keep=m.max_keep)
-            for m in PAPER_MASKS]
+    cfgs = [
+        dict(
+            spatial_scale=m.spatial_scale,
+            temporal_scale=m.temporal_scale,
+            aspect_ratio=m.aspect_ratio,
+            num_blocks=m.num_blocks,
+            max_temporal_keep=m.max_temporal_keep,
+            max_keep=m.max_keep,
+        )
+        for m in PAPER_MASKS
+    ]
     official = off.masks.MaskCollator(cfgs_mask=cfgs, crop_size=224, num_frames=16, patch_size=16, tubelet_size=2)
     ours = MaskCollator(PAPER_MASKS, (8, 14, 14), seed=0)
     batch = [torch.zeros(1)] * 24
@@ -194,6 +258,7 @@ def probe_batches(ks: list[int], steps: int, cached: bool, seed: int = 0) -> dic
     from vjepa.models import ModelConfig, build_encoder
     from vjepa.probe import ProbeConfig, ProbeSet, encode
     import contextlib
+
     model = ModelConfig(size="tiny", img_size=64, num_frames=16)
     torch.manual_seed(seed)
     encoder = build_encoder(model).eval().requires_grad_(False)
@@ -224,6 +289,7 @@ def probe_official(repo: str, steps: int, seed: int = 0) -> dict:
     encoder forward under no_grad, classifier, cross-entropy, AdamW)."""
     sys.path.insert(0, str(HERE))
     from official import import_official
+
     off = import_official(repo, "vit", "pooler")
     torch.manual_seed(seed)
     enc = off.vit.vit_tiny(img_size=64, num_frames=16, tubelet_size=2, uniform_power=True, use_sdpa=True).eval()
@@ -255,8 +321,11 @@ def child(job: dict) -> dict:
     elif kind == "masks":
         res = masks_both(job["repo"], job["calls"])
     elif kind == "probes":
-        res = (probe_official(job["repo"], job["steps"]) if job["impl"] == "official"
-               else probe_batches(job["ks"], job["steps"], job["cached"]))
+        res = (
+            probe_official(job["repo"], job["steps"])
+            if job["impl"] == "official"
+            else probe_batches(job["ks"], job["steps"], job["cached"])
+        )
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     res["peak_rss_mib"] = peak_rss_mib()
@@ -266,6 +335,7 @@ def child(job: dict) -> dict:
 
 # ----------------------------------------------------------------------------------------------
 # Parent
+
 
 def run_child(job: dict) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True)
@@ -285,47 +355,67 @@ def bench_step(name: str, repo: str, tmp: Path, rounds: int) -> list[str]:
     runs = {"ours": [], "official": []}
     order = ["official", "ours"]
     for r in range(rounds):  # alternate which side goes first, so a load change hits both
-        for impl in (order if r % 2 == 0 else order[::-1]):
-            runs[impl].append(run_child({"kind": name, "impl": impl, "inputs": str(inputs), "repo": repo,
-                                         "out": str(tmp / f"{name}-{impl}.pt")}))
+        for impl in order if r % 2 == 0 else order[::-1]:
+            runs[impl].append(
+                run_child(
+                    {
+                        "kind": name,
+                        "impl": impl,
+                        "inputs": str(inputs),
+                        "repo": repo,
+                        "out": str(tmp / f"{name}-{impl}.pt"),
+                    }
+                )
+            )
     rate = {i: batch / median([t for r in v for t in r["times"]]) for i, v in runs.items()}
     peak = {i: max(r["peak_rss_mib"] for r in v) for i, v in runs.items()}
     lo, lf = runs["ours"][0]["losses"], runs["official"][0]["losses"]
     dloss = max(abs(a - b) for a, b in zip(lo, lf))
     wo, wf = torch.load(tmp / f"{name}-ours.pt"), torch.load(tmp / f"{name}-official.pt")
     dw = max((wo[k] - wf[k]).abs().max().item() for k in wo)
-    return [f"{name}: ours {rate['ours']:.3f} clips/s, official {rate['official']:.3f} clips/s -> "
-            f"x{rate['ours'] / rate['official']:.2f} clips/s; peak RSS ours {peak['ours']:.0f} MiB, official "
-            f"{peak['official']:.0f} MiB -> x{peak['ours'] / peak['official']:.3f}; batch {batch}, "
-            f"{runs['ours'][0]['threads']} threads, {sum(len(r['times']) for r in runs['ours'])} timed steps each",
-            f"    same result: max|loss diff| over {len(lo)} steps {dloss:.2g}, max|target encoder diff| {dw:.2g}"]
+    return [
+        f"{name}: ours {rate['ours']:.3f} clips/s, official {rate['official']:.3f} clips/s -> "
+        f"x{rate['ours'] / rate['official']:.2f} clips/s; peak RSS ours {peak['ours']:.0f} MiB, official "
+        f"{peak['official']:.0f} MiB -> x{peak['ours'] / peak['official']:.3f}; batch {batch}, "
+        f"{runs['ours'][0]['threads']} threads, {sum(len(r['times']) for r in runs['ours'])} timed steps each",
+        f"    same result: max|loss diff| over {len(lo)} steps {dloss:.2g}, max|target encoder diff| {dw:.2g}",
+    ]
 
 
 def bench_masks(repo: str, calls: int) -> list[str]:
     t = {i: median(ts) for i, ts in run_child({"kind": "masks", "repo": repo, "calls": calls})["times"].items()}
-    return [f"masks (batch 24, 224 px x 16 frames, 2 mask configs): ours {t['ours'] * 1e3:.2f} ms, official "
-            f"{t['official'] * 1e3:.2f} ms -> ours takes x{t['ours'] / t['official']:.2f} the official time (interleaved in one process)"]
+    return [
+        f"masks (batch 24, 224 px x 16 frames, 2 mask configs): ours {t['ours'] * 1e3:.2f} ms, official "
+        f"{t['official'] * 1e3:.2f} ms -> ours takes x{t['ours'] / t['official']:.2f} the official time "
+        f"(interleaved in one process)"
+    ]
 
 
 def bench_probes(repo: str, k: int, steps: int) -> list[str]:
-    res = {cached: run_child({"kind": "probes", "impl": "ours", "ks": [1, k], "steps": steps, "cached": cached})
-           for cached in (False, True)}
+    res = {
+        cached: run_child({"kind": "probes", "impl": "ours", "ks": [1, k], "steps": steps, "cached": cached})
+        for cached in (False, True)
+    }
     off = median(run_child({"kind": "probes", "impl": "official", "repo": repo, "steps": steps})["times"])
     one, t_many = (median(res[False]["times"][str(i)]) for i in (1, k))
     one_c, many_c = (median(res[True]["times"][str(i)]) for i in (1, k))
     kk = res[False]["k"][str(k)]
-    return [f"probes (ViT-tiny 64 px x 16 frames encoder, batch 16): ours {kk} probes in one pass "
-            f"{t_many * 1e3:.0f} ms/batch, ours 1 probe {one * 1e3:.0f} ms -> x{t_many / one:.2f} one probe; official "
-            f"1 probe {off * 1e3:.0f} ms, {kk} probes = {kk} runs -> ours x{kk * off / t_many:.2f} faster",
-            f"    from cached features (no encoder pass): {kk} probes {many_c * 1e3:.1f} ms, 1 probe "
-            f"{one_c * 1e3:.1f} ms -> x{many_c / one_c:.2f}; ours 1 and {kk} probes interleaved in one process"]
+    return [
+        f"probes (ViT-tiny 64 px x 16 frames encoder, batch 16): ours {kk} probes in one pass "
+        f"{t_many * 1e3:.0f} ms/batch, ours 1 probe {one * 1e3:.0f} ms -> x{t_many / one:.2f} one probe; official "
+        f"1 probe {off * 1e3:.0f} ms, {kk} probes = {kk} runs -> ours x{kk * off / t_many:.2f} faster",
+        f"    from cached features (no encoder pass): {kk} probes {many_c * 1e3:.1f} ms, 1 probe "
+        f"{one_c * 1e3:.1f} ms -> x{many_c / one_c:.2f}; ours 1 and {kk} probes interleaved in one process",
+    ]
 
 
 def bench_loader(repo: str) -> list[str]:
     script = HERE / "bench_loader.py"
     if not script.exists():
-        return [f"loader: {script.relative_to(HERE.parent)} is not in this checkout (the loader benchmark comes "
-                "with the loader work); no loader line"]
+        return [
+            f"loader: {script.relative_to(HERE.parent)} is not in this checkout (the loader benchmark comes "
+            "with the loader work); no loader line"
+        ]
     proc = subprocess.run([sys.executable, str(script), "--official-repo", repo], capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.strip()]
     if proc.returncode:
@@ -338,8 +428,12 @@ def main() -> int:
     ap.add_argument("--official-repo", help="a checkout of facebookresearch/jepa (outside this repository)")
     ap.add_argument("--parts", default="step-tiny,step-vitl,masks,probes,loader")
     ap.add_argument("--rounds", type=int, default=4, help="processes per side for step-tiny (alternating order)")
-    ap.add_argument("--tiny-steps", type=int, default=STEP_CONFIGS["step-tiny"]["steps"],
-                    help="timed steps per process for step-tiny (after one warm-up step)")
+    ap.add_argument(
+        "--tiny-steps",
+        type=int,
+        default=STEP_CONFIGS["step-tiny"]["steps"],
+        help="timed steps per process for step-tiny (after one warm-up step)",
+    )
     ap.add_argument("--mask-calls", type=int, default=50)
     ap.add_argument("--probes-k", type=int, default=8)
     ap.add_argument("--probe-steps", type=int, default=8)
@@ -353,6 +447,7 @@ def main() -> int:
     STEP_CONFIGS["step-tiny"]["steps"] = args.tiny_steps
     sys.path.insert(0, str(HERE))
     from official import import_official
+
     import_official(args.official_repo, "vit")  # fail early, naming the path, if it is not a checkout
     base = f"python benchmarks/bench_official.py --official-repo {shlex.quote(args.official_repo)}"
     for opt in ("rounds", "tiny_steps", "mask_calls", "probes_k", "probe_steps"):  # what this run changed

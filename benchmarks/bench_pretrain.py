@@ -11,6 +11,7 @@ attention, backward = 2 x forward) / step time / the GPU's peak dense bf16 rate.
 Each config runs in its own process, so each peak memory figure is its own (GPU: torch's peak
 allocation; CPU: the process's peak resident set, which includes the ~0.5 GB of torch itself).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,18 @@ from vjepa.pretrain import PretrainConfig, build_state, train_step
 TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "default.yaml").read_text())["model"]
 VITL = {"size": "large", "img_size": 224, "patch_size": 16, "num_frames": 16}
 # peak dense bf16 tensor-core FLOP/s by device name (vendor datasheets, without sparsity)
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
-             "A10G": 70e12, "A10": 125e12, "L4": 121e12, "4090": 165e12}
+PEAK_BF16 = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "GH200": 989e12,
+    "B200": 2250e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+    "L4": 121e12,
+    "4090": 165e12,
+}
 
 
 def peak_rate(device_name: str) -> float | None:
@@ -55,19 +66,31 @@ def step_timer(state, cfg: PretrainConfig, masks: MaskCollator, clips: torch.Ten
         metrics = train_step(state, cfg, mb, step + 1)
         sync()
         dt = time.perf_counter() - t0
-        flops = step_flops(cfg.model, [metrics[f"context_tokens_mask{i}"] for i in range(n)],
-                           [metrics[f"target_tokens_mask{i}"] for i in range(n)])
+        flops = step_flops(
+            cfg.model,
+            [metrics[f"context_tokens_mask{i}"] for i in range(n)],
+            [metrics[f"target_tokens_mask{i}"] for i in range(n)],
+        )
         return dt, metrics, {k: batch * v for k, v in flops.items()}
+
     return one
 
 
 def config(model: dict, batch: int, dtype: str, device: str, activation_checkpointing: bool = False) -> PretrainConfig:
-    return from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": activation_checkpointing},
-                                      "batch_size": batch, "precision": dtype, "device": device})
+    return from_dict(
+        PretrainConfig,
+        {
+            "model": {**model, "activation_checkpointing": activation_checkpointing},
+            "batch_size": batch,
+            "precision": dtype,
+            "device": device,
+        },
+    )
 
 
-def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: int, act_ckpt: bool,
-            threads: int | None = None) -> dict:
+def measure(
+    name: str, model: dict, batch: int, dtype: str, device: str, steps: int, act_ckpt: bool, threads: int | None = None
+) -> dict:
     if threads:
         torch.set_num_threads(threads)
     cfg = config(model, batch, dtype, device, act_ckpt)
@@ -90,11 +113,20 @@ def measure(name: str, model: dict, batch: int, dtype: str, device: str, steps: 
         peak = torch.cuda.max_memory_allocated(dev) / 2**30
     else:
         import resource
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    out = {"name": name, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-           "threads": torch.get_num_threads(), "batch": batch, "dtype": dtype, "activation_checkpointing": act_ckpt,
-           "step_s": step_s, "clips_per_s": batch / step_s, "peak_memory_gib": peak,
-           "tflops_per_s": sum(flops) / sum(times) / 1e12}
+    out = {
+        "name": name,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": batch,
+        "dtype": dtype,
+        "activation_checkpointing": act_ckpt,
+        "step_s": step_s,
+        "clips_per_s": batch / step_s,
+        "peak_memory_gib": peak,
+        "tflops_per_s": sum(flops) / sum(times) / 1e12,
+    }
     if dev.type == "cuda":
         peak = peak_rate(out["device"])
         out["mfu"] = sum(flops) / sum(times) / peak if peak else None
@@ -121,12 +153,33 @@ def main() -> None:
     which = args.configs.split(",")
     runs = []
     if "tiny" in which:
-        runs += [dict(name="tiny", model=TINY, batch=32, dtype=d, device=args.device, steps=steps * 5, act_ckpt=False,
-                      threads=args.threads) for d in (("bf16", "fp32") if gpu else ("fp32", "bf16"))]
+        runs += [
+            dict(
+                name="tiny",
+                model=TINY,
+                batch=32,
+                dtype=d,
+                device=args.device,
+                steps=steps * 5,
+                act_ckpt=False,
+                threads=args.threads,
+            )
+            for d in (("bf16", "fp32") if gpu else ("fp32", "bf16"))
+        ]
     if "vitl" in which:
-        runs += [dict(name="vitl16-224-16f", model=VITL, batch=vitl_batch, dtype=d, device=args.device, steps=steps,
-                      act_ckpt=args.activation_checkpointing, threads=args.threads)
-                 for d in (("bf16", "fp32") if gpu else ("fp32",))]
+        runs += [
+            dict(
+                name="vitl16-224-16f",
+                model=VITL,
+                batch=vitl_batch,
+                dtype=d,
+                device=args.device,
+                steps=steps,
+                act_ckpt=args.activation_checkpointing,
+                threads=args.threads,
+            )
+            for d in (("bf16", "fp32") if gpu else ("fp32",))
+        ]
     results = []
     for r in runs:
         proc = subprocess.run([sys.executable, __file__, "--only", json.dumps(r)], capture_output=True, text=True)
@@ -136,17 +189,24 @@ def main() -> None:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(res)
         mfu = f"  MFU {res['mfu']:.1%}" if res.get("mfu") is not None else ""
-        print(f"{res['name']:>16} {res['dtype']:>4} batch {res['batch']:>3} on {res['device']} ({res['threads']} threads): "
-              f"{res['clips_per_s']:8.2f} clips/s  {res['step_s']:8.3f} s/step  peak {res['peak_memory_gib']:6.2f} GiB  "
-              f"{res['tflops_per_s']:8.3f} TFLOP/s{mfu}", flush=True)
+        print(
+            f"{res['name']:>16} {res['dtype']:>4} batch {res['batch']:>3} on {res['device']} ({res['threads']} "
+            f"threads): "
+            f"{res['clips_per_s']:8.2f} clips/s  {res['step_s']:8.3f} s/step  peak {res['peak_memory_gib']:6.2f} GiB  "
+            f"{res['tflops_per_s']:8.3f} TFLOP/s{mfu}",
+            flush=True,
+        )
     by = {(r["name"], r["dtype"]): r for r in results}
     for name in ("tiny", "vitl16-224-16f"):
         if (name, "bf16") in by and (name, "fp32") in by:
-            print(f"{name}: bf16 / fp32 throughput ratio {by[name, 'bf16']['clips_per_s'] / by[name, 'fp32']['clips_per_s']:.2f}")
+            ratio = by[name, "bf16"]["clips_per_s"] / by[name, "fp32"]["clips_per_s"]
+            print(f"{name}: bf16 / fp32 throughput ratio {ratio:.2f}")
     fp = [by.get((n, "fp32")) for n in ("tiny", "vitl16-224-16f")]
     if all(fp):
-        print(f"ViT-L / tiny step time ratio (fp32, per clip): "
-              f"{(fp[1]['step_s'] / fp[1]['batch']) / (fp[0]['step_s'] / fp[0]['batch']):.0f}")
+        print(
+            f"ViT-L / tiny step time ratio (fp32, per clip): "
+            f"{(fp[1]['step_s'] / fp[1]['batch']) / (fp[0]['step_s'] / fp[0]['batch']):.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ a temporary folder, then reads each in a fresh subprocess so that its peak resid
     python benchmarks/bench_scale.py                       # everything, 1x and 4x
     python benchmarks/bench_scale.py --formats ssv2,list --fraction 0.1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-FULL = {"kinetics": 240_000, "ssv2": 168_913, "inat_oneline": 2_686_843, "inat_pretty": 2_686_843,
-        "image_folder": 1_281_167, "ava": 800_000, "list": 2_000_000}
+FULL = {
+    "kinetics": 240_000,
+    "ssv2": 168_913,
+    "inat_oneline": 2_686_843,
+    "inat_pretty": 2_686_843,
+    "image_folder": 1_281_167,
+    "ava": 800_000,
+    "list": 2_000_000,
+}
 _ID = string.ascii_letters + string.digits + "-_"
 
 
@@ -43,6 +51,7 @@ def _yid(rng: random.Random) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Writers (real layouts, synthetic entries)
+
 
 def write_kinetics(d: Path, n: int) -> dict:
     rng = random.Random(0)
@@ -58,14 +67,19 @@ def write_kinetics(d: Path, n: int) -> dict:
 def write_ssv2(d: Path, n: int) -> dict:
     rng = random.Random(0)
     templates = [f"Putting [something] onto [something] {k}" for k in range(174)]
-    (d / "labels.json").write_text(json.dumps({t.replace("[", "").replace("]", ""): str(k)
-                                               for k, t in enumerate(templates)}, indent=4))
+    (d / "labels.json").write_text(
+        json.dumps({t.replace("[", "").replace("]", ""): str(k) for k, t in enumerate(templates)}, indent=4)
+    )
     with open(d / "train.json", "w") as f:
         f.write("[\n")
         for k in range(n):
             t = rng.choice(templates)
-            item = {"id": str(k + 1), "label": t.replace("[something]", "a pen"), "template": t,
-                    "placeholders": ["a pen", "a book"]}
+            item = {
+                "id": str(k + 1),
+                "label": t.replace("[something]", "a pen"),
+                "template": t,
+                "placeholders": ["a pen", "a book"],
+            }
             f.write(("" if k == 0 else ",\n") + json.dumps(item, indent=4))
         f.write("\n]\n")
     return {"path": str(d / "train.json"), "labels": str(d / "labels.json")}
@@ -76,21 +90,40 @@ def write_inat(d: Path, n: int, pretty: bool) -> dict:
     ncat = 10_000
     dump = (lambda o: json.dumps(o, indent=2)) if pretty else (lambda o: json.dumps(o, separators=(",", ":")))
     sep = ",\n" if pretty else ","
-    cats = [{"id": k, "name": f"Genus{k} species{k}", "common_name": f"Common {k}", "supercategory": "Plants",
-             "kingdom": "Plantae", "phylum": "Tracheophyta", "class": "Magnoliopsida", "order": "Asterales",
-             "family": "Asteraceae", "genus": f"Genus{k}", "specific_epithet": f"species{k}",
-             "image_dir_name": f"{k:05d}_Plantae_Tracheophyta_Magnoliopsida_Asterales_Asteraceae_Genus{k}_species{k}"}
-            for k in range(ncat)]
+    cats = [
+        {
+            "id": k,
+            "name": f"Genus{k} species{k}",
+            "common_name": f"Common {k}",
+            "supercategory": "Plants",
+            "kingdom": "Plantae",
+            "phylum": "Tracheophyta",
+            "class": "Magnoliopsida",
+            "order": "Asterales",
+            "family": "Asteraceae",
+            "genus": f"Genus{k}",
+            "specific_epithet": f"species{k}",
+            "image_dir_name": f"{k:05d}_Plantae_Tracheophyta_Magnoliopsida_Asterales_Asteraceae_Genus{k}_species{k}",
+        }
+        for k in range(ncat)
+    ]
     with open(d / "train.json", "w") as f:
         f.write('{"info":' + dump({"year": 2021, "version": 2, "description": "iNat2021 (synthetic)"}) + sep)
         f.write('"images":[')
         for k in range(n):
             c = cats[k % ncat]
-            im = {"id": k, "width": 500, "height": 375,
-                  "file_name": f"train/{c['image_dir_name']}/{k:08x}-4c1e-4a4f-9b0e-{rng.getrandbits(48):012x}.jpg",
-                  "license": 1, "rights_holder": f"user{k % 997}", "date": "2019-06-01 12:00:00+00:00",
-                  "latitude": round(rng.uniform(-60, 60), 5), "longitude": round(rng.uniform(-180, 180), 5),
-                  "location_uncertainty": rng.randrange(1, 1000)}
+            im = {
+                "id": k,
+                "width": 500,
+                "height": 375,
+                "file_name": f"train/{c['image_dir_name']}/{k:08x}-4c1e-4a4f-9b0e-{rng.getrandbits(48):012x}.jpg",
+                "license": 1,
+                "rights_holder": f"user{k % 997}",
+                "date": "2019-06-01 12:00:00+00:00",
+                "latitude": round(rng.uniform(-60, 60), 5),
+                "longitude": round(rng.uniform(-180, 180), 5),
+                "location_uncertainty": rng.randrange(1, 1000),
+            }
             f.write(("" if k == 0 else sep) + dump(im))
         f.write('],"categories":[' + sep.join(dump(c) for c in cats) + '],"annotations":[')
         for k in range(n):
@@ -118,8 +151,10 @@ def write_ava(d: Path, n: int) -> dict:
     with open(d / "ava_train_v2.2.csv", "w") as f:
         for k in range(n):
             x1, y1 = rng.random() * 0.5, rng.random() * 0.5
-            f.write(f"{vids[k % 235]},{902 + (k // 235) % 897:04d},{x1:.3f},{y1:.3f},{x1 + 0.4:.3f},{y1 + 0.4:.3f},"
-                    f"{rng.randrange(1, 81)},{k % 13}\n")
+            f.write(
+                f"{vids[k % 235]},{902 + (k // 235) % 897:04d},{x1:.3f},{y1:.3f},{x1 + 0.4:.3f},{y1 + 0.4:.3f},"
+                f"{rng.randrange(1, 81)},{k % 13}\n"
+            )
     return {"path": str(d / "ava_train_v2.2.csv")}
 
 
@@ -127,22 +162,31 @@ def write_list(d: Path, n: int) -> dict:
     rng = random.Random(0)
     with open(d / "train.csv", "w") as f:
         for _ in range(n):
-            f.write(f"/datasets/k710/videos_320/{_yid(rng)}_{rng.randrange(0, 300):06d}_000010.mp4 {rng.randrange(710)}\n")
+            f.write(
+                f"/datasets/k710/videos_320/{_yid(rng)}_{rng.randrange(0, 300):06d}_000010.mp4 {rng.randrange(710)}\n"
+            )
     return {"path": str(d / "train.csv")}
 
 
-WRITERS = {"kinetics": write_kinetics, "ssv2": write_ssv2, "inat_oneline": lambda d, n: write_inat(d, n, False),
-           "inat_pretty": lambda d, n: write_inat(d, n, True), "image_folder": write_image_folder,
-           "ava": write_ava, "list": write_list}
+WRITERS = {
+    "kinetics": write_kinetics,
+    "ssv2": write_ssv2,
+    "inat_oneline": lambda d, n: write_inat(d, n, False),
+    "inat_pretty": lambda d, n: write_inat(d, n, True),
+    "image_folder": write_image_folder,
+    "ava": write_ava,
+    "list": write_list,
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # Reader (run in a fresh subprocess)
 
+
 def read_once(fmt: str, files: dict) -> dict:
     from vjepa.data.ava import read_ava_csv
-    from vjepa.data.readers import (read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list,
-                                    read_ssv2)
+    from vjepa.data.readers import read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2
+
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     c0 = time.process_time()  # CPU time of this process (all its threads): less sensitive to other load
     t0 = time.perf_counter()
@@ -161,8 +205,14 @@ def read_once(fmt: str, files: dict) -> dict:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     held = int(out.memory_usage(deep=True).sum()) if hasattr(out, "memory_usage") else out.nbytes
-    return {"entries": len(out), "seconds": seconds, "cpu": cpu, "peak_mb": peak / 1024, "base_mb": base / 1024,
-            "held_mb": held / 2**20}
+    return {
+        "entries": len(out),
+        "seconds": seconds,
+        "cpu": cpu,
+        "peak_mb": peak / 1024,
+        "base_mb": base / 1024,
+        "held_mb": held / 2**20,
+    }
 
 
 def run_worker(fmt: str, files: dict) -> dict:
@@ -200,31 +250,44 @@ def main() -> None:
                 t0 = time.perf_counter()
                 files = WRITERS[fmt](d, n)
                 size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-                print(f"[{fmt} {m}x] wrote {n:,} entries ({size / 2**20:.0f} MB) in {time.perf_counter() - t0:.0f} s",
-                      flush=True)
+                print(
+                    f"[{fmt} {m}x] wrote {n:,} entries ({size / 2**20:.0f} MB) in {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
                 res[m] = run_worker(fmt, files)
                 res[m]["n"], res[m]["file_mb"] = n, size / 2**20
                 r = res[m]
-                print(f"[{fmt} {m}x] read {r['entries']:,} in {r['seconds']:.2f} s ({r['cpu']:.2f} s CPU), peak RSS {r['peak_mb']:.0f} MB "
-                      f"(after imports {r['base_mb']:.0f} MB), result holds {r['held_mb']:.0f} MB", flush=True)
+                print(
+                    f"[{fmt} {m}x] read {r['entries']:,} in {r['seconds']:.2f} s ({r['cpu']:.2f} s CPU), peak RSS "
+                    f"{r['peak_mb']:.0f} MB "
+                    f"(after imports {r['base_mb']:.0f} MB), result holds {r['held_mb']:.0f} MB",
+                    flush=True,
+                )
                 shutil.rmtree(d)
             rows.append((fmt, res))
     finally:
         if args.tmp is None:
             shutil.rmtree(tmp, ignore_errors=True)
     lo, hi = mults[0], mults[-1]
-    print(f"\n| format | entries {lo}x | file {lo}x | read {lo}x | peak RSS {lo}x | held {lo}x | entries {hi}x | "
-          f"read {hi}x | peak RSS {hi}x | time {hi}x/{lo}x | CPU {hi}x/{lo}x | peak {hi}x/{lo}x |")
+    print(
+        f"\n| format | entries {lo}x | file {lo}x | read {lo}x | peak RSS {lo}x | held {lo}x | entries {hi}x | "
+        f"read {hi}x | peak RSS {hi}x | time {hi}x/{lo}x | CPU {hi}x/{lo}x | peak {hi}x/{lo}x |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for fmt, res in rows:
         a, b = res[lo], res[hi]
         grow = lambda k: (b[k] - b["base_mb"]) / max(a[k] - a["base_mb"], 1e-9)
-        print(f"| {fmt} | {a['entries']:,} | {a['file_mb']:.0f} MB | {a['seconds']:.2f} s | {a['peak_mb']:.0f} MB | "
-              f"{a['held_mb']:.0f} MB | {b['entries']:,} | {b['seconds']:.2f} s | {b['peak_mb']:.0f} MB | "
-              f"{b['seconds'] / a['seconds']:.2f} | {b['cpu'] / a['cpu']:.2f} | {grow('peak_mb'):.2f} |")
-    print("\nread = wall time; CPU = the reader process's CPU time (all threads), the steadier figure on a "
-          "shared machine. peak RSS includes the interpreter and imports (about the 'after imports' figure); the peak ratio is "
-          "of the reader's own growth (peak minus that); 'held' is the memory of the returned entries.")
+        print(
+            f"| {fmt} | {a['entries']:,} | {a['file_mb']:.0f} MB | {a['seconds']:.2f} s | {a['peak_mb']:.0f} MB | "
+            f"{a['held_mb']:.0f} MB | {b['entries']:,} | {b['seconds']:.2f} s | {b['peak_mb']:.0f} MB | "
+            f"{b['seconds'] / a['seconds']:.2f} | {b['cpu'] / a['cpu']:.2f} | {grow('peak_mb'):.2f} |"
+        )
+    print(
+        "\nread = wall time; CPU = the reader process's CPU time (all threads), the steadier figure on a "
+        "shared machine. peak RSS includes the interpreter and imports (about the 'after imports' figure); "
+        "the peak ratio is "
+        "of the reader's own growth (peak minus that); 'held' is the memory of the returned entries."
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ a ratio to the first run (ratios measured in one run: they survive a busy machin
     python benchmarks/cpu_dependence.py --steps 25 --batch 8      # 50 min on 2 very busy cores
     python benchmarks/cpu_dependence.py --steps 2 --batch 4 --settings 0 6 8   # a subset of the rows
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,16 +52,25 @@ SETTINGS = [  # (name, environment overrides, torch threads)
 def child(steps: int, batch: int, threads: int | None, out: str) -> None:
     if threads:
         torch.set_num_threads(threads)
-    raw = {"model": PROFILE["model"], "masks": PROFILE["masks"], **PROFILE["pretrain"]["train"], "batch_size": batch,
-           "device": "cpu", "seed": 0}
+    raw = {
+        "model": PROFILE["model"],
+        "masks": PROFILE["masks"],
+        **PROFILE["pretrain"]["train"],
+        "batch_size": batch,
+        "device": "cpu",
+        "seed": 0,
+    }
     raw["optim"] = {**raw["optim"], "iterations": steps, "warmup_iterations": max(1, steps // 10)}
     cfg = from_dict(PretrainConfig, raw, "profiles/default.yaml:pretrain.train")
     state = build_state(cfg, DistEnv(device=torch.device("cpu")))
     init = {k: v.clone() for k, v in state.encoder.state_dict().items()}
     m = cfg.model
     # inputs from numpy's generator, so that they cannot depend on torch's vectorised kernels
-    clips = torch.from_numpy(np.random.default_rng(0).standard_normal(
-        (batch, m.in_chans, m.num_frames, m.img_size, m.img_size)).astype(np.float32))
+    clips = torch.from_numpy(
+        np.random.default_rng(0)
+        .standard_normal((batch, m.in_chans, m.num_frames, m.img_size, m.img_size))
+        .astype(np.float32)
+    )
     masks = MaskCollator(cfg.masks, m.grid, seed=0)
     losses, times = [], []
     for s in range(1, steps + 1):
@@ -68,9 +78,17 @@ def child(steps: int, batch: int, threads: int | None, out: str) -> None:
         t0 = time.perf_counter()
         losses.append(train_step(state, cfg, [(clips, ctx, tgt)], s)["loss"])
         times.append(time.perf_counter() - t0)
-    torch.save({"init": init, "final": state.target_encoder.state_dict(), "losses": losses,
-                "step_s": float(np.median(times[1:] or times)), "capability": torch.backends.cpu.get_cpu_capability(),
-                "threads": torch.get_num_threads()}, out)
+    torch.save(
+        {
+            "init": init,
+            "final": state.target_encoder.state_dict(),
+            "losses": losses,
+            "step_s": float(np.median(times[1:] or times)),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+        },
+        out,
+    )
 
 
 def main() -> None:
@@ -83,8 +101,10 @@ def main() -> None:
     if args.only:
         child(**json.loads(args.only))
         return
-    print(f"torch {torch.__version__}, machine capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{torch.get_num_threads()} threads; {args.steps} steps of batch {args.batch}")
+    print(
+        f"torch {torch.__version__}, machine capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{torch.get_num_threads()} threads; {args.steps} steps of batch {args.batch}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
         chosen = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
@@ -94,15 +114,19 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, "--only", spec], env={**os.environ, **env}, check=True)
             runs.append((name, torch.load(out, weights_only=True)))
     base = runs[0][1]
-    print(f"{'setting':28s} {'capability':>10s} {'init =':>6s} {'1st diff':>8s} {'final loss':>12s} "
-          f"{'diff':>9s} {'max |dW|':>9s} {'step time':>9s}")
+    print(
+        f"{'setting':28s} {'capability':>10s} {'init =':>6s} {'1st diff':>8s} {'final loss':>12s} "
+        f"{'diff':>9s} {'max |dW|':>9s} {'step time':>9s}"
+    )
     for name, r in runs:
         same_init = all(torch.equal(r["init"][k], base["init"][k]) for k in base["init"])
         first = next((i + 1 for i, (a, b) in enumerate(zip(r["losses"], base["losses"])) if a != b), None)
         dw = max(float((r["final"][k].float() - base["final"][k].float()).abs().max()) for k in base["final"])
-        print(f"{name:28s} {r['capability']:>10s} {str(same_init):>6s} {str(first or '-'):>8s} "
-              f"{r['losses'][-1]:12.7f} {r['losses'][-1] - base['losses'][-1]:+9.1e} {dw:9.1e} "
-              f"{r['step_s'] / base['step_s']:8.2f}x")
+        print(
+            f"{name:28s} {r['capability']:>10s} {str(same_init):>6s} {str(first or '-'):>8s} "
+            f"{r['losses'][-1]:12.7f} {r['losses'][-1] - base['losses'][-1]:+9.1e} {dw:9.1e} "
+            f"{r['step_s'] / base['step_s']:8.2f}x"
+        )
     groups = []  # settings whose final weights are bit-identical to each other
     for name, r in runs:
         g = next((g for g in groups if all(torch.equal(r["final"][k], g[0][1]["final"][k]) for k in r["final"])), None)

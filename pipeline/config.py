@@ -12,6 +12,7 @@ Adding a key: a field of a `vjepa` config is at once allowed in its override sec
 the orchestration layer is a field of the section's dataclass below (with a default, so older
 params files stay valid), plus a `check_range` in its `validate()` when it has a range.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,16 +24,32 @@ from typing import Annotated
 import yaml
 
 from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, join, to_dict
-from vjepa.configs import (BACKENDS, AvaClipConfig, AvaFiles, DetectConfig, EncoderConfig, EvaluateOnly, FinetuneConfig,
-                           IndexConfig, MaskConfig, ModelConfig, PretrainConfig, ProbeConfig, SmallSuiteConfig, TaskData,
-                           TaskViews)
+from vjepa.configs import (
+    BACKENDS,
+    AvaClipConfig,
+    AvaFiles,
+    DetectConfig,
+    EncoderConfig,
+    EvaluateOnly,
+    FinetuneConfig,
+    IndexConfig,
+    MaskConfig,
+    ModelConfig,
+    PretrainConfig,
+    ProbeConfig,
+    SmallSuiteConfig,
+    TaskData,
+    TaskViews,
+)
 
 # Override sections: the fields a stage fills itself are excluded, so setting them is an error.
 PretrainOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("model", "masks", "seed"))]
 PointOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("seed",))]
 ProbeOverrides = Annotated[dict, Partial(ProbeConfig, exclude=("num_classes", "num_segments", "still_frames", "seed"))]
 FinetuneOverrides = Annotated[dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"))]
-FinetuneTask = Annotated[dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"), extra=(("data", str),))]
+FinetuneTask = Annotated[
+    dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"), extra=(("data", str),))
+]
 DetectHead = Annotated[dict, Partial(DetectConfig, exclude=("eval_classes", "seed"))]
 
 
@@ -47,6 +64,7 @@ def merge(base: dict, override: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # sections
 
+
 @dataclass
 class PretrainData:
     """The pretraining mix: path-label lists (VideoMix2M = K710 + SSv2 + HowTo100M) and the clip recipe."""
@@ -59,10 +77,10 @@ class PretrainData:
     ratio: tuple[float, float] = (0.75, 1.33)
     hflip: bool = True
     decode_threads: int = 1
-    cache_mb: int = 0                   # keep decoded videos in memory (small datasets read many times)
-    video_backend: str = "pyav"         # "pyav" | "decord" (the official loader's); same frames, byte for byte (README)
-    finish_on_device: bool = False      # workers only decode and cut the box; the training process converts,
-                                        # resizes, flips and normalises on its GPU (README, "loader speed")
+    cache_mb: int = 0  # keep decoded videos in memory (small datasets read many times)
+    video_backend: str = "pyav"  # "pyav" | "decord" (the official loader's); same frames, byte for byte (README)
+    finish_on_device: bool = False  # workers only decode and cut the box; the training process converts,
+    # resizes, flips and normalises on its GPU (README, "loader speed")
 
     def validate(self) -> None:
         if not self.sources:
@@ -83,8 +101,8 @@ PretrainDataOverrides = Annotated[dict, Partial(PretrainData)]
 @dataclass
 class PretrainSection:
     data: PretrainData
-    train: PretrainOverrides = field(default_factory=dict)   # vjepa.pretrain.PretrainConfig minus model, masks, seed
-    mlflow_every: int = 1                                    # steps between step metrics sent to MLflow
+    train: PretrainOverrides = field(default_factory=dict)  # vjepa.pretrain.PretrainConfig minus model, masks, seed
+    mlflow_every: int = 1  # steps between step metrics sent to MLflow
 
     def validate(self) -> None:
         check_range(self, "mlflow_every", ge=1)
@@ -96,10 +114,10 @@ class ProbeTask(TaskViews):
     and transforms (vjepa.data.TaskViews), plus ProbeConfig overrides (`probe`) on top of the
     `probe.defaults` section."""
 
-    data: str = ""                              # required: a key of the `tasks` section
+    data: str = ""  # required: a key of the `tasks` section
     segments: list[int] = field(default_factory=lambda: [1])  # first = headline; the rest: Table 11
     probe: ProbeOverrides = field(default_factory=dict)
-    evaluate_only: EvaluateOnly | None = None   # {probe: <file>, encoder: <file>}: a released probe as it is
+    evaluate_only: EvaluateOnly | None = None  # {probe: <file>, encoder: <file>}: a released probe as it is
 
     def validate(self) -> None:
         if not self.data:
@@ -114,20 +132,20 @@ class ProbeTask(TaskViews):
 class ProbeSection:
     tasks: dict[str, ProbeTask]
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    defaults: ProbeOverrides = field(default_factory=dict)   # vjepa.probe.ProbeConfig minus num_classes
+    defaults: ProbeOverrides = field(default_factory=dict)  # vjepa.probe.ProbeConfig minus num_classes
 
 
 @dataclass
 class DetectSection:
     data: AvaFiles
     clip: AvaClipConfig = field(default_factory=AvaClipConfig)
-    head: DetectHead = field(default_factory=dict)           # vjepa.detect.DetectConfig minus eval_classes, seed
+    head: DetectHead = field(default_factory=dict)  # vjepa.detect.DetectConfig minus eval_classes, seed
 
 
 @dataclass
 class FinetuneSection:
     tasks: dict[str, FinetuneTask] = field(default_factory=dict)  # `data` (a key of `tasks`) + FinetuneConfig keys
-    checkpoint: str | None = None        # null: the main seed's pretraining; or a released/official-layout file
+    checkpoint: str | None = None  # null: the main seed's pretraining; or a released/official-layout file
     defaults: FinetuneOverrides = field(default_factory=dict)
 
 
@@ -162,9 +180,9 @@ class AblationPoint:
 
 @dataclass
 class AblationsSection:
-    task: str                                                # a key of probe.tasks
+    task: str  # a key of probe.tasks
     points: dict[str, AblationPoint] = field(default_factory=dict)
-    pretrain: PointOverrides = field(default_factory=dict)   # every point's shorter run, before its own changes
+    pretrain: PointOverrides = field(default_factory=dict)  # every point's shorter run, before its own changes
     data: PretrainDataOverrides = field(default_factory=dict)  # every point's data over pretrain.data (C.3: K400)
     probe: ProbeOverrides = field(default_factory=dict)
 
@@ -190,6 +208,7 @@ SOURCE_GROUPS = ("tasks", "pretrain", "ablate", "detect")
 # ----------------------------------------------------------------------------------------------
 # the root
 
+
 @dataclass
 class Params:
     """params.yaml, typed. Top level: profile, seeds, prepare, tasks, model, masks, pretrain, probe,
@@ -206,7 +225,7 @@ class Params:
     finetune: FinetuneSection
     learn: LearnSection
     ablations: AblationsSection
-    prepare: SmallSuiteConfig | None = None   # the small suite; null: real data, prepare only indexes it
+    prepare: SmallSuiteConfig | None = None  # the small suite; null: real data, prepare only indexes it
     index: IndexConfig = field(default_factory=IndexConfig)  # how prepare checks a real-data task it indexes
     sources: dict[str, SourceFile] | None = None  # generated by `profile` from the data paths (derived_sources)
 
@@ -240,12 +259,20 @@ class Params:
             raw = merge(raw, {"weights": None, **over} if "sources" in over else over)
         return from_dict(PretrainData, raw, f"ablations.points.{point}.data")
 
-    def probe_config(self, task: str, num_classes: int, segments: int, seed: int,
-                     extra: dict | None = None) -> ProbeConfig:
+    def probe_config(
+        self, task: str, num_classes: int, segments: int, seed: int, extra: dict | None = None
+    ) -> ProbeConfig:
         """`probe.defaults`, the task's `probe`, then `extra` (learn.probe, ablations.probe)."""
         spec = self.probe.tasks[task]
-        raw = {**self.probe.defaults, **spec.probe, **(extra or {}), "num_classes": num_classes,
-               "num_segments": segments, "still_frames": spec.still_frames, "seed": seed}
+        raw = {
+            **self.probe.defaults,
+            **spec.probe,
+            **(extra or {}),
+            "num_classes": num_classes,
+            "num_segments": segments,
+            "still_frames": spec.still_frames,
+            "seed": seed,
+        }
         if not spec.augment:
             raw.setdefault("cache_features", True)
         return from_dict(ProbeConfig, raw, f"probe.tasks.{task}.probe")
@@ -270,8 +297,10 @@ class Params:
         """{stage: how its global batch is made} on `gpus` GPUs of one machine: pretraining and
         finetuning run one process per GPU (batch x processes x accumulation); probes and the
         detection head train in one process."""
+
         def ddp(batch: int, accumulation: int) -> str:
             return f"{batch} x {gpus} GPU{'s' if gpus > 1 else ''} x {accumulation} = {batch * gpus * accumulation}"
+
         pre = self.pretrain_config(self.main_seed)
         out = {"pretrain": ddp(pre.batch_size, pre.accumulation_steps)}
         for task in self.finetune.tasks:
@@ -303,8 +332,11 @@ class Params:
         for key, path in vars(self.detect.data).items():
             if key != "frames":
                 found[f"detect-{key}"] = ("detect", path)
-        return {k: {"group": g, "path": p} for k, (g, p) in found.items()
-                if p and not Path(p).as_posix().startswith("data/prepared/")}
+        return {
+            k: {"group": g, "path": p}
+            for k, (g, p) in found.items()
+            if p and not Path(p).as_posix().startswith("data/prepared/")
+        }
 
     # -- checks across sections, and every config built once ---------------------------------------
 
@@ -316,24 +348,35 @@ class Params:
             raise FieldError("seeds", f"must be distinct, got {self.seeds}")
         check_range(self, "seeds", ge=0)
         refs = [(f"probe.tasks.{n}.data", t.data, self.tasks, "tasks") for n, t in self.probe.tasks.items()]
-        refs += [(f"finetune.tasks.{n}.data", t.get("data"), self.tasks, "tasks") for n, t in self.finetune.tasks.items()]
-        refs += [(f"learn.{k}", getattr(self.learn, k), self.probe.tasks, "probe.tasks") for k in ("motion", "appearance")]
+        refs += [
+            (f"finetune.tasks.{n}.data", t.get("data"), self.tasks, "tasks") for n, t in self.finetune.tasks.items()
+        ]
+        refs += [
+            (f"learn.{k}", getattr(self.learn, k), self.probe.tasks, "probe.tasks") for k in ("motion", "appearance")
+        ]
         refs += [("ablations.task", self.ablations.task, self.probe.tasks, "probe.tasks")]
         for key, value, allowed, name in refs:
             if value not in allowed:
                 raise ConfigError(f"{key}: '{value}' is not a key of {name} ({', '.join(allowed)})")
         if self.pretrain.data.num_frames != self.model.num_frames:
-            raise ConfigError(f"pretrain.data.num_frames: {self.pretrain.data.num_frames} frames, but "
-                              f"model.num_frames is {self.model.num_frames}")
+            raise ConfigError(
+                f"pretrain.data.num_frames: {self.pretrain.data.num_frames} frames, but "
+                f"model.num_frames is {self.model.num_frames}"
+            )
         self.probe_defaults()
-        from_dict(FinetuneConfig, {**self.finetune.defaults, "model": to_dict(self.model), "num_classes": 2},
-                  "finetune.defaults")
+        from_dict(
+            FinetuneConfig,
+            {**self.finetune.defaults, "model": to_dict(self.model), "num_classes": 2},
+            "finetune.defaults",
+        )
         self.pretrain_config(self.main_seed)
         for point in self.ablations.points:
             frames, data = self.pretrain_config(self.main_seed, point).model.num_frames, self.ablation_data(point)
             if data.num_frames != frames:
-                raise ConfigError(f"ablations.points.{point}.data.num_frames: {data.num_frames} frames, but the "
-                                  f"point's model.num_frames is {frames}")
+                raise ConfigError(
+                    f"ablations.points.{point}.data.num_frames: {data.num_frames} frames, but the "
+                    f"point's model.num_frames is {frames}"
+                )
         for name, task in self.probe.tasks.items():
             for s in task.segments:
                 self.probe_config(name, 2, s, 0)
@@ -344,22 +387,41 @@ class Params:
                     raise ConfigError(f"probe.tasks.{name}.{e}") from None
         for name in self.learn.tasks:
             self.probe_config(name, 2, self.learn.segments, 0, self.learn.probe)
-        self.probe_config(self.ablations.task, 2, self.probe.tasks[self.ablations.task].segments[0], 0,
-                          self.ablations.probe)
+        self.probe_config(
+            self.ablations.task, 2, self.probe.tasks[self.ablations.task].segments[0], 0, self.ablations.probe
+        )
         for name in self.finetune.tasks:
             self.finetune_config(name, 2)
         derived = self.derived_sources()
         if self.sources is not None and {k: to_dict(v) for k, v in self.sources.items()} != derived:
-            raise ConfigError(f"sources: out of date with the data paths above (DVC tracks these files through it); "
-                              f"run `python -m pipeline profile {self.profile}` again, or set it to {derived}")
+            raise ConfigError(
+                f"sources: out of date with the data paths above (DVC tracks these files through it); "
+                f"run `python -m pipeline profile {self.profile}` again, or set it to {derived}"
+            )
         depth = self.model.encoder_shape()[1]
         head = self.detect_config([1], 0)
         if max(head.out_layers) > depth:
-            raise ConfigError(f"detect.head.out_layers: block {max(head.out_layers)} exceeds the encoder's depth {depth}")
+            raise ConfigError(
+                f"detect.head.out_layers: block {max(head.out_layers)} exceeds the encoder's depth {depth}"
+            )
 
 
-SECTIONS = ("profile", "seeds", "prepare", "index", "tasks", "model", "masks", "pretrain", "probe", "detect", "finetune",
-            "learn", "ablations", "sources")
+SECTIONS = (
+    "profile",
+    "seeds",
+    "prepare",
+    "index",
+    "tasks",
+    "model",
+    "masks",
+    "pretrain",
+    "probe",
+    "detect",
+    "finetune",
+    "learn",
+    "ablations",
+    "sources",
+)
 
 
 # A profile's name: a file name in profiles/ without its .yaml; no path separator, no leading dot (so no `..`).
@@ -370,8 +432,10 @@ def check_profile_name(name, where: str = "profile") -> str:
     """`name` if it can name a file of profiles/ (it becomes metrics/<name>/ and reports/<name>/, so
     no path may pass); else a ConfigError naming `where`. Whether the file exists is profile_file's check."""
     if not isinstance(name, str) or not PROFILE_NAME.fullmatch(name):
-        raise ConfigError(f"{where}: no profile {name!r}: a profile is named by a file of profiles/ "
-                          "(letters, digits and _ . -, not starting with a dot; no path)")
+        raise ConfigError(
+            f"{where}: no profile {name!r}: a profile is named by a file of profiles/ "
+            "(letters, digits and _ . -, not starting with a dot; no path)"
+        )
     return name
 
 
@@ -441,6 +505,8 @@ def load(path: str | Path = "params.yaml") -> Params:
     generated `sources` section must be there when the params name release files."""
     P = from_mapping(read_yaml(path), str(path))
     if P.sources is None and P.derived_sources():
-        raise ConfigError(f"{path}: sources: missing (the release files DVC tracks); write the params file with "
-                          f"`python -m pipeline profile {P.profile}`")
+        raise ConfigError(
+            f"{path}: sources: missing (the release files DVC tracks); write the params file with "
+            f"`python -m pipeline profile {P.profile}`"
+        )
     return P

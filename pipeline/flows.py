@@ -21,6 +21,7 @@ never ran here and came with no record is refused at once, naming them. Such ref
 deterministic and are not retried (a killed or failed `dvc` run is). A run's `profile` applies to
 that run only: the checkout's params.yaml and dvc.lock are put back afterwards.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,7 +38,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 
 ROOT = Path(__file__).resolve().parent.parent
-TAIL = 4000                        # characters of DVC's output kept in logs and exceptions
+TAIL = 4000  # characters of DVC's output kept in logs and exceptions
 RECORD_FENCE = "```json"
 
 
@@ -47,8 +48,10 @@ def enter_checkout() -> dict:
     once, at deploy time, with the deploying machine's path)."""
     checkout = os.environ.get("VJEPA_CHECKOUT")
     if not checkout:
-        raise RuntimeError("VJEPA_CHECKOUT is not set on this worker: start it as "
-                           "`VJEPA_CHECKOUT=/path/to/checkout prefect worker start --pool ...`")
+        raise RuntimeError(
+            "VJEPA_CHECKOUT is not set on this worker: start it as "
+            "`VJEPA_CHECKOUT=/path/to/checkout prefect worker start --pool ...`"
+        )
     if not (Path(checkout) / "dvc.yaml").is_file():
         raise RuntimeError(f"VJEPA_CHECKOUT={checkout} is not a checkout of this repository (no dvc.yaml)")
     os.chdir(checkout)
@@ -81,7 +84,11 @@ def _address(stage, root: Path) -> str:
     """A stage's name as `dvc repro` in `root` takes it (DVC's own `addressing` is relative to the
     process's working directory, which need not be the checkout)."""
     dvcfile = Path(stage.dvcfile.path).resolve()
-    return stage.name if dvcfile == Path(root).resolve() / "dvc.yaml" else f"{dvcfile.relative_to(Path(root).resolve())}:{stage.name}"
+    return (
+        stage.name
+        if dvcfile == Path(root).resolve() / "dvc.yaml"
+        else f"{dvcfile.relative_to(Path(root).resolve())}:{stage.name}"
+    )
 
 
 def dag_generations(root: Path = ROOT) -> list[list[str]]:
@@ -124,6 +131,7 @@ def select(generations: list[list[str]], upstream: dict[str, list[str]], targets
 
 # ----------------------------------------------------------------------------------------------
 # stage records: what one machine tells the next about a finished stage
+
 
 def _uncached_outs(root: Path, target: str) -> list[str]:
     from dvc.repo import Repo
@@ -172,8 +180,9 @@ def apply_records(root: Path, records: list[dict]) -> None:
     writes = []
     for r in records:
         if not isinstance(r, dict) or not isinstance(r.get("stage"), str) or not isinstance(r.get("files"), dict):
-            raise RecordError(f"a received stage record is not {{'stage': str, 'lock': ..., 'files': {{path: ...}}}}: "
-                              f"{str(r)[:200]}")
+            raise RecordError(
+                f"a received stage record is not {{'stage': str, 'lock': ..., 'files': {{path: ...}}}}: {str(r)[:200]}"
+            )
         for rel, content in r["files"].items():
             writes.append((confined(rel, root, f"stage record {r['stage']}: file"), content))
     with Repo(str(root), _wait_for_lock=True) as repo, repo.lock:
@@ -233,7 +242,8 @@ def _refuse_unmet(root: Path, target: str, remote: bool) -> None:
             f"stage {target} reads the outputs of {', '.join(missing)}, which have not run in {root} "
             f"({'no dvc.lock entry' if remote else 'no dvc.lock entry or outputs not on disk, and no DVC remote'}) "
             f"and no record of them came with this run: run them first, e.g. the `reproduce` flow with "
-            f"targets=[{target!r}] runs {target} and every stage before it")
+            f"targets=[{target!r}] runs {target} and every stage before it"
+        )
 
 
 # deterministic refusals: the same inputs fail the same way, so a retry only delays the error
@@ -255,8 +265,13 @@ def _retry_condition(task, task_run, state) -> bool:
 # ----------------------------------------------------------------------------------------------
 # tasks and flows
 
-@task(retries=int(os.environ.get("VJEPA_STAGE_RETRIES", "2")), retry_delay_seconds=30,
-      retry_condition_fn=_retry_condition, task_run_name="repro {target}")
+
+@task(
+    retries=int(os.environ.get("VJEPA_STAGE_RETRIES", "2")),
+    retry_delay_seconds=30,
+    retry_condition_fn=_retry_condition,
+    task_run_name="repro {target}",
+)
 def repro_stage(target: str, root: str | None = None, received: list[dict] | None = None) -> dict:
     """Reproduce one DVC stage (and nothing else) in this machine's checkout: write the records of
     earlier stages, pull the outputs it reads, repro, push its outputs; returns its stage record.
@@ -310,9 +325,11 @@ def _record_artifact(record: dict) -> None:
     """Leave the stage record on this flow run (the Prefect server keeps it for the parent)."""
     from prefect.artifacts import create_markdown_artifact
 
-    create_markdown_artifact(f"DVC stage `{record['stage']}` finished: its dvc.lock entry and uncached outputs\n\n"
-                             f"{RECORD_FENCE}\n{json.dumps(record, indent=1)}\n```",
-                             description=f"stage record of {record['stage']}")
+    create_markdown_artifact(
+        f"DVC stage `{record['stage']}` finished: its dvc.lock entry and uncached outputs\n\n"
+        f"{RECORD_FENCE}\n{json.dumps(record, indent=1)}\n```",
+        description=f"stage record of {record['stage']}",
+    )
 
 
 def _lock_artifact(records: dict[str, dict]) -> None:
@@ -322,14 +339,18 @@ def _lock_artifact(records: dict[str, dict]) -> None:
 
     if records:
         lock = yaml.safe_dump({"schema": "2.0", "stages": {s: r["lock"] for s, r in records.items()}}, sort_keys=False)
-        create_markdown_artifact(f"dvc.lock of this run ({len(records)} stages)\n\n```yaml\n{lock}```",
-                                 description="dvc.lock entries of every stage of the run")
+        create_markdown_artifact(
+            f"dvc.lock of this run ({len(records)} stages)\n\n```yaml\n{lock}```",
+            description="dvc.lock entries of every stage of the run",
+        )
 
 
 def _read_record(client, flow_run_id) -> dict:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    arts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
     for a in arts:
         text = a.data if isinstance(a.data, str) else ""
         if RECORD_FENCE in text:
@@ -338,8 +359,7 @@ def _read_record(client, flow_run_id) -> dict:
 
 
 @flow(name="vjepa-stage", flow_run_name="{target}", log_prints=True)
-def stage(target: str, root: str | None = None, received: list[dict] | None = None,
-          profile: str | None = None) -> dict:
+def stage(target: str, root: str | None = None, received: list[dict] | None = None, profile: str | None = None) -> dict:
     """One stage as its own flow run (the unit the DAG fans out to), in the named profile if one is
     given; returns its stage record and leaves it as an artifact of the flow run."""
     with profile_for_run(profile, root):
@@ -363,8 +383,14 @@ def _wait(client, runs: dict[str, object], poll: float = 2.0) -> dict[str, objec
     return final
 
 
-def _run_many(targets: list[str], root: str | None, as_deployments: bool, deployment: str,
-              received: list[dict], profile: str | None = None) -> list[dict]:
+def _run_many(
+    targets: list[str],
+    root: str | None,
+    as_deployments: bool,
+    deployment: str,
+    received: list[dict],
+    profile: str | None = None,
+) -> list[dict]:
     """Run independent stages at once: one flow run each through the deployment (on any worker of
     the pool), or concurrent tasks in this checkout. Returns their stage records; raises naming
     every stage that failed and why."""
@@ -382,8 +408,10 @@ def _run_many(targets: list[str], root: str | None, as_deployments: bool, deploy
     logger = get_run_logger()
     # the child runs in its own worker's checkout: `root` is that machine's business, not ours
     params = {"received": received, "profile": profile}
-    created = {t: run_deployment(deployment, parameters={"target": t, **params}, flow_run_name=t, timeout=0,
-                                 as_subflow=True) for t in targets}
+    created = {
+        t: run_deployment(deployment, parameters={"target": t, **params}, flow_run_name=t, timeout=0, as_subflow=True)
+        for t in targets
+    }
     with get_client(sync_client=True) as client:
         runs = _wait(client, created)
         failed = {t: r.state.message for t, r in runs.items() if not r.state.is_completed()}
@@ -394,8 +422,9 @@ def _run_many(targets: list[str], root: str | None, as_deployments: bool, deploy
         return [_read_record(client, runs[t].id) for t in targets]
 
 
-def _run_dag(targets: list[str] | None, root: str | None, as_deployments: bool, deployment: str,
-             profile: str | None = None) -> dict[str, dict]:
+def _run_dag(
+    targets: list[str] | None, root: str | None, as_deployments: bool, deployment: str, profile: str | None = None
+) -> dict[str, dict]:
     """The selected stages generation by generation; each generation receives the records of all
     earlier ones. Returns the stage records by stage."""
     gens = select(dag_generations(Path(root or ROOT)), dag_upstream(Path(root or ROOT)), targets)
@@ -411,8 +440,12 @@ def _run_dag(targets: list[str] | None, root: str | None, as_deployments: bool, 
 
 
 @flow(name="vjepa-ablations", log_prints=True)
-def ablations(profile: str | None = None, root: str | None = None, as_deployments: bool = False,
-              deployment: str = "vjepa-stage/stage") -> dict[str, dict]:
+def ablations(
+    profile: str | None = None,
+    root: str | None = None,
+    as_deployments: bool = False,
+    deployment: str = "vjepa-stage/stage",
+) -> dict[str, dict]:
     """The ablation grid (and the stages it reads): one flow run (or task) per grid point, all at once."""
     with profile_for_run(profile, root):
         records = _run_dag(["ablate"], root, as_deployments, deployment, profile)
@@ -421,8 +454,13 @@ def ablations(profile: str | None = None, root: str | None = None, as_deployment
 
 
 @flow(name="vjepa-reproduce", log_prints=True)
-def reproduce(profile: str | None = None, targets: list[str] | None = None, root: str | None = None,
-              as_deployments: bool = False, deployment: str = "vjepa-stage/stage") -> dict[str, dict]:
+def reproduce(
+    profile: str | None = None,
+    targets: list[str] | None = None,
+    root: str | None = None,
+    as_deployments: bool = False,
+    deployment: str = "vjepa-stage/stage",
+) -> dict[str, dict]:
     """The whole DAG (or the named stages, e.g. ["probe"], with what they depend on) generation by
     generation; independent stages (the ablation grid, the probes) fan out. Returns the stage
     records (every dvc.lock entry of the run and the metrics files DVC does not cache) and leaves

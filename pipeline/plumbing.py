@@ -10,6 +10,7 @@ never by their names, so a resume after any of them changed starts over and says
 process at a time works in a folder (a lock naming it), and a stage started by `dvc repro` stops
 when that dvc process dies instead of running on as an orphan.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -97,7 +98,7 @@ def _proc(pid: int) -> tuple[str, int, str] | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
     return comm, int(rest[1]), rest[19]
 
 
@@ -119,10 +120,15 @@ def _stop_with_dvc(name: str) -> None:
             time.sleep(1.0)
             now = _proc(pid)
             if now is None or now[2] != started:
-                print(f"[{name}] the dvc process that started this stage (pid {pid}) is gone: stopping; "
-                      f"re-running resumes from the last checkpoint", file=sys.stderr, flush=True)
+                print(
+                    f"[{name}] the dvc process that started this stage (pid {pid}) is gone: stopping; "
+                    f"re-running resumes from the last checkpoint",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
+
     threading.Thread(target=watch, name="stop-with-dvc", daemon=True).start()
 
 
@@ -139,8 +145,11 @@ def work_dir(name: str, settings: dict, upstream: Iterable = (), external: Itera
         old = read_json(stamp) if stamp.exists() else {}
         if old.get("fingerprint") != fp:
             changed = _changes({k: old.get(k, {}) for k in state}, state)
-            print(f"[{name}] starting over: {', '.join(changed[:5]) or 'an unreadable earlier state'} changed since the "
-                  f"interrupted run in {w}", flush=True)
+            print(
+                f"[{name}] starting over: {', '.join(changed[:5]) or 'an unreadable earlier state'} changed since the "
+                f"interrupted run in {w}",
+                flush=True,
+            )
             shutil.rmtree(w)
         else:
             print(f"[{name}] resuming the interrupted run in {w} (same settings and inputs)", flush=True)
@@ -166,8 +175,11 @@ def once(work: Path, compute: Callable[[], dict], record: bool = True) -> dict:
 def publish(work: Path, out: Path) -> Path:
     """Move a finished work folder to the stage's output path (replacing an older one). Temporary
     files a kill left behind (a checkpoint half-saved) are deleted first, never published."""
-    for tmp in [p for p in work.rglob("*") if p.is_file() and (p.name.endswith(".tmp") or p.name.startswith(".") and
-                                                                   ".tmp" in p.name)]:
+    for tmp in [
+        p
+        for p in work.rglob("*")
+        if p.is_file() and (p.name.endswith(".tmp") or p.name.startswith(".") and ".tmp" in p.name)
+    ]:
         tmp.unlink()
     (work / RESULT).unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,8 +242,11 @@ def write_curves(jsonl: Path, out: Path, columns: tuple[str, ...] = ("step", "lo
     missing = [c for c in columns if rows and c not in rows[0]]
     if missing:
         raise KeyError(f"{jsonl}: no {missing} in its rows (it has {sorted(rows[0])})")
-    text = ",".join(columns) + "\n" + "".join(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c])
-                                                      for c in columns) + "\n" for r in rows)
+    text = (
+        ",".join(columns)
+        + "\n"
+        + "".join(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns) + "\n" for r in rows)
+    )
     return write_text(out, text)
 
 
@@ -239,8 +254,19 @@ def launch_torchrun(stage: str, key: str | None, params_path: str, num_gpus: int
     """With several GPUs and not yet under torchrun, run this stage once per GPU under torchrun."""
     if num_gpus <= 1 or "LOCAL_RANK" in os.environ:
         return False
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_gpus}",
-           "-m", "pipeline", stage, *([key] if key is not None else []), "--params", params_path]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={num_gpus}",
+        "-m",
+        "pipeline",
+        stage,
+        *([key] if key is not None else []),
+        "--params",
+        params_path,
+    ]
     print("launching:", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return True

@@ -5,6 +5,7 @@ in temporary copies (DVC sets DVC_ROOT to the parent repository) still log to th
 MLFLOW_TRACKING_URI overrides it. If the tracking store cannot be reached, the stage warns once and
 carries on; its metrics still land in the DVC metrics files.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 EXPERIMENT = "vjepa-reproduction"
-EXPERIMENT_KIND = "mlflow.experimentKind"    # MLflow 3's experiment type tag: model training, not GenAI traces
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's experiment type tag: model training, not GenAI traces
 ABLATIONS = "vjepa-ablations"
 DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
 
@@ -42,8 +43,9 @@ def tracking_uri() -> str:
 
 def git_commit(root: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or repo_root(), capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or repo_root(), capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -80,6 +82,7 @@ class Tracker:
         self._mlflow = None
         if run is not None:
             import mlflow
+
             self._mlflow = mlflow
 
     @property
@@ -96,19 +99,23 @@ class Tracker:
         try:
             getattr(self._mlflow, name)(*args, **kwargs)
         except Exception as e:  # tracking must never take a stage down
-            warnings.warn(f"MLflow {name} failed ({e.__class__.__name__}: {e}); tracking disabled for this stage, "
-                          "metrics still go to the DVC metrics files", stacklevel=2)
+            warnings.warn(
+                f"MLflow {name} failed ({e.__class__.__name__}: {e}); tracking disabled for this stage, "
+                "metrics still go to the DVC metrics files",
+                stacklevel=2,
+            )
             self._run = None
 
     def params(self, params: dict) -> None:
         flat = {k: (str(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in flatten(params).items()}
         items = list(flat.items())
         for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-            self._call("log_params", dict(items[i:i + 100]))
+            self._call("log_params", dict(items[i : i + 100]))
 
     def metrics(self, metrics: dict, step: int | None = None) -> None:
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if numeric:
             self._call("log_metrics", numeric, step=step)
 
@@ -126,10 +133,10 @@ class Tracker:
 STAGE_KEY = "stage_key"  # the tag that names a stage execution's run (`ablate@ratio-low`), to find it again
 DESCRIPTIONS = {
     EXPERIMENT: "One run per stage execution of the V-JEPA reproduction (`dvc repro`): prepare, masks, pretrain@seed, "
-                "probe@task, detect, finetune@task, learn@seed, report. Each run is named after its DVC stage and "
-                "tagged `profile`, `stage_key`, `git_commit`. Headline metrics share names across stages: "
-                "`top1_attentive`, `top1_linear` (probes, ablations), `map` (AVA detection). The ablation grid has "
-                f"experiments of its own: `{ABLATIONS}-<profile>`.",
+    "probe@task, detect, finetune@task, learn@seed, report. Each run is named after its DVC stage and "
+    "tagged `profile`, `stage_key`, `git_commit`. Headline metrics share names across stages: "
+    "`top1_attentive`, `top1_linear` (probes, ablations), `map` (AVA detection). The ablation grid has "
+    f"experiments of its own: `{ABLATIONS}-<profile>`.",
 }
 
 
@@ -143,8 +150,11 @@ def _previous_run(client, experiment_id: str, key: str, profile, params: dict) -
     profile) that never finished (killed, failed) with the same params, resumed so that a stage
     re-run after a kill leaves one run; other unfinished runs of the stage are deleted (replaced)."""
     query = f"tags.{STAGE_KEY} = '{key}'" + (f" and tags.profile = '{profile}'" if profile is not None else "")
-    stale = [r for r in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"])
-             if r.info.status != "FINISHED"]
+    stale = [
+        r
+        for r in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"])
+        if r.info.status != "FINISHED"
+    ]
     keep = next((r for r in stale if r.data.params == _flat_params(params)), None)
     for r in stale:
         if r is not keep:
@@ -155,8 +165,14 @@ def _previous_run(client, experiment_id: str, key: str, profile, params: dict) -
 
 
 @contextmanager
-def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
-              enabled: bool = True, experiment: str | None = None, key: str | None = None) -> Iterator[Tracker]:
+def stage_run(
+    stage: str,
+    params: dict | None = None,
+    tags: dict | None = None,
+    enabled: bool = True,
+    experiment: str | None = None,
+    key: str | None = None,
+) -> Iterator[Tracker]:
     """Open one MLflow run for a stage execution, tagged with the stage, git commit, DVC experiment
     and profile, in `experiment` (default: MLFLOW_EXPERIMENT_NAME or vjepa-reproduction); yields a
     Tracker (inactive if MLflow is unreachable, enabled is False (e.g. on ranks other than 0) or
@@ -172,13 +188,18 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     run = None
     if not _server_reachable(uri):
-        warnings.warn(f"MLflow tracking server {uri} is not reachable; stage '{stage}' runs without tracking "
-                      "(its metrics still go to the DVC metrics files)", stacklevel=3)
+        warnings.warn(
+            f"MLflow tracking server {uri} is not reachable; stage '{stage}' runs without tracking "
+            "(its metrics still go to the DVC metrics files)",
+            stacklevel=3,
+        )
     else:
         try:
             import mlflow
+
             mlflow.set_tracking_uri(uri)
             from mlflow.tracking import MlflowClient
+
             exp = mlflow.set_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
             if EXPERIMENT_KIND not in exp.tags:  # what these runs are, as MLflow 3's UI records an experiment's type
                 mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
@@ -187,12 +208,20 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
             previous = _previous_run(MlflowClient(uri), exp.experiment_id, name, profile, params or {})
             run = mlflow.start_run(run_id=previous) if previous else mlflow.start_run(run_name=name)
         except Exception as e:
-            warnings.warn(f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
-                          f"stage '{stage}' runs without tracking", stacklevel=3)
+            warnings.warn(
+                f"MLflow could not start a run at {uri} ({e.__class__.__name__}: {e}); "
+                f"stage '{stage}' runs without tracking",
+                stacklevel=3,
+            )
             run = None
     tracker = Tracker(run)
-    base_tags = {"stage": stage, STAGE_KEY: name, "dvc_stage": os.environ.get("DVC_STAGE"), "git_commit": git_commit(),
-                 "dvc_experiment": os.environ.get("DVC_EXP_NAME")}
+    base_tags = {
+        "stage": stage,
+        STAGE_KEY: name,
+        "dvc_stage": os.environ.get("DVC_STAGE"),
+        "git_commit": git_commit(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
+    }
     tracker.tags({**base_tags, **(tags or {})})
     if params:
         tracker.params(params)
@@ -212,6 +241,7 @@ def stage_run(stage: str, params: dict | None = None, tags: dict | None = None,
 
 # ----------------------------------------------------------------------------------------------
 # The headline numbers and the ablation table
+
 
 def headline(metrics: dict) -> dict[str, float]:
     """A stage's headline results under short names that stay the same across stages and profiles:
@@ -244,20 +274,26 @@ def ablation_axes(masks, target: str) -> dict[str, str | int]:
     """The axes Tables 13-15 and Appendix D vary, one scalar param each: masks per sample, blocks
     per mask, block spatial scale and temporal extent (fractions of the frame and of the clip), the
     mask kind and the target kind (ema or copy). Masks that differ show each value ('8+2')."""
-    return {"masks_per_sample": len(masks),
-            "blocks_per_mask": _joined([m.num_blocks for m in masks]),
-            "spatial_scale": _joined([_scale(m.spatial_scale) for m in masks]),
-            "temporal_extent": _joined([_scale(m.temporal_scale) for m in masks]),
-            "mask_kind": _joined([m.kind for m in masks]),
-            "target_kind": target}
+    return {
+        "masks_per_sample": len(masks),
+        "blocks_per_mask": _joined([m.num_blocks for m in masks]),
+        "spatial_scale": _joined([_scale(m.spatial_scale) for m in masks]),
+        "temporal_extent": _joined([_scale(m.temporal_scale) for m in masks]),
+        "mask_kind": _joined([m.kind for m in masks]),
+        "target_kind": target,
+    }
 
 
 def mask_metrics(stats: list[dict]) -> dict[str, float]:
     """Table 13's mask statistics, averaged over the masks of a sample: spatial and temporal
     masking ratio, context and target tokens per mask (each mask's own with a `mask<i>_` prefix
     when there are several)."""
-    keys = {"spatial_masking_ratio": "spatial_masking_ratio", "temporal_masking_ratio": "temporal_masking_ratio",
-            "context_tokens": "context_tokens_mean", "target_tokens": "target_tokens_mean"}
+    keys = {
+        "spatial_masking_ratio": "spatial_masking_ratio",
+        "temporal_masking_ratio": "temporal_masking_ratio",
+        "context_tokens": "context_tokens_mean",
+        "target_tokens": "target_tokens_mean",
+    }
     out = {name: sum(s[k] for s in stats) / len(stats) for name, k in keys.items()}
     if len(stats) > 1:
         out.update({f"mask{i}_{name}": s[k] for i, s in enumerate(stats) for name, k in keys.items()})
@@ -266,10 +302,15 @@ def mask_metrics(stats: list[dict]) -> dict[str, float]:
 
 def ablation_description(point: str, label: str, tables: list[str], changes: dict) -> str:
     """What the point varies against the profile's own pretraining, in a sentence or two."""
+
     def mask_text(m: dict) -> str:
         t = m.get("temporal_scale", (1.0, 1.0))
-        return (f"{m.get('num_blocks', 8)} block(s) at spatial scale {_scale(m.get('spatial_scale', (0.15, 0.15)))}"
-                f", temporal extent {_scale(t)}" + (f", kind {m['kind']}" if m.get("kind", "multiblock") != "multiblock" else ""))
+        return (
+            f"{m.get('num_blocks', 8)} block(s) at spatial scale {_scale(m.get('spatial_scale', (0.15, 0.15)))}"
+            f", temporal extent {_scale(t)}"
+            + (f", kind {m['kind']}" if m.get("kind", "multiblock") != "multiblock" else "")
+        )
+
     parts = []
     for key, value in changes.items():
         if key == "masks":
@@ -299,8 +340,16 @@ def ablation_reference(P) -> str | None:
 
 
 AXES = ("masks_per_sample", "blocks_per_mask", "spatial_scale", "temporal_extent", "mask_kind", "target_kind")
-HEADLINE_METRICS = ("top1_attentive", "top1_linear", "margin_attentive", "margin_attentive_low",
-                    "margin_attentive_high", "margin_linear", "margin_linear_low", "margin_linear_high")
+HEADLINE_METRICS = (
+    "top1_attentive",
+    "top1_linear",
+    "margin_attentive",
+    "margin_attentive_low",
+    "margin_attentive_high",
+    "margin_linear",
+    "margin_linear_low",
+    "margin_linear_high",
+)
 VERDICT_TAGS = ("verdict_attentive", "verdict_linear")
 VIEW = "ablation-table"  # the shared view the description links to
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI's saved/shared runs-table views, opened by ?viewStateShareKey=
@@ -314,10 +363,16 @@ def _column(kind: str, key: str) -> str:
 def ablation_view() -> dict:
     """The runs-table view of an ablation experiment: the axes, the headline metrics and the verdicts
     as columns, sorted by top1_attentive (best first), finished runs only."""
-    return {"orderByKey": _column("metrics", "top1_attentive"), "orderByAsc": False,
-            "searchFilter": "attributes.status = 'FINISHED'",
-            "selectedColumns": [*(_column("params", a) for a in AXES), *(_column("metrics", m) for m in HEADLINE_METRICS),
-                                *(_column("tags", t) for t in VERDICT_TAGS)]}
+    return {
+        "orderByKey": _column("metrics", "top1_attentive"),
+        "orderByAsc": False,
+        "searchFilter": "attributes.status = 'FINISHED'",
+        "selectedColumns": [
+            *(_column("params", a) for a in AXES),
+            *(_column("metrics", m) for m in HEADLINE_METRICS),
+            *(_column("tags", t) for t in VERDICT_TAGS),
+        ],
+    }
 
 
 def describe_ablations(tracker: Tracker, profile: str, reference: str | None, task: str) -> None:
@@ -328,22 +383,29 @@ def describe_ablations(tracker: Tracker, profile: str, reference: str | None, ta
         return
     import json
     import time
+
     exp_id = tracker._run.info.experiment_id
-    text = (f"Ablation grid of the `{profile}` profile (Tables 13-15, Appendix D): one run per grid point "
-            f"(`ablate@<point>`), each a short pretraining then frozen probes on `{task}`. Params: the axes "
-            f"({', '.join(AXES)}). Metrics: `top1_attentive`, `top1_linear` (validation top-1 %), and once the "
-            f"`report` stage has run, `margin_<probe>` with its 95% interval (`_low`, `_high`): the point minus the "
-            f"reference point `{reference}` (the profile's own masks, EMA target) in top-1 points, paired clip by "
-            "clip; tags `verdict_<probe>`: better, worse or not distinguishable (the interval covers zero). One "
-            "seed per point: read the verdict, not the raw gap.\n\n"
-            f"[Open the ablation table: axes, top-1, margins and verdicts, best first](#/experiments/{exp_id}"
-            f"/runs?viewStateShareKey={VIEW})")
+    text = (
+        f"Ablation grid of the `{profile}` profile (Tables 13-15, Appendix D): one run per grid point "
+        f"(`ablate@<point>`), each a short pretraining then frozen probes on `{task}`. Params: the axes "
+        f"({', '.join(AXES)}). Metrics: `top1_attentive`, `top1_linear` (validation top-1 %), and once the "
+        f"`report` stage has run, `margin_<probe>` with its 95% interval (`_low`, `_high`): the point minus the "
+        f"reference point `{reference}` (the profile's own masks, EMA target) in top-1 points, paired clip by "
+        "clip; tags `verdict_<probe>`: better, worse or not distinguishable (the interval covers zero). One "
+        "seed per point: read the verdict, not the raw gap.\n\n"
+        f"[Open the ablation table: axes, top-1, margins and verdicts, best first](#/experiments/{exp_id}"
+        f"/runs?viewStateShareKey={VIEW})"
+    )
     tracker._call("set_experiment_tag", DESCRIPTION_TAG, text)
     # MLflow's saved-view envelope: the view is listed under the runs table's "Views" menu too
     now = int(time.time() * 1000)
-    tracker._call("set_experiment_tag", SHARED_VIEW_TAG + VIEW,
-                  json.dumps({"name": "Ablation table", "createdAt": now, "updatedAt": now,
-                              "state": json.dumps(ablation_view())}))
+    tracker._call(
+        "set_experiment_tag",
+        SHARED_VIEW_TAG + VIEW,
+        json.dumps(
+            {"name": "Ablation table", "createdAt": now, "updatedAt": now, "state": json.dumps(ablation_view())}
+        ),
+    )
 
 
 def log_verdicts(profile: str, reference: str | None, comparisons: dict) -> int:
@@ -357,27 +419,37 @@ def log_verdicts(profile: str, reference: str | None, comparisons: dict) -> int:
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
         import time
+
         client = MlflowClient(tracking_uri())
         exp = client.get_experiment_by_name(ablation_experiment(profile))
         if exp is None:
             return 0
         runs = {}
-        for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
-                                    order_by=["attributes.start_time DESC"]):
+        for r in client.search_runs(
+            [exp.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]
+        ):
             runs.setdefault(r.data.tags.get("ablation"), r)
         now, done = int(time.time() * 1000), set()
         for (point, kind), c in comparisons.items():
             if point not in runs or isinstance(c, str):
                 continue
-            metrics = [Metric(f"margin_{kind}", c.difference, now, 0), Metric(f"margin_{kind}_low", c.low, now, 0),
-                       Metric(f"margin_{kind}_high", c.high, now, 0)]
-            client.log_batch(runs[point].info.run_id, metrics=metrics,
-                             tags=[RunTag(f"verdict_{kind}", c.verdict), RunTag("reference", str(reference))])
+            metrics = [
+                Metric(f"margin_{kind}", c.difference, now, 0),
+                Metric(f"margin_{kind}_low", c.low, now, 0),
+                Metric(f"margin_{kind}_high", c.high, now, 0),
+            ]
+            client.log_batch(
+                runs[point].info.run_id,
+                metrics=metrics,
+                tags=[RunTag(f"verdict_{kind}", c.verdict), RunTag("reference", str(reference))],
+            )
             done.add(point)
         if reference in runs:
-            client.log_batch(runs[reference].info.run_id,
-                             tags=[RunTag(f"verdict_{k}", "reference") for k in ("attentive", "linear")]
-                             + [RunTag("reference", str(reference))])
+            client.log_batch(
+                runs[reference].info.run_id,
+                tags=[RunTag(f"verdict_{k}", "reference") for k in ("attentive", "linear")]
+                + [RunTag("reference", str(reference))],
+            )
             done.add(reference)
         return len(done)
     except Exception as e:  # tracking must never take a stage down

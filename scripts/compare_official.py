@@ -5,6 +5,7 @@ Needs a checkout of facebookresearch/jepa (not shipped here; its licence is non-
 Prints the max absolute difference of the full encoder, the masked context encoder under both
 mask configs, and the predictor for both mask tokens (fp32, CPU, eval mode). 0.0 means bit-identical.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from official import import_official  # the one way the scripts load the official checkout
+
     off = import_official(args.official_repo, "vit", "predictor", "masks")
     MaskCollator, official_vit, vit_predictor = off.masks.MaskCollator, off.vit, off.predictor.vit_predictor
 
@@ -38,18 +40,38 @@ def main() -> int:
             if p.requires_grad:
                 p.normal_(0, 0.05)
     d, _, heads, _ = cfg.encoder_shape()
-    o_enc = getattr(official_vit, f"vit_{args.size}")(img_size=args.img_size, num_frames=args.frames,
-                                                      tubelet_size=2, uniform_power=True).eval()
-    o_pred = vit_predictor(img_size=args.img_size, patch_size=16, num_frames=args.frames, tubelet_size=2,
-                           embed_dim=d, predictor_embed_dim=384, depth=12, num_heads=heads, uniform_power=True,
-                           use_mask_tokens=True, num_mask_tokens=2).eval()
+    o_enc = getattr(official_vit, f"vit_{args.size}")(
+        img_size=args.img_size, num_frames=args.frames, tubelet_size=2, uniform_power=True
+    ).eval()
+    o_pred = vit_predictor(
+        img_size=args.img_size,
+        patch_size=16,
+        num_frames=args.frames,
+        tubelet_size=2,
+        embed_dim=d,
+        predictor_embed_dim=384,
+        depth=12,
+        num_heads=heads,
+        uniform_power=True,
+        use_mask_tokens=True,
+        num_mask_tokens=2,
+    ).eval()
     o_enc.load_state_dict(enc.state_dict(), strict=True)
     o_pred.load_state_dict(pred.state_dict(), strict=True)
-    mask_cfgs = [dict(spatial_scale=m.spatial_scale, temporal_scale=m.temporal_scale, aspect_ratio=m.aspect_ratio,
-                      num_blocks=m.num_blocks, max_temporal_keep=m.max_temporal_keep, max_keep=m.max_keep)
-                 for m in PAPER_MASKS]
-    collator = MaskCollator(cfgs_mask=mask_cfgs, crop_size=args.img_size, num_frames=args.frames,
-                            patch_size=16, tubelet_size=2)
+    mask_cfgs = [
+        dict(
+            spatial_scale=m.spatial_scale,
+            temporal_scale=m.temporal_scale,
+            aspect_ratio=m.aspect_ratio,
+            num_blocks=m.num_blocks,
+            max_temporal_keep=m.max_temporal_keep,
+            max_keep=m.max_keep,
+        )
+        for m in PAPER_MASKS
+    ]
+    collator = MaskCollator(
+        cfgs_mask=mask_cfgs, crop_size=args.img_size, num_frames=args.frames, patch_size=16, tubelet_size=2
+    )
     _, ctx_masks, tgt_masks = collator([torch.zeros(1)] * args.batch)
     x = torch.randn(args.batch, 3, args.frames, args.img_size, args.img_size)
     with torch.no_grad():

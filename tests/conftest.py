@@ -23,15 +23,32 @@ def _seed():
 
 
 # A tiny small-suite (every real format), built once per test session for tests that read it.
-TINY_SUITE = dict(k400_train=120, k400_val=4, k400_frames=16, ssv2_train=8, ssv2_val=4, ssv2_frames=8, in1k_train=80,
-                  in1k_val=10, inat_train=120, inat_val=6, places_train=4, places_val=2, ava_train_videos=1,
-                  ava_val_videos=1, ava_keyframes=2, footage_size=32, footage_chunk_frames=48)
+TINY_SUITE = dict(
+    k400_train=120,
+    k400_val=4,
+    k400_frames=16,
+    ssv2_train=8,
+    ssv2_val=4,
+    ssv2_frames=8,
+    in1k_train=80,
+    in1k_val=10,
+    inat_train=120,
+    inat_val=6,
+    places_train=4,
+    places_val=2,
+    ava_train_videos=1,
+    ava_val_videos=1,
+    ava_keyframes=2,
+    footage_size=32,
+    footage_chunk_frames=48,
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory):
     from vjepa.config import from_dict
     from vjepa.data.small_suite import SmallSuiteConfig, build_small_suite
+
     root = tmp_path_factory.mktemp("tiny_suite") / "data"
     summary = build_small_suite(from_dict(SmallSuiteConfig, TINY_SUITE, "data"), root)
     return root, summary
@@ -42,6 +59,7 @@ def release_tree(tmp_path_factory):
     """tests/release_tree.py's dataset tree in the releases' own layouts (its paths and counts),
     built once per test session."""
     from release_tree import build_release_tree
+
     return build_release_tree(tmp_path_factory.mktemp("release") / "tree")
 
 
@@ -49,6 +67,7 @@ def with_sources(params: dict) -> dict:
     """A params mapping with its generated `sources` section derived from its data paths, as
     `python -m pipeline profile` writes it (a test that edits paths by hand must regenerate it)."""
     from pipeline.config import from_mapping
+
     return {**params, "sources": from_mapping({**params, "sources": None}).derived_sources()}
 
 
@@ -62,14 +81,18 @@ NOT_RESULTS = ("wall", "seconds", "per_s", "memory", "time")  # wall clock and m
 def checkout_copy(dst: Path, without: tuple[str, ...] = ()) -> Path:
     """This working tree's files (tracked and new, not ignored; none under the `without` prefixes),
     committed in a fresh git repository at `dst`."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file() and not (without and f.startswith(without)):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"],
+    ):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
     return dst
 
@@ -97,9 +120,9 @@ def results(metrics, prefix: str = "") -> dict[str, float]:
 
 @dataclass
 class SmokeRun:
-    repo: Path                       # the copy the DAG ran in (tests may change it afterwards)
-    log: str                         # `dvc repro`'s output
-    metrics: dict[str, dict]         # every metrics/smoke/ file as the run left it, by path
+    repo: Path  # the copy the DAG ran in (tests may change it afterwards)
+    log: str  # `dvc repro`'s output
+    metrics: dict[str, dict]  # every metrics/smoke/ file as the run left it, by path
 
 
 @pytest.fixture(scope="session")
@@ -111,5 +134,7 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     repo = checkout_copy(tmp_path_factory.mktemp("smoke") / "checkout")
     use_profile("smoke", repo)
     log = dvc(repo, "repro")
-    metrics = {str(p.relative_to(repo)): json.loads(p.read_text()) for p in sorted((repo / "metrics/smoke").rglob("*.json"))}
+    metrics = {
+        str(p.relative_to(repo)): json.loads(p.read_text()) for p in sorted((repo / "metrics/smoke").rglob("*.json"))
+    }
     return SmokeRun(repo, log, metrics)

@@ -1,13 +1,13 @@
 """Frame-level AVA mAP@0.5 on hand-worked cases: perfect detections, a duplicate, a miss, a class
 without ground truth, input-order matching, invalid boxes, exclusions, the top-50 cut, the CSV."""
+
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vjepa.ava_eval import (average_precision, frame_map, official_top_k, read_detections_csv,
-                            write_detections_csv)
+from vjepa.ava_eval import average_precision, frame_map, official_top_k, read_detections_csv, write_detections_csv
 
 A = (0.1, 0.1, 0.4, 0.5)
 B = (0.5, 0.2, 0.9, 0.9)
@@ -15,13 +15,17 @@ A_SHIFTED = (0.12, 0.1, 0.42, 0.5)  # IoU with A = 0.28 / 0.32 = 0.875
 
 
 def gt(*rows):
-    return pd.DataFrame([(v, s, *box, c) for v, s, box, c in rows],
-                        columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"])
+    return pd.DataFrame(
+        [(v, s, *box, c) for v, s, box, c in rows],
+        columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"],
+    )
 
 
 def det(*rows):
-    return pd.DataFrame([(v, s, *box, c, p) for v, s, box, c, p in rows],
-                        columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"])
+    return pd.DataFrame(
+        [(v, s, *box, c, p) for v, s, box, c, p in rows],
+        columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"],
+    )
 
 
 def test_perfect_detections_give_ap_one():
@@ -70,8 +74,9 @@ def test_a_detection_takes_its_best_box_even_if_that_one_is_taken():
 
 def test_invalid_boxes_are_dropped_and_excluded_keyframes_ignored():
     g = gt(("v", 902, A, 1), ("v", 904, B, 1))
-    d = det(("v", 902, (0.4, 0.1, 0.1, 0.5), 1, 0.99), ("v", 902, A, 1, 0.9), ("v", 903, B, 1, 0.95),
-            ("v", 904, B, 1, 0.5))
+    d = det(
+        ("v", 902, (0.4, 0.1, 0.1, 0.5), 1, 0.99), ("v", 902, A, 1, 0.9), ("v", 903, B, 1, 0.95), ("v", 904, B, 1, 0.5)
+    )
     # 903 has no GT: its detection is a FP; the inverted box is dropped, not counted.
     # Ranked FP, TP, TP: precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> interpolated 2/3 at both steps
     assert frame_map(g, d, [1])["per_class"][1] == pytest.approx(2 / 3)
@@ -82,14 +87,14 @@ def test_invalid_boxes_are_dropped_and_excluded_keyframes_ignored():
 
 def test_the_command_line_path_keeps_the_top_50_per_keyframe_across_classes():
     g = gt(("v", 902, A, 1), ("v", 903, A, 1))
-    rows = [("v", 902, B, 3, 0.5 + i / 100) for i in range(50)]            # 50 higher-scored rows of class 3
+    rows = [("v", 902, B, 3, 0.5 + i / 100) for i in range(50)]  # 50 higher-scored rows of class 3
     rows += [("v", 902, A, 1, 0.4), ("v", 902, A, 7, 0.99), ("v", 903, A, 1, 0.2)]  # class 7 is not evaluated
     d = det(*rows)
     cut = official_top_k(d, [1, 3])
     assert len(cut) == 51 and (cut[cut.timestamp == 902].score.diff().dropna() < 0).all()
-    assert not ((cut.timestamp == 902) & (cut.action_id == 1)).any()       # the 51st at 902 was cut
-    assert frame_map(g, cut, [1, 3])["per_class"][1] == 0.5                # only 903's TP is left
-    assert frame_map(g, d, [1, 3])["per_class"][1] == 1.0                  # API path keeps everything
+    assert not ((cut.timestamp == 902) & (cut.action_id == 1)).any()  # the 51st at 902 was cut
+    assert frame_map(g, cut, [1, 3])["per_class"][1] == 0.5  # only 903's TP is left
+    assert frame_map(g, d, [1, 3])["per_class"][1] == 1.0  # API path keeps everything
 
 
 def test_average_precision_is_the_all_point_voc_area():
@@ -111,11 +116,11 @@ def test_detection_csv_has_the_official_columns_and_reads_back(tmp_path):
         read_detections_csv(tmp_path / "bad.csv")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Against an independent, straightforward copy of the reference algorithm (SlowFast's
 # ava_evaluation: per-keyframe greedy matching in input order, VOC all-point AP per class over the
 # reversed numpy argsort of the scores, nanmean over classes with ground truth).
+
 
 def _reference_map(gt_rows, det_rows, class_ids, excluded, thr=0.5):
     wl = set(class_ids)
@@ -185,8 +190,10 @@ def _random_case(rng):
     grid = np.round(np.linspace(0, 1, 6), 1)  # coarse coordinates: equal corners and duplicates are common
 
     def box():
-        x = np.sort(rng.choice(grid, 2)); y = np.sort(rng.choice(grid, 2))
+        x = np.sort(rng.choice(grid, 2))
+        y = np.sort(rng.choice(grid, 2))
         return float(x[0]), float(y[0]), float(x[1]), float(y[1])
+
     keys = [(f"v{v}", 902 + s) for v in range(rng.integers(1, 3)) for s in range(rng.integers(2, 6))]
     gt_rows, det_rows = [], []
     for v, s in keys[:-1]:  # the last keyframe has no GT
@@ -211,8 +218,11 @@ def _random_case(rng):
             if rng.random() < 0.25:
                 det_rows.append((v, s, *b, c, p))  # duplicated detection, same score
     v1, s1 = keys[-1]
-    det_rows += [(v1, s1, 0.3, 0.1, 0.3, 0.5, 1, 0.5), (v1, s1, 0.1, 0.4, 0.6, 0.4, 3, 0.9),  # degenerate
-                 (v1, s1, 0.6, 0.1, 0.2, 0.5, 1, 0.8)]  # inverted
+    det_rows += [
+        (v1, s1, 0.3, 0.1, 0.3, 0.5, 1, 0.5),
+        (v1, s1, 0.1, 0.4, 0.6, 0.4, 3, 0.9),  # degenerate
+        (v1, s1, 0.6, 0.1, 0.2, 0.5, 1, 0.8),
+    ]  # inverted
     det_rows = [det_rows[i] for i in rng.permutation(len(det_rows))]  # keyframes interleaved
     excluded = {keys[int(i)] for i in rng.choice(len(keys), size=rng.integers(0, 2), replace=False)}
     return gt_rows, det_rows, excluded

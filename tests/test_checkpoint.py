@@ -1,11 +1,20 @@
 """Checkpoints: official layout in and out, strict loading, atomic writes, refusal of unsafe pickles."""
+
 import pickle
 
 import pytest
 import torch
 
-from vjepa.checkpoint import (CheckpointError, export_official, import_official, load, load_official_module,
-                              official_layout, save_atomic, strip_prefix)
+from vjepa.checkpoint import (
+    CheckpointError,
+    export_official,
+    import_official,
+    load,
+    load_official_module,
+    official_layout,
+    save_atomic,
+    strip_prefix,
+)
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 
 
@@ -26,10 +35,18 @@ def official_state(cfg: ModelConfig, fill=None) -> dict:
         return (torch.arange(n, dtype=torch.float32) / n + next(counter)).view(*shape)
 
     # key order as in the official state dicts
-    enc = {"pos_embed": r(1, N, D), "patch_embed.proj.weight": r(D, c, cfg.tubelet_size, cfg.patch_size, cfg.patch_size),
-           "patch_embed.proj.bias": r(D)}
-    pred = {"predictor_pos_embed": r(1, N, P), "predictor_embed.weight": r(P, D), "predictor_embed.bias": r(P),
-            "mask_tokens.0": r(1, 1, P), "mask_tokens.1": r(1, 1, P)}
+    enc = {
+        "pos_embed": r(1, N, D),
+        "patch_embed.proj.weight": r(D, c, cfg.tubelet_size, cfg.patch_size, cfg.patch_size),
+        "patch_embed.proj.bias": r(D),
+    }
+    pred = {
+        "predictor_pos_embed": r(1, N, P),
+        "predictor_embed.weight": r(P, D),
+        "predictor_embed.bias": r(P),
+        "mask_tokens.0": r(1, 1, P),
+        "mask_tokens.1": r(1, 1, P),
+    }
 
     def block(prefix, d, out):
         out[f"{prefix}.norm1.weight"], out[f"{prefix}.norm1.bias"] = r(d), r(d)
@@ -38,16 +55,32 @@ def official_state(cfg: ModelConfig, fill=None) -> dict:
         out[f"{prefix}.norm2.weight"], out[f"{prefix}.norm2.bias"] = r(d), r(d)
         out[f"{prefix}.mlp.fc1.weight"], out[f"{prefix}.mlp.fc1.bias"] = r(4 * d, d), r(4 * d)
         out[f"{prefix}.mlp.fc2.weight"], out[f"{prefix}.mlp.fc2.bias"] = r(d, 4 * d), r(d)
+
     for i in range(depth):
         block(f"blocks.{i}", D, enc)
     for i in range(cfg.pred_depth):
         block(f"predictor_blocks.{i}", P, pred)
     enc.update({"norm.weight": r(D), "norm.bias": r(D)})
-    pred.update({"predictor_norm.weight": r(P), "predictor_norm.bias": r(P), "predictor_proj.weight": r(D, P),
-                 "predictor_proj.bias": r(D)})
+    pred.update(
+        {
+            "predictor_norm.weight": r(P),
+            "predictor_norm.bias": r(P),
+            "predictor_proj.weight": r(D, P),
+            "predictor_proj.bias": r(D),
+        }
+    )
     pre = "module.backbone."
-    return {"encoder": {pre + k: v for k, v in enc.items()}, "predictor": {pre + k: v for k, v in pred.items()},
-            "opt": None, "scaler": None, "epoch": 300, "loss": 0.1, "batch_size": 24, "world_size": 128, "lr": 6.25e-4}
+    return {
+        "encoder": {pre + k: v for k, v in enc.items()},
+        "predictor": {pre + k: v for k, v in pred.items()},
+        "opt": None,
+        "scaler": None,
+        "epoch": 300,
+        "loss": 0.1,
+        "batch_size": 24,
+        "world_size": 128,
+        "lr": 6.25e-4,
+    }
 
 
 def empty_models(cfg):
@@ -69,8 +102,9 @@ def test_official_state_dict_loads_strictly_and_exports_unchanged(size, n_enc):
     for key in ("encoder", "predictor", "target_encoder"):
         assert list(out[key]) == list(ck[key])  # same keys in the same order
         assert all(torch.equal(out[key][k], v) for k, v in ck[key].items())
-    assert {k: out[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")} == \
-        {k: ck[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")}
+    assert {k: out[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")} == {
+        k: ck[k] for k in ("epoch", "loss", "batch_size", "world_size", "lr")
+    }
 
 
 def test_official_file_round_trips_through_disk(tmp_path):
@@ -105,6 +139,7 @@ def test_a_mismatched_checkpoint_fails_with_the_keys_named(tmp_path):
 class RunsCode:
     def __reduce__(self):
         import os
+
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -129,6 +164,7 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     class Unpicklable:
         def __reduce__(self):
             raise pickle.PicklingError("boom")
+
     with pytest.raises(pickle.PicklingError):
         save_atomic({"step": 2, "bad": Unpicklable()}, path)
     assert load(path) == {"step": 1}
@@ -154,32 +190,45 @@ def test_a_checkpoint_of_stride_0_tensors_is_refused_before_any_model_is_allocat
     from vjepa.hub import load_encoder
 
     W = 40_000  # as the fault-finding file: a 19 GB encoder claimed by a few KB
-    huge = {"pos_embed": torch.zeros(1).expand(1, 4, W), "patch_embed.proj.weight": torch.zeros(1).expand(W, 3, 2, 4, 4),
-            "patch_embed.proj.bias": torch.zeros(1).expand(W), "blocks.0.mlp.fc1.weight": torch.zeros(1).expand(4 * W, W)}
+    huge = {
+        "pos_embed": torch.zeros(1).expand(1, 4, W),
+        "patch_embed.proj.weight": torch.zeros(1).expand(W, 3, 2, 4, 4),
+        "patch_embed.proj.bias": torch.zeros(1).expand(W),
+        "blocks.0.mlp.fc1.weight": torch.zeros(1).expand(4 * W, W),
+    }
     torch.save({"target_encoder": {f"module.backbone.{k}": v for k, v in huge.items()}}, tmp_path / "bomb.pth.tar")
     assert (tmp_path / "bomb.pth.tar").stat().st_size < 10_000
-    with pytest.raises(CheckpointError, match=r"bomb\.pth\.tar: tensor \['target_encoder'\]\['module\.backbone\.pos_embed'\] "
-                                              r"claims shape \(1, 4, 40000\) \(640,000 bytes\) but the file stores 4 bytes"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"bomb\.pth\.tar: tensor \['target_encoder'\]\['module\.backbone\.pos_embed'\] "
+        r"claims shape \(1, 4, 40000\) \(640,000 bytes\) but the file stores 4 bytes",
+    ):
         load_encoder(tmp_path / "bomb.pth.tar", num_heads=1)
 
 
 def test_tensors_sharing_one_storage_under_many_names_cannot_claim_more_than_the_file(tmp_path):
     shared = torch.zeros(100_000)
     torch.save({"encoder": {f"blocks.{i}.w": shared for i in range(50)}}, tmp_path / "shared.pth.tar")
-    with pytest.raises(CheckpointError, match=r"the tensors of entry 'encoder' claim 20,000,000 bytes in all, more "
-                                              r"than the file's"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the tensors of entry 'encoder' claim 20,000,000 bytes in all, more "
+        r"than the file's",
+    ):
         load(tmp_path / "shared.pth.tar")
     # two entries sharing data (a target encoder saved as the encoder) are each within the file
     torch.save({"encoder": {"w": shared}, "target_encoder": {"w": shared}}, tmp_path / "tied.pth.tar")
     assert load(tmp_path / "tied.pth.tar")["encoder"]["w"].shape == (100_000,)
 
 
-@pytest.mark.parametrize("content,what", [
-    (b"<!DOCTYPE html><html><body>403 Forbidden</body></html>", "it is an HTML page"),
-    (b"encoder weights go here\n", "it is a file that starts b'encoder weights "),
-    (b"", "it is an empty file"),
-    (b"PK\x03\x04 truncated zip", "not a readable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content,what",
+    [
+        (b"<!DOCTYPE html><html><body>403 Forbidden</body></html>", "it is an HTML page"),
+        (b"encoder weights go here\n", "it is a file that starts b'encoder weights "),
+        (b"", "it is an empty file"),
+        (b"PK\x03\x04 truncated zip", "not a readable checkpoint"),
+    ],
+)
 def test_a_file_that_is_not_a_checkpoint_is_named_as_such_not_as_unsafe_code(tmp_path, content, what):
     path = tmp_path / "vitl16.pth.tar"
     path.write_bytes(content)
@@ -189,11 +238,20 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such_not_as_unsafe_code(tmp
     assert "could run code" not in str(e.value) and "weights_only=False" not in str(e.value)
 
 
-@pytest.mark.parametrize("make,what", [
-    (lambda p: torch.save(torch.zeros(3), p), r"holds a Tensor, not a dict of entries"),
-    (lambda p: torch.save({"target_encoder": torch.zeros(3)}, p), r"\['target_encoder'\]: holds a Tensor, not a state dict"),
-    (lambda p: torch.save({"target_encoder": {"pos_embed": 3}}, p), r"entries that are not named tensors: pos_embed"),
-])
+@pytest.mark.parametrize(
+    "make,what",
+    [
+        (lambda p: torch.save(torch.zeros(3), p), r"holds a Tensor, not a dict of entries"),
+        (
+            lambda p: torch.save({"target_encoder": torch.zeros(3)}, p),
+            r"\['target_encoder'\]: holds a Tensor, not a state dict",
+        ),
+        (
+            lambda p: torch.save({"target_encoder": {"pos_embed": 3}}, p),
+            r"entries that are not named tensors: pos_embed",
+        ),
+    ],
+)
 def test_a_malformed_checkpoint_structure_is_named_by_file_and_entry(tmp_path, make, what):
     from vjepa.hub import load_encoder
 
@@ -203,11 +261,17 @@ def test_a_malformed_checkpoint_structure_is_named_by_file_and_entry(tmp_path, m
         load_encoder(path, num_frames=4)
 
 
-@pytest.mark.parametrize("change,what", [
-    ({"blocks__0__mlp__fc1__weight": None}, r"no 'blocks\.0\.mlp\.fc1\.weight' \(the first block's MLP\)"),
-    ({"patch_embed__proj__weight": torch.zeros(8, 3, 2, 0, 0)}, r"'patch_embed\.proj\.weight' has a zero-size dimension"),
-    ({"pos_embed": torch.zeros(16)}, r"'pos_embed' has shape \(16,\), expected 3 non-zero dimensions"),
-])
+@pytest.mark.parametrize(
+    "change,what",
+    [
+        ({"blocks__0__mlp__fc1__weight": None}, r"no 'blocks\.0\.mlp\.fc1\.weight' \(the first block's MLP\)"),
+        (
+            {"patch_embed__proj__weight": torch.zeros(8, 3, 2, 0, 0)},
+            r"'patch_embed\.proj\.weight' has a zero-size dimension",
+        ),
+        ({"pos_embed": torch.zeros(16)}, r"'pos_embed' has shape \(16,\), expected 3 non-zero dimensions"),
+    ],
+)
 def test_a_malformed_encoder_state_is_a_checkpoint_error_naming_the_key(tmp_path, change, what):
     from vjepa.hub import load_encoder
 

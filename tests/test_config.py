@@ -1,4 +1,5 @@
 """Typed configs at the edge: key paths in errors, YAML's number spellings."""
+
 from dataclasses import dataclass, field
 
 import pytest

@@ -1,17 +1,28 @@
 """AVA v2.2 readers on good and bad files: label map, ground truth, exclusions, proposals
 (pickle and CSV, score threshold), frame folders and keyframe clip indices."""
+
 import pickle
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vjepa.data.ava import (AVA_EVAL_CLASS_IDS, AvaFrameFolder, ava_clip_indices, ava_keyframe_index,
-                            read_ava_csv, read_ava_exclusions, read_ava_labelmap, read_ava_proposals,
-                            write_ava_csv, write_ava_labelmap, write_ava_proposals)
+from vjepa.data.ava import (
+    AVA_EVAL_CLASS_IDS,
+    AvaFrameFolder,
+    ava_clip_indices,
+    ava_keyframe_index,
+    read_ava_csv,
+    read_ava_exclusions,
+    read_ava_labelmap,
+    read_ava_proposals,
+    write_ava_csv,
+    write_ava_labelmap,
+    write_ava_proposals,
+)
 from vjepa.data.readers import AnnotationError
 
-PBTXT = '''item {
+PBTXT = """item {
   name: "bend/bow (at the waist)"
   id: 1
 }
@@ -20,7 +31,7 @@ item {
   label_id: 2
   label_type: PERSON_MOVEMENT
 }
-'''
+"""
 
 
 def test_labelmap_reads_id_and_label_id_items(tmp_path):
@@ -35,8 +46,10 @@ def test_labelmap_reads_id_and_label_id_items(tmp_path):
 def test_labelmap_reads_the_label_block_layout_of_the_full_action_list(tmp_path):
     # ava_action_list_v2.2.pbtxt: `label { name label_id label_type }` blocks (the 2019 eval list uses `item`)
     p = tmp_path / "ava_action_list_v2.2.pbtxt"
-    p.write_text('label {\n  name: "bend/bow (at the waist)"\n  label_id: 1\n  label_type: PERSON_MOVEMENT\n}\n'
-                 'label {\n  name: "answer phone"\n  label_id: 80\n  label_type: OBJECT_MANIPULATION\n}\n')
+    p.write_text(
+        'label {\n  name: "bend/bow (at the waist)"\n  label_id: 1\n  label_type: PERSON_MOVEMENT\n}\n'
+        'label {\n  name: "answer phone"\n  label_id: 80\n  label_type: OBJECT_MANIPULATION\n}\n'
+    )
     assert read_ava_labelmap(p) == {1: "bend/bow (at the waist)", 80: "answer phone"}
     p.write_text(p.read_text().replace("label_id: 80", "label_id: 1"))
     with pytest.raises(AnnotationError, match="twice") as e:
@@ -44,12 +57,15 @@ def test_labelmap_reads_the_label_block_layout_of_the_full_action_list(tmp_path)
     assert e.value.line == 8
 
 
-@pytest.mark.parametrize("text, line, what", [
-    (PBTXT.replace("  id: 1", "  id: one"), 3, "integer"),
-    (PBTXT.replace('  name: "crawl"\n', ""), 6, "no name"),
-    (PBTXT.replace("label_id: 2", "id: 1"), 7, "twice"),
-    (PBTXT.replace("label_type", "colour"), 8, "unexpected"),
-])
+@pytest.mark.parametrize(
+    "text, line, what",
+    [
+        (PBTXT.replace("  id: 1", "  id: one"), 3, "integer"),
+        (PBTXT.replace('  name: "crawl"\n', ""), 6, "no name"),
+        (PBTXT.replace("label_id: 2", "id: 1"), 7, "twice"),
+        (PBTXT.replace("label_type", "colour"), 8, "unexpected"),
+    ],
+)
 def test_labelmap_errors_name_file_and_line(tmp_path, text, line, what):
     p = tmp_path / "bad.pbtxt"
     p.write_text(text)
@@ -58,9 +74,11 @@ def test_labelmap_errors_name_file_and_line(tmp_path, text, line, what):
     assert e.value.path == str(p) and e.value.line == line and str(e.value).startswith(f"{p}:{line}:")
 
 
-GT = ("-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,80,1\n"
-      "-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,12,1\n"
-      "abc_def,1798,0.0,0.0,1.0,1.0,3,0\n")
+GT = (
+    "-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,80,1\n"
+    "-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,12,1\n"
+    "abc_def,1798,0.0,0.0,1.0,1.0,3,0\n"
+)
 
 
 def test_ground_truth_csv_parses_types_and_round_trips(tmp_path):
@@ -76,16 +94,19 @@ def test_ground_truth_csv_parses_types_and_round_trips(tmp_path):
     assert read_ava_csv(tmp_path / "gt2.csv").equals(df)
 
 
-@pytest.mark.parametrize("bad, what", [
-    ("v,0902,0.1,0.1,0.2,0.2,3\n", None),                      # 7 columns: person_id -1 (accepted)
-    ("v,0902,0.1,0.1,0.2\n", "expected 8 columns"),
-    ("v,09x2,0.1,0.1,0.2,0.2,3,1\n", "timestamp"),
-    ("v,0902,0.3,0.1,0.2,0.2,3,1\n", "normalised"),
-    ("v,0902,0.1,0.1,0.2,1.5,3,1\n", "normalised"),
-    ("v,0902,0.1,0.1,0.2,0.2,,1\n", "empty action_id"),
-    ("v,0902,0.1,0.1,0.2,0.2,81,1\n", "unknown label"),
-    ("v w,0902,0.1,0.1,0.2,0.2,3,1\n", "bad video id"),
-])
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        ("v,0902,0.1,0.1,0.2,0.2,3\n", None),  # 7 columns: person_id -1 (accepted)
+        ("v,0902,0.1,0.1,0.2\n", "expected 8 columns"),
+        ("v,09x2,0.1,0.1,0.2,0.2,3,1\n", "timestamp"),
+        ("v,0902,0.3,0.1,0.2,0.2,3,1\n", "normalised"),
+        ("v,0902,0.1,0.1,0.2,1.5,3,1\n", "normalised"),
+        ("v,0902,0.1,0.1,0.2,0.2,,1\n", "empty action_id"),
+        ("v,0902,0.1,0.1,0.2,0.2,81,1\n", "unknown label"),
+        ("v w,0902,0.1,0.1,0.2,0.2,3,1\n", "bad video id"),
+    ],
+)
 def test_ground_truth_errors_name_file_and_line(tmp_path, bad, what):
     p = tmp_path / "gt.csv"
     p.write_text(GT + bad)
@@ -111,8 +132,10 @@ def test_exclusions(tmp_path):
 
 
 def test_proposals_pickle_and_csv_agree_and_threshold(tmp_path):
-    props = {("v1", 902): np.array([[0.1, 0.1, 0.5, 0.6, 0.95], [0.2, 0.2, 0.3, 0.3, 0.4]], np.float32),
-             ("v1", 903): np.array([[0.0, 0.0, 1.0, 1.0, 0.3]], np.float32)}
+    props = {
+        ("v1", 902): np.array([[0.1, 0.1, 0.5, 0.6, 0.95], [0.2, 0.2, 0.3, 0.3, 0.4]], np.float32),
+        ("v1", 903): np.array([[0.0, 0.0, 1.0, 1.0, 0.3]], np.float32),
+    }
     write_ava_proposals(props, tmp_path / "p.pkl")
     write_ava_proposals(props, tmp_path / "p.csv")
     for f in ("p.pkl", "p.csv"):
@@ -180,12 +203,16 @@ def test_frame_folder_keyframe_and_clip_indices(tmp_path):
 
 def test_the_vectorised_ground_truth_reader_equals_the_row_by_row_rules(tmp_path):
     from vjepa.data.ava import AVA_CSV_COLUMNS, _AVA_DTYPES, _read_ava_csv_rows
+
     rng = np.random.default_rng(0)
-    lines = [f"vid{k % 7},{902 + k % 50:04d},{x:.3f},{y:.3f},{x + 0.2:.3f},{y + 0.3:.3f},{1 + k % 80},{k % 5}"
-             for k, (x, y) in enumerate(rng.random((500, 2)) * 0.5)]
+    lines = [
+        f"vid{k % 7},{902 + k % 50:04d},{x:.3f},{y:.3f},{x + 0.2:.3f},{y + 0.3:.3f},{1 + k % 80},{k % 5}"
+        for k, (x, y) in enumerate(rng.random((500, 2)) * 0.5)
+    ]
     p = tmp_path / "gt.csv"
     p.write_text("\n".join(lines) + "\n")
     import pandas as pd
+
     want = pd.DataFrame(_read_ava_csv_rows(p, None), columns=AVA_CSV_COLUMNS).astype(_AVA_DTYPES)
     pd.testing.assert_frame_equal(read_ava_csv(p), want)
     lines[321] = lines[321].replace(",0.", ",1.5", 1)  # x1 > 1 deep in the file
@@ -195,14 +222,20 @@ def test_the_vectorised_ground_truth_reader_equals_the_row_by_row_rules(tmp_path
     assert e.value.line == 322
 
 
-@pytest.mark.parametrize("value", ["0.1,0.1,0.2,0.2,0.9", {0.1, 0.2}, [[0.1, 0.1, 0.2, 0.2, 0.9], [0.1, 0.2]]],
-                         ids=["string", "set", "ragged"])
+@pytest.mark.parametrize(
+    "value",
+    ["0.1,0.1,0.2,0.2,0.9", {0.1, 0.2}, [[0.1, 0.1, 0.2, 0.2, 0.9], [0.1, 0.2]]],
+    ids=["string", "set", "ragged"],
+)
 def test_proposals_whose_values_are_not_arrays_of_numbers_are_an_error_naming_the_file_and_key(tmp_path, value):
     path = tmp_path / "odd.pkl"
     with open(path, "wb") as f:
         pickle.dump({"v,0902": value}, f)
-    with pytest.raises(AnnotationError, match=rf"^{path}: key 'v,0902': expected an \[N, 5\] or \[N, 4\] array of numbers, "
-                                              rf"got {type(value).__name__} "):
+    with pytest.raises(
+        AnnotationError,
+        match=rf"^{path}: key 'v,0902': expected an \[N, 5\] or \[N, 4\] array of numbers, "
+        rf"got {type(value).__name__} ",
+    ):
         read_ava_proposals(path, 0.5)
 
 
@@ -220,5 +253,7 @@ def test_an_ava_frames_folder_linked_to_another_disk_is_still_read(tmp_path):
     _frames(tmp_path / "disk2" / "vid", ["vid_000001.jpg", "vid_000002.jpg"])
     (tmp_path / "frames").mkdir()
     (tmp_path / "frames" / "vid").symlink_to(tmp_path / "disk2" / "vid")
-    assert [p.rsplit("/", 1)[1] for p in AvaFrameFolder(tmp_path / "frames").frame_paths("vid")] == \
-        ["vid_000001.jpg", "vid_000002.jpg"]
+    assert [p.rsplit("/", 1)[1] for p in AvaFrameFolder(tmp_path / "frames").frame_paths("vid")] == [
+        "vid_000001.jpg",
+        "vid_000002.jpg",
+    ]

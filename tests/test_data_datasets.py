@@ -1,6 +1,7 @@
 """Datasets and batches: multi-clip x multi-view shapes, decoded frames following the clip indices,
 still clips made by expand, broken videos skipped and counted through a DataLoader with workers,
 the skip threshold, weighted mixtures, per-item seeding, and the sample footage decoding."""
+
 import importlib.util
 import warnings
 from pathlib import Path
@@ -11,8 +12,19 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from vjepa.data import (ClipSampling, ImageDataset, MixtureDataset, SkipCounter, TooManySkipped,
-                        VideoDataset, collate, eval_transform, mixture_indices, pretrain_transform, read_clips)
+from vjepa.data import (
+    ClipSampling,
+    ImageDataset,
+    MixtureDataset,
+    SkipCounter,
+    TooManySkipped,
+    VideoDataset,
+    collate,
+    eval_transform,
+    mixture_indices,
+    pretrain_transform,
+    read_clips,
+)
 from vjepa.data.small_suite import write_video
 from vjepa.data.transforms import to_clip_tensor
 
@@ -83,8 +95,12 @@ def test_broken_videos_are_skipped_and_counted_through_workers(videos):
             assert batch["video"].shape[1:] == (1, 1, 3, 4, 16, 16)
     assert counter.count == 2 and sorted(counter.paths) == sorted([videos["zero"], videos["truncated"]])
     assert seen == 2 * 9
-    assert counter.metrics() == {"skipped_videos": 2, "skipped_fraction": 2 / 11, "fallback_videos": 0,
-                                 "declared_over_videos": 0}
+    assert counter.metrics() == {
+        "skipped_videos": 2,
+        "skipped_fraction": 2 / 11,
+        "fallback_videos": 0,
+        "declared_over_videos": 0,
+    }
     with pytest.raises(TooManySkipped, match="2 of 11 files could not be decoded"):
         SkipCounter(11, max_fraction=0.1).update(counter.paths)
 
@@ -157,8 +173,12 @@ def test_the_sample_footage_decodes_through_the_same_reader():
         assert frames.dtype == np.uint8 and idx[0].tolist() == [0, 4, 9, 13, 18, 22, 27, 31]
         shapes[f.name] = frames.shape[1:3]
         assert frames.std() > 5  # real pictures, not blank frames
-    assert shapes == {"bigbuckbunny.mp4": (720, 1280), "bikes.mp4": (272, 640),
-                      "carphone_distorted.mp4": (144, 176), "carphone_pristine.mp4": (144, 176)}
+    assert shapes == {
+        "bigbuckbunny.mp4": (720, 1280),
+        "bikes.mp4": (272, 640),
+        "carphone_distorted.mp4": (144, 176),
+        "carphone_pristine.mp4": (144, 176),
+    }
 
 
 def test_the_frame_cache_gives_the_same_items_as_decoding_each_clip(videos, tiny_suite):

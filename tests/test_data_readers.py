@@ -1,12 +1,21 @@
 """Annotation readers on good and bad files: `path label` lists, the Kinetics release CSV, the SSv2
 JSON files, ImageFolder trees and the iNat21 JSON. Every error names the file and 1-based line."""
+
 import json
 import os
 
 import pytest
 
-from vjepa.data.readers import (AnnotationError, read_image_folder, read_inat_json, read_kinetics_csv,
-                                read_path_label_list, read_ssv2, read_ssv2_labels, write_path_label_list)
+from vjepa.data.readers import (
+    AnnotationError,
+    read_image_folder,
+    read_inat_json,
+    read_kinetics_csv,
+    read_path_label_list,
+    read_ssv2,
+    read_ssv2_labels,
+    write_path_label_list,
+)
 
 
 def _touch(path, data=b"x"):
@@ -35,15 +44,18 @@ def test_path_label_list_resolves_relative_paths_and_keeps_absolute(tmp_path):
     assert read_path_label_list(tmp_path / "out" / "l.csv") == [(str(a), 3), (str(b), 0)]
 
 
-@pytest.mark.parametrize("line2, match", [
-    ("my video.mp4 1", "3 fields"),          # a path with spaces, unquoted
-    ("b.mp4  1", "3 fields"),                # double space
-    ("b.mp4\t1", "tab"),
-    ("b.mp4 one", "label must be an integer"),
-    ("b.mp4 7", "unknown label 7"),
-    ("missing.mp4 1", "listed file not found"),
-    ("", "blank line"),
-])
+@pytest.mark.parametrize(
+    "line2, match",
+    [
+        ("my video.mp4 1", "3 fields"),  # a path with spaces, unquoted
+        ("b.mp4  1", "3 fields"),  # double space
+        ("b.mp4\t1", "tab"),
+        ("b.mp4 one", "label must be an integer"),
+        ("b.mp4 7", "unknown label 7"),
+        ("missing.mp4 1", "listed file not found"),
+        ("", "blank line"),
+    ],
+)
 def test_path_label_list_errors_name_file_and_line(tmp_path, line2, match):
     _touch(tmp_path / "a.mp4")
     _touch(tmp_path / "b.mp4")
@@ -60,17 +72,22 @@ def test_path_label_list_missing_or_empty_file(tmp_path):
         write_path_label_list([("a\nb.mp4", 0)], tmp_path / "x.csv")  # spaces are quoted; newlines cannot be
 
 
-KINETICS = ("label,youtube_id,time_start,time_end,split\n"
-            "air drumming,--nQbRBEz2s,104,114,train\n"
-            "abseiling,-3B32lodo2M,59,69,train\n"
-            "air drumming,0D__H4bA4gE,7,17,train\n")
+KINETICS = (
+    "label,youtube_id,time_start,time_end,split\n"
+    "air drumming,--nQbRBEz2s,104,114,train\n"
+    "abseiling,-3B32lodo2M,59,69,train\n"
+    "air drumming,0D__H4bA4gE,7,17,train\n"
+)
 
 
 def test_kinetics_csv_alphabetical_classes_and_conventional_paths(tmp_path):
     csv = tmp_path / "train.csv"
     csv.write_text(KINETICS)
-    for rel in ("air drumming/--nQbRBEz2s_000104_000114.mp4", "abseiling/-3B32lodo2M_000059_000069.mp4",
-                "air drumming/0D__H4bA4gE_000007_000017.mp4"):
+    for rel in (
+        "air drumming/--nQbRBEz2s_000104_000114.mp4",
+        "abseiling/-3B32lodo2M_000059_000069.mp4",
+        "air drumming/0D__H4bA4gE_000007_000017.mp4",
+    ):
         _touch(tmp_path / "videos" / rel)
     entries, classes = read_kinetics_csv(csv, tmp_path / "videos")
     assert classes == {"abseiling": 0, "air drumming": 1}
@@ -79,18 +96,22 @@ def test_kinetics_csv_alphabetical_classes_and_conventional_paths(tmp_path):
     # the validation file is read with the training map; the is_cc column of the CVDF release is accepted
     val = tmp_path / "validate.csv"
     val.write_text("label,youtube_id,time_start,time_end,split,is_cc\nabseiling,x1,1,11,val,0\n")
-    e, c = read_kinetics_csv(val, classes=classes, path_format="{label_underscored}/{youtube_id}.mp4",
-                             check_files=False)
+    e, c = read_kinetics_csv(
+        val, classes=classes, path_format="{label_underscored}/{youtube_id}.mp4", check_files=False
+    )
     assert c == classes and e == [(str(tmp_path / "abseiling" / "x1.mp4"), 0)]
 
 
-@pytest.mark.parametrize("row, match", [
-    ("abseiling,x1,1,11", "expected 5 columns"),
-    ("abseiling,x1,one,11,train", "time_start must be an integer"),
-    ("juggling fire,x1,1,11,train", "unknown label 'juggling fire'"),
-    (",x1,1,11,train", "empty label"),
-    ("abseiling,zz,1,11,train", "clip not found"),
-])
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ("abseiling,x1,1,11", "expected 5 columns"),
+        ("abseiling,x1,one,11,train", "time_start must be an integer"),
+        ("juggling fire,x1,1,11,train", "unknown label 'juggling fire'"),
+        (",x1,1,11,train", "empty label"),
+        ("abseiling,zz,1,11,train", "clip not found"),
+    ],
+)
 def test_kinetics_csv_errors_name_file_and_line(tmp_path, row, match):
     csv = tmp_path / "validate.csv"
     csv.write_text("label,youtube_id,time_start,time_end,split\n" + row + "\n")
@@ -109,8 +130,10 @@ def _ssv2_files(tmp_path, items):
 
 
 def test_ssv2_json_template_lookup(tmp_path):
-    items = [{"id": "78687", "label": "holding potato", "template": "Holding [something]", "placeholders": ["potato"]},
-             {"id": "42326", "label": "moving pen up", "template": "Moving [something] up", "placeholders": ["pen"]}]
+    items = [
+        {"id": "78687", "label": "holding potato", "template": "Holding [something]", "placeholders": ["potato"]},
+        {"id": "42326", "label": "moving pen up", "template": "Moving [something] up", "placeholders": ["pen"]},
+    ]
     labels, split = _ssv2_files(tmp_path, items)
     _touch(tmp_path / "v" / "78687.webm")
     _touch(tmp_path / "v" / "42326.webm")
@@ -120,8 +143,10 @@ def test_ssv2_json_template_lookup(tmp_path):
 
 
 def test_ssv2_json_errors_name_the_entry_line(tmp_path):
-    items = [{"id": "1", "label": "a", "template": "Holding [something]", "placeholders": []},
-             {"id": "2", "label": "b", "template": "Dropping [something]", "placeholders": []}]
+    items = [
+        {"id": "1", "label": "a", "template": "Holding [something]", "placeholders": []},
+        {"id": "2", "label": "b", "template": "Dropping [something]", "placeholders": []},
+    ]
     labels, split = _ssv2_files(tmp_path, items)
     # json.dumps(indent=1): '[' on line 1, entry 0 starts at line 2 and takes 6 lines, entry 1 at line 8
     _raises(lambda: read_ssv2(split, labels, check_files=False), split, 8, "unknown label")
@@ -142,20 +167,28 @@ def test_image_folder_and_its_errors(tmp_path):
     entries, classes = read_image_folder(tmp_path / "train")
     assert classes == {"n01": 0, "n02": 1}
     assert [(os.path.relpath(p, tmp_path), l) for p, l in entries] == [
-        ("train/n01/a.jpg", 0), ("train/n01/sub/c.png", 0), ("train/n02/b.JPEG", 1)]
+        ("train/n01/a.jpg", 0),
+        ("train/n01/sub/c.png", 0),
+        ("train/n02/b.JPEG", 1),
+    ]
     _touch(tmp_path / "train" / "n02" / "notes.txt")
-    _raises(lambda: read_image_folder(tmp_path / "train"), tmp_path / "train" / "n02" / "notes.txt", None,
-            "not an image")
+    _raises(
+        lambda: read_image_folder(tmp_path / "train"), tmp_path / "train" / "n02" / "notes.txt", None, "not an image"
+    )
     (tmp_path / "train" / "n02" / "notes.txt").unlink()
     (tmp_path / "train" / "n03").mkdir()
     _raises(lambda: read_image_folder(tmp_path / "train"), tmp_path / "train" / "n03", None, "no images")
 
 
 def _inat(tmp_path, anns):
-    data = {"images": [{"id": 10, "file_name": "train/00001_b/x.jpg", "width": 8, "height": 8},
-                       {"id": 11, "file_name": "train/00000_a/y.jpg", "width": 8, "height": 8}],
-            "annotations": anns,
-            "categories": [{"id": 7, "name": "Lumbricus terrestris"}, {"id": 3, "name": "Apis mellifera"}]}
+    data = {
+        "images": [
+            {"id": 10, "file_name": "train/00001_b/x.jpg", "width": 8, "height": 8},
+            {"id": 11, "file_name": "train/00000_a/y.jpg", "width": 8, "height": 8},
+        ],
+        "annotations": anns,
+        "categories": [{"id": 7, "name": "Lumbricus terrestris"}, {"id": 3, "name": "Apis mellifera"}],
+    }
     p = tmp_path / "train.json"
     p.write_text(json.dumps(data, indent=1))
     return p
@@ -185,13 +218,17 @@ def test_inat_json_errors_name_the_line(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Encodings: UTF-8 only (the error names the line), a byte-order mark ignored, in every format
 
+
 def test_a_file_that_is_not_utf8_is_an_error_naming_its_line(tmp_path):
     lst = tmp_path / "train.csv"
     lst.write_bytes("a.mp4 0\nb.mp4 1\nc\xe9.mp4 2\n".encode("latin-1"))  # é in Latin-1 on line 3
     _raises(lambda: read_path_label_list(lst, check_files=False), lst, 3, "not valid UTF-8")
     csv = tmp_path / "k.csv"
-    csv.write_bytes(("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\n"
-                     "caf\xe9 sitting,x2,1,11,train\n").encode("latin-1"))
+    csv.write_bytes(
+        ("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\ncaf\xe9 sitting,x2,1,11,train\n").encode(
+            "latin-1"
+        )
+    )
     _raises(lambda: read_kinetics_csv(csv, check_files=False), csv, 3, "not valid UTF-8")
     js = tmp_path / "labels.json"
     js.write_bytes('{\n "Holding something": "0",\n "Caf\xe9 something": "1"\n}'.encode("latin-1"))
@@ -218,8 +255,9 @@ def test_a_byte_order_mark_is_ignored(tmp_path):
 
 def test_inat_json_on_one_line_names_line_one_and_the_entry(tmp_path):
     p = tmp_path / "train.json"
-    p.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2}],
-                             "annotations": [], "categories": []}))
+    p.write_text(
+        json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2}], "annotations": [], "categories": []})
+    )
     _raises(lambda: read_inat_json(p, check_files=False), p, 1, "image needs integer 'id'")
 
 
@@ -229,31 +267,50 @@ def test_entries_are_compact_arrays_that_index_like_a_list(tmp_path):
     e = read_path_label_list(lst, check_files=False)
     assert len(e) == 1000 and e[3] == ("/v/3.mp4", 3) and e[-1] == ("/v/999.mp4", 999 % 7)
     # no Python object per entry: the path bytes, one 8-byte offset and one 4-byte label each
-    assert e.labels.dtype.name == "int32" and e.nbytes <= sum(len(f"/v/{k}.mp4") for k in range(1000)) + 8 * 1001 + 4 * 1000
+    assert (
+        e.labels.dtype.name == "int32"
+        and e.nbytes <= sum(len(f"/v/{k}.mp4") for k in range(1000)) + 8 * 1001 + 4 * 1000
+    )
     assert list(e[10:12]) == [("/v/10.mp4", 3), ("/v/11.mp4", 4)] and (e[:2] + e[2:4]) == e[:4]
 
 
 def test_the_same_file_listed_twice_with_two_labels_is_refused_naming_both_lines(tmp_path):
     lst = tmp_path / "train.txt"
     lst.write_text("a.mp4 0\nb.mp4 1\nc.mp4 1\nb.mp4 2\n")
-    _raises(lambda: read_path_label_list(lst, check_files=False), lst, 4,
-            rf"{tmp_path / 'b.mp4'} is listed twice with two labels: 1 \(line 2\) and 2 \(line 4\)$")
+    _raises(
+        lambda: read_path_label_list(lst, check_files=False),
+        lst,
+        4,
+        rf"{tmp_path / 'b.mp4'} is listed twice with two labels: 1 \(line 2\) and 2 \(line 4\)$",
+    )
     lst.write_text("a.mp4 0\nb.mp4 1\nb.mp4 1\n")  # a deliberate repeat with one label is allowed
     assert [l for _, l in read_path_label_list(lst, check_files=False)] == [0, 1, 1]
     csv = tmp_path / "train.csv"
-    csv.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\nabseiling,x2,1,11,train\n"
-                   "air drumming,x1,1,11,train\n")
-    _raises(lambda: read_kinetics_csv(csv, tmp_path, path_format="{youtube_id}.mp4", check_files=False), csv, 4,
-            r"x1\.mp4 is listed twice with two labels: 0 \(line 2\) and 1 \(line 4\)")
+    csv.write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\nabseiling,x2,1,11,train\n"
+        "air drumming,x1,1,11,train\n"
+    )
+    _raises(
+        lambda: read_kinetics_csv(csv, tmp_path, path_format="{youtube_id}.mp4", check_files=False),
+        csv,
+        4,
+        r"x1\.mp4 is listed twice with two labels: 0 \(line 2\) and 1 \(line 4\)",
+    )
 
 
 def test_names_an_annotation_file_gives_under_a_data_root_must_stay_under_it(tmp_path):
     csv = tmp_path / "train.csv"
     csv.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x1,1,11,train\n../../etc,x2,1,11,train\n")
-    _raises(lambda: read_kinetics_csv(csv, tmp_path / "videos", check_files=False), csv, 3,
-            r"clip \(under .*videos\) '\.\./\.\./etc/x2_000001_000011\.mp4' leads outside")
-    items = [{"id": "1", "label": "a", "template": "Holding [something]", "placeholders": []},
-             {"id": "../../x", "label": "b", "template": "Holding [something]", "placeholders": []}]
+    _raises(
+        lambda: read_kinetics_csv(csv, tmp_path / "videos", check_files=False),
+        csv,
+        3,
+        r"clip \(under .*videos\) '\.\./\.\./etc/x2_000001_000011\.mp4' leads outside",
+    )
+    items = [
+        {"id": "1", "label": "a", "template": "Holding [something]", "placeholders": []},
+        {"id": "../../x", "label": "b", "template": "Holding [something]", "placeholders": []},
+    ]
     labels, split = _ssv2_files(tmp_path, items)
     with pytest.raises(AnnotationError, match=r"video \(under .*\) '\.\./\.\./x\.webm' leads outside"):
         read_ssv2(split, labels, tmp_path / "v", check_files=False)

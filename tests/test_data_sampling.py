@@ -1,6 +1,7 @@
 """Clip-index semantics of the official loadvideo_decord (spec 4.6): linspace windows, partitions
 for multi-clip sampling, padding by repeating the last frame, the overlapping eval windows, and
 frame steps from a clip duration."""
+
 import numpy as np
 import pytest
 

@@ -3,6 +3,7 @@ reader used to count newlines from the start of the file for each entry). Pinned
 CPU times of this process (not wall time, so other load on the machine matters little), the best
 of interleaved repeats, against a bound of 8 (linear gives about 4, quadratic about 16). The
 absolute times at the real sizes are in benchmarks/bench_scale.py."""
+
 import json
 import time
 
@@ -12,8 +13,10 @@ from vjepa.data.readers import AnnotationError, read_inat_json, read_path_label_
 def _ssv2(tmp_path, n, tag, bad_last=False):
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({f"Holding something {k}": str(k) for k in range(174)}, indent=4))
-    items = [{"id": str(k), "label": "x", "template": f"Holding [something] {k % 174}", "placeholders": ["x"]}
-             for k in range(n)]
+    items = [
+        {"id": str(k), "label": "x", "template": f"Holding [something] {k % 174}", "placeholders": ["x"]}
+        for k in range(n)
+    ]
     if bad_last:
         items[-1]["template"] = "Juggling [something]"
     split = tmp_path / f"ssv2_{tag}.json"
@@ -22,9 +25,11 @@ def _ssv2(tmp_path, n, tag, bad_last=False):
 
 
 def _inat(tmp_path, n, tag):
-    data = {"images": [{"id": k, "file_name": f"train/{k % 50:05d}_x/{k}.jpg", "width": 5, "height": 5} for k in range(n)],
-            "annotations": [{"id": k, "image_id": k, "category_id": k % 50} for k in range(n)],
-            "categories": [{"id": c, "name": f"species {c}"} for c in range(50)]}
+    data = {
+        "images": [{"id": k, "file_name": f"train/{k % 50:05d}_x/{k}.jpg", "width": 5, "height": 5} for k in range(n)],
+        "annotations": [{"id": k, "image_id": k, "category_id": k % 50} for k in range(n)],
+        "categories": [{"id": c, "name": f"species {c}"} for c in range(50)],
+    }
     p = tmp_path / f"inat_{tag}.json"
     p.write_text(json.dumps(data))
     return lambda: read_inat_json(p, check_files=False)

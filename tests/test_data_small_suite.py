@@ -1,6 +1,7 @@
 """The small suite: byte-identical for a seed, loadable by the same readers as the real datasets,
 train and val digits disjoint, labels that match the pixels (motion, AVA boxes, proposals), and the
 moving-digit geometry (sub-tubelet speeds, reversal, wrap and bounce)."""
+
 import hashlib
 
 import numpy as np
@@ -8,21 +9,55 @@ import pandas as pd
 import pytest
 
 from vjepa.config import ConfigError, from_dict
-from vjepa.data import (AvaFrameFolder, ClipSampling, VideoDataset, collate, eval_transform, read_ava_csv,
-                        read_ava_exclusions, read_ava_labelmap, read_ava_proposals, read_image_folder, read_inat_json,
-                        read_kinetics_csv, read_path_label_list, read_ssv2)
+from vjepa.data import (
+    AvaFrameFolder,
+    ClipSampling,
+    VideoDataset,
+    collate,
+    eval_transform,
+    read_ava_csv,
+    read_ava_exclusions,
+    read_ava_labelmap,
+    read_ava_proposals,
+    read_image_folder,
+    read_inat_json,
+    read_kinetics_csv,
+    read_path_label_list,
+    read_ssv2,
+)
 from vjepa.data import moving_digits as md
 from vjepa.data.small_suite import SmallSuiteConfig, _Digits, _rng, build_small_suite
 
-TINY = dict(k400_train=4, k400_val=3, k400_frames=16, k400_visible_fraction=0.5, ssv2_train=6, ssv2_val=4,
-            ssv2_frames=8, in1k_train=6, in1k_val=3, inat_train=6, inat_val=3, places_train=4, places_val=2,
-            ava_train_videos=1, ava_val_videos=1, ava_keyframes=2, footage_size=32, footage_chunk_frames=48,
-            noise=0.05, distractor_prob=0.5)
+TINY = dict(
+    k400_train=4,
+    k400_val=3,
+    k400_frames=16,
+    k400_visible_fraction=0.5,
+    ssv2_train=6,
+    ssv2_val=4,
+    ssv2_frames=8,
+    in1k_train=6,
+    in1k_val=3,
+    inat_train=6,
+    inat_val=3,
+    places_train=4,
+    places_val=2,
+    ava_train_videos=1,
+    ava_val_videos=1,
+    ava_keyframes=2,
+    footage_size=32,
+    footage_chunk_frames=48,
+    noise=0.05,
+    distractor_prob=0.5,
+)
 
 
 def _digest(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +93,11 @@ def test_the_real_readers_load_every_part(suite):
         k400, _ = read_kinetics_csv(root / f"k400/annotations/{split}.csv", root / f"k400/videos/{folder}", classes)
         assert sorted(k400) == sorted(read_path_label_list(root / f"k400/{folder}.csv"))
         assert all(f"/{classes[label]}/" in path for path, label in k400)
-    ssv2, ssv2_classes = read_ssv2(root / "ssv2/something-something-v2-validation.json",
-                                   root / "ssv2/something-something-v2-labels.json", root / "ssv2/videos")
+    ssv2, ssv2_classes = read_ssv2(
+        root / "ssv2/something-something-v2-validation.json",
+        root / "ssv2/something-something-v2-labels.json",
+        root / "ssv2/videos",
+    )
     assert len(ssv2) == 4 and len(ssv2_classes) == 8 and all(p.endswith(".webm") for p, _ in ssv2)
     assert sorted(ssv2) == sorted(read_path_label_list(root / "ssv2/val.csv"))
     for task, n in (("digit", 10), ("direction", 8), ("speed", 3), ("reversal", 2), ("direction_speed", 24)):
@@ -71,8 +109,9 @@ def test_the_real_readers_load_every_part(suite):
     mix = {n: read_path_label_list(root / f"pretrain/{n}.csv") for n in summary["pretrain_lists"]}
     assert [len(v) for v in mix.values()] == [4, 6, summary["parts"]["howto100m"]["train"]]
     # every video of the pretraining mix decodes through the dataset, footage included
-    ds = VideoDataset([e for v in mix.values() for e in v], ClipSampling(num_frames=4, frame_step=2, random=False),
-                      eval_transform(32))
+    ds = VideoDataset(
+        [e for v in mix.values() for e in v], ClipSampling(num_frames=4, frame_step=2, random=False), eval_transform(32)
+    )
     batch = collate([ds[i] for i in range(len(ds))])
     assert batch["skipped"] == [] and batch["video"].shape == (len(ds), 1, 1, 3, 4, 32, 32)
 
@@ -108,7 +147,7 @@ def test_ava_set_boxes_cover_the_digits_and_proposals_find_them(suite):
             x1, y1, x2, y2 = rows.iloc[0][["x1", "y1", "x2", "y2"]].to_numpy(float)
             key = frames.load_clip(vid, sec, num_frames=2, frame_step=1)[1, ..., 0].astype(float)  # keyframe
             R = key.shape[0]
-            inside = key[int(y1 * R):int(np.ceil(y2 * R)), int(x1 * R):int(np.ceil(x2 * R))]
+            inside = key[int(y1 * R) : int(np.ceil(y2 * R)), int(x1 * R) : int(np.ceil(x2 * R))]
             assert inside.max() > 150  # the digit's ink is inside its box
             ious = [_iou((x1, y1, x2, y2), p[:4]) for p in props[(vid, sec)]]
             assert max(ious) > 0.5

@@ -1,4 +1,5 @@
 """Task data specs: each real format read through one typed spec, train and val in one label space."""
+
 import pytest
 
 from vjepa.config import ConfigError, from_dict
@@ -7,19 +8,32 @@ from vjepa.data.sources import TaskData, read_task
 
 
 def spec(root, fmt, train, val, **extra):
-    return {"train": {"format": fmt, "path": str(root / train), **extra.get("train_extra", {})},
-            "val": {"format": fmt, "path": str(root / val), **extra.get("val_extra", {})}}
+    return {
+        "train": {"format": fmt, "path": str(root / train), **extra.get("train_extra", {})},
+        "val": {"format": fmt, "path": str(root / val), **extra.get("val_extra", {})},
+    }
 
 
 def test_every_format_of_the_small_suite_reads_into_one_label_space(tiny_suite):
     root, summary = tiny_suite
     labels = str(root / "ssv2/something-something-v2-labels.json")
     tasks = {
-        "k400": spec(root, "kinetics", "k400/annotations/train.csv", "k400/annotations/validate.csv",
-                     train_extra={"root": str(root / "k400/videos/train")}, val_extra={"root": str(root / "k400/videos/val")}),
-        "ssv2": spec(root, "ssv2", "ssv2/something-something-v2-train.json", "ssv2/something-something-v2-validation.json",
-                     train_extra={"labels": labels, "root": str(root / "ssv2/videos")},
-                     val_extra={"labels": labels, "root": str(root / "ssv2/videos")}),
+        "k400": spec(
+            root,
+            "kinetics",
+            "k400/annotations/train.csv",
+            "k400/annotations/validate.csv",
+            train_extra={"root": str(root / "k400/videos/train")},
+            val_extra={"root": str(root / "k400/videos/val")},
+        ),
+        "ssv2": spec(
+            root,
+            "ssv2",
+            "ssv2/something-something-v2-train.json",
+            "ssv2/something-something-v2-validation.json",
+            train_extra={"labels": labels, "root": str(root / "ssv2/videos")},
+            val_extra={"labels": labels, "root": str(root / "ssv2/videos")},
+        ),
         "ssv2_list": spec(root, "list", "ssv2/train.csv", "ssv2/val.csv"),
         "in1k": spec(root, "image_folder", "in1k/train", "in1k/val"),
         "inat21": spec(root, "inat", "inat21/train.json", "inat21/val.json"),

@@ -1,5 +1,6 @@
 """Clip transforms: one crop/flip/augmentation/erasing box for every frame of a clip, evaluation
 views (centre crop, 3 crops along the long side), normalisation, and reproducibility from an rng."""
+
 import random
 
 import numpy as np
@@ -7,10 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vjepa.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, RAND_AUGMENT, ClipAutoAugment, ClipColorJitter,
-                                   ClipRandAugment, ClipRandomErasing, eval_transform, normalize, pretrain_transform,
-                                   probe_train_transform, random_resized_box, resize, to_clip_tensor,
-                                   TrainClipTransform)
+from vjepa.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAND_AUGMENT,
+    ClipAutoAugment,
+    ClipColorJitter,
+    ClipRandAugment,
+    ClipRandomErasing,
+    eval_transform,
+    normalize,
+    pretrain_transform,
+    probe_train_transform,
+    random_resized_box,
+    resize,
+    to_clip_tensor,
+    TrainClipTransform,
+)
 
 
 def _static_clip(T=4, h=40, w=48, seed=0):
@@ -72,8 +86,9 @@ def test_colour_jitter_draws_one_set_of_factors_per_clip():
     assert not torch.equal(out, clip) and _frames_identical(out)
 
 
-@pytest.mark.parametrize("make", [lambda: pretrain_transform(32),
-                                  lambda: probe_train_transform(32, auto_augment=RAND_AUGMENT, reprob=0.25)])
+@pytest.mark.parametrize(
+    "make", [lambda: pretrain_transform(32), lambda: probe_train_transform(32, auto_augment=RAND_AUGMENT, reprob=0.25)]
+)
 def test_training_transforms_crop_and_flip_every_frame_alike(make):
     tf = make()
     clip = _static_clip(T=4)
@@ -145,23 +160,28 @@ def test_resize_is_each_plane_resized_alone_whatever_the_frames_or_the_thread_co
     threads = torch.get_num_threads()
 
     def alone(plane, size, antialias):
-        return F.interpolate(plane.contiguous()[None, None], size=size, mode="bilinear", align_corners=False,
-                             antialias=antialias)[0, 0]
+        return F.interpolate(
+            plane.contiguous()[None, None], size=size, mode="bilinear", align_corners=False, antialias=antialias
+        )[0, 0]
+
     try:
         for antialias in (False, True):
             for size in ((36, 48), (112, 112)):
-                planes = torch.stack([torch.stack([alone(clip[c, t], size, antialias) for t in range(30)])
-                                      for c in range(3)])
+                planes = torch.stack(
+                    [torch.stack([alone(clip[c, t], size, antialias) for t in range(30)]) for c in range(3)]
+                )
                 for n in (1, 2):
                     torch.set_num_threads(n)
                     for x in (clip, clip.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)):  # channels innermost
                         got = resize(x, size, antialias)
                         assert got.is_contiguous() and torch.equal(got, planes), (antialias, size, n)
                     assert torch.equal(resize(clip[:, 7:11], size, antialias), planes[:, 7:11])
-                    for other in (F.interpolate(clip.transpose(0, 1), size=size, mode="bilinear", align_corners=False,
-                                                antialias=antialias).transpose(0, 1),
-                                  F.interpolate(clip, size=size, mode="bilinear", align_corners=False,
-                                                antialias=antialias)):
+                    for other in (
+                        F.interpolate(
+                            clip.transpose(0, 1), size=size, mode="bilinear", align_corners=False, antialias=antialias
+                        ).transpose(0, 1),
+                        F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=antialias),
+                    ):
                         torch.testing.assert_close(other, planes, atol=2.4e-7, rtol=0)
     finally:
         torch.set_num_threads(threads)
@@ -176,7 +196,7 @@ def test_eval_views_one_centre_crop_or_three_crops_along_the_long_side():
     # short side already 16: no resize; crops start at 0, 12, 24 along the width ((40 - 16) // 2 = 12)
     ref = normalize(to_clip_tensor(clip))
     for k, left in enumerate((0, 12, 24)):
-        assert torch.allclose(three[k], ref[..., left:left + 16])
+        assert torch.allclose(three[k], ref[..., left : left + 16])
     one = eval_transform(16, num_views=1)(clip)  # short side to int(16 * 256 / 224) = 18, centre crop
     assert one.shape == (1, 3, 3, 16, 16)
     tall = eval_transform(16, num_views=3)(np.transpose(clip, (0, 2, 1, 3)))  # crops along the height
@@ -198,13 +218,14 @@ def test_the_transform_finished_elsewhere_equals_the_cpu_transform_bit_for_bit()
         assert torch.equal(tf.finish(crop, flip, "cpu"), want)
         r = np.random.default_rng(seed)
         top, left, h, w = random_resized_box(40, 52, tf.scale, tf.ratio, r)
-        ref = resize(to_clip_tensor(frames[:, top:top + h, left:left + w]), (24, 24))
+        ref = resize(to_clip_tensor(frames[:, top : top + h, left : left + w]), (24, 24))
         ref = ref.flip(-1) if r.random() < 0.5 else ref
         assert torch.equal(normalize(ref).unsqueeze(0), want)
         flips.add(flip)
         if torch.cuda.is_available():  # on a GPU the kernels differ: float rounding only
-            torch.testing.assert_close(tf.finish(torch.from_numpy(np.ascontiguousarray(crop)), flip, "cuda").cpu(),
-                                       want, atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                tf.finish(torch.from_numpy(np.ascontiguousarray(crop)), flip, "cuda").cpu(), want, atol=1e-5, rtol=0
+            )
     assert flips == {True, False}
 
 
@@ -220,7 +241,7 @@ def test_the_pretraining_transform_at_kinetics_sizes_has_the_bits_of_convert_res
     for seed in range(8):
         r = np.random.default_rng(seed)
         top, left, h, w = random_resized_box(256, width, tf.scale, tf.ratio, r)
-        x = frames[:, top:top + h, left:left + w]
+        x = frames[:, top : top + h, left : left + w]
         x = torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float() / 255
         x = F.interpolate(x.reshape(-1, 1, h, w), size=(size, size), mode="bilinear", align_corners=False)
         x = x.view(3, -1, size, size)

@@ -7,6 +7,7 @@ under two (gloo, torchrun).
 
 Run as a script under torchrun, this file is the worker of the two-process test.
 """
+
 import json
 import os
 import subprocess
@@ -48,8 +49,8 @@ def texture(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     """n frames of a smooth random texture sliding by a pixel per frame (compresses like footage)."""
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (h + n, w + n, 3), dtype=np.uint8)
-    base = ((base.astype(np.uint16) + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, 1, (0, 1))) // 4)
-    return np.stack([base[t:t + h, t:t + w] for t in range(n)]).astype(np.uint8)
+    base = (base.astype(np.uint16) + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, 1, (0, 1))) // 4
+    return np.stack([base[t : t + h, t : t + w] for t in range(n)]).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,10 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("broken")
     frames = texture(90, 64, 80)
     out = {
-        "mp4": encode(root / "good.mp4", frames),                                        # index (moov) last
+        "mp4": encode(root / "good.mp4", frames),  # index (moov) last
         "faststart": encode(root / "fast.mp4", frames, container_options={"movflags": "+faststart"}),
         "mkv": encode(root / "good.mkv", frames),
-        "narrow": encode(root / "narrow.mp4", texture(40, 32, 24, seed=1)),              # width 24: decord fails
+        "narrow": encode(root / "narrow.mp4", texture(40, 32, 24, seed=1)),  # width 24: decord fails
     }
     (root / "zero.mp4").write_bytes(b"")
     out["zero"] = root / "zero.mp4"
@@ -94,25 +95,30 @@ def test_skip_mode_keys_packets_by_pts_else_dts_and_decodes_what_it_cannot_place
     from types import SimpleNamespace as P
 
     from vjepa.data.video import skip_mode
+
     want = {300, 400}
-    assert skip_mode(P(pts=300, dts=100, size=9), want) == "DEFAULT"   # a frame of the clip
-    assert skip_mode(P(pts=200, dts=300, size=9), want) == "NONREF"    # pts decides, not dts
+    assert skip_mode(P(pts=300, dts=100, size=9), want) == "DEFAULT"  # a frame of the clip
+    assert skip_mode(P(pts=200, dts=300, size=9), want) == "NONREF"  # pts decides, not dts
     assert skip_mode(P(pts=None, dts=400, size=9), want) == "DEFAULT"  # no pts: its dts places it
     assert skip_mode(P(pts=None, dts=500, size=9), want) == "NONREF"
     assert skip_mode(P(pts=None, dts=None, size=9), want) == "DEFAULT"  # cannot be placed: decoded
-    assert skip_mode(P(pts=500, dts=500, size=0), want) == "DEFAULT"   # the flush packet
+    assert skip_mode(P(pts=500, dts=500, size=0), want) == "DEFAULT"  # the flush packet
 
 
-@pytest.mark.parametrize("codec, pix_fmt, ext, width, height", [
-    ("libx264", "yuvj420p", "mp4", 64, 48),     # full range, as phones and MJPEG-derived files
-    ("libx264", "yuv444p", "mkv", 50, 38),      # no chroma subsampling, a width not a multiple of 4
-    ("libx264", "yuv420p10le", "mkv", 48, 32),  # 10 bits
-    ("mpeg4", "yuv420p", "avi", 64, 48),
-    ("libvpx-vp9", "yuv420p", "webm", 66, 34),
-    ("mjpeg", "yuvj422p", "avi", 48, 36),
-])
+@pytest.mark.parametrize(
+    "codec, pix_fmt, ext, width, height",
+    [
+        ("libx264", "yuvj420p", "mp4", 64, 48),  # full range, as phones and MJPEG-derived files
+        ("libx264", "yuv444p", "mkv", 50, 38),  # no chroma subsampling, a width not a multiple of 4
+        ("libx264", "yuv420p10le", "mkv", 48, 32),  # 10 bits
+        ("mpeg4", "yuv420p", "avi", 64, 48),
+        ("libvpx-vp9", "yuv420p", "webm", 66, 34),
+        ("mjpeg", "yuvj422p", "avi", 48, 36),
+    ],
+)
 def test_pyav_frames_are_the_bytes_of_pyavs_own_rgb_conversion_for_other_codecs_and_pixel_formats(
-        tmp_path, codec, pix_fmt, ext, width, height):
+    tmp_path, codec, pix_fmt, ext, width, height
+):
     # the pyav backend converts a clip's frames with one single-threaded converter instead of
     # frame.to_ndarray(format="rgb24") (a new one per frame): the same bytes for every frame
     import av
@@ -141,9 +147,11 @@ def test_pyav_frames_are_the_bytes_of_pyavs_own_rgb_conversion_for_other_codecs_
 def test_the_two_backends_decode_every_small_suite_pretraining_video_to_the_same_bytes(tiny_suite):
     # pyav is the default backend, decord the official one: the choice must not change results
     from vjepa.data import read_path_label_list
+
     root, _ = tiny_suite
-    paths = sorted({p for src in ("k710", "ssv2", "howto100m")
-                    for p, _ in read_path_label_list(root / "pretrain" / f"{src}.csv")})
+    paths = sorted(
+        {p for src in ("k710", "ssv2", "howto100m") for p, _ in read_path_label_list(root / "pretrain" / f"{src}.csv")}
+    )
     assert len(paths) >= 10
     for path in paths:
         a, b = FrameCache(2**28).get(path, 1, "decord"), FrameCache(2**28).get(path, 1, "pyav")
@@ -165,7 +173,7 @@ def test_a_truncated_file_is_refused_or_decoded_exactly_never_with_wrong_pixels(
     refused = []
     for frac in (0.1, 0.35, 0.6, 0.85, 0.97, 0.999):
         cut = tmp_path / f"cut{frac}{Path(files[name]).suffix}"
-        cut.write_bytes(data[:int(len(data) * frac)])
+        cut.write_bytes(data[: int(len(data) * frac)])
         try:
             got = decode_clips(str(cut), CLIP, backend=backend).frames
         except VideoDecodeError as e:
@@ -187,21 +195,25 @@ def test_damaged_packets_inside_the_clip_are_refused_by_pyav(files, tmp_path):
     data = bytearray(Path(files["faststart"]).read_bytes())
     rng = np.random.default_rng(3)
     for pos, size in spots[::3]:
-        data[pos + 8:pos + size] = rng.integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+        data[pos + 8 : pos + size] = rng.integers(0, 256, size - 8, dtype=np.uint8).tobytes()
     bad = tmp_path / "damaged.mp4"
     bad.write_bytes(bytes(data))
     cfg = ClipSampling(num_frames=8, frame_step=4, random=False)  # the centre window: frames 29-60
     with pytest.raises(VideoDecodeError, match="damaged.mp4: (decoder error|damaged)"):
         decode_clips(str(bad), cfg, backend="pyav")
     start = ClipSampling(num_frames=4, frame_step=4, random=False, eval_window="start")  # frames 0-12: intact
-    assert np.array_equal(decode_clips(str(bad), start, backend="pyav").frames,
-                          decode_clips(files["faststart"], start, backend="pyav").frames)
+    assert np.array_equal(
+        decode_clips(str(bad), start, backend="pyav").frames,
+        decode_clips(files["faststart"], start, backend="pyav").frames,
+    )
 
 
 def test_a_wrong_extension_does_not_matter(files):
     for backend in ("decord", "pyav"):
-        assert np.array_equal(decode_clips(files["wrong_ext"], CLIP, backend=backend).frames,
-                              decode_clips(files["mp4"], CLIP, backend=backend).frames)
+        assert np.array_equal(
+            decode_clips(files["wrong_ext"], CLIP, backend=backend).frames,
+            decode_clips(files["mp4"], CLIP, backend=backend).frames,
+        )
 
 
 def test_a_width_decord_cannot_copy_is_decoded_by_pyav_and_counted(files):
@@ -211,8 +223,12 @@ def test_a_width_decord_cannot_copy_is_decoded_by_pyav_and_counted(files):
     assert ref.fallback is None and np.array_equal(got.frames, ref.frames)
     # through a DataLoader with workers: the batch names it under "fallback", the counter counts it once
     entries = [(files["narrow"], 0), (files["mp4"], 1), (files["zero"], 2), (files["narrow"], 0)]
-    ds = VideoDataset(entries, ClipSampling(num_frames=4, frame_step=2), lambda f, rng=None: to_clip_tensor(f[:, :16, :16])[None],
-                      seed=0)
+    ds = VideoDataset(
+        entries,
+        ClipSampling(num_frames=4, frame_step=2),
+        lambda f, rng=None: to_clip_tensor(f[:, :16, :16])[None],
+        seed=0,
+    )
     counter = SkipCounter(len(ds), max_fraction=0.5)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
     with warnings.catch_warnings():
@@ -221,8 +237,12 @@ def test_a_width_decord_cannot_copy_is_decoded_by_pyav_and_counted(files):
     for b in batches:
         counter.update(b["skipped"], b["fallback"])
     assert [b["fallback"] for b in batches] == [[files["narrow"]], [files["narrow"]]]
-    assert counter.metrics() == {"skipped_videos": 1, "skipped_fraction": 0.25, "fallback_videos": 1,
-                                 "declared_over_videos": 0}
+    assert counter.metrics() == {
+        "skipped_videos": 1,
+        "skipped_fraction": 0.25,
+        "fallback_videos": 1,
+        "declared_over_videos": 0,
+    }
 
 
 def test_the_frame_cache_never_exceeds_its_budget(files):
@@ -241,8 +261,10 @@ def test_the_frame_cache_never_exceeds_its_budget(files):
 # ----------------------------------------------------------------------------------------------
 # Pretraining over a micro-batch whose every clip is broken
 
+
 def _tiny(**over):
     from test_pretrain import tiny_config
+
     return tiny_config(**over)
 
 
@@ -262,10 +284,14 @@ def _dataset(root: Path, world_size: int, finish_on_device: bool = False) -> tup
             encode(p, texture(24, 40, 48, seed=i))
             if i in bad:
                 data = p.read_bytes()
-                p.write_bytes(b"" if i == min(bad) else data[:len(data) // 3])
+                p.write_bytes(b"" if i == min(bad) else data[: len(data) // 3])
         paths.append(str(p))
-    ds = VideoDataset([(p, 0) for p in paths], ClipSampling(num_frames=4, frame_step=2),
-                      pretrain_transform(32, finish_on_device=finish_on_device), seed=7)
+    ds = VideoDataset(
+        [(p, 0) for p in paths],
+        ClipSampling(num_frames=4, frame_step=2),
+        pretrain_transform(32, finish_on_device=finish_on_device),
+        seed=7,
+    )
     return ds, sorted(paths[i] for i in bad)
 
 
@@ -318,6 +344,7 @@ def test_a_micro_batch_of_only_broken_files_is_skipped_and_counted_in_one_proces
     assert summary["empty_steps"] == 1 and summary["skipped_videos"] == 2 and summary["steps"] == 3
     assert read_steps(tmp_path / "run") == [1, 3]  # step 2 had no clip: no update, not logged
     from vjepa.checkpoint import load
+
     assert load(tmp_path / "run" / "latest.pth.tar")["skipped"] == bad
 
 
@@ -352,10 +379,22 @@ def test_finishing_the_transform_in_the_training_process_trains_bit_identically(
 def test_a_micro_batch_of_only_broken_files_keeps_two_processes_in_lockstep(tmp_path):
     # rank 0's micro-batch at step 2 has no clip; rank 1's has two: both skip the step (DDP's
     # gradient exchange needs every process), count it, and finish the run together
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-           str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        __file__,
+        str(tmp_path),
+    ]
     repo = str(Path(__file__).resolve().parents[1])  # a script's imports start from tests/: name this checkout
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ds, bad = _dataset(tmp_path / "videos", 2)
@@ -377,8 +416,8 @@ def _declare_more_frames(src: Path, dst: Path, k: int = 1) -> Path:
     import struct
 
     data = bytearray(src.read_bytes())
-    at = data.rindex(b"stsz")               # 'stsz', version+flags, sample_size, count, sizes...
-    uniform, count = struct.unpack(">II", data[at + 8:at + 16])
+    at = data.rindex(b"stsz")  # 'stsz', version+flags, sample_size, count, sizes...
+    uniform, count = struct.unpack(">II", data[at + 8 : at + 16])
     assert uniform == 0 and count > k
     for j in range(count - k, count):
         struct.pack_into(">I", data, at + 16 + 4 * j, 0)
@@ -388,14 +427,16 @@ def _declare_more_frames(src: Path, dst: Path, k: int = 1) -> Path:
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 def test_a_container_declaring_one_frame_more_than_it_holds_is_read_and_counted_while_two_short_is_refused(
-        files, backend, tmp_path):
+    files, backend, tmp_path
+):
     short = _declare_more_frames(Path(files["mp4"]), tmp_path / "one_over.mp4")
     assert video_info(str(short))[0] == 89  # of 90 declared
     clip = ClipSampling(num_frames=8, frame_step=2, random=False)
     got = decode_clips(str(short), clip, backend=backend)
     assert got.declared_over == 1 and got.frames.shape == (8, 64, 80, 3)
-    ds = VideoDataset([(str(short), 0), (files["mp4"], 1)], clip, lambda f, rng=None: to_clip_tensor(f)[None],
-                      video_backend=backend)
+    ds = VideoDataset(
+        [(str(short), 0), (files["mp4"], 1)], clip, lambda f, rng=None: to_clip_tensor(f)[None], video_backend=backend
+    )
     batch = collate([ds[0], ds[1]])
     counter = SkipCounter(2, 0.0)
     counter.update(batch["skipped"], batch["fallback"], batch["declared_over"])

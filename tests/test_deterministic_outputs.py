@@ -1,6 +1,7 @@
 """Cached outputs are deterministic: `dvc repro -f` of a stage on the same inputs writes a
 byte-identical output folder, so its DVC hash stays and nothing downstream re-runs. Wall time, rates
 and memory go to the stage's metrics file (not cached) and MLflow, never into its `outs`."""
+
 from pathlib import Path
 
 import yaml

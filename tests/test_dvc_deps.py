@@ -1,5 +1,6 @@
 """dvc.yaml lists, for every stage, each project module its command imports: an edit to any of
 them re-runs the stage, so a cached result can never be silently stale."""
+
 import ast
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
 
 def module_file(name: str) -> Path | None:
     """The file of a project module (pipeline.x, vjepa.x), or None for anything else."""
@@ -50,8 +52,9 @@ def closure(module: str) -> list[str]:
 def imported():
     """{stage: project files its command `python -m pipeline <stage>` imports}: the command line,
     then the stage's module (static analysis of every import statement)."""
-    return {name: sorted(set(closure("pipeline.__main__")) | set(closure(f"pipeline.stages.{name}")))
-            for name in STAGES}
+    return {
+        name: sorted(set(closure("pipeline.__main__")) | set(closure(f"pipeline.stages.{name}"))) for name in STAGES
+    }
 
 
 def covered(path: str, deps: list[str]) -> bool:

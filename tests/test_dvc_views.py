@@ -1,5 +1,6 @@
 """DVC as a comparison tool (issue 32): `dvc metrics show` lists the headline numbers only, and
 `dvc plots show` draws every seed's pretraining curves and the ablation comparison."""
+
 import json
 import shutil
 import subprocess
@@ -31,8 +32,15 @@ def test_dvc_metrics_show_on_the_committed_default_metrics_prints_at_most_40_col
     files = next(iter(shown.values()))["data"]  # the workspace
     columns = set().union(*[_columns(f["data"]) for f in files.values()])
     assert "metrics/default/probe/k400.json" in files and "reports/default/verdicts/ablate/target-copy.json" in files
-    assert {"top1_by_kind.attentive", "top1_by_kind.linear", "mAP", "final_loss", "final_target_std",
-            "attentive.margin", "attentive.verdict"} <= columns
+    assert {
+        "top1_by_kind.attentive",
+        "top1_by_kind.linear",
+        "mAP",
+        "final_loss",
+        "final_target_std",
+        "attentive.margin",
+        "attentive.verdict",
+    } <= columns
     assert not any(c.startswith(("clips.", "per_class", "bytes", "history")) for c in columns)
     assert len(columns) <= 40, sorted(columns)
     assert files["reports/default/verdicts/ablate/target-copy.json"]["data"]["attentive"]["verdict"] == "worse"
@@ -42,7 +50,9 @@ def test_metrics_files_hold_the_headline_and_the_details_hold_the_rest():
     details = json.loads((ROOT / "metrics/default/details/detect.json").read_text())
     assert headline_numbers(details) == {"mAP": details["mAP"]}
     assert json.loads((ROOT / "metrics/default/detect.json").read_text()) == {"mAP": details["mAP"]}
-    assert "per_class" in details and "clips" in json.loads((ROOT / "metrics/default/details/ablate/reference.json").read_text())
+    assert "per_class" in details and "clips" in json.loads(
+        (ROOT / "metrics/default/details/ablate/reference.json").read_text()
+    )
 
 
 def test_dvc_plots_show_draws_the_pretraining_curves_of_every_seed_and_the_ablation_comparison(tmp_path):
@@ -54,8 +64,15 @@ def test_dvc_plots_show_draws_the_pretraining_curves_of_every_seed_and_the_ablat
     _dvc(["init", "-q"], tmp_path)
     for seed, scale in ((0, 1.0), (1, 2.0)):
         log = tmp_path / f"seed{seed}.jsonl"
-        log.write_text("".join(json.dumps({"step": s, "loss": scale / s, "target_std": 0.1 * s, "lr": 1e-3 * s,
-                                           "clips_per_s": 123.4 + s}) + "\n" for s in (1, 2, 3)))
+        log.write_text(
+            "".join(
+                json.dumps(
+                    {"step": s, "loss": scale / s, "target_std": 0.1 * s, "lr": 1e-3 * s, "clips_per_s": 123.4 + s}
+                )
+                + "\n"
+                for s in (1, 2, 3)
+            )
+        )
         out = write_curves(log, tmp_path / curves_path("default", seed))
         assert out.read_text().splitlines()[:2] == ["step,loss,target_std,lr", f"1,{scale!r},0.1,0.001"]
     shutil.copytree(ROOT / "reports/default", tmp_path / "reports/default")

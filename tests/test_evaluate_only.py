@@ -2,6 +2,7 @@
 real encoded videos and official-layout encoder and probe files, reproduces the accuracy and the
 predictions that the test computes by hand with the official K400 protocol (8 segments x 3 views,
 overlapping clips), writes them where a trained probe's go, and the report labels the row."""
+
 import json
 from fractions import Fraction
 
@@ -33,7 +34,7 @@ def write_video(path, label, frames=20, size=(40, 56), seed=0):
         s.options = {"crf": "20", "preset": "ultrafast", "threads": "1"}
         for t in range(frames):
             img = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
-            img[label * h // 3:(label + 1) * h // 3, (2 * t) % w:] = 230
+            img[label * h // 3 : (label + 1) * h // 3, (2 * t) % w :] = 230
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
@@ -61,20 +62,40 @@ def released_task(tmp_path, monkeypatch, tiny_suite):
     probe = AttentiveClassifier(48, 3, num_heads=3).eval()
     torch.save({"classifier": official_probe_state(probe), "opt": None, "epoch": 20}, tmp_path / "k400-probe.pth.tar")
     params = resolve("smoke")  # a complete params tree; the test sets what it needs on top
-    params.update({"profile": "test", "seeds": [0], "model": to_dict(SMALL), "prepare": None,
-                   "tasks": {"k400": {"train": {"format": "list", "path": "train.txt"},
-                                      "val": {"format": "list", "path": "val.txt"}}}})
-    params["probe"] = {"encoder": {}, "defaults": {"precision": "fp32", "batch_size": 4, "num_heads": None, "device": "cpu"},
-                       "tasks": {"k400": {"data": "k400", "num_frames": 4, "frame_step": 2, "segments": [1],
-                                          "evaluate_only": {"probe": "k400-probe.pth.tar", "encoder": "encoder.pth.tar"}}}}
+    params.update(
+        {
+            "profile": "test",
+            "seeds": [0],
+            "model": to_dict(SMALL),
+            "prepare": None,
+            "tasks": {
+                "k400": {"train": {"format": "list", "path": "train.txt"}, "val": {"format": "list", "path": "val.txt"}}
+            },
+        }
+    )
+    params["probe"] = {
+        "encoder": {},
+        "defaults": {"precision": "fp32", "batch_size": 4, "num_heads": None, "device": "cpu"},
+        "tasks": {
+            "k400": {
+                "data": "k400",
+                "num_frames": 4,
+                "frame_step": 2,
+                "segments": [1],
+                "evaluate_only": {"probe": "k400-probe.pth.tar", "encoder": "encoder.pth.tar"},
+            }
+        },
+    }
     params["pretrain"]["data"]["num_frames"] = SMALL.num_frames
     params["finetune"]["tasks"] = {}
     params["learn"].update({"motion": "k400", "appearance": "k400"})
     params["ablations"].update({"task": "k400", "points": {}})
     suite, _ = tiny_suite  # what prepare also checks on a real-data profile: pretraining lists and AVA files
     params["pretrain"]["data"]["sources"] = [str(tmp_path / "train.txt")]
-    params["detect"]["data"] = {k: v.replace("data/prepared", str(suite)) if isinstance(v, str) else v
-                                for k, v in params["detect"]["data"].items()}
+    params["detect"]["data"] = {
+        k: v.replace("data/prepared", str(suite)) if isinstance(v, str) else v
+        for k, v in params["detect"]["data"].items()
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_sources(params)))
     stages.run("prepare", "params.yaml")  # a real-data profile: the tasks are read once, into an index
     return tmp_path, probe, labels
@@ -93,8 +114,8 @@ def test_a_released_probe_reproduces_the_hand_computed_accuracy_with_the_officia
         frames = decode(root / f"val{i}.mp4")
         clips = torch.stack([tf(frames[idx]) for idx in clip_indices(len(frames), sampling)])  # [8, 3, C, T, H, W]
         with torch.no_grad():
-            tokens = enc(clips.flatten(0, 1)).unflatten(0, (8, 3))                              # [8, 3, N, D]
-            per_view = [torch.cat(list(tokens[:, v]))[None] for v in range(3)]                  # [1, 8N, D] each
+            tokens = enc(clips.flatten(0, 1)).unflatten(0, (8, 3))  # [8, 3, N, D]
+            per_view = [torch.cat(list(tokens[:, v]))[None] for v in range(3)]  # [1, 8N, D] each
             probs = torch.stack([probe(t).softmax(-1) for t in per_view]).mean(0)
         predicted.append(int(probs.argmax()))
         top_probs.append(probs.sort(descending=True).values[0].tolist())
@@ -107,7 +128,9 @@ def test_a_released_probe_reproduces_the_hand_computed_accuracy_with_the_officia
     assert preds["predicted"].tolist() == predicted and preds["label"].tolist() == labels
     written = [[float(x) for x in row.split()] for row in preds["top5_prob"]]  # 5 decimals in the file
     assert np.allclose(written, top_probs, atol=6e-6)
-    assert json.loads((root / "metrics" / "test" / "probe" / "k400.json").read_text())["top1"] == pytest.approx(accuracy)
+    assert json.loads((root / "metrics" / "test" / "probe" / "k400.json").read_text())["top1"] == pytest.approx(
+        accuracy
+    )
     table = section_frozen({"k400": metrics}, None, "test")
     assert f"| K400 | released probe, evaluated here: k400 | – | {accuracy:.1f} |" in table
     assert "| SSv2 | ours: ssv2 | – | – |" in table  # a task without results: a dash, not a number

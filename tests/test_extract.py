@@ -1,6 +1,7 @@
 """Feature extraction on a real encoded video (H.264, 333x187, a minute long, variable frame rate):
 the windows and their times are the ones the stride asks for, each window's feature equals the
 encoder run by hand on frames the test decodes itself, and undecodable files are skipped and listed."""
+
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -82,8 +83,9 @@ def test_windows_in_frames_have_the_expected_starts_times_and_features(vfr_video
 def test_a_stride_in_seconds_follows_the_variable_frame_times(vfr_video, small_file):
     path, times, frames = vfr_video
     enc = by_hand(small_file, SMALL)
-    feats, table = extract_video(path, enc, ExtractConfig(frame_step=2, stride=10.0, stride_unit="seconds",
-                                                          device="cpu"))
+    feats, table = extract_video(
+        path, enc, ExtractConfig(frame_step=2, stride=10.0, stride_unit="seconds", device="cpu")
+    )
     last = len(times) - 8
     want = [int(np.argmax(times >= 10.0 * k)) for k in range(7) if (times >= 10.0 * k).any()]
     want = [s for s in want if s <= last]
@@ -100,13 +102,37 @@ def test_a_list_is_extracted_in_one_pass_with_bad_files_skipped_and_listed(vfr_v
     listing = tmp_path / "videos.txt"
     listing.write_text(f"{path} 3\n{tmp_path / 'empty.mp4'}\n\n# a comment\n{tmp_path / 'text.mp4'}\n{path}\n")
     out = tmp_path / "feats"
-    summary = main([str(listing), "--checkpoint", str(small_file), "--out", str(out), "--num-frames", "4",
-                    "--num-heads", "3", "--frame-step", "2", "--stride", "150", "--format", "npz", "--device", "cpu"])
-    assert summary["videos"] == 1 and [p for p, _ in summary["skipped"]] == [path, str(tmp_path / "empty.mp4"),
-                                                                           str(tmp_path / "text.mp4")]
+    summary = main(
+        [
+            str(listing),
+            "--checkpoint",
+            str(small_file),
+            "--out",
+            str(out),
+            "--num-frames",
+            "4",
+            "--num-heads",
+            "3",
+            "--frame-step",
+            "2",
+            "--stride",
+            "150",
+            "--format",
+            "npz",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert summary["videos"] == 1 and [p for p, _ in summary["skipped"]] == [
+        path,
+        str(tmp_path / "empty.mp4"),
+        str(tmp_path / "text.mp4"),
+    ]
     skipped = (out / "skipped.txt").read_text().splitlines()
     assert skipped[0] == f"{path}\tgiven twice; extracted once"
-    assert len(skipped) == 3 and all(any(w in line for w in ("cannot open", "cannot decode", "no video")) for line in skipped[1:])
+    assert len(skipped) == 3 and all(
+        any(w in line for w in ("cannot open", "cannot decode", "no video")) for line in skipped[1:]
+    )
     index = pd.read_csv(out / "windows.csv")
     name = f"{Path(path).parent.name}/walk"  # relative to the folder common to every input, the bad ones too
     assert index["name"].tolist() == [name] * 3
@@ -124,6 +150,7 @@ def test_probe_pooling_gives_the_attentive_pooler_feature_and_bf16_stays_close(v
     probe = AttentiveClassifier(48, 7, num_heads=3).eval()
     torch.save({"classifier": official_probe_state(probe)}, tmp_path / "probe.pth.tar")
     from vjepa.hub import load_probe
+
     cfg = ExtractConfig(frame_step=2, stride=100, pooling="probe", device="cpu")
     feats, table = extract_video(path, enc, cfg, probe=load_probe(tmp_path / "probe.pth.tar", 3))
     with torch.no_grad():
@@ -146,8 +173,26 @@ def test_a_video_shorter_than_a_window_gives_one_window_repeating_its_last_frame
 
 
 def _extract_cli(small_file, out, *inputs, extra=()):
-    return main([*map(str, inputs), "--checkpoint", str(small_file), "--out", str(out), "--num-frames", "4",
-                 "--num-heads", "3", "--frame-step", "2", "--stride", "150", "--device", "cpu", *extra])
+    return main(
+        [
+            *map(str, inputs),
+            "--checkpoint",
+            str(small_file),
+            "--out",
+            str(out),
+            "--num-frames",
+            "4",
+            "--num-heads",
+            "3",
+            "--frame-step",
+            "2",
+            "--stride",
+            "150",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def test_same_named_videos_in_two_folders_get_outputs_named_by_their_relative_paths(vfr_video, small_file, tmp_path):
@@ -158,11 +203,22 @@ def test_same_named_videos_in_two_folders_get_outputs_named_by_their_relative_pa
         (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, tmp_path / "in" / rel)
     out = tmp_path / "feats"
-    summary = _extract_cli(small_file, out, tmp_path / "in" / "a", tmp_path / "in" / "b" / "clip.mp4",
-                           tmp_path / "in" / "clip_1.mp4", extra=("--ext", ".mp4,.webm"))
+    summary = _extract_cli(
+        small_file,
+        out,
+        tmp_path / "in" / "a",
+        tmp_path / "in" / "b" / "clip.mp4",
+        tmp_path / "in" / "clip_1.mp4",
+        extra=("--ext", ".mp4,.webm"),
+    )
     index = pd.read_csv(out / "windows.csv")
-    assert sorted(set(index["file"])) == ["a/clip.mp4.npy", "a/clip.webm.npy", "a/deeper/clip.npy", "b/clip.npy",
-                                          "clip_1.npy"]
+    assert sorted(set(index["file"])) == [
+        "a/clip.mp4.npy",
+        "a/clip.webm.npy",
+        "a/deeper/clip.npy",
+        "b/clip.npy",
+        "clip_1.npy",
+    ]
     assert summary["videos"] == 5 and summary["skipped"] == []
     assert all((out / f).is_file() for f in set(index["file"]))
 
@@ -219,8 +275,11 @@ def test_the_clip_comes_from_the_checkpoint_record_and_an_override_or_a_missing_
     defaults = {"frame_step": 4, "num_frames": None, "img_size": None}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert clip_options({}, {"frame_step": 2, "num_frames": 8, "img_size": 24}, defaults, "ck") == \
-            {"frame_step": 2, "num_frames": 8, "img_size": 24}
+        assert clip_options({}, {"frame_step": 2, "num_frames": 8, "img_size": 24}, defaults, "ck") == {
+            "frame_step": 2,
+            "num_frames": 8,
+            "img_size": 24,
+        }
     with pytest.warns(UserWarning, match=r"frame_step 4 overrides the 2 the encoder was trained with \(ck\)"):
         assert clip_options({"frame_step": 4}, {"frame_step": 2}, defaults, "ck")["frame_step"] == 4
     with pytest.warns(UserWarning, match=r"ck does not record the frame_step its encoder was trained with; using 4"):
@@ -246,7 +305,20 @@ def test_a_checkpoint_that_records_its_clip_sets_frames_step_and_size_without_op
     assert recorded_clip(tmp_path / "ours.pth.tar") == {"num_frames": 4, "img_size": 32, "frame_step": 3}
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        main([vfr_video[0], "--checkpoint", str(tmp_path / "ours.pth.tar"), "--out", str(tmp_path / "f"),
-              "--num-heads", "3", "--stride", "150", "--device", "cpu"])
+        main(
+            [
+                vfr_video[0],
+                "--checkpoint",
+                str(tmp_path / "ours.pth.tar"),
+                "--out",
+                str(tmp_path / "f"),
+                "--num-heads",
+                "3",
+                "--stride",
+                "150",
+                "--device",
+                "cpu",
+            ]
+        )
     index = pd.read_csv(tmp_path / "f" / "windows.csv")
     assert (index["end_frame"] - index["start_frame"]).tolist() == [9, 9, 9]  # 4 frames, 3 apart

@@ -1,5 +1,6 @@
 """Finetuning (Table 8): layer-decay groups, mixup/cutmix on clips, multi-view aggregation, the
 schedule, checkpoint loading, and end-to-end runs with exact resume on tiny synthetic data."""
+
 import json
 
 import numpy as np
@@ -12,9 +13,20 @@ from vjepa.checkpoint import CheckpointError, export_official, import_official, 
 from vjepa.config import ConfigError, from_dict
 from vjepa.distributed import DistEnv
 from vjepa.runtime import TIMINGS
-from vjepa.finetune import (ClipMixup, FinetuneConfig, build_model, build_state,
-                            evaluate, finetune, layer_decay_groups, lr_values, multiview_metrics, topk_accuracy)
+from vjepa.finetune import (
+    ClipMixup,
+    FinetuneConfig,
+    build_model,
+    build_state,
+    evaluate,
+    finetune,
+    layer_decay_groups,
+    lr_values,
+    multiview_metrics,
+    topk_accuracy,
+)
 from vjepa.models import ModelConfig, build_encoder, build_predictor
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -30,8 +42,18 @@ TINY = dict(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, 
 
 
 def cfg_of(**kw) -> FinetuneConfig:
-    base = dict(num_classes=3, model=TINY, num_frames=4, epochs=2, batch_size=4, num_sample=2, lr=1e-3,
-                warmup_epochs=1, precision="fp32", device="cpu")
+    base = dict(
+        num_classes=3,
+        model=TINY,
+        num_frames=4,
+        epochs=2,
+        batch_size=4,
+        num_sample=2,
+        lr=1e-3,
+        warmup_epochs=1,
+        precision="fp32",
+        device="cpu",
+    )
     base.update(kw)
     return from_dict(FinetuneConfig, base, "finetune")
 
@@ -53,7 +75,7 @@ class Bands(Dataset):
     def __getitem__(self, i):
         k = int(self.labels[i])
         x = self.noise[i].clone()
-        x[..., 10 * k + 1:10 * k + 10, :] += 1.5
+        x[..., 10 * k + 1 : 10 * k + 10, :] += 1.5
         if self.jitter:
             x += torch.from_numpy(np.random.normal(0, self.jitter, x.shape)).float()
         return {"video": x, "label": k, "index": i, "path": f"clip_{i:03d}.mp4"}
@@ -61,6 +83,7 @@ class Bands(Dataset):
 
 # ----------------------------------------------------------------------------------------------
 # layer decay
+
 
 def test_layer_decay_scales_embeddings_blocks_and_head_by_decay_to_their_depth():
     model = build_model(cfg_of())
@@ -89,13 +112,18 @@ def test_each_group_gets_the_scheduled_lr_times_its_scale_warmup_then_cosine():
     cfg = cfg_of(epochs=10, warmup_epochs=2, lr=1e-3, warmup_lr=1e-6, min_lr=1e-5)
     state = build_state(cfg, None, DistEnv(), steps_per_epoch=5)  # 50 steps, 10 of warmup
     opt, sched = state.optimizer, state.scheduler
-    expected = {0: 1e-6, 5: 1e-6 + 5 * (1e-3 - 1e-6) / 10, 10: 1e-3, 30: 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 20 / 40)),
-                49: 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 39 / 40))}
+    expected = {
+        0: 1e-6,
+        5: 1e-6 + 5 * (1e-3 - 1e-6) / 10,
+        10: 1e-3,
+        30: 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 20 / 40)),
+        49: 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 39 / 40)),
+    }
     for t, lr in expected.items():
         sched.step_update(t)
         for g in opt.param_groups:
             assert g["lr"] == pytest.approx(lr * g["lr_scale"], rel=1e-9)
-    assert min(g["lr_scale"] for g in opt.param_groups) == pytest.approx(0.8 ** 4)
+    assert min(g["lr_scale"] for g in opt.param_groups) == pytest.approx(0.8**4)
     assert opt.defaults["eps"] == 1e-7 and opt.defaults["betas"] == (0.9, 0.999)
 
 
@@ -107,6 +135,7 @@ def test_lr_scaling_by_batch_is_an_explicit_option():
 
 # ----------------------------------------------------------------------------------------------
 # mixup and cutmix on clips
+
 
 def _clips(B=6, C=3, T=4, H=16, W=20):
     # every (clip, channel, frame) has its own value, so any pixel records where it came from
@@ -128,15 +157,15 @@ def test_cutmix_pastes_one_box_through_all_frames_and_mixes_smoothed_targets_by_
         x = _clips()
         out, targets = mix(x, labels)
         partner = x.flip(0)
-        pasted = out == partner                                   # [B, C, T, H, W]
+        pasted = out == partner  # [B, C, T, H, W]
         assert torch.all(pasted | (out == x))
         box = pasted[0, 0, 0]
-        for b in range(len(x)):                                   # the same box in every clip, channel and frame
+        for b in range(len(x)):  # the same box in every clip, channel and frame
             assert torch.equal(pasted[b], box.expand_as(pasted[b]))
         rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
         if len(rows):
-            assert box[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # a rectangle
-        lam = 1 - box.float().mean().item()                       # timm corrects lam to the pasted area
+            assert box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # a rectangle
+        lam = 1 - box.float().mean().item()  # timm corrects lam to the pasted area
         expect = lam * _smooth(labels, 5) + (1 - lam) * _smooth(labels.flip(0), 5)
         assert torch.allclose(targets, expect, atol=1e-6)
         assert torch.allclose(targets.sum(1), torch.ones(6))
@@ -166,6 +195,7 @@ def test_mixup_refuses_an_odd_number_of_clips():
 
 # ----------------------------------------------------------------------------------------------
 # multi-view testing
+
 
 class LogitsInClip(torch.nn.Module):
     """Returns each clip's per-channel mean as its logits, so a dataset dictates every view's scores."""
@@ -197,7 +227,7 @@ def _evaluate(dataset, batch_size=2):
 def test_views_are_averaged_as_softmax_probabilities_not_logits():
     # one confident view for class 1 against two moderate views for class 0
     logits = torch.tensor([[[[0.0, 100.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 0.0]]]])  # [n=1, S=1, V=3, K=3]
-    assert logits.mean(dim=(1, 2)).argmax(-1).item() == 1                             # averaging logits says 1
+    assert logits.mean(dim=(1, 2)).argmax(-1).item() == 1  # averaging logits says 1
     metrics, predictions = multiview_metrics(_evaluate(Views(logits, [0])))
     assert metrics["top1"] == 100.0 and metrics["top1_per_view"] == [0.0, 100.0, 100.0]
     assert predictions.iloc[0]["predicted"] == 0
@@ -207,28 +237,38 @@ def test_views_are_averaged_as_softmax_probabilities_not_logits():
 
 def test_evaluation_takes_every_segment_and_crop_of_a_video_as_one_view():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(5, 2, 3, 3, generator=g) * 3                                 # [n, S=2, V=3, K=3]
+    logits = torch.randn(5, 2, 3, 3, generator=g) * 3  # [n, S=2, V=3, K=3]
     labels = torch.tensor([0, 1, 2, 0, 1])
     result = _evaluate(Views(logits, labels))
-    views = logits.flatten(1, 2)                                                      # [n, S*V, K], order (s, v)
+    views = logits.flatten(1, 2)  # [n, S*V, K], order (s, v)
     assert (result["segments"], result["crops"]) == (2, 3)
     assert torch.allclose(result["probs"], views.softmax(-1).mean(1), atol=1e-6)
     assert torch.equal(result["view_pred"], views.argmax(-1).T)
     assert result["index"].tolist() == [0, 1, 2, 3, 4] and torch.equal(result["label"], labels)
     metrics, _ = multiview_metrics(result)
-    assert metrics["top1"] == pytest.approx(100 * (views.softmax(-1).mean(1).argmax(-1) == labels).float().mean().item())
+    assert metrics["top1"] == pytest.approx(
+        100 * (views.softmax(-1).mean(1).argmax(-1) == labels).float().mean().item()
+    )
     assert metrics["views"] == 6 and len(metrics["top1_per_view"]) == 6
 
 
 def test_topk_counts_a_label_among_the_k_best_classes():
-    probs = torch.tensor([[0.1, 0.2, 0.3, 0.05, 0.15, 0.12, 0.08],     # label 3 is ranked last: miss top-5
-                          [0.3, 0.2, 0.1, 0.15, 0.05, 0.12, 0.08],     # label 5 is 4th: hit top-5
-                          [0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]])     # label 0: hit top-1
-    assert topk_accuracy(probs, torch.tensor([3, 5, 0])) == {"top1": pytest.approx(100 / 3), "top5": pytest.approx(200 / 3)}
+    probs = torch.tensor(
+        [
+            [0.1, 0.2, 0.3, 0.05, 0.15, 0.12, 0.08],  # label 3 is ranked last: miss top-5
+            [0.3, 0.2, 0.1, 0.15, 0.05, 0.12, 0.08],  # label 5 is 4th: hit top-5
+            [0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05],
+        ]
+    )  # label 0: hit top-1
+    assert topk_accuracy(probs, torch.tensor([3, 5, 0])) == {
+        "top1": pytest.approx(100 / 3),
+        "top5": pytest.approx(200 / 3),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
 # model and checkpoints
+
 
 def test_head_is_mean_pool_fc_norm_dropout_linear_with_a_small_init():
     torch.manual_seed(0)
@@ -269,6 +309,7 @@ def test_config_errors_name_the_key_and_table8_ssv2_column_builds():
     with pytest.raises(ConfigError, match="do not tile"):
         cfg_of(num_frames=5)
     from pipeline.profiles import resolve  # Table 8's SSv2 column lives in the paper profiles
+
     column = {k: v for k, v in resolve("paper-vitl16")["finetune"]["tasks"]["ssv2"].items() if k != "data"}
     ssv2 = cfg_of(**{**column, "num_frames": 8})
     assert (ssv2.test_num_segment, ssv2.test_num_crop, ssv2.sampling, ssv2.hflip) == (2, 3, "tsn", False)
@@ -278,9 +319,22 @@ def test_config_errors_name_the_key_and_table8_ssv2_column_builds():
 # ----------------------------------------------------------------------------------------------
 # end to end
 
+
 def test_finetuning_learns_and_writes_metrics_predictions_and_a_loadable_model(tmp_path):
-    cfg = cfg_of(epochs=3, batch_size=8, num_sample=1, lr=1e-2, warmup_epochs=0, mixup_prob=0.0, smoothing=0.0,
-                 head_drop_rate=0.0, drop_path=0.0, layer_decay=1.0, init_scale=1.0, eval_every=1)
+    cfg = cfg_of(
+        epochs=3,
+        batch_size=8,
+        num_sample=1,
+        lr=1e-2,
+        warmup_epochs=0,
+        mixup_prob=0.0,
+        smoothing=0.0,
+        head_drop_rate=0.0,
+        drop_path=0.0,
+        layer_decay=1.0,
+        init_scale=1.0,
+        eval_every=1,
+    )
     metrics = finetune(cfg, None, Bands(48), Bands(12, segments=2, views=3, seed=1), tmp_path)
     assert metrics["top1"] >= 90 and metrics["top5"] == 100.0  # chance is 33%
     assert (metrics["segments"], metrics["crops"], metrics["views"]) == (2, 3, 6) and metrics["steps"] == 18
@@ -311,6 +365,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     def kill_at_step_5(metrics, step):
         if step == 5:
             raise Stop
+
     with pytest.raises(Stop):
         finetune(cfg, None, train, val, tmp_path / "killed", log_fn=kill_at_step_5)
     assert load(tmp_path / "killed" / "latest.pth.tar")["step"] == 4
@@ -324,8 +379,13 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert (resumed["top1"], resumed["top5"]) == (whole["top1"], whole["top5"])
     assert resumed["history"] == whole["history"]
     with pytest.raises(CheckpointError, match="lr: 0.001 -> 0.002"):
-        finetune(cfg_of(epochs=2, batch_size=4, num_sample=2, lr=2e-3, head_norm="batchnorm"), None, train, val,
-                 tmp_path / "killed")
+        finetune(
+            cfg_of(epochs=2, batch_size=4, num_sample=2, lr=2e-3, head_norm="batchnorm"),
+            None,
+            train,
+            val,
+            tmp_path / "killed",
+        )
 
 
 class BrokenViews(Views):
@@ -337,6 +397,9 @@ def test_finetuning_evaluation_where_most_videos_fail_stops_with_the_count_and_f
     from vjepa.data import TooManySkipped
 
     logits = torch.randn(4, 1, 1, 3)
-    with pytest.raises(TooManySkipped, match=r"finetuning evaluation set: 3 of 4 files could not be decoded \(75\.00%\), "
-                                             r"more than the allowed 1\.00%; for example v0\.mp4, v1\.mp4, v2\.mp4"):
+    with pytest.raises(
+        TooManySkipped,
+        match=r"finetuning evaluation set: 3 of 4 files could not be decoded \(75\.00%\), "
+        r"more than the allowed 1\.00%; for example v0\.mp4, v1\.mp4, v2\.mp4",
+    ):
         _evaluate(BrokenViews(logits, [0, 1, 2, 0]))

@@ -1,6 +1,7 @@
 """Finetuning data: VideoMAE's multi-view test sampling (K400 spread windows, SSv2 TSN segments),
 TSN training frames, repeated augmentation, and the Table 8 training augmentation staying the same
 through every frame of a clip."""
+
 import numpy as np
 import pytest
 import torch
@@ -73,7 +74,7 @@ def test_finetune_augmentation_is_the_same_on_every_frame_and_erases_one_box_thr
     for s in range(6):
         a, b = erase(clip, np.random.default_rng(s)), no_erase(clip, np.random.default_rng(s))
         assert torch.equal(erase(clip, np.random.default_rng(s)), a)  # reproducible from the rng
-        erased = (a != b)[0]                                          # [C, T, H, W]
+        erased = (a != b)[0]  # [C, T, H, W]
         if not erased.any():  # the box draw itself may fail (timm tries 10 times)
             continue
         assert all(torch.equal(erased[:, t], erased[:, 0]) for t in range(4))
@@ -104,8 +105,10 @@ def _raw(frames, rng=None):
 
 
 def test_test_items_hold_every_view_and_follow_the_sampling(counting_videos):
-    for cfg in (ClipSampling(num_frames=8, num_segments=5, method="spread", random=False),
-                ClipSampling(num_frames=8, num_segments=2, method="tsn", random=False)):
+    for cfg in (
+        ClipSampling(num_frames=8, num_segments=5, method="spread", random=False),
+        ClipSampling(num_frames=8, num_segments=2, method="tsn", random=False),
+    ):
         item = VideoDataset([(counting_videos[0], 0)], cfg, _raw)[0]
         assert item["video"].shape == (cfg.num_segments, 1, 3, 8, 32, 32)
         decoded = (item["video"][:, 0].mean(dim=(1, 3, 4)) * 255 / 2).round().long()  # [S, T] frame numbers
@@ -114,8 +117,16 @@ def test_test_items_hold_every_view_and_follow_the_sampling(counting_videos):
 
 
 def test_build_datasets_gives_num_sample_training_views_and_segments_x_crops_test_views(counting_videos):
-    cfg = from_dict(FinetuneConfig, dict(num_classes=2, num_frames=8, test_num_segment=2, model=dict(
-        size="tiny", img_size=32, num_frames=8, patch_size=8, embed_dim=48, depth=1, num_heads=3)), "finetune")
+    cfg = from_dict(
+        FinetuneConfig,
+        dict(
+            num_classes=2,
+            num_frames=8,
+            test_num_segment=2,
+            model=dict(size="tiny", img_size=32, num_frames=8, patch_size=8, embed_dim=48, depth=1, num_heads=3),
+        ),
+        "finetune",
+    )
     entries = [(p, k) for k, p in enumerate(counting_videos)]
     train, val = build_datasets(cfg, entries, entries)
     assert train[0]["video"].shape == (1, 2, 3, 8, 32, 32)

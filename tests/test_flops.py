@@ -1,4 +1,5 @@
 """The analytic FLOP count behind the GPU script's model FLOPs utilisation."""
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -18,8 +19,17 @@ def test_block_flops_match_a_hand_count_and_torch_counts_its_matmuls():
 
 
 def test_step_flops_add_target_forward_and_three_times_context_and_predictor():
-    m = ModelConfig(size="tiny", img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2, num_heads=3,
-                    pred_depth=1, pred_embed_dim=24)  # grid 2x4x4: N = 32
+    m = ModelConfig(
+        size="tiny",
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        depth=2,
+        num_heads=3,
+        pred_depth=1,
+        pred_embed_dim=24,
+    )  # grid 2x4x4: N = 32
     f = step_flops(m, context_tokens=[20, 6], target_tokens=[12, 26])
     patch = 2 * 32 * 48 * 3 * 2 * 8 * 8
     assert f["target_encoder"] == patch + 2 * block_flops(32, 48)

@@ -10,6 +10,7 @@ remote. The `ablations` deployment, then `reproduce` of the whole smoke DAG, bot
 `stage` deployment: every metrics file must equal that of the plain single-checkout `dvc repro` of
 the smoke profile that the session runs once (tests/conftest.py). Every process the tests start is
 stopped (process groups, in a finally)."""
+
 import json
 import os
 import signal
@@ -69,15 +70,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 1
 
 
 def api_post(api: str, path: str, body: dict) -> list:
-    req = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{api}/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
 
 
 def flow_runs(api: str, names: list[str]) -> dict[str, dict]:
     """The latest flow run of each name."""
-    runs = api_post(api, "flow_runs/filter", {"flow_runs": {"name": {"any_": names}}, "sort": "EXPECTED_START_TIME_DESC"})
+    runs = api_post(
+        api, "flow_runs/filter", {"flow_runs": {"name": {"any_": names}}, "sort": "EXPECTED_START_TIME_DESC"}
+    )
     latest = {}
     for r in runs:
         latest.setdefault(r["name"], r)
@@ -102,34 +106,70 @@ def pool(tmp_path_factory):
     remote.mkdir()
     port, mlflow_port = free_port(), free_port()
     api, mlflow_uri = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{mlflow_port}"
-    base = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-            "PREFECT_WORKER_QUERY_SECONDS": "1", "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-            "MLFLOW_TRACKING_URI": mlflow_uri, "VJEPA_STAGE_RETRIES": "0"}
+    base = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "VJEPA_STAGE_RETRIES": "0",
+    }
     base.pop("VJEPA_MLFLOW", None)
     machines = {}
     for name in ("a", "b"):
         clone = tmp / f"machine-{name}" / "checkout"
         clone.parent.mkdir()
         run(["git", "clone", "-q", src, clone], tmp, base)
-        env = {**base, "PREFECT_HOME": str(clone.parent / "prefect"), "VJEPA_CHECKOUT": str(clone),
-               "PYTHONPATH": str(clone)}
+        env = {
+            **base,
+            "PREFECT_HOME": str(clone.parent / "prefect"),
+            "VJEPA_CHECKOUT": str(clone),
+            "PYTHONPATH": str(clone),
+        }
         use_profile("smoke", clone)  # what `python -m pipeline profile smoke` does
         run(["dvc", "remote", "add", "--local", "-d", "pool", remote], clone, env)
         machines[name] = (clone, env)
     procs = []
 
     def start(cmd, env, cwd):
-        procs.append(subprocess.Popen([str(c) for c in cmd], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [str(c) for c in cmd],
+                env=env,
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         return procs[-1]
 
     try:
         a, env_a = machines["a"]
         server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", port], env_a, tmp)
-        mlflow = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", mlflow_port,
-                        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
-                        "--artifacts-destination", tmp / "mlflow-artifacts"],
-                       {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, tmp)
+        mlflow = start(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                mlflow_port,
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{tmp}/mlflow.db",
+                "--artifacts-destination",
+                tmp / "mlflow-artifacts",
+            ],
+            {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            tmp,
+        )
         wait_healthy(f"{api}/health", server, "Prefect server")
         wait_healthy(f"{mlflow_uri}/health", mlflow, "MLflow server")
         for p in ("gpu-pool", "control-pool"):
@@ -147,8 +187,16 @@ def pool(tmp_path_factory):
 
 def deployment_run(pool, name: str, *params: str, timeout: int = 900) -> subprocess.CompletedProcess:
     a, env_a = pool["machines"]["a"]
-    cmd = ["prefect", "deployment", "run", name, *[x for p in params for x in ("--param", p)], "--watch",
-           "--watch-timeout", str(timeout)]
+    cmd = [
+        "prefect",
+        "deployment",
+        "run",
+        name,
+        *[x for p in params for x in ("--param", p)],
+        "--watch",
+        "--watch-timeout",
+        str(timeout),
+    ]
     return subprocess.run(cmd, cwd=a, env=env_a, capture_output=True, text=True, timeout=timeout + 60)
 
 
@@ -165,9 +213,25 @@ def test_a_stage_run_on_a_fresh_worker_is_refused_naming_the_stages_to_run_first
     assert any("stage learn@0 reads the outputs of " in log["message"] for log in logs), logs
 
 
-SMOKE_STAGES = ["prepare", "masks", "pretrain@0", "pretrain@1", "probe@k400", "probe@ssv2", "probe@in1k",
-                "probe@places205", "probe@inat21", "detect", "finetune@k400", "finetune@ssv2", "learn@0", "learn@1",
-                "ablate@reference", "ablate@copy", "report"]
+SMOKE_STAGES = [
+    "prepare",
+    "masks",
+    "pretrain@0",
+    "pretrain@1",
+    "probe@k400",
+    "probe@ssv2",
+    "probe@in1k",
+    "probe@places205",
+    "probe@inat21",
+    "detect",
+    "finetune@k400",
+    "finetune@ssv2",
+    "learn@0",
+    "learn@1",
+    "ablate@reference",
+    "ablate@copy",
+    "report",
+]
 
 
 def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single_checkout_dvc_repro(pool, smoke_run):
@@ -192,8 +256,10 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     upstream = flows.dag_upstream(pool["machines"]["a"][0])
     moved = [s for s in SMOKE_STAGES for u in upstream[s] if ran_on[u] != ran_on[s]]
     assert moved
-    assert any(f.startswith("files/md5/") for f in (str(p.relative_to(pool["remote"])) for p in pool["remote"].rglob("*")
-                                                      if p.is_file()))
+    assert any(
+        f.startswith("files/md5/")
+        for f in (str(p.relative_to(pool["remote"])) for p in pool["remote"].rglob("*") if p.is_file())
+    )
 
     # every metrics file of the pool's run equals the single-checkout `dvc repro` of the same DAG
     compared = {}
@@ -206,11 +272,14 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
     assert sorted(compared) == sorted(smoke_run.metrics) and sum(compared.values()) > 200
     learn = json.loads(records["learn@1"]["files"]["metrics/smoke/details/learn/seed1.json"]["text"])
     assert learn["seed"] == 1 and 0 <= learn["top1"]["ssv2"]["pretrained"]["attentive"] <= 100
-    print(f"pool: ablations {ablations_s:.0f} s, then the whole DAG ({len(SMOKE_STAGES)} stages) "
-          f"{pool_s - ablations_s:.0f} s; stages that read another machine's outputs: {len(moved)}")
+    print(
+        f"pool: ablations {ablations_s:.0f} s, then the whole DAG ({len(SMOKE_STAGES)} stages) "
+        f"{pool_s - ablations_s:.0f} s; stages that read another machine's outputs: {len(moved)}"
+    )
 
     # every machine logged to the one MLflow server: the ablation points are the ablation experiment's runs
     from mlflow.tracking import MlflowClient
+
     client = MlflowClient(pool["mlflow"])
     exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     ablation_runs = client.search_runs([exp.experiment_id], order_by=["metrics.top1_attentive DESC"])
@@ -220,18 +289,39 @@ def test_the_pool_runs_the_whole_smoke_dag_through_the_deployments_like_a_single
         point = r.data.tags["ablation"]
         metrics = json.loads(records[f"ablate@{point}"]["files"][f"metrics/smoke/ablate/{point}.json"]["text"])
         assert r.data.metrics["top1_attentive"] == metrics["top1_by_kind"]["attentive"]
-        assert r.data.params["masks_per_sample"] == "2" and r.data.params["target_kind"] == ("copy" if point == "copy" else "ema")
+        assert r.data.params["masks_per_sample"] == "2" and r.data.params["target_kind"] == (
+            "copy" if point == "copy" else "ema"
+        )
 
 
 def test_select_keeps_the_targets_and_every_stage_they_read_in_generation_order():
-    gens = [["masks", "prepare"], ["ablate@copy", "pretrain@0", "pretrain@1"], ["learn@0", "learn@1", "probe@k400"],
-            ["report"]]
-    upstream = {"masks": [], "prepare": [], "ablate@copy": ["prepare"], "pretrain@0": ["prepare"],
-                "pretrain@1": ["prepare"], "learn@0": ["prepare", "pretrain@0"], "learn@1": ["prepare", "pretrain@1"],
-                "probe@k400": ["prepare", "pretrain@0"], "report": ["masks", "pretrain@0", "pretrain@1", "probe@k400"]}
-    assert flows.select(gens, upstream, ["learn"]) == [["prepare"], ["pretrain@0", "pretrain@1"], ["learn@0", "learn@1"]]
-    assert flows.select(gens, upstream, ["probe@k400", "ablate"]) == [["prepare"], ["ablate@copy", "pretrain@0"],
-                                                                       ["probe@k400"]]
+    gens = [
+        ["masks", "prepare"],
+        ["ablate@copy", "pretrain@0", "pretrain@1"],
+        ["learn@0", "learn@1", "probe@k400"],
+        ["report"],
+    ]
+    upstream = {
+        "masks": [],
+        "prepare": [],
+        "ablate@copy": ["prepare"],
+        "pretrain@0": ["prepare"],
+        "pretrain@1": ["prepare"],
+        "learn@0": ["prepare", "pretrain@0"],
+        "learn@1": ["prepare", "pretrain@1"],
+        "probe@k400": ["prepare", "pretrain@0"],
+        "report": ["masks", "pretrain@0", "pretrain@1", "probe@k400"],
+    }
+    assert flows.select(gens, upstream, ["learn"]) == [
+        ["prepare"],
+        ["pretrain@0", "pretrain@1"],
+        ["learn@0", "learn@1"],
+    ]
+    assert flows.select(gens, upstream, ["probe@k400", "ablate"]) == [
+        ["prepare"],
+        ["ablate@copy", "pretrain@0"],
+        ["probe@k400"],
+    ]
     assert flows.select(gens, upstream, None) == gens
     with pytest.raises(ValueError, match=r"no stage named \['probe@ssv3'\]"):
         flows.select(gens, upstream, ["probe@ssv3"])
@@ -329,6 +419,7 @@ def test_deterministic_refusals_are_not_retried_but_a_killed_stage_is():
 
     def failed(exc):
         return Failed(data=exc)
+
     assert flows._retry_condition(None, None, failed(flows.UpstreamMissing("x"))) is False
     assert flows._retry_condition(None, None, failed(flows.RecordError("x"))) is False
     assert flows._retry_condition(None, None, failed(RuntimeError("dvc repro: killed"))) is True
@@ -337,8 +428,10 @@ def test_deterministic_refusals_are_not_retried_but_a_killed_stage_is():
 def test_a_stage_command_refusing_its_params_is_not_retried_and_other_failures_are(tmp_path):
     repo = tmp_path / "tiny"
     repo.mkdir()
-    (repo / "dvc.yaml").write_text('stages:\n  bad:\n    cmd: python -c "import sys; sys.exit(2)"\n'
-                                   '  dies:\n    cmd: python -c "import sys; sys.exit(1)"\n')
+    (repo / "dvc.yaml").write_text(
+        'stages:\n  bad:\n    cmd: python -c "import sys; sys.exit(2)"\n'
+        '  dies:\n    cmd: python -c "import sys; sys.exit(1)"\n'
+    )
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=repo, check=True, capture_output=True)
     with pytest.raises(flows.StageRefused, match=r"(?s)stage bad: `dvc repro bad` failed .* exited with 2"):
         flows._dvc_or_raise("bad", "repro", "bad", cwd=repo)

@@ -1,6 +1,7 @@
 """The GPU check's rehearsal paths (`gpu_check.sh --rehearse --dry`): every part parses its arguments
 and imports what it runs, and all of it comes from the GPU machine's image, the carried wheels, the
 standard library or this checkout (never DVC, MLflow, Prefect or scikit-video). No timings."""
+
 import json
 import os
 import re
@@ -19,8 +20,11 @@ def _norm(name: str) -> str:
 
 def allowed_distributions() -> set[str]:
     """The image's package list plus the wheels that gpu_wheels.sh carries, and this project."""
-    image = [ln.strip() for ln in (ROOT / "benchmarks" / "gpu_image_packages.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    image = [
+        ln.strip()
+        for ln in (ROOT / "benchmarks" / "gpu_image_packages.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     carried = re.search(r"^PACKAGES=\(([^)]*)\)", (ROOT / "benchmarks" / "gpu_wheels.sh").read_text(), re.M)
     assert carried, "benchmarks/gpu_wheels.sh: no PACKAGES=(...) line"
     return {_norm(n) for n in [*image, *carried.group(1).split(), "vjepa-repro"]}
@@ -31,11 +35,29 @@ def dry_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gpu_check")
     log = tmp / "imports"
     log.mkdir()
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_IMAGE_IMPORT_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "gpu_image"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "GPU_IMAGE_IMPORT_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "tests" / "gpu_image"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
     env.pop("OUT", None)
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse", "--dry", "--results",
-                           str(tmp / "results.json")], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--rehearse",
+            "--dry",
+            "--results",
+            str(tmp / "results.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     logs = [json.loads(p.read_text()) for p in sorted(log.glob("*.json"))]
     return proc, tmp / "results.json", logs
 

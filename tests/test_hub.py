@@ -1,6 +1,7 @@
 """One-line loading: load_encoder and torch.hub.load(<checkout>, ..., source="local") on files in the
 official layout give the encoder built and loaded by hand; sizes and resolutions come from the
 weights' shapes; a probe file loads as a classifier returning class probabilities."""
+
 import importlib.util
 from pathlib import Path
 
@@ -17,8 +18,17 @@ from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe
 from vjepa.probe import average_views, encode
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ModelConfig(size="tiny", img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2, num_heads=3,
-                    pred_depth=1, pred_embed_dim=24)
+SMALL = ModelConfig(
+    size="tiny",
+    img_size=32,
+    patch_size=8,
+    num_frames=4,
+    embed_dim=48,
+    depth=2,
+    num_heads=3,
+    pred_depth=1,
+    pred_embed_dim=24,
+)
 
 
 def write_official(path, cfg, seed=0):
@@ -69,8 +79,10 @@ def test_torch_hub_load_from_the_checkout_equals_the_hand_loaded_encoder(tmp_pat
         torch.hub.load(str(ROOT), "vjepa_vitl16", checkpoint=str(path), source="local")
 
 
-@pytest.mark.parametrize("name,size,img,tokens", [("vitl16", "large", 224, 1568), ("vith16", "huge", 224, 1568),
-                                                  ("vith16-384", "huge", 384, 4608)])
+@pytest.mark.parametrize(
+    "name,size,img,tokens",
+    [("vitl16", "large", 224, 1568), ("vith16", "huge", 224, 1568), ("vith16-384", "huge", 384, 4608)],
+)
 def test_released_sizes_are_read_from_the_shapes_of_their_files(name, size, img, tokens):
     # shapes only (the values do not matter here): meta tensors cost no memory at ViT-H size
     with torch.device("meta"):
@@ -91,8 +103,11 @@ def test_shapes_that_do_not_say_the_clip_or_heads_fail_with_what_to_pass(tmp_pat
 
 def test_a_released_name_is_looked_up_locally_and_never_downloaded_unasked(tmp_path, monkeypatch):
     monkeypatch.setenv("VJEPA_CHECKPOINTS", str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"vitl16.*not at .*vitl16/vitl16\.pth\.tar; download it from "
-                                              r"https://dl\.fbaipublicfiles\.com/jepa/vitl16/vitl16\.pth\.tar"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"vitl16.*not at .*vitl16/vitl16\.pth\.tar; download it from "
+        r"https://dl\.fbaipublicfiles\.com/jepa/vitl16/vitl16\.pth\.tar",
+    ):
         vjepa.load_encoder("vitl16")
     with pytest.raises(CheckpointError, match="vith16-384/ssv2-probe.pth.tar"):
         hub.resolve("vith16-384/ssv2")

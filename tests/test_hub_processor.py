@@ -2,6 +2,7 @@
 carries its preprocessing, load_encoder + load_processor turn a video file or a decoded clip into
 features with no other argument, a hub entry loads any checkpoint of ours, released names describe
 a mismatching file as it is, and the library works with DVC, MLflow and Prefect unimportable."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class SampledSquares(MovingSquares):
     """MovingSquares that says how its clips were cut, as a VideoDataset does."""
+
     clip = ClipSampling(num_frames=4, frame_step=3)
 
 
@@ -40,8 +42,13 @@ def checkpoint(tmp_path_factory):
 def test_a_pretraining_checkpoint_carries_its_model_config_and_preprocessing(checkpoint):
     path, cfg = checkpoint
     ck = load(path)
-    assert ck["preprocessing"] == {"img_size": 32, "num_frames": 4, "frame_step": 3,
-                                   "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    assert ck["preprocessing"] == {
+        "img_size": 32,
+        "num_frames": 4,
+        "frame_step": 3,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
     assert ck["config"]["model"]["num_heads"] == 3 and "target_encoder" in ck and "encoder" in ck  # official keys stay
 
 
@@ -59,8 +66,8 @@ def test_encoder_and_processor_turn_a_video_file_and_a_clip_into_the_hand_comput
     with torch.no_grad():
         expected = ref.eval()(x)
         assert torch.equal(enc(proc(video)), expected) and expected.shape == (1, 2 * 4 * 4, 48)
-        assert torch.equal(enc(proc(frames)), expected)                        # a decoded clip, numpy
-        assert torch.equal(enc(proc(torch.from_numpy(frames))), expected)      # or torch
+        assert torch.equal(enc(proc(frames)), expected)  # a decoded clip, numpy
+        assert torch.equal(enc(proc(torch.from_numpy(frames))), expected)  # or torch
     with pytest.raises(ValueError, match=r"expected a clip of 4 RGB frames \[T, H, W, 3\].*\(16, 224, 224, 3\)"):
         proc(np.zeros((16, 224, 224, 3), np.uint8))
 
@@ -77,11 +84,17 @@ def test_the_hub_entry_loads_any_checkpoint_of_ours(checkpoint):
 
 def test_a_released_name_describes_a_mismatching_file_as_it_is(checkpoint):
     path, _ = checkpoint
-    with pytest.raises(CheckpointError, match=r"holds an encoder of width 48, depth 2, 3 heads, 4 frames x 32px, "
-                                              r"tubelets 2x8x8, not the expected width 1024"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds an encoder of width 48, depth 2, 3 heads, 4 frames x 32px, "
+        r"tubelets 2x8x8, not the expected width 1024",
+    ):
         hub.vjepa_vitl16(checkpoint=str(path))
-    with pytest.raises(CheckpointError, match=r"width 48, depth 2, 3 heads, 4 frames x 32px.*not the expected "
-                                              r"width 64, depth 4, 4 heads, 8 frames x 24px"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"width 48, depth 2, 3 heads, 4 frames x 32px.*not the expected "
+        r"width 64, depth 4, 4 heads, 8 frames x 24px",
+    ):
         hub.vjepa_tiny(checkpoint=str(path))
 
 
@@ -114,7 +127,9 @@ sys.meta_path.insert(0, Blocker())
 
 def test_the_library_loads_models_and_extracts_without_dvc_mlflow_or_prefect(checkpoint):
     path, _ = checkpoint
-    code = BLOCKER + f"""
+    code = (
+        BLOCKER
+        + f"""
 import vjepa
 enc = vjepa.load_encoder({str(path)!r}); proc = vjepa.load_processor({str(path)!r})
 import numpy as np, torch
@@ -128,12 +143,18 @@ try:
 except SystemExit as e:
     assert e.code in (0, None), e.code
 """
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(1, 32, 48)" in out.stdout and "usage:" in out.stdout
     # the blocker does block: the orchestration itself cannot import
-    blocked = subprocess.run([sys.executable, "-c", BLOCKER + "import pipeline.tracking, mlflow"],
-                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    blocked = subprocess.run(
+        [sys.executable, "-c", BLOCKER + "import pipeline.tracking, mlflow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert blocked.returncode != 0 and "mlflow is blocked" in blocked.stderr
 
 
@@ -141,6 +162,7 @@ def test_extract_with_no_options_but_input_and_output_uses_the_checkpoints_own_c
     import warnings
 
     from vjepa.extract import main
+
     path, cfg = checkpoint
     video = tmp_path / "v.mp4"
     write_video(video, 1, frames=30, size=(40, 56))
@@ -152,6 +174,7 @@ def test_extract_with_no_options_but_input_and_output_uses_the_checkpoints_own_c
     ref = build_encoder(cfg.model)
     import_official(path, target_encoder=ref)
     import av
+
     with av.open(str(video)) as c:
         every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     frames = np.stack([every[i] for i in (0, 3, 6, 9)])

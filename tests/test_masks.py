@@ -1,11 +1,20 @@
 """3D multi-block masks: block geometry, context = complement of the union, batch-equal lengths,
 statistics against the official collator's measured distribution, random tubes, the figure."""
+
 import pytest
 import torch
 
 from vjepa.config import ConfigError, from_dict
-from vjepa.masks import (LONG_RANGE, PAPER_MASKS, SHORT_RANGE, MaskCollator, MaskConfig, MaskGenerator,
-                         mask_statistics, plot_masks)
+from vjepa.masks import (
+    LONG_RANGE,
+    PAPER_MASKS,
+    SHORT_RANGE,
+    MaskCollator,
+    MaskConfig,
+    MaskGenerator,
+    mask_statistics,
+    plot_masks,
+)
 
 GRID = (8, 14, 14)
 
@@ -44,7 +53,9 @@ def test_masks_are_a_function_of_seed_step_and_rank():
     b = MaskCollator(PAPER_MASKS, GRID, seed=1)(6, step=11)
     c = MaskCollator(PAPER_MASKS, GRID, seed=1, rank=1)(6, step=11)
     assert all(torch.equal(x, y) for x, y in zip(a[0] + a[1], b[0] + b[1]))
-    assert not all(torch.equal(x, y) for x, y in zip(a[0], c[0]) if x.shape == y.shape) or a[0][0].shape != c[0][0].shape
+    assert (
+        not all(torch.equal(x, y) for x, y in zip(a[0], c[0]) if x.shape == y.shape) or a[0][0].shape != c[0][0].shape
+    )
 
 
 def test_statistics_match_the_official_collator():
@@ -52,8 +63,12 @@ def test_statistics_match_the_official_collator():
     366 / 747 (short-range) and 107 / 1102 (long-range). Tolerance: 4% of the mean."""
     short = mask_statistics(SHORT_RANGE, GRID, batch_size=24, num_batches=200)
     long_ = mask_statistics(LONG_RANGE, GRID, batch_size=24, num_batches=200)
-    for got, ref in [(short["context_tokens_mean"], 366), (short["target_tokens_mean"], 747),
-                     (long_["context_tokens_mean"], 107), (long_["target_tokens_mean"], 1102)]:
+    for got, ref in [
+        (short["context_tokens_mean"], 366),
+        (short["target_tokens_mean"], 747),
+        (long_["context_tokens_mean"], 107),
+        (long_["target_tokens_mean"], 1102),
+    ]:
         assert abs(got - ref) <= 0.04 * ref, (got, ref)
     # ranges inside the official ones, widened by one block row
     assert 180 <= short["context_tokens_min"] and short["context_tokens_max"] <= 560

@@ -2,6 +2,7 @@
 (the ablate and report stages run directly, one point failed and re-run) holds one run per point,
 the experiment's description with its link to the ablation table view, and each point's paired
 margin, interval and verdict against the reference point."""
+
 import json
 
 import pytest
@@ -29,6 +30,7 @@ def store(tmp_path_factory):
 
         def killed(*a, **k):
             raise KeyboardInterrupt("killed mid-probe")
+
         mp.setattr(ablate, "probe_task", killed)
         with pytest.raises(KeyboardInterrupt):
             ablate.run(P, "copy")
@@ -37,12 +39,14 @@ def store(tmp_path_factory):
         report_stage.run(P)
     mp.undo()
     from mlflow.tracking import MlflowClient
+
     return P, root, MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
 
 
 class _quiet:
     def __enter__(self):
         import warnings
+
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore")
@@ -69,8 +73,12 @@ def test_the_experiment_description_explains_the_table_and_links_the_sorted_view
     assert saved["name"] == "Ablation table" and isinstance(saved["createdAt"], int)
     view = json.loads(saved["state"])
     assert view["orderByKey"] == "metrics.`top1_attentive`" and view["orderByAsc"] is False
-    assert {"params.`masks_per_sample`", "metrics.`top1_attentive`", "metrics.`margin_attentive`",
-            "tags.`verdict_attentive`"} <= set(view["selectedColumns"])
+    assert {
+        "params.`masks_per_sample`",
+        "metrics.`top1_attentive`",
+        "metrics.`margin_attentive`",
+        "tags.`verdict_attentive`",
+    } <= set(view["selectedColumns"])
     main = client.get_experiment_by_name("vjepa-reproduction")
     assert "One run per stage execution" in main.tags["mlflow.note.content"]
 
@@ -83,7 +91,9 @@ def test_every_point_carries_its_margin_interval_and_verdict_against_the_referen
     copy = runs["copy"]
     for kind in ("attentive", "linear"):
         assert copy.metrics[f"margin_{kind}"] == pytest.approx(saved[kind]["margin"], abs=1e-3)
-        assert copy.metrics[f"margin_{kind}_low"] <= copy.metrics[f"margin_{kind}"] <= copy.metrics[f"margin_{kind}_high"]
+        assert (
+            copy.metrics[f"margin_{kind}_low"] <= copy.metrics[f"margin_{kind}"] <= copy.metrics[f"margin_{kind}_high"]
+        )
         assert copy.tags[f"verdict_{kind}"] == saved[kind]["verdict"]
         assert runs["reference"].tags[f"verdict_{kind}"] == "reference"
     details = json.loads((root / "metrics/smoke/details/ablate/copy.json").read_text())
@@ -91,5 +101,12 @@ def test_every_point_carries_its_margin_interval_and_verdict_against_the_referen
     # only the numbers the table shows: no per-step curves or per-clip details among the run's metrics
     assert "loss" not in copy.metrics and not any(k.startswith("clips") for k in copy.metrics)
     assert {k for k in copy.metrics if not k.startswith("mask")} == {  # mask<i>_*: each mask's statistics
-        "top1_attentive", "top1_linear", "final_loss", "spatial_masking_ratio", "temporal_masking_ratio",
-        "context_tokens", "target_tokens", *(f"margin_{k}{e}" for k in ("attentive", "linear") for e in ("", "_low", "_high"))}
+        "top1_attentive",
+        "top1_linear",
+        "final_loss",
+        "spatial_masking_ratio",
+        "temporal_masking_ratio",
+        "context_tokens",
+        "target_tokens",
+        *(f"margin_{k}{e}" for k in ("attentive", "linear") for e in ("", "_low", "_high")),
+    }

@@ -1,4 +1,5 @@
 """The video ViT and predictor: sizes, positions, token order, masked forward, determinism."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,14 +7,27 @@ import torch
 from vjepa.models import ModelConfig, build_encoder, build_predictor, count_trainable, gather_tokens
 from vjepa.models.pos_embed import interpolate_pos_embed, sincos_1d, sincos_3d
 
-TINY = ModelConfig(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3,
-                   pred_depth=2, pred_embed_dim=24, pred_num_heads=3)
+TINY = ModelConfig(
+    size="tiny",
+    img_size=32,
+    num_frames=4,
+    patch_size=8,
+    embed_dim=48,
+    depth=2,
+    num_heads=3,
+    pred_depth=2,
+    pred_embed_dim=24,
+    pred_num_heads=3,
+)
 
 
-@pytest.mark.parametrize("size,encoder,predictor", [
-    ("large", 303_885_312, 22_082_944),
-    ("huge", 631_648_000, 22_279_808),
-])
+@pytest.mark.parametrize(
+    "size,encoder,predictor",
+    [
+        ("large", 303_885_312, 22_082_944),
+        ("huge", 631_648_000, 22_279_808),
+    ],
+)
 def test_parameter_counts_match_the_released_models(size, encoder, predictor):
     cfg = ModelConfig(size=size)
     with torch.device("meta"):  # no weights allocated
@@ -39,15 +53,18 @@ def test_position_table_is_the_closed_form_uniform_power_recipe(dim, part):
     # token n = t*H*W + h*W + w carries [sincos(t) | sincos(h) | sincos(w)] truncated to dim
     for t, h, w in [(0, 0, 0), (3, 5, 7), (7, 13, 13)]:
         n = t * H * W + h * W + w
-        expect = np.concatenate([sincos_1d(part, np.array([t])), sincos_1d(part, np.array([h])),
-                                 sincos_1d(part, np.array([w]))], axis=1)[0, :dim]
+        expect = np.concatenate(
+            [sincos_1d(part, np.array([t])), sincos_1d(part, np.array([h])), sincos_1d(part, np.array([w]))], axis=1
+        )[0, :dim]
         np.testing.assert_array_equal(table[n], expect)
 
 
 def test_position_table_without_uniform_power_splits_half_quarter_quarter():
     table = sincos_3d(16, 2, 3, 3, uniform_power=False)
     n = 1 * 9 + 2 * 3 + 1
-    expect = np.concatenate([sincos_1d(8, np.array([1])), sincos_1d(4, np.array([2])), sincos_1d(4, np.array([1]))], 1)[0]
+    expect = np.concatenate([sincos_1d(8, np.array([1])), sincos_1d(4, np.array([2])), sincos_1d(4, np.array([1]))], 1)[
+        0
+    ]
     np.testing.assert_array_equal(table[n], expect)
 
 
@@ -66,8 +83,9 @@ def test_positions_interpolate_trilinearly_and_identity_on_same_grid():
     table = torch.from_numpy(sincos_3d(12, 4, 4, 4)).float().unsqueeze(0)
     assert interpolate_pos_embed(table, (4, 4, 4), (4, 4, 4)) is table
     up = interpolate_pos_embed(table, (4, 4, 4), (8, 4, 4))
-    ref = torch.nn.functional.interpolate(table.reshape(1, 4, 4, 4, 12).permute(0, 4, 1, 2, 3),
-                                          size=(8, 4, 4), mode="trilinear")
+    ref = torch.nn.functional.interpolate(
+        table.reshape(1, 4, 4, 4, 12).permute(0, 4, 1, 2, 3), size=(8, 4, 4), mode="trilinear"
+    )
     torch.testing.assert_close(up, ref.permute(0, 2, 3, 4, 1).reshape(1, -1, 12))
     enc = build_encoder(TINY).eval()
     with torch.no_grad():
@@ -123,6 +141,7 @@ def test_encoder_and_predictor_train_forward_backward_deterministically():
         loss = p.abs().mean()
         loss.backward()
         return p.detach(), enc.patch_embed.proj.weight.grad.clone(), pred.mask_tokens[1].grad.clone()
+
     p1, g1, m1 = run()
     p2, g2, m2 = run()
     assert p1.shape == (3, 5, 48)
@@ -181,24 +200,41 @@ def test_effective_init_has_no_depth_rescaling_and_zero_mask_tokens():
 
 
 def test_predictor_normalises_only_the_target_tokens_it_reads_out_and_gets_the_same_numbers():
-    cfg = ModelConfig(size="tiny", img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=1, num_heads=3,
-                      pred_depth=2, pred_embed_dim=24)
+    cfg = ModelConfig(
+        size="tiny",
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        depth=1,
+        num_heads=3,
+        pred_depth=2,
+        pred_embed_dim=24,
+    )
     torch.manual_seed(0)
     pred = build_predictor(cfg).eval()
     ctx_idx, tgt_idx = torch.tensor([[0, 3, 5, 9], [1, 2, 4, 6]]), torch.tensor([[1, 2, 7], [0, 8, 9]])
     z = torch.randn(2, 4, 48)
     seen = {}
-    pred.predictor_norm.register_forward_hook(lambda m, args, out: seen.update(rows=args[0].numel() // args[0].shape[-1]))
+    pred.predictor_norm.register_forward_hook(
+        lambda m, args, out: seen.update(rows=args[0].numel() // args[0].shape[-1])
+    )
     with torch.no_grad():
         ours = pred(z, ctx_idx, tgt_idx)
         # reference: every token through the final norm, then the target rows read out
         pos = pred.predictor_pos_embed.expand(2, -1, -1)
-        x = torch.cat([pred.predictor_embed(z) + gather_tokens(pos, ctx_idx),
-                       pred.mask_tokens[0].expand(2, 3, -1) + gather_tokens(pos, tgt_idx)], dim=1)
+        x = torch.cat(
+            [
+                pred.predictor_embed(z) + gather_tokens(pos, ctx_idx),
+                pred.mask_tokens[0].expand(2, 3, -1) + gather_tokens(pos, tgt_idx),
+            ],
+            dim=1,
+        )
         for blk in pred.predictor_blocks:
             x = blk(x)
-        ref = pred.predictor_proj(torch.nn.functional.layer_norm(
-            x, (24,), pred.predictor_norm.weight, pred.predictor_norm.bias, 1e-6)[:, -3:])
+        ref = pred.predictor_proj(
+            torch.nn.functional.layer_norm(x, (24,), pred.predictor_norm.weight, pred.predictor_norm.bias, 1e-6)[:, -3:]
+        )
     assert seen["rows"] == 2 * 3 and ours.shape == (2, 3, 48)
     assert torch.equal(ours, ref)
 
@@ -213,11 +249,16 @@ def _one_pass_per_mask(enc, pred, x, ctx_masks, tgt_masks):
             z = blk(z)
         z = enc.norm(z)
         pos = pred.predictor_pos_embed.expand(x.size(0), -1, -1)
-        s = torch.cat([pred.predictor_embed(z) + gather_tokens(pos, c),
-                       pred.mask_tokens[i].expand(*t.shape, -1) + gather_tokens(pos, t)], dim=1)
+        s = torch.cat(
+            [
+                pred.predictor_embed(z) + gather_tokens(pos, c),
+                pred.mask_tokens[i].expand(*t.shape, -1) + gather_tokens(pos, t),
+            ],
+            dim=1,
+        )
         for blk in pred.predictor_blocks:
             s = blk(s)
-        preds.append(pred.predictor_proj(pred.predictor_norm(s[:, -t.size(1):])))
+        preds.append(pred.predictor_proj(pred.predictor_norm(s[:, -t.size(1) :])))
     return preds
 
 

@@ -1,6 +1,7 @@
 """The paper profiles as shipped, run on data in the datasets' release layouts (tests/release_tree.py)
 with only data paths and compute shrunk: every shipped profile is planned by DVC, paper-vitl16's
 whole DAG runs end to end through `dvc repro`, and the other two are planned over the same tree."""
+
 import json
 import re
 import shutil
@@ -17,49 +18,103 @@ PAPER = ("paper-vitl16", "paper-vith16", "paper-vith16-384")
 # What a test profile over a paper profile may change: where the data is, and how much compute a
 # 2-core CPU spends (model size, image size, frames, steps, batches, workers, epochs, precision,
 # detection's out_layers for the shrunk depth). Nothing of the recipe itself.
-ALLOWED = [r"base", r"tasks\..*\.(path|root|labels)", r"(ablations\.)?pretrain\.data\.sources", r"ablations\.data\.sources",
-           r"detect\.data\..*",
-           r"(ablations\.pretrain\.)?model\.(embed_dim|depth|num_heads|img_size|num_frames|pred_depth|pred_embed_dim"
-           r"|patch_size)",
-           r"pretrain\.data\.(num_frames|decode_threads)",
-           r"(ablations\.)?pretrain\.train\.(batch_size|accumulation_steps|num_workers|checkpoint_every|precision)",
-           r"(ablations\.)?pretrain\.(train\.)?optim\.(iterations|warmup_iterations)",
-           r"probe\.defaults\.(epochs|batch_size|num_workers|encoder_chunk|precision)",
-           r"probe\.tasks\.\w+\.(num_frames|still_frames)", r"ablations\.probe\.epochs",
-           r"detect\.clip\.(num_frames|train_scale|crop_size|test_size)",
-           r"detect\.head\.(out_layers|epochs|batch_size|num_workers|warmup_epochs|precision)",
-           r"finetune\.defaults\.(img_size|batch_size|num_workers|epochs|precision|num_sample|warmup_epochs"
-           r"|test_num_crop)",
-           r"finetune\.tasks\.\w+\.(num_frames|epochs|test_num_segment)"]
-TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_frames": 4, "pred_depth": 1,
-        "pred_embed_dim": 16}
+ALLOWED = [
+    r"base",
+    r"tasks\..*\.(path|root|labels)",
+    r"(ablations\.)?pretrain\.data\.sources",
+    r"ablations\.data\.sources",
+    r"detect\.data\..*",
+    r"(ablations\.pretrain\.)?model\.(embed_dim|depth|num_heads|img_size|num_frames|pred_depth|pred_embed_dim"
+    r"|patch_size)",
+    r"pretrain\.data\.(num_frames|decode_threads)",
+    r"(ablations\.)?pretrain\.train\.(batch_size|accumulation_steps|num_workers|checkpoint_every|precision)",
+    r"(ablations\.)?pretrain\.(train\.)?optim\.(iterations|warmup_iterations)",
+    r"probe\.defaults\.(epochs|batch_size|num_workers|encoder_chunk|precision)",
+    r"probe\.tasks\.\w+\.(num_frames|still_frames)",
+    r"ablations\.probe\.epochs",
+    r"detect\.clip\.(num_frames|train_scale|crop_size|test_size)",
+    r"detect\.head\.(out_layers|epochs|batch_size|num_workers|warmup_epochs|precision)",
+    r"finetune\.defaults\.(img_size|batch_size|num_workers|epochs|precision|num_sample|warmup_epochs"
+    r"|test_num_crop)",
+    r"finetune\.tasks\.\w+\.(num_frames|epochs|test_num_segment)",
+]
+TINY = {
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "img_size": 32,
+    "patch_size": 8,
+    "num_frames": 4,
+    "pred_depth": 1,
+    "pred_embed_dim": 16,
+}
 
 
 def shrunk(base: str, tree: dict) -> dict:
     """A test profile over paper profile `base`: the release tree's paths, a CPU's compute."""
     data = {"sources": tree["pretrain_sources"]}
-    paths = {t: {split: {k: v for k, v in spec.items() if k in ("path", "root", "labels")} for split, spec in splits.items()}
-             for t, splits in tree["tasks"].items()}  # the formats are the paper profile's own
+    paths = {
+        t: {split: {k: v for k, v in spec.items() if k in ("path", "root", "labels")} for split, spec in splits.items()}
+        for t, splits in tree["tasks"].items()
+    }  # the formats are the paper profile's own
     return {
         "base": base,
         "tasks": paths,
         "model": TINY,
-        "pretrain": {"data": {**data, "num_frames": 4},
-                     "train": {"batch_size": 2, "accumulation_steps": 1, "num_workers": 0, "checkpoint_every": 1,
-                               "precision": "fp32", "optim": {"iterations": 2, "warmup_iterations": 1}}},
-        "probe": {"defaults": {"epochs": 1, "batch_size": 4, "num_workers": 0, "precision": "fp32"},
-                  "tasks": {"k400": {"num_frames": 4}, "ssv2": {"num_frames": 4}, "in1k": {"still_frames": 2},
-                            "places205": {"still_frames": 2}, "inat21": {"still_frames": 2}}},
-        "detect": {"data": tree["detect"], "clip": {"num_frames": 4, "train_scale": [32, 40], "crop_size": 32,
-                                                    "test_size": 32},
-                   "head": {"out_layers": [1, 2], "epochs": 1, "batch_size": 2, "num_workers": 0, "warmup_epochs": 0,
-                            "precision": "fp32"}},
-        "finetune": {"defaults": {"img_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1, "precision": "fp32",
-                                  "num_sample": 1, "warmup_epochs": 0, "test_num_crop": 1},
-                     "tasks": {"k400": {"num_frames": 4, "test_num_segment": 2},
-                               "ssv2": {"num_frames": 4, "test_num_segment": 2}}},
-        "ablations": {"data": {"sources": tree["pretrain_sources"][:1]}, "probe": {"epochs": 1},
-                      "pretrain": {"model": TINY, "optim": {"iterations": 2, "warmup_iterations": 1}}},
+        "pretrain": {
+            "data": {**data, "num_frames": 4},
+            "train": {
+                "batch_size": 2,
+                "accumulation_steps": 1,
+                "num_workers": 0,
+                "checkpoint_every": 1,
+                "precision": "fp32",
+                "optim": {"iterations": 2, "warmup_iterations": 1},
+            },
+        },
+        "probe": {
+            "defaults": {"epochs": 1, "batch_size": 4, "num_workers": 0, "precision": "fp32"},
+            "tasks": {
+                "k400": {"num_frames": 4},
+                "ssv2": {"num_frames": 4},
+                "in1k": {"still_frames": 2},
+                "places205": {"still_frames": 2},
+                "inat21": {"still_frames": 2},
+            },
+        },
+        "detect": {
+            "data": tree["detect"],
+            "clip": {"num_frames": 4, "train_scale": [32, 40], "crop_size": 32, "test_size": 32},
+            "head": {
+                "out_layers": [1, 2],
+                "epochs": 1,
+                "batch_size": 2,
+                "num_workers": 0,
+                "warmup_epochs": 0,
+                "precision": "fp32",
+            },
+        },
+        "finetune": {
+            "defaults": {
+                "img_size": 32,
+                "batch_size": 2,
+                "num_workers": 0,
+                "epochs": 1,
+                "precision": "fp32",
+                "num_sample": 1,
+                "warmup_epochs": 0,
+                "test_num_crop": 1,
+            },
+            "tasks": {
+                "k400": {"num_frames": 4, "test_num_segment": 2},
+                "ssv2": {"num_frames": 4, "test_num_segment": 2},
+            },
+        },
+        "ablations": {
+            "data": {"sources": tree["pretrain_sources"][:1]},
+            "probe": {"epochs": 1},
+            "pretrain": {"model": TINY, "optim": {"iterations": 2, "warmup_iterations": 1}},
+        },
     }
 
 
@@ -120,15 +175,18 @@ def test_the_other_paper_profiles_are_planned_over_release_format_data(paper_rep
     for base in PAPER[1:]:
         _with_test_profile(paper_repo, base, release_tree)
         stages = plan(paper_repo)
-        assert {"prepare", "pretrain@0", "probe@k400", "detect", "finetune@ssv2", "ablate@t15-3masks",
-                "report"} <= set(stages), base
+        assert {"prepare", "pretrain@0", "probe@k400", "detect", "finetune@ssv2", "ablate@t15-3masks", "report"} <= set(
+            stages
+        ), base
 
 
 def _run_end_to_end(repo, base: str, tree: dict) -> dict:
     name = _with_test_profile(repo, base, tree)
     dvc(repo, "repro", timeout=3600)  # 60 stages: about 10 minutes on a quiet 2-core machine
-    return {str(p.relative_to(repo / "metrics" / name)): json.loads(p.read_text())
-            for p in (repo / "metrics" / name).rglob("*.json")}
+    return {
+        str(p.relative_to(repo / "metrics" / name)): json.loads(p.read_text())
+        for p in (repo / "metrics" / name).rglob("*.json")
+    }
 
 
 def test_paper_vitl16_runs_end_to_end_on_release_format_data(paper_repo, release_tree):
@@ -157,13 +215,16 @@ def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
 
 # -- prepare reads what later stages read: a wrong path fails in seconds, naming the file ----------
 
+
 def _paper_params(tmp_path, tree: dict, edit=lambda p: None) -> str:
     """params.yaml of the test profile over paper-vitl16 (data paths into the tree), edited."""
     from pipeline.config import merge
     from pipeline.profiles import params_text
 
-    params = merge(yaml.safe_load(params_text("paper-vitl16")), {k: v for k, v in shrunk("paper-vitl16", tree).items()
-                                                                  if k != "base"})
+    params = merge(
+        yaml.safe_load(params_text("paper-vitl16")),
+        {k: v for k, v in shrunk("paper-vitl16", tree).items() if k != "base"},
+    )
     edit(params)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(with_sources(params), sort_keys=False))
@@ -172,6 +233,7 @@ def _paper_params(tmp_path, tree: dict, edit=lambda p: None) -> str:
 
 def _prepare(tmp_path, monkeypatch, tree, edit):
     from pipeline import stages
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VJEPA_MLFLOW", "0")
     return stages.run("prepare", _paper_params(tmp_path, tree, edit))
@@ -186,15 +248,21 @@ def test_prepare_of_the_release_tree_checks_every_later_input(tmp_path, monkeypa
 
 def test_a_wrong_video_root_fails_at_prepare_naming_the_annotation_file(tmp_path, monkeypatch, release_tree):
     from vjepa.data.readers import AnnotationError
+
     (tmp_path / "empty").mkdir()
     train_csv = release_tree["tasks"]["k400"]["train"]["path"]
     with pytest.raises(AnnotationError, match=f"{re.escape(train_csv)}: 6 of 6 sampled listed files not found"):
-        _prepare(tmp_path, monkeypatch, release_tree,
-                 lambda p: p["tasks"]["k400"]["train"].update(root=str(tmp_path / "empty")))
+        _prepare(
+            tmp_path,
+            monkeypatch,
+            release_tree,
+            lambda p: p["tasks"]["k400"]["train"].update(root=str(tmp_path / "empty")),
+        )
 
 
 def test_a_pretraining_list_naming_missing_files_fails_at_prepare(tmp_path, monkeypatch, release_tree):
     from vjepa.data.readers import AnnotationError
+
     bad = tmp_path / "k710_moved.csv"
     bad.write_text("".join(f"/nowhere/clip{i}.mp4 {i % 3}\n" for i in range(5)))
     with pytest.raises(AnnotationError, match=f"{re.escape(str(bad))}: 5 of 5 sampled listed files not found"):
@@ -203,9 +271,12 @@ def test_a_pretraining_list_naming_missing_files_fails_at_prepare(tmp_path, monk
 
 def test_missing_ava_frames_fail_at_prepare(tmp_path, monkeypatch, release_tree):
     from vjepa.data.readers import AnnotationError
+
     (tmp_path / "frames").mkdir()
     with pytest.raises(AnnotationError, match="frame folder not found"):
-        _prepare(tmp_path, monkeypatch, release_tree, lambda p: p["detect"]["data"].update(frames=str(tmp_path / "frames")))
+        _prepare(
+            tmp_path, monkeypatch, release_tree, lambda p: p["detect"]["data"].update(frames=str(tmp_path / "frames"))
+        )
 
 
 def test_an_edited_release_file_shows_in_dvc_status_as_the_stages_that_read_it(paper_repo, release_tree):

@@ -1,6 +1,7 @@
 """The DAG end to end on the smoke profile, in a copy of the checkout: every stage runs and writes
 its metrics, the report is built from them, a second `dvc repro` does nothing, and a changed probe
 parameter re-runs only the probe that reads it and the report. Plus the stage plumbing."""
+
 import json
 import subprocess
 from pathlib import Path
@@ -36,9 +37,24 @@ def smoke_repo(smoke_run):
 def test_the_whole_dag_runs_and_writes_every_stage_metrics_and_the_report(smoke_repo):
     repo, log = smoke_repo
     m = repo / "metrics" / "smoke" / "details"  # everything a stage reports; the metrics files beside hold the headline
-    expected = ["prepare", "masks", "pretrain/seed0", "pretrain/seed1", "probe/k400", "probe/ssv2", "probe/in1k",
-                "probe/places205", "probe/inat21", "detect", "finetune/k400", "finetune/ssv2", "learn/seed0",
-                "learn/seed1", "ablate/reference", "ablate/copy"]
+    expected = [
+        "prepare",
+        "masks",
+        "pretrain/seed0",
+        "pretrain/seed1",
+        "probe/k400",
+        "probe/ssv2",
+        "probe/in1k",
+        "probe/places205",
+        "probe/inat21",
+        "detect",
+        "finetune/k400",
+        "finetune/ssv2",
+        "learn/seed0",
+        "learn/seed1",
+        "ablate/reference",
+        "ablate/copy",
+    ]
     for name in expected:
         data = json.loads((m / f"{name}.json").read_text())
         assert data["profile"] == "smoke", name
@@ -50,8 +66,11 @@ def test_the_whole_dag_runs_and_writes_every_stage_metrics_and_the_report(smoke_
     outcomes = learn["clips"]["ssv2"]["pretrained"]  # per-clip outcomes, for the report's paired verdicts
     assert len(outcomes["correct"]["attentive"]) == len(outcomes["index"]) == 8  # prepare.ssv2_val
     assert json.loads((m / "ablate/copy.json").read_text())["target"] == "copy"
-    assert json.loads((m.parent / "ablate/copy.json").read_text()).keys() == {"top1_by_kind", "final_loss",
-                                                                               "final_target_std"}
+    assert json.loads((m.parent / "ablate/copy.json").read_text()).keys() == {
+        "top1_by_kind",
+        "final_loss",
+        "final_target_std",
+    }
     curve = (repo / "metrics/smoke/curves/pretrain/seed1.csv").read_text().splitlines()
     assert curve[0] == "step,loss,target_std,lr" and len(curve) == 1 + 4  # one row per step, what `dvc plots` draws
     report = (repo / "reports" / "smoke" / "README.md").read_text()

@@ -3,6 +3,7 @@ checkpoints in the official layout, kill-and-resume bit-identity, NaN handling, 
 
 Run as a script, this file is the child process of the kill-and-resume test.
 """
+
 import copy
 import json
 import os
@@ -22,14 +23,36 @@ from vjepa.distributed import DistEnv, ShardedBatchSampler
 from vjepa.masks import MaskCollator
 from vjepa.runtime import TIMINGS
 from vjepa.models import build_encoder, build_predictor
-from vjepa.pretrain import (MicroBatches, NonFiniteLossError, PretrainConfig, build_state, ema_update_, jepa_loss,
-                            param_groups, pretrain, train_step)
+from vjepa.pretrain import (
+    MicroBatches,
+    NonFiniteLossError,
+    PretrainConfig,
+    build_state,
+    ema_update_,
+    jepa_loss,
+    param_groups,
+    pretrain,
+    train_step,
+)
 
 TINY = {
-    "model": {"size": "tiny", "img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 48, "depth": 2,
-              "num_heads": 3, "pred_depth": 2, "pred_embed_dim": 24},
+    "model": {
+        "size": "tiny",
+        "img_size": 32,
+        "patch_size": 8,
+        "num_frames": 4,
+        "embed_dim": 48,
+        "depth": 2,
+        "num_heads": 3,
+        "pred_depth": 2,
+        "pred_embed_dim": 24,
+    },
     "optim": {"iterations": 6, "lr": 1e-3, "start_lr": 1e-4, "final_lr": 1e-5, "warmup_iterations": 2},
-    "batch_size": 2, "precision": "fp32", "device": "cpu", "checkpoint_every": 2, "seed": 7,
+    "batch_size": 2,
+    "precision": "fp32",
+    "device": "cpu",
+    "checkpoint_every": 2,
+    "seed": 7,
 }
 
 
@@ -63,7 +86,7 @@ class MovingSquares(torch.utils.data.Dataset):
         x, y = torch.randint(0, self.px - 8, (2,), generator=g).tolist()
         for t in range(self.frames):
             x0 = (x + 2 * t) % (self.px - 8)
-            v[:, t, y:y + 8, x0:x0 + 8] += 1.0
+            v[:, t, y : y + 8, x0 : x0 + 8] += 1.0
         if torch.rand(()) < 0.5:
             v = v.flip(-1)
         if self.poisoned and i == self.nan_index:
@@ -110,13 +133,13 @@ def test_loss_falls_over_a_few_dozen_steps_on_a_fixed_batch(tmp_path):
     assert summary["final_target_std"] > 0 and summary["clips_per_s"] > 0 and summary["peak_memory_mb"] > 0
 
 
-
 def test_two_runs_on_the_same_inputs_write_byte_identical_files_and_report_timings_only_in_the_summary(tmp_path):
     # a stage's output folder is cached by its hash: wall time, rates and memory would change it on every run
     cfg = tiny_config(optim={"iterations": 3, "warmup_iterations": 1}, checkpoint_every=2)
     logged = []
-    summaries = [pretrain(cfg, MovingSquares(4), tmp_path / run, log_fn=lambda m, step: logged.append(m))
-                 for run in ("a", "b")]
+    summaries = [
+        pretrain(cfg, MovingSquares(4), tmp_path / run, log_fn=lambda m, step: logged.append(m)) for run in ("a", "b")
+    ]
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == ["latest.pth.tar", "metrics.jsonl"] == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in files:
@@ -124,7 +147,7 @@ def test_two_runs_on_the_same_inputs_write_byte_identical_files_and_report_timin
     rows = read_metrics(tmp_path / "a")
     assert [r["step"] for r in rows] == [1, 2, 3] and all("loss" in r and "target_std" in r and "lr" in r for r in rows)
     assert not any(TIMINGS & set(r) for r in rows)
-    assert all({"clips_per_s", "peak_memory_mb"} <= set(m) for m in logged)        # MLflow gets them per step
+    assert all({"clips_per_s", "peak_memory_mb"} <= set(m) for m in logged)  # MLflow gets them per step
     assert all({"clips_per_s", "peak_memory_mb", "wall_s"} <= set(s) for s in summaries)  # and the metrics file
 
 
@@ -136,12 +159,18 @@ def test_without_the_ema_the_target_features_collapse_faster(tmp_path):
     for seed in (0, 1, 2):
         late = {}
         for target in ("ema", "copy"):
-            cfg = tiny_config(batch_size=8, target=target, seed=seed, checkpoint_every=60,
-                              optim={"iterations": 60, "warmup_iterations": 5, "lr": 1e-3})
+            cfg = tiny_config(
+                batch_size=8,
+                target=target,
+                seed=seed,
+                checkpoint_every=60,
+                optim={"iterations": 60, "warmup_iterations": 5, "lr": 1e-3},
+            )
             pretrain(cfg, MovingSquares(32), tmp_path / f"{target}{seed}")
             stds = [m["target_std"] for m in read_metrics(tmp_path / f"{target}{seed}")]
             late[target] = sum(stds[-10:]) / 10
         assert late["copy"] < 0.8 * late["ema"], (seed, late)
+
 
 def tiny_state_and_batch(cfg: PretrainConfig, batch: int = 2, shards=(0,)):
     env = DistEnv()
@@ -199,8 +228,13 @@ def test_gradient_clipping_starts_at_its_step_and_bounds_each_model_separately()
     seen = []
 
     def norms(optimizer, *_):  # gradient norms as the optimizer sees them
-        seen.append([torch.nn.utils.get_total_norm([p.grad for p in m.parameters() if p.grad is not None]).item()
-                     for m in (state.encoder, state.predictor)])
+        seen.append(
+            [
+                torch.nn.utils.get_total_norm([p.grad for p in m.parameters() if p.grad is not None]).item()
+                for m in (state.encoder, state.predictor)
+            ]
+        )
+
     state.optimizer.register_step_pre_hook(norms)
     m1 = train_step(state, cfg, micro, step=1)
     m2 = train_step(state, cfg, micro, step=2)
@@ -211,7 +245,11 @@ def test_gradient_clipping_starts_at_its_step_and_bounds_each_model_separately()
 
 def test_activation_checkpointing_gives_the_same_step_and_bf16_a_close_one():
     losses = {}
-    for name, over in {"plain": {}, "ckpt": {"model": {"activation_checkpointing": True}}, "bf16": {"precision": "bf16"}}.items():
+    for name, over in {
+        "plain": {},
+        "ckpt": {"model": {"activation_checkpointing": True}},
+        "bf16": {"precision": "bf16"},
+    }.items():
         cfg = tiny_config(**over)
         state, micro = tiny_state_and_batch(cfg)
         losses[name] = [train_step(state, cfg, micro, step=s)["loss"] for s in (1, 2)]
@@ -227,8 +265,13 @@ def test_param_groups_follow_the_official_weight_decay_split():
     decayed = {names[id(p)] for g in groups[:2] for p in g["params"]}
     excluded = {names[id(p)] for g in groups[2:] for p in g["params"]}
     assert [g.get("WD_exclude", False) for g in groups] == [False, False, True, True]
-    assert {"pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "mask_tokens.0",
-            "predictor_pos_embed"} <= decayed
+    assert {
+        "pos_embed",
+        "patch_embed.proj.weight",
+        "blocks.0.attn.qkv.weight",
+        "mask_tokens.0",
+        "predictor_pos_embed",
+    } <= decayed
     assert {"patch_embed.proj.bias", "blocks.0.norm1.weight", "norm.bias", "predictor_norm.weight"} <= excluded
     assert len(decayed) + len(excluded) == sum(1 for m in (enc, pred) for _ in m.parameters())
     state = build_state(cfg, DistEnv())
@@ -262,8 +305,9 @@ def test_sampler_gives_each_shard_its_slice_of_the_global_batch_and_resumes_mid_
     assert one.global_batch == 4 and one.steps_per_epoch == 2  # 10 // 4: two clips dropped per epoch
     batches = list(one)
     assert [key[:3] for key in batches[:6]] == [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 0, 1), (2, 1, 1)]
-    ranks = [list(ShardedBatchSampler(10, 2, 1, DistEnv(rank=r, world_size=2), seed=3, total_steps=5))
-             for r in range(2)]
+    ranks = [
+        list(ShardedBatchSampler(10, 2, 1, DistEnv(rank=r, world_size=2), seed=3, total_steps=5)) for r in range(2)
+    ]
     assert [b for s in range(5) for b in (ranks[0][s], ranks[1][s])] == batches  # rank r = shard r
     idx = [i for *_, keys in batches[:4] for i, _ in keys]
     assert len(set(idx)) == 8  # one epoch: no clip twice
@@ -278,6 +322,7 @@ def test_a_weighted_mixture_is_drawn_with_its_weights(tmp_path):
         def __getitem__(self, i):
             self.seen.append(i)
             return super().__getitem__(i)
+
     a, b = Recorded(4), Recorded(4)
     a.seen, b.seen = [], []
     pretrain(tiny_config(optim={"iterations": 3}), MixtureDataset([a, b], weights=[1.0, 0.0]), tmp_path)
@@ -303,8 +348,22 @@ def test_checkpoint_has_the_official_layout_and_our_training_state(tmp_path):
     cfg = tiny_config(optim={"iterations": 2})
     pretrain(cfg, MovingSquares(4), tmp_path)
     ck = load(tmp_path / "latest.pth.tar")
-    for key in ("encoder", "predictor", "target_encoder", "opt", "scaler", "epoch", "loss", "batch_size",
-                "world_size", "lr", "step", "rng", "sampler", "config"):
+    for key in (
+        "encoder",
+        "predictor",
+        "target_encoder",
+        "opt",
+        "scaler",
+        "epoch",
+        "loss",
+        "batch_size",
+        "world_size",
+        "lr",
+        "step",
+        "rng",
+        "sampler",
+        "config",
+    ):
         assert key in ck, key
     assert all(k.startswith("module.backbone.") for k in ck["encoder"]) and ck["step"] == 2
     assert ck["batch_size"] == 2 and ck["world_size"] == 1 and ck["lr"] == 1e-3 and ck["scaler"] is None
@@ -321,6 +380,7 @@ def _child_kill(out_dir: str, kill_at: int) -> None:
     def log_fn(metrics, step):
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+
     pretrain(tiny_config(num_workers=1), MovingSquares(6), out_dir, log_fn=log_fn)
 
 
@@ -329,8 +389,13 @@ def test_a_killed_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp
     pretrain(cfg, MovingSquares(6), tmp_path / "straight")
 
     killed = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, __file__, "kill", str(killed), "5"], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, __file__, "kill", str(killed), "5"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert load(killed / "latest.pth.tar")["step"] == 4  # the last checkpoint before the kill
     assert [m["step"] for m in read_metrics(killed)] == [1, 2, 3, 4, 5]
@@ -351,9 +416,13 @@ def test_a_nan_loss_stops_with_a_clear_error_and_the_last_checkpoint_still_loads
     def poison(metrics, step):
         if step == 2:
             data.poisoned = True  # from step 3 on, one clip of every batch is NaN
+
     cfg = tiny_config()
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3: loss per mask \[nan, nan\].*"
-                                                 r"last good checkpoint: .*latest.pth.tar \(step 2\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite loss at step 3: loss per mask \[nan, nan\].*"
+        r"last good checkpoint: .*latest.pth.tar \(step 2\)",
+    ):
         pretrain(cfg, data, tmp_path, log_fn=poison)
     ck = load(tmp_path / "latest.pth.tar")
     assert ck["step"] == 2 and all(torch.isfinite(v).all() for v in ck["encoder"].values())
@@ -413,6 +482,7 @@ def test_foreach_adamw_and_ema_steps_are_bit_identical_to_the_per_parameter_loop
     # with optim.fused false, a GPU runs AdamW and the EMA as foreach kernels, the CPU (and the
     # official code) the per-parameter loop: the two must give the same bits
     import vjepa.pretrain as pretrain_module
+
     cfg = tiny_config(optim={"fused": False})
     loop, micro = tiny_state_and_batch(cfg)
     assert loop.optimizer.defaults["foreach"] is False and not loop.optimizer.defaults["fused"]  # CPU

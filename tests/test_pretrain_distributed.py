@@ -4,6 +4,7 @@ either way, so loss and weights agree up to float summation order.
 
 Run as a script under torchrun, this file is the worker of the test.
 """
+
 import os
 import subprocess
 import sys
@@ -27,14 +28,19 @@ ATOL, RTOL = 1e-6, 1e-5
 
 
 def config(batch_size: int, accumulation_steps: int):
-    return tiny_config(batch_size=batch_size, accumulation_steps=accumulation_steps, checkpoint_every=STEPS,
-                       optim={"iterations": STEPS, "lr": 1e-2, "start_lr": 1e-2, "warmup_iterations": 0})
+    return tiny_config(
+        batch_size=batch_size,
+        accumulation_steps=accumulation_steps,
+        checkpoint_every=STEPS,
+        optim={"iterations": STEPS, "lr": 1e-2, "start_lr": 1e-2, "warmup_iterations": 0},
+    )
 
 
 def _worker(out_root: str) -> None:
     """One torchrun process: both 2-process runs, sharing one process group."""
     import torch.distributed as dist
     from vjepa.pretrain import pretrain
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     for name, ((b, acc), _) in RUNS.items():
@@ -46,8 +52,7 @@ def _worker(out_root: str) -> None:
 def two_process_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -55,6 +60,7 @@ def two_process_runs(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_two_processes_match_one_process_with_the_same_global_batch(name, two_process_runs, tmp_path):
     from vjepa.pretrain import pretrain
+
     torch.set_num_threads(1)
     (b, acc), (b1, acc1) = RUNS[name]
     pretrain(config(b1, acc1), MovingSquares(16), tmp_path)
@@ -77,6 +83,7 @@ def test_the_tolerance_tells_other_shards_apart(two_process_runs, tmp_path):
     # negative control: one process, the same 4 clips per step as one micro-batch (one shard, so
     # other masks) ends far outside the tolerance of the comparison above
     from vjepa.pretrain import pretrain
+
     torch.set_num_threads(1)
     pretrain(config(4, 1), MovingSquares(16), tmp_path)
     key = "module.backbone.blocks.0.attn.qkv.weight"

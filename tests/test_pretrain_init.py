@@ -1,6 +1,7 @@
 """Continued pretraining (`pretrain.train.init`): the run starts from exactly a checkpoint's encoder,
 predictor and target encoder (official layout), with a fresh optimizer and schedules; the predictor
 can be re-initialised; shapes that do not fit fail strictly or are listed when strict is off."""
+
 import copy
 
 import pytest
@@ -46,8 +47,9 @@ def test_the_models_start_from_exactly_the_checkpoint_with_a_fresh_optimizer(tmp
     assert state.optimizer.state_dict()["state"] == {}
     # re-initialising the predictor gives the one a fresh run of the same seed builds
     fresh = build_state(cfg, DistEnv())
-    re = build_state(tiny_config(init={"checkpoint": str(tmp_path / "vit.pth.tar"), "reinit_predictor": True}),
-                     DistEnv())
+    re = build_state(
+        tiny_config(init={"checkpoint": str(tmp_path / "vit.pth.tar"), "reinit_predictor": True}), DistEnv()
+    )
     assert same(re.encoder, want["encoder"]) and same(re.predictor, fresh.predictor.state_dict())
     assert not same(fresh.encoder, want["encoder"])
 
@@ -55,8 +57,15 @@ def test_the_models_start_from_exactly_the_checkpoint_with_a_fresh_optimizer(tmp
 def test_the_first_step_is_computed_from_the_loaded_weights_and_the_schedules_start_over(tmp_path):
     want = released_like(tmp_path / "vit.pth.tar", tiny_config().model.__dict__)
     # learning rate 0 and EMA momentum 1: the step computes a loss but moves no weight
-    frozen = {"iterations": 1, "lr": 0.0, "start_lr": 0.0, "final_lr": 0.0, "warmup_iterations": 1,
-              "start_momentum": 1.0, "final_momentum": 1.0}
+    frozen = {
+        "iterations": 1,
+        "lr": 0.0,
+        "start_lr": 0.0,
+        "final_lr": 0.0,
+        "warmup_iterations": 1,
+        "start_momentum": 1.0,
+        "final_momentum": 1.0,
+    }
     cfg = tiny_config(init={"checkpoint": str(tmp_path / "vit.pth.tar")}, optim=frozen)
     data = MovingSquares(8)
     summary = pretrain(cfg, data, tmp_path / "run")
@@ -80,9 +89,12 @@ def test_shapes_that_do_not_fit_fail_strictly_and_are_listed_when_strict_is_off(
     want = released_like(tmp_path / "vit48.pth.tar", model)
     with pytest.raises(CheckpointError, match=r"vit48\.pth\.tar\['encoder'\].*shape mismatch pos_embed"):
         build_state(tiny_config(init={"checkpoint": str(tmp_path / "vit48.pth.tar")}), DistEnv())
-    with pytest.warns(UserWarning, match=r"gives no value of the model's shape for \['(predictor_)?pos_embed'\]") as seen:
-        state = build_state(tiny_config(init={"checkpoint": str(tmp_path / "vit48.pth.tar"), "strict": False}),
-                            DistEnv())
+    with pytest.warns(
+        UserWarning, match=r"gives no value of the model's shape for \['(predictor_)?pos_embed'\]"
+    ) as seen:
+        state = build_state(
+            tiny_config(init={"checkpoint": str(tmp_path / "vit48.pth.tar"), "strict": False}), DistEnv()
+        )
     assert [str(w.message).split("['")[1].split("']")[0] for w in seen] == ["encoder", "predictor", "target_encoder"]
     enc = state.encoder.state_dict()
     assert all(torch.equal(enc[k], v) for k, v in want["encoder"].items() if k != "pos_embed")

@@ -1,5 +1,6 @@
 """Frozen evaluation: segment concatenation, view averaging, still clips, schedules, one encoder pass
 for many probes, feature caching, resume, and end-to-end runs on tiny synthetic data."""
+
 import json
 import math
 
@@ -14,11 +15,30 @@ from vjepa.config import ConfigError, from_dict
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 from vjepa.runtime import without_timings
 from vjepa.models.probes import AttentiveClassifier, load_official_probe
-from vjepa.probe import (EncoderConfig, ProbeConfig, ProbeSet, average_views, build_frozen_encoder, encode, param_groups,
-                         run_probe, view_loss)
+from vjepa.probe import (
+    EncoderConfig,
+    ProbeConfig,
+    ProbeSet,
+    average_views,
+    build_frozen_encoder,
+    encode,
+    param_groups,
+    run_probe,
+    view_loss,
+)
 
-TINY = ModelConfig(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3,
-                   pred_depth=1, pred_embed_dim=24, pred_num_heads=3)
+TINY = ModelConfig(
+    size="tiny",
+    img_size=32,
+    num_frames=4,
+    patch_size=8,
+    embed_dim=48,
+    depth=2,
+    num_heads=3,
+    pred_depth=1,
+    pred_embed_dim=24,
+    pred_num_heads=3,
+)
 
 
 class Bands(Dataset):
@@ -40,14 +60,13 @@ class Bands(Dataset):
             return None
         k = int(self.labels[i])
         x = self.noise[i].clone()
-        x[..., 10 * k + 1:10 * k + 10, :] += 1.5
+        x[..., 10 * k + 1 : 10 * k + 10, :] += 1.5
         x = torch.cat([x.roll(v, dims=-1) for v in range(self.views)], dim=1)
         return {"video": x, "label": k, "index": i, "path": f"clip_{i:03d}.mp4"}
 
 
 def fast_cfg(**kw):
-    base = dict(num_classes=3, epochs=3, batch_size=16, lrs=[1e-3, 1e-2], precision="fp32",
-                device="cpu", num_heads=12)
+    base = dict(num_classes=3, epochs=3, batch_size=16, lrs=[1e-3, 1e-2], precision="fp32", device="cpu", num_heads=12)
     base.update(kw)
     return from_dict(ProbeConfig, base)
 
@@ -61,8 +80,11 @@ def test_segments_are_concatenated_along_tokens_and_views_kept_apart():
     class Ident(torch.nn.Module):  # one token per clip, carrying the clip's value
         def forward(self, x):
             return x.mean(dim=(1, 2, 3, 4))[:, None, None].expand(-1, 2, 5)
+
     B, S, V = 2, 3, 4
-    value = torch.tensor([[[100 * b + 10 * s + v for v in range(V)] for s in range(S)] for b in range(B)], dtype=torch.float)
+    value = torch.tensor(
+        [[[100 * b + 10 * s + v for v in range(V)] for s in range(S)] for b in range(B)], dtype=torch.float
+    )
     video = value[..., None, None, None, None].expand(B, S, V, 3, 2, 4, 4)
     tokens = encode(Ident(), video)
     assert tokens.shape == (V, B, S * 2, 5)
@@ -124,8 +146,12 @@ def test_config_errors_name_the_key():
         from_dict(ProbeConfig, {"num_classes": 3, "precision": "fp8"}, "probe")
     with pytest.raises(ConfigError, match="num_heads: 12 heads do not divide the encoder width 1024"):
         ProbeSet(fast_cfg(), 1024, 16, torch.device("cpu"))
-    assert sorted(ProbeSet(fast_cfg(num_heads=None), 1024, 16, torch.device("cpu")).probes) == \
-        ["attentive_lr0.001_wd0.01", "attentive_lr0.01_wd0.01", "linear_lr0.001_wd0.01", "linear_lr0.01_wd0.01"]
+    assert sorted(ProbeSet(fast_cfg(num_heads=None), 1024, 16, torch.device("cpu")).probes) == [
+        "attentive_lr0.001_wd0.01",
+        "attentive_lr0.01_wd0.01",
+        "linear_lr0.001_wd0.01",
+        "linear_lr0.01_wd0.01",
+    ]
 
 
 def test_probes_learn_end_to_end_and_write_metrics_predictions_and_official_probe_files(tmp_path):
@@ -134,15 +160,27 @@ def test_probes_learn_end_to_end_and_write_metrics_predictions_and_official_prob
     metrics = run_probe(fast_cfg(num_segments=2, epochs=3), enc, train, val, tmp_path, "tiny random")
     assert "seconds" in metrics  # for the stage's metrics file; its output folder holds no timing
     assert json.loads((tmp_path / "metrics.json").read_text()) == without_timings(metrics)
-    assert set(metrics["probes"]) == {"attentive_lr0.001_wd0.01", "attentive_lr0.01_wd0.01",
-                                      "linear_lr0.001_wd0.01", "linear_lr0.01_wd0.01"}
+    assert set(metrics["probes"]) == {
+        "attentive_lr0.001_wd0.01",
+        "attentive_lr0.01_wd0.01",
+        "linear_lr0.001_wd0.01",
+        "linear_lr0.01_wd0.01",
+    }
     assert (metrics["segments"], metrics["views"], metrics["num_train"], metrics["num_val"]) == (2, 3, 64, 24)
     best = metrics["probes"][metrics["best_probe"]]
     assert best["top1"] >= 90.0  # 3 bands, chance is 33%
     assert len(best["top1_per_view"]) == 3 and best["top1_single_view"] == best["top1_per_view"][1]
     assert set(metrics["best_probe_by_kind"]) == {"attentive", "linear"}
     pred = pd.read_csv(tmp_path / "predictions.csv")
-    assert len(pred) == 4 * 24 and list(pred.columns) == ["probe", "index", "path", "label", "predicted", "top5", "top5_prob"]
+    assert len(pred) == 4 * 24 and list(pred.columns) == [
+        "probe",
+        "index",
+        "path",
+        "label",
+        "predicted",
+        "top5",
+        "top5_prob",
+    ]
     mine = pred[pred.probe == metrics["best_probe"]]
     assert 100.0 * (mine.label == mine.predicted).mean() == pytest.approx(best["top1"])
     probe = AttentiveClassifier(48, 3, num_heads=12)
@@ -174,6 +212,7 @@ def test_feature_cache_gives_the_same_probes_as_encoding_every_epoch(tmp_path):
         def __getitem__(self, i):
             item = super().__getitem__(i)
             return {**item, "video": item["video"] + 0.01 * torch.randn_like(item["video"])}
+
     with pytest.raises(ConfigError, match="cache_features: training item 0 differs between two reads"):
         run_probe(fast_cfg(epochs=1, cache_features=True), enc, Augmented(8), val, tmp_path / "c")
 
@@ -204,8 +243,13 @@ def test_a_crashed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_
 
 def test_undecodable_items_are_skipped_and_counted_and_bad_shapes_are_named(tmp_path):
     enc = tiny_encoder()
-    m = run_probe(fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1), enc, Bands(20, broken={3, 7}),
-                  Bands(10, broken={0}), tmp_path)
+    m = run_probe(
+        fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1),
+        enc,
+        Bands(20, broken={3, 7}),
+        Bands(10, broken={0}),
+        tmp_path,
+    )
     assert (m["num_val"], m["skipped_train"], m["skipped_val"]) == (9, 2, 1)
     with pytest.raises(ConfigError, match="num_segments is 1 but the training items have 2"):
         run_probe(fast_cfg(epochs=1), enc, Bands(8, segments=2), Bands(4), tmp_path / "x")
@@ -232,15 +276,19 @@ def test_frozen_encoder_is_the_target_encoder_of_an_official_layout_file(tmp_pat
 
 def test_an_image_model_runs_through_the_same_probes(tmp_path):
     torch.manual_seed(0)
-    enc = build_frozen_encoder(from_dict(EncoderConfig, {"kind": "timm", "timm_model": "vit_tiny_patch16_224",
-                                                         "timm_img_size": 32}))
-    m = run_probe(fast_cfg(epochs=1, lrs=[1e-2], still_frames=2), enc, Bands(24, frames=2), Bands(9, frames=2), tmp_path)
+    enc = build_frozen_encoder(
+        from_dict(EncoderConfig, {"kind": "timm", "timm_model": "vit_tiny_patch16_224", "timm_img_size": 32})
+    )
+    m = run_probe(
+        fast_cfg(epochs=1, lrs=[1e-2], still_frames=2), enc, Bands(24, frames=2), Bands(9, frames=2), tmp_path
+    )
     assert set(m["probes"]) == {"attentive_lr0.01_wd0.01", "linear_lr0.01_wd0.01"}
     assert enc(torch.randn(1, 3, 2, 32, 32)).shape == (1, 2 * 4, 192)
 
 
 def test_probe_steps_with_foreach_adamw_are_bit_identical_to_the_per_parameter_loop():
     import contextlib
+
     cfg = fast_cfg(num_heads=3)
     enc, data = tiny_encoder(), Bands(8)
     tokens = encode(enc, torch.stack([data[i]["video"] for i in range(8)]))
@@ -249,13 +297,15 @@ def test_probe_steps_with_foreach_adamw_are_bit_identical_to_the_per_parameter_l
     assert all(o.defaults["foreach"] is False for o in loop.opts.values())  # the CPU's loop; a GPU runs foreach
     for name, probe in fast.probes.items():
         hp = fast.hparams[name]
-        fast.opts[name] = torch.optim.AdamW(param_groups(probe), lr=hp["lr"], weight_decay=hp["weight_decay"],
-                                            foreach=True)
+        fast.opts[name] = torch.optim.AdamW(
+            param_groups(probe), lr=hp["lr"], weight_decay=hp["weight_decay"], foreach=True
+        )
     for step in (1, 2, 3):
         for s in (fast, loop):
             s.set_schedule(step, 3)
-        assert fast.train_step(tokens, labels, contextlib.nullcontext) == loop.train_step(tokens, labels,
-                                                                                          contextlib.nullcontext)
+        assert fast.train_step(tokens, labels, contextlib.nullcontext) == loop.train_step(
+            tokens, labels, contextlib.nullcontext
+        )
     for name in fast.probes:
         a, b = fast.probes[name].state_dict(), loop.probes[name].state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -266,7 +316,11 @@ class Missing(Bands):
 
     def __getitem__(self, i):
         item = super().__getitem__(i)
-        return {"video": None, "label": int(self.labels[i]), "index": i, "path": f"clip_{i:03d}.mp4"} if item is None else item
+        return (
+            {"video": None, "label": int(self.labels[i]), "index": i, "path": f"clip_{i:03d}.mp4"}
+            if item is None
+            else item
+        )
 
 
 @pytest.mark.parametrize("cache", [False, True])
@@ -275,8 +329,11 @@ def test_a_probe_whose_training_items_mostly_fail_stops_with_the_count_and_files
 
     enc = tiny_encoder()
     cfg = fast_cfg(epochs=1, kinds=["linear"], cache_features=cache, max_skipped_fraction=0.25)
-    with pytest.raises(TooManySkipped, match=r"probe training set.*: (9|1[0-6]) of 16 files could not be decoded .*"
-                                             r"more than the allowed 25\.00%; for example clip_000\.mp4, clip_001\.mp4"):
+    with pytest.raises(
+        TooManySkipped,
+        match=r"probe training set.*: (9|1[0-6]) of 16 files could not be decoded .*"
+        r"more than the allowed 25\.00%; for example clip_000\.mp4, clip_001\.mp4",
+    ):
         run_probe(cfg, enc, Missing(16, broken=set(range(16))), Bands(4), tmp_path)
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "probes").exists()
 
@@ -285,10 +342,18 @@ def test_a_probe_whose_evaluation_items_mostly_fail_stops_before_publishing(tmp_
     from vjepa.data import TooManySkipped
 
     enc = tiny_encoder()
-    with pytest.raises(TooManySkipped, match=r"probe evaluation set: 3 of 10 files could not be decoded \(30\.00%\), "
-                                             r"more than the allowed 10\.00%; for example clip_000\.mp4, clip_001"):
-        run_probe(fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1), enc, Bands(16), Missing(10, broken={0, 1, 2}),
-                  tmp_path)
+    with pytest.raises(
+        TooManySkipped,
+        match=r"probe evaluation set: 3 of 10 files could not be decoded \(30\.00%\), "
+        r"more than the allowed 10\.00%; for example clip_000\.mp4, clip_001",
+    ):
+        run_probe(
+            fast_cfg(epochs=1, kinds=["linear"], max_skipped_fraction=0.1),
+            enc,
+            Bands(16),
+            Missing(10, broken={0, 1, 2}),
+            tmp_path,
+        )
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -318,7 +383,7 @@ def test_a_non_finite_probe_loss_stops_before_the_probe_weights_change():
     from vjepa.runtime import NonFiniteLossError
 
     probes = ProbeSet(fast_cfg(kinds=["linear"], lrs=[1e-2]), 48, 3, torch.device("cpu"))
-    (name, probe), = probes.probes.items()
+    ((name, probe),) = probes.probes.items()
     tokens = torch.randn(1, 4, 16, 48)
     with torch.no_grad():
         next(p for p in probe.parameters() if p.ndim == 2).fill_(float("inf"))

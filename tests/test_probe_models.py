@@ -1,5 +1,6 @@
 """Probe modules and the frame-wise image-model adapter: official key layout, strict loading of a
 released-format probe, its forward computed by hand (no output projection), linear probe, adapter."""
+
 import math
 
 import pytest
@@ -13,26 +14,43 @@ from vjepa.models.probes import AttentiveClassifier, LinearProbe, load_official_
 
 OFFICIAL_KEYS = [
     "pooler.query_tokens",
-    *[f"pooler.cross_attention_block.{m}.{p}" for m in ("norm1", "xattn.q", "xattn.kv", "xattn.proj", "norm2",
-                                                         "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")],
-    "linear.weight", "linear.bias"]
+    *[
+        f"pooler.cross_attention_block.{m}.{p}"
+        for m in ("norm1", "xattn.q", "xattn.kv", "xattn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+        for p in ("weight", "bias")
+    ],
+    "linear.weight",
+    "linear.bias",
+]
 
 
 def released_probe(D=48, C=5, seed=0) -> dict:
     """A released-probe lookalike: the `classifier` entry with DDP `module.` prefixes, random values."""
     g = torch.Generator().manual_seed(seed)
     shapes = {"pooler.query_tokens": (1, 1, D), "linear.weight": (C, D), "linear.bias": (C,)}
-    for m, (o, i) in {"norm1": (D, None), "norm2": (D, None), "xattn.q": (D, D), "xattn.kv": (2 * D, D),
-                      "xattn.proj": (D, D), "mlp.fc1": (4 * D, D), "mlp.fc2": (D, 4 * D)}.items():
+    for m, (o, i) in {
+        "norm1": (D, None),
+        "norm2": (D, None),
+        "xattn.q": (D, D),
+        "xattn.kv": (2 * D, D),
+        "xattn.proj": (D, D),
+        "mlp.fc1": (4 * D, D),
+        "mlp.fc2": (D, 4 * D),
+    }.items():
         shapes[f"pooler.cross_attention_block.{m}.weight"] = (o,) if i is None else (o, i)
         shapes[f"pooler.cross_attention_block.{m}.bias"] = (o,)
-    return {"classifier": {"module." + k: torch.randn(*s, generator=g) * 0.3 for k, s in shapes.items()},
-            "epoch": 20, "batch_size": 4, "world_size": 64, "lr": 1e-3}
+    return {
+        "classifier": {"module." + k: torch.randn(*s, generator=g) * 0.3 for k, s in shapes.items()},
+        "epoch": 20,
+        "batch_size": 4,
+        "world_size": 64,
+        "lr": 1e-3,
+    }
 
 
 def hand_forward(sd: dict, x: torch.Tensor, heads: int, use_proj: bool = False) -> torch.Tensor:
     """The official AttentiveClassifier forward written out with explicit softmax attention."""
-    p = {k[len("module.pooler.cross_attention_block."):]: v for k, v in sd.items() if "cross_attention_block" in k}
+    p = {k[len("module.pooler.cross_attention_block.") :]: v for k, v in sd.items() if "cross_attention_block" in k}
     B, N, D = x.shape
     hd = D // heads
     q = sd["module.pooler.query_tokens"].expand(B, 1, D)
@@ -118,8 +136,13 @@ def test_linear_probe_standardises_the_mean_token_with_batch_statistics():
     torch.testing.assert_close(probe(x), z @ probe.linear.weight.T + probe.linear.bias)
     raw = LinearProbe(8, 3, norm="none")
     torch.testing.assert_close(raw(x), pooled @ raw.linear.weight.T + raw.linear.bias)
-    assert list(probe.state_dict()) == ["norm.running_mean", "norm.running_var", "norm.num_batches_tracked",
-                                        "linear.weight", "linear.bias"]
+    assert list(probe.state_dict()) == [
+        "norm.running_mean",
+        "norm.running_var",
+        "norm.num_batches_tracked",
+        "linear.weight",
+        "linear.bias",
+    ]
 
 
 def tiny_vit():

@@ -2,6 +2,7 @@
 (tests/release_tree.py) indexes with the counts written, and each release quirk reads right:
 Kinetics' three clip layouts (`path_format`), VideoMix2M lists whose paths hold spaces, and the
 AVA proposals pickle in each form the released file may take, through a loader that runs no code."""
+
 import copy
 import json
 import os
@@ -13,8 +14,7 @@ import pytest
 
 from vjepa.config import ConfigError, from_dict
 from vjepa.data import TaskData, read_task
-from vjepa.data.ava import (AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap,
-                            read_ava_proposals)
+from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap, read_ava_proposals
 from vjepa.data.index import load_task_index, write_task_index
 from vjepa.data.readers import AnnotationError, read_path_label_list, write_path_label_list
 
@@ -64,6 +64,7 @@ def test_ground_truth_keeps_the_actions_that_are_not_evaluated(release_tree):
 
 # -- Kinetics: the clip layout is a task setting ---------------------------------------------------
 
+
 def test_kinetics_path_format_reads_each_release_layout(release_tree):
     layouts = release_tree["kinetics_layouts"]
     read = {layout: read_task(_task(spec)) for layout, spec in layouts.items()}  # files checked
@@ -84,10 +85,13 @@ def test_kinetics_path_format_reads_each_release_layout(release_tree):
     assert read_task(_task({"train": own, "val": own}))[0] == read["cvdf"][0]
 
 
-@pytest.mark.parametrize("value, match", [
-    ("cvdf", "unknown Kinetics layout 'cvdf'"),
-    ("{youtube_id}_{start}.mp4", "KeyError: 'start'"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("cvdf", "unknown Kinetics layout 'cvdf'"),
+        ("{youtube_id}_{start}.mp4", "KeyError: 'start'"),
+    ],
+)
 def test_a_bad_kinetics_path_format_names_its_key(release_tree, value, match):
     spec = dict(release_tree["kinetics_layouts"]["cvdf"]["train"], path_format=value)
     with pytest.raises(ConfigError, match=f"tasks.k400.train.path_format: .*{match}"):
@@ -100,6 +104,7 @@ def test_a_bad_kinetics_path_format_names_its_key(release_tree, value, match):
 def test_path_format_is_set_in_params_like_any_task_setting(release_tree):
     from pathlib import Path
     from pipeline.config import from_mapping, read_yaml
+
     data = read_yaml(Path(__file__).resolve().parent.parent / "params.yaml")
     data["tasks"]["k400"] = copy.deepcopy(release_tree["kinetics_layouts"]["underscored"])
     data["sources"] = None  # the generated list of release files: not under test here
@@ -112,6 +117,7 @@ def test_path_format_is_set_in_params_like_any_task_setting(release_tree):
 
 
 # -- VideoMix2M lists: paths with spaces are double-quoted ---------------------------------------------
+
 
 def test_a_videomix2m_list_names_paths_with_spaces_in_quotes(release_tree):
     k710 = release_tree["pretrain_sources"][0]
@@ -133,8 +139,12 @@ def test_quoted_list_paths_round_trip_and_bad_quoting_names_the_line(tmp_path):
     lst = write_path_label_list([(str(f), k) for k, f in enumerate(files)], tmp_path / "l.csv")
     assert lst.read_text().splitlines() == ['"air drumming/a.mp4" 0', '"say ""hi""/b.mp4" 1', "c.mp4 2"]
     assert read_path_label_list(lst) == [(str(f), k) for k, f in enumerate(files)]
-    for bad, match in (('"air drumming/a.mp4 1', "bad quoting|fields"), ("air drumming/a.mp4 1", "3 fields"),
-                       ('"air drumming/a.mp4"  1', "3 fields"), ('"c.mp4"\t1', "tab")):
+    for bad, match in (
+        ('"air drumming/a.mp4 1', "bad quoting|fields"),
+        ("air drumming/a.mp4 1", "3 fields"),
+        ('"air drumming/a.mp4"  1', "3 fields"),
+        ('"c.mp4"\t1', "tab"),
+    ):
         lst.write_text(f"c.mp4 2\n{bad}\n")
         with pytest.raises(AnnotationError, match=match) as e:
             read_path_label_list(lst)
@@ -144,6 +154,7 @@ def test_quoted_list_paths_round_trip_and_bad_quoting_names_the_line(tmp_path):
 
 
 # -- AVA proposals: each released pickle form, and still no code run -----------------------------------
+
 
 def test_the_proposals_pickle_loads_in_each_released_form(release_tree):
     forms = release_tree["ava"]["proposals"]["val"]
@@ -174,14 +185,18 @@ class _System:
 class _Codec:
     def __reduce__(self):  # a codec other than latin1 through the one function protocol 2 needs
         import _codecs
+
         return (_codecs.encode, (b"x" * 64, "zlib_codec"))
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_a_proposals_pickle_that_would_run_code_is_refused(tmp_path, protocol):
     marker = tmp_path / "ran"
-    payloads = {"system": {"v,0902": _System(f"touch {marker}")}, "codec": {"v,0902": _Codec()},
-                "nested": {"v,0902": [np.zeros((1, 5), np.float32), _System(f"touch {marker}")]}}
+    payloads = {
+        "system": {"v,0902": _System(f"touch {marker}")},
+        "codec": {"v,0902": _Codec()},
+        "nested": {"v,0902": [np.zeros((1, 5), np.float32), _System(f"touch {marker}")]},
+    }
     for name, payload in payloads.items():
         path = tmp_path / f"{name}.pkl"
         with open(path, "wb") as f:
@@ -189,8 +204,12 @@ def test_a_proposals_pickle_that_would_run_code_is_refused(tmp_path, protocol):
         with pytest.raises(AnnotationError, match="refusing to load it"):
             read_ava_proposals(path, 0.5)
     # Python 2's spelling of the same call (os.system pickles as posix.system)
-    (tmp_path / "py2.pkl").write_bytes(b"\x80\x02}U\x06v,0902cposix\nsystem\nU" + bytes([len(f"touch {marker}")])
-                                       + f"touch {marker}".encode() + b"\x85Rs.")
+    (tmp_path / "py2.pkl").write_bytes(
+        b"\x80\x02}U\x06v,0902cposix\nsystem\nU"
+        + bytes([len(f"touch {marker}")])
+        + f"touch {marker}".encode()
+        + b"\x85Rs."
+    )
     with pytest.raises(AnnotationError, match="posix.system.*refusing"):
         read_ava_proposals(tmp_path / "py2.pkl", 0.5)
     assert not marker.exists()
@@ -198,6 +217,7 @@ def test_a_proposals_pickle_that_would_run_code_is_refused(tmp_path, protocol):
 
 def test_the_cli_writes_the_tree_and_prints_its_paths(tmp_path, capsys):
     from release_tree import main
+
     main([str(tmp_path / "t"), "--frames", "4", "--size", "64x48"])
     tree = json.loads(capsys.readouterr().out)
     assert tree["root"] == str((tmp_path / "t").resolve())

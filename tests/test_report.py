@@ -1,6 +1,7 @@
 """The report's verdicts read the per-clip outcomes the learn and ablate stages write: a paired
 interval where they exist, a clear "unavailable" (no invented verdict) where an older metrics file
 lacks them."""
+
 import json
 import os
 
@@ -12,13 +13,24 @@ from pipeline.report import ablation_reference, section_ablations, section_learn
 
 
 def learn_metrics(seed, pre, rnd, with_clips=True):
-    m = {"seed": seed, "top1": {"ssv2": {"pretrained": {"attentive": 100 * np.mean(pre), "linear": 50.0},
-                                         "random": {"attentive": 100 * np.mean(rnd), "linear": 50.0}}},
-         "margin": {"ssv2": {"attentive": 100 * (np.mean(pre) - np.mean(rnd)), "linear": 0.0}}}
+    m = {
+        "seed": seed,
+        "top1": {
+            "ssv2": {
+                "pretrained": {"attentive": 100 * np.mean(pre), "linear": 50.0},
+                "random": {"attentive": 100 * np.mean(rnd), "linear": 50.0},
+            }
+        },
+        "margin": {"ssv2": {"attentive": 100 * (np.mean(pre) - np.mean(rnd)), "linear": 0.0}},
+    }
     if with_clips:
+
         def enc(c):
-            return {"index": list(range(len(c))), "correct": {"attentive": "".join(map(str, c)),
-                                                              "linear": "01" * (len(c) // 2)}}
+            return {
+                "index": list(range(len(c))),
+                "correct": {"attentive": "".join(map(str, c)), "linear": "01" * (len(c) // 2)},
+            }
+
         m["clips"] = {"ssv2": {"pretrained": enc(pre), "random": enc(rnd)}}
     return m
 
@@ -28,11 +40,17 @@ def test_learn_verdicts_come_from_paired_clips_and_say_which_test():
     learn = {}
     for s in range(3):
         rnd = (rng.random(200) < 0.3).astype(int)
-        pre = np.where(rng.random(200) < 0.5, 1, rnd)   # right on about half of random's misses
+        pre = np.where(rng.random(200) < 0.5, 1, rnd)  # right on about half of random's misses
         learn[f"seed{s}"] = learn_metrics(s, pre, rnd)
     text = section_learn(learn, "test", {"ssv2": "motion"}, {"ssv2": "SSv2 stand-in: motion direction"})
-    att = next(line for line in text.splitlines() if line.startswith("| SSv2 stand-in: motion direction (motion) | attentive | +"))
-    lin = next(line for line in text.splitlines() if line.startswith("| SSv2 stand-in: motion direction (motion) | linear | +"))
+    att = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| SSv2 stand-in: motion direction (motion) | attentive | +")
+    )
+    lin = next(
+        line for line in text.splitlines() if line.startswith("| SSv2 stand-in: motion direction (motion) | linear | +")
+    )
     assert att.split(" | ")[3].startswith("[+") and att.split(" | ")[4] == "better"
     assert "Test: paired bootstrap over validation clips and seeds" in text and "200 validation clips x 3 seeds" in text
     assert lin.split(" | ")[2:5] == ["+0.0", "[+0.0, +0.0]", "not distinguishable"]
@@ -42,35 +60,59 @@ def test_metrics_without_per_clip_outcomes_give_no_verdict_but_say_how_to_get_on
     clips = np.array([1, 0, 1, 1])
     learn = {"seed0": learn_metrics(0, clips, clips, with_clips=False), "seed1": learn_metrics(1, clips, clips)}
     text = section_learn(learn, "test")
-    assert (f"Paired verdicts unavailable: {report.METRICS}/details/learn/seed0.json holds no per-clip outcomes" in text
-            and "`dvc repro learn`" in text)
+    assert (
+        f"Paired verdicts unavailable: {report.METRICS}/details/learn/seed0.json holds no per-clip outcomes" in text
+        and "`dvc repro learn`" in text
+    )
     assert "beats" not in text and "not distinguishable:" not in text
 
 
 def test_ablation_points_are_compared_with_the_point_that_changes_nothing():
     from types import SimpleNamespace as NS
+
     P = NS(ablations=NS(points={"low": NS(pretrain={"masks": []}), "base": NS(pretrain={})}))
     assert ablation_reference(P) == "base"
-    stats = [{"spatial_masking_ratio": 0.9, "temporal_masking_ratio": 1.0, "context_tokens_mean": 10,
-              "target_tokens_mean": 90}]
+    stats = [
+        {
+            "spatial_masking_ratio": 0.9,
+            "temporal_masking_ratio": 1.0,
+            "context_tokens_mean": 10,
+            "target_tokens_mean": 90,
+        }
+    ]
+
     def point(name, correct):
-        return {"point": name, "label": name, "tables": ["13"], "task": "ssv2", "num_masks": 1,
-                "masks": [{"num_blocks": 1}], "mask_statistics": stats, "target": "ema",
-                "top1_by_kind": {"attentive": 100 * np.mean(correct), "linear": 50.0},
-                "clips": {"index": list(range(len(correct))),
-                          "correct": {"attentive": "".join(map(str, correct)), "linear": "10" * (len(correct) // 2)}}}
+        return {
+            "point": name,
+            "label": name,
+            "tables": ["13"],
+            "task": "ssv2",
+            "num_masks": 1,
+            "masks": [{"num_blocks": 1}],
+            "mask_statistics": stats,
+            "target": "ema",
+            "top1_by_kind": {"attentive": 100 * np.mean(correct), "linear": 50.0},
+            "clips": {
+                "index": list(range(len(correct))),
+                "correct": {"attentive": "".join(map(str, correct)), "linear": "10" * (len(correct) // 2)},
+            },
+        }
+
     base = np.ones(100, dtype=int)
     low = base.copy()
     low[:40] = 0
     text = section_ablations({"base": point("base", base), "low": point("low", low)}, "test", "base")
     assert "| low | attentive | -40.0 | [" in text and "| worse |" in text
     assert "paired bootstrap over validation clips (one seed)" in text
-    assert next(line for line in text.splitlines() if line.startswith("| low | linear |")).split(" | ")[4] == \
-        "not distinguishable"
+    assert (
+        next(line for line in text.splitlines() if line.startswith("| low | linear |")).split(" | ")[4]
+        == "not distinguishable"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # The committed default profile's report (issue 32): built from metrics/default alone
+
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory):
@@ -79,6 +121,7 @@ def default_report(tmp_path_factory):
     from pathlib import Path
 
     from pipeline.config import load as load_params
+
     root = Path(__file__).resolve().parents[1]
     work = tmp_path_factory.mktemp("report")
     shutil.copytree(root / "metrics" / "default", work / "metrics" / "default")
@@ -137,8 +180,11 @@ def test_each_table_states_clips_seeds_and_probe(default_report):
     frozen = text.split("## Frozen evaluation")[1].split("##")[0]
     assert "*Clips: 1 clip per video; seeds: 3; probe: attentive and linear" in learn
     assert "| K400 | ours: K400 stand-in: digit class, moving digits | 8 | 46.0 |" in frozen  # 8 clips, stated
-    accuracy = [s for s in text.split("\n## ") if s.startswith(("Does it learn", "Frozen evaluation", "Tables 9",
-                                                                  "Table 11", "Masking"))]
+    accuracy = [
+        s
+        for s in text.split("\n## ")
+        if s.startswith(("Does it learn", "Frozen evaluation", "Tables 9", "Table 11", "Masking"))
+    ]
     assert len(accuracy) == 5
     accuracy += [s for s in text.split("\n## ") if s.startswith(("Finetuning", "Frozen detection"))]
     for section in accuracy:
@@ -159,5 +205,6 @@ def test_the_masking_figure_draws_no_seed_spread_error_bars(default_report):
 
 def test_samples_seen_and_seed_counts_read_in_their_own_units():
     from pipeline.report import _n, _samples
+
     assert [_samples(n) for n in (16, 41_472, 2_304_000, 270_000_000)] == ["16", "41.5k", "2.3M", "270.0M"]
     assert (_n(1, "seed"), _n(3, "seed")) == ("1 seed", "3 seeds")

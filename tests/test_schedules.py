@@ -1,4 +1,5 @@
 """Pretraining schedules: the paper run's values (spec 4.4 table), the 1.25 stretch, warmup options."""
+
 import pytest
 
 from vjepa.config import ConfigError, from_dict
@@ -40,7 +41,7 @@ def test_warmup_is_linear_from_start_lr_and_cosine_after():
     kw = dict(lr=1.0, start_lr=0.2, final_lr=0.0, warmup=10, total=110)
     assert [warmup_cosine_lr(s, **kw) for s in (0, 5, 10)] == pytest.approx([0.2, 0.6, 1.0])
     assert warmup_cosine_lr(60, **kw) == pytest.approx(0.5)  # half-way down the cosine
-    assert warmup_cosine_lr(500, **kw) == 0.0                # floored at final_lr
+    assert warmup_cosine_lr(500, **kw) == 0.0  # floored at final_lr
 
 
 def test_weight_decay_and_momentum_rules():
@@ -49,7 +50,9 @@ def test_weight_decay_and_momentum_rules():
     assert linear_weight_decay(25, start=0.04, final=0.4, total=100) == pytest.approx(0.13)
     assert ema_momentum(1, start=0.998, final=1.0, total=100) == 0.998
     assert ema_momentum(51, start=0.998, final=1.0, total=100) == pytest.approx(0.999)
-    assert OptimConfig(weight_decay_schedule="linear").weight_decay_at(12_000) == pytest.approx(0.04 + 0.36 * 12_000 / 112_500)
+    assert OptimConfig(weight_decay_schedule="linear").weight_decay_at(12_000) == pytest.approx(
+        0.04 + 0.36 * 12_000 / 112_500
+    )
 
 
 def test_warmup_can_be_a_fraction_of_the_run():

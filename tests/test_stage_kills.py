@@ -1,5 +1,6 @@
 """Stage plumbing that survives a kill at any moment, each moment simulated on the work folder
 (a real kill of a training run is too slow for the suite)."""
+
 import errno
 import json
 import os
@@ -18,7 +19,7 @@ def test_a_temporary_checkpoint_left_by_a_kill_during_a_save_is_never_published(
     monkeypatch.chdir(tmp_path)
     work = plumbing.work_dir("pretrain-seed0", {"lr": 1})
     save_atomic({"w": torch.ones(3)}, work / "checkpoint.pth.tar")
-    (work / ".latest.pth.tar.k2j4.tmp").write_bytes(b"half a checkpoint")   # what save_atomic's temp file looks like
+    (work / ".latest.pth.tar.k2j4.tmp").write_bytes(b"half a checkpoint")  # what save_atomic's temp file looks like
     (work / "probe").mkdir()
     (work / "probe" / "metrics.json.tmp").write_text("{")
     out = plumbing.publish(work, Path("runs/pretrain/seed0"))
@@ -32,6 +33,7 @@ def test_a_kill_between_finishing_and_publishing_resumes_as_finished(tmp_path, m
     def compute():
         calls.append(1)
         return {"steps": 300, "final_loss": 0.0881}
+
     work = plumbing.work_dir("pretrain-seed0", {"lr": 1})
     assert plumbing.once(work, compute) == {"steps": 300, "final_loss": 0.0881}
     # killed here: the result is recorded, nothing published; the stage runs again
@@ -83,11 +85,16 @@ def test_a_stage_rerun_after_a_kill_resumes_its_run_instead_of_opening_a_second(
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_a_failed_write_names_the_full_path_and_the_cause(tmp_path, monkeypatch, code):
     if code == errno.ENOSPC:  # a full disk: the temporary file is /dev/full
-        monkeypatch.setattr(runtime.tempfile, "mkstemp",
-                            lambda dir, prefix, suffix: (os.open("/dev/full", os.O_WRONLY), str(tmp_path / "x.tmp")))
-    else:                     # a read-only folder
+        monkeypatch.setattr(
+            runtime.tempfile,
+            "mkstemp",
+            lambda dir, prefix, suffix: (os.open("/dev/full", os.O_WRONLY), str(tmp_path / "x.tmp")),
+        )
+    else:  # a read-only folder
+
         def refuse(dir, prefix, suffix):
             raise OSError(code, os.strerror(code))
+
         monkeypatch.setattr(runtime.tempfile, "mkstemp", refuse)
     name = errno.errorcode[code]
     with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'ckpt.pth.tar'}: {name}"):

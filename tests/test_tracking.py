@@ -1,5 +1,6 @@
 """MLflow tracking of stage runs: a local SQLite store by default, a tracking server over REST,
 and a server that is down never failing a stage."""
+
 import json
 import os
 import signal
@@ -21,8 +22,11 @@ def free_port() -> int:
 
 
 def log_a_stage(tags=None):
-    with tracking.stage_run("probe", params={"probe": {"lr": 1e-3, "heads": 12}, "task": "ssv2"},
-                            tags={"ablation": "masks=2", **(tags or {})}) as t:
+    with tracking.stage_run(
+        "probe",
+        params={"probe": {"lr": 1e-3, "heads": 12}, "task": "ssv2"},
+        tags={"ablation": "masks=2", **(tags or {})},
+    ) as t:
         for step in range(3):
             t.metrics({"loss": 1.0 / (step + 1)}, step=step)
         t.metrics({"top1": {"attentive": 0.75}})
@@ -43,6 +47,7 @@ def test_default_store_is_an_absolute_sqlite_file_at_the_dvc_root(tmp_path, monk
 
 def test_a_stage_run_is_readable_through_the_client(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-masks")
@@ -66,9 +71,27 @@ def test_runs_are_readable_over_the_rest_api_of_a_local_server(tmp_path, monkeyp
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "art")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--default-artifact-root",
+            str(tmp_path / "art"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -111,8 +134,11 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     params = resolve("smoke")
-    params["ablations"]["points"]["ratio-low"] = {"tables": ["13"], "label": "1 block x 0.25",
-                                                  "pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.25, 0.25]}]}}
+    params["ablations"]["points"]["ratio-low"] = {
+        "tables": ["13"],
+        "label": "1 block x 0.25",
+        "pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.25, 0.25]}]},
+    }
     P = from_mapping(params)
     top1 = {"reference": (41.5, 20.0), "copy": (12.5, 10.0), "ratio-low": (25.0, 17.5)}
     logged = {}
@@ -120,10 +146,17 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
         spec, cfg = P.ablations.points[point], P.pretrain_config(0, point)
         stats = [mask_statistics(m, cfg.model.grid, batch_size=4, num_batches=3) for m in cfg.masks]
         logged[point] = stats
-        with tracking.stage_run("ablate", {"point": point}, {"ablation": point},
-                                experiment=tracking.ablation_experiment("smoke")) as t:
-            tracking.log_ablation(t, point, spec, cfg, stats, {"top1_by_kind": {"attentive": attentive, "linear": linear},
-                                                             "final_loss": 0.5})
+        with tracking.stage_run(
+            "ablate", {"point": point}, {"ablation": point}, experiment=tracking.ablation_experiment("smoke")
+        ) as t:
+            tracking.log_ablation(
+                t,
+                point,
+                spec,
+                cfg,
+                stats,
+                {"top1_by_kind": {"attentive": attentive, "linear": linear}, "final_loss": 0.5},
+            )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     assert client.get_experiment_by_name("vjepa-reproduction") is None  # nothing landed in the main experiment
@@ -141,17 +174,26 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
     s = logged["ratio-low"][0]
     assert low.metrics["spatial_masking_ratio"] == pytest.approx(s["spatial_masking_ratio"])
     assert low.metrics["temporal_masking_ratio"] == pytest.approx(s["temporal_masking_ratio"]) == 1.0
-    assert low.metrics["context_tokens"] == s["context_tokens_mean"] and low.metrics["target_tokens"] == s["target_tokens_mean"]
+    assert (
+        low.metrics["context_tokens"] == s["context_tokens_mean"]
+        and low.metrics["target_tokens"] == s["target_tokens_mean"]
+    )
     d = logged["reference"]
-    assert default.metrics["spatial_masking_ratio"] == pytest.approx((d[0]["spatial_masking_ratio"] + d[1]["spatial_masking_ratio"]) / 2)
+    assert default.metrics["spatial_masking_ratio"] == pytest.approx(
+        (d[0]["spatial_masking_ratio"] + d[1]["spatial_masking_ratio"]) / 2
+    )
     assert default.metrics["mask1_spatial_masking_ratio"] == pytest.approx(d[1]["spatial_masking_ratio"])
-    assert 0 < d[0]["spatial_masking_ratio"] < d[1]["spatial_masking_ratio"] < 1  # 8 small blocks cover less than 2 large
+    assert (
+        0 < d[0]["spatial_masking_ratio"] < d[1]["spatial_masking_ratio"] < 1
+    )  # 8 small blocks cover less than 2 large
     assert "1 mask(s) per sample: 1 block(s) at spatial scale 0.25" in low.tags["mlflow.note.content"]
     assert "target copy (the context encoder itself, no EMA)" in copy.tags["mlflow.note.content"]
     assert "reference point" in default.tags["mlflow.note.content"]
 
 
 def test_headline_names_are_the_same_for_probes_ablations_and_detection():
-    assert tracking.headline({"top1_by_kind": {"attentive": 50.0, "linear": 20.0}, "top1": 50.0}) == \
-        {"top1_attentive": 50.0, "top1_linear": 20.0}
+    assert tracking.headline({"top1_by_kind": {"attentive": 50.0, "linear": 20.0}, "top1": 50.0}) == {
+        "top1_attentive": 50.0,
+        "top1_linear": 20.0,
+    }
     assert tracking.headline({"mAP": 0.25, "per_class": {"1": 0.5}}) == {"map": 0.25}

@@ -2,6 +2,7 @@
 predictor's own heads, sort and mask-token choice, ViT-g, released-layout and Hugging Face weights both
 ways, and parity with Hugging Face's VJEPA2Model (always run) and with the vjepa2 code (run when
 VJEPA2_REPO names a checkout of facebookresearch/vjepa2)."""
+
 import math
 import os
 import sys
@@ -14,15 +15,27 @@ import torch.nn as nn
 
 from vjepa.checkpoint import CheckpointError, official_layout
 from vjepa.models import ModelConfig, build_encoder, build_predictor, count_trainable, gather_tokens
-from vjepa.models.convert import (hf_config, hf_state, load_hf, load_released, probe_from_hf, save_hf,
-                                  states_from_hf)
+from vjepa.models.convert import hf_config, hf_state, load_hf, load_released, probe_from_hf, save_hf, states_from_hf
 from vjepa.models.probes import official_probe_state, probe_from_file, vjepa2_probe
 from vjepa.models.vit import Attention, index_positions, rope_rotate, rope_tables
 
 # encoder heads of 32 channels (10 per axis, 2 left unrotated); predictor heads of 12 (4 per axis, none left)
-V2 = ModelConfig(size="custom", img_size=32, num_frames=4, patch_size=8, embed_dim=64, depth=2, num_heads=2,
-                 pred_depth=2, pred_embed_dim=48, pred_num_heads=4, num_mask_tokens=3, pos_encoding="rope3d",
-                 pred_sort_tokens=True, mask_token_per="group")
+V2 = ModelConfig(
+    size="custom",
+    img_size=32,
+    num_frames=4,
+    patch_size=8,
+    embed_dim=64,
+    depth=2,
+    num_heads=2,
+    pred_depth=2,
+    pred_embed_dim=48,
+    pred_num_heads=4,
+    num_mask_tokens=3,
+    pos_encoding="rope3d",
+    pred_sort_tokens=True,
+    mask_token_per="group",
+)
 N = 2 * 4 * 4  # tokens of a 4-frame 32 px clip in 2x8x8 tubelets
 
 
@@ -46,11 +59,12 @@ def masks(batch: int, n: int = N, n_ctx: int = 20, n_tgt: int = 9, seed: int = 1
     """Disjoint context and target indices per sample, each ascending (as the mask collator gives them)."""
     g = torch.Generator().manual_seed(seed)
     perm = torch.stack([torch.randperm(n, generator=g) for _ in range(batch)])
-    return perm[:, :n_ctx].sort(1).values, perm[:, n_ctx:n_ctx + n_tgt].sort(1).values
+    return perm[:, :n_ctx].sort(1).values, perm[:, n_ctx : n_ctx + n_tgt].sort(1).values
 
 
 # ---------------------------------------------------------------------------------------------
 # RoPE itself
+
 
 def test_rope_tiled_layout_gives_channel_i_frequency_i_mod_half_and_interleaved_i_div_2():
     pos = torch.tensor([[1, 0, 0]])  # t = 1: only the time channels turn
@@ -59,8 +73,12 @@ def test_rope_tiled_layout_gives_channel_i_frequency_i_mod_half_and_interleaved_
     cos_t, sin_t = rope_tables(pos, 32, "tiled", torch.float64)
     cos_i, sin_i = rope_tables(pos, 32, "interleaved", torch.float64)
     assert cos_t.shape == (1, 3 * s)
-    torch.testing.assert_close(sin_t[0, :s], torch.tensor([math.sin(omega[i % 5]) for i in range(s)], dtype=torch.float64))
-    torch.testing.assert_close(sin_i[0, :s], torch.tensor([math.sin(omega[i // 2]) for i in range(s)], dtype=torch.float64))
+    torch.testing.assert_close(
+        sin_t[0, :s], torch.tensor([math.sin(omega[i % 5]) for i in range(s)], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        sin_i[0, :s], torch.tensor([math.sin(omega[i // 2]) for i in range(s)], dtype=torch.float64)
+    )
     assert torch.equal(sin_t[0, s:], torch.zeros(2 * s, dtype=torch.float64))  # h = w = 0
     assert torch.equal(cos_t[0, s:], torch.ones(2 * s, dtype=torch.float64))
 
@@ -140,8 +158,16 @@ def test_rope_training_step_gives_the_same_gradients_with_activation_checkpointi
 
 
 def test_vitg_is_v_jepa_2s_22_heads_and_its_predictor_has_12():
-    cfg = ModelConfig(size="giant_xformers", img_size=256, num_frames=64, pos_encoding="rope3d",
-                      pred_num_heads=12, num_mask_tokens=10, pred_sort_tokens=True, mask_token_per="group")
+    cfg = ModelConfig(
+        size="giant_xformers",
+        img_size=256,
+        num_frames=64,
+        pos_encoding="rope3d",
+        pred_num_heads=12,
+        num_mask_tokens=10,
+        pred_sort_tokens=True,
+        mask_token_per="group",
+    )
     cfg.validate()
     with torch.device("meta"):
         enc, pred = build_encoder(cfg), build_predictor(cfg)
@@ -153,12 +179,14 @@ def test_vitg_is_v_jepa_2s_22_heads_and_its_predictor_has_12():
 
 def test_rope_config_refuses_heads_too_narrow_to_rotate():
     from vjepa.config import FieldError
+
     with pytest.raises(FieldError, match="at least 6 channels"):
         ModelConfig(**{**V2.__dict__, "pred_num_heads": 12}).validate()  # 48 / 12 = 4 channels
 
 
 # ---------------------------------------------------------------------------------------------
 # weights: released layout and Hugging Face, both ways
+
 
 def test_released_layout_loads_strictly_dropping_only_unused_sincos_tables():
     enc, pred = v2_models()
@@ -190,9 +218,11 @@ def test_hf_state_round_trips_and_v_jepa_1_is_refused():
 # ---------------------------------------------------------------------------------------------
 # Hugging Face transformers' VJEPA2Model on the same random weights (fp32, CPU)
 
+
 def hf():
     """Hugging Face transformers: in the test extra, so a missing install fails here instead of skipping."""
     import transformers
+
     return transformers
 
 
@@ -237,9 +267,18 @@ def test_hf_predictor_equals_ours(hf_pair):
 
 
 def test_hf_classification_head_is_our_4_block_probe(tmp_path):
-    cfg = hf().VJEPA2Config(crop_size=32, frames_per_clip=4, patch_size=8, hidden_size=64, num_attention_heads=2,
-                                    num_hidden_layers=1, pred_hidden_size=48, pred_num_attention_heads=4,
-                                    pred_num_hidden_layers=1, num_labels=7)
+    cfg = hf().VJEPA2Config(
+        crop_size=32,
+        frames_per_clip=4,
+        patch_size=8,
+        hidden_size=64,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        pred_hidden_size=48,
+        pred_num_attention_heads=4,
+        pred_num_hidden_layers=1,
+        num_labels=7,
+    )
     torch.manual_seed(0)
     model = hf().VJEPA2ForVideoClassification(cfg).eval()
     jitter(model)
@@ -249,6 +288,7 @@ def test_hf_classification_head_is_our_4_block_probe(tmp_path):
         torch.testing.assert_close(probe(tokens), model.classifier(model.pooler(tokens)), rtol=0, atol=HF_ATOL)
     # a saved HF folder is a probe `evaluate_only` and the hub load as it is (config heads and eps)
     from vjepa.hub import load_probe
+
     model.save_pretrained(tmp_path / "hf-head")
     with torch.no_grad():
         assert torch.equal(load_probe(tmp_path / "hf-head", num_heads=2)(tokens), probe(tokens))
@@ -256,6 +296,7 @@ def test_hf_classification_head_is_our_4_block_probe(tmp_path):
         load_probe(tmp_path / "hf-head", num_heads=16)
     # and as a probe file of the released layout it comes back as the same probe
     from vjepa.checkpoint import save_atomic
+
     save_atomic({"classifier": official_probe_state(probe)}, tmp_path / "probe.pt")
     again = probe_from_file(tmp_path / "probe.pt", num_heads=2)
     again.pooler.cross_attention_block.norm1.eps = 1e-6  # eps is not in the file; HF's is 1e-6
@@ -281,9 +322,12 @@ def test_released_checkpoint_round_trips_to_a_hf_folder(tmp_path):
     with torch.no_grad():
         out = model(pixel_values_videos=x.transpose(1, 2), context_mask=[ctx], target_mask=[tgt_idx])
         torch.testing.assert_close(out.last_hidden_state, src_enc(x), rtol=0, atol=HF_ATOL)
-        torch.testing.assert_close(out.predictor_output.last_hidden_state,
-                                   src_pred(gather_tokens(src_enc(x), ctx), ctx, tgt_idx, mask_index=1),
-                                   rtol=0, atol=HF_ATOL)
+        torch.testing.assert_close(
+            out.predictor_output.last_hidden_state,
+            src_pred(gather_tokens(src_enc(x), ctx), ctx, tgt_idx, mask_index=1),
+            rtol=0,
+            atol=HF_ATOL,
+        )
         # ours -> HF -> ours is exact
         assert torch.equal(back_enc(x), src_enc(x))
         z = gather_tokens(src_enc(x), ctx)
@@ -296,8 +340,10 @@ def test_released_checkpoint_round_trips_to_a_hf_folder(tmp_path):
 # the vjepa2 code itself (facebookresearch/vjepa2, MIT), from a checkout named by VJEPA2_REPO
 
 VJEPA2_REPO = os.environ.get("VJEPA2_REPO")
-needs_vjepa2 = pytest.mark.skipif(not VJEPA2_REPO, reason="set VJEPA2_REPO to a checkout of facebookresearch/vjepa2 "
-                                                          "(and pip install einops) to compare with its code")
+needs_vjepa2 = pytest.mark.skipif(
+    not VJEPA2_REPO,
+    reason="set VJEPA2_REPO to a checkout of facebookresearch/vjepa2 (and pip install einops) to compare with its code",
+)
 
 
 @pytest.fixture(scope="module")
@@ -305,19 +351,39 @@ def vjepa2():
     pytest.importorskip("einops", reason="the vjepa2 code imports einops; pip install einops")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from official import import_vjepa2
+
     return import_vjepa2(VJEPA2_REPO)
 
 
 def reference_models(ref, cfg: ModelConfig):
     d, depth, heads, ratio = cfg.encoder_shape()
     ln = partial(nn.LayerNorm, eps=1e-6)
-    enc = ref.vit.VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, num_frames=cfg.num_frames,
-                                    tubelet_size=cfg.tubelet_size, embed_dim=d, depth=depth, num_heads=heads,
-                                    mlp_ratio=ratio, qkv_bias=True, norm_layer=ln, use_rope=True).eval()
-    pred = ref.predictor.vit_predictor(img_size=cfg.img_size, patch_size=cfg.patch_size, num_frames=cfg.num_frames,
-                                       tubelet_size=cfg.tubelet_size, embed_dim=d, predictor_embed_dim=cfg.pred_embed_dim,
-                                       depth=cfg.pred_depth, num_heads=cfg.pred_num_heads, use_mask_tokens=True,
-                                       num_mask_tokens=cfg.num_mask_tokens, use_rope=True).eval()
+    enc = ref.vit.VisionTransformer(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        num_frames=cfg.num_frames,
+        tubelet_size=cfg.tubelet_size,
+        embed_dim=d,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=ratio,
+        qkv_bias=True,
+        norm_layer=ln,
+        use_rope=True,
+    ).eval()
+    pred = ref.predictor.vit_predictor(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        num_frames=cfg.num_frames,
+        tubelet_size=cfg.tubelet_size,
+        embed_dim=d,
+        predictor_embed_dim=cfg.pred_embed_dim,
+        depth=cfg.pred_depth,
+        num_heads=cfg.pred_num_heads,
+        use_mask_tokens=True,
+        num_mask_tokens=cfg.num_mask_tokens,
+        use_rope=True,
+    ).eval()
     return enc, pred
 
 
@@ -363,12 +429,17 @@ def test_vjepa2_encoder_predictor_and_probe_are_ours_bit_for_bit(vjepa2):
 # ---------------------------------------------------------------------------------------------
 # hub: V-JEPA 2 encoders by name and from files
 
+
 def test_vjepa2_released_names_resolve_to_their_files_and_vitg_reads_as_22_heads(tmp_path, monkeypatch):
     from vjepa import hub
     from vjepa.checkpoint import encoder_config_from_state
+
     monkeypatch.setenv("VJEPA_CHECKPOINTS", str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"vjepa2/vitg-384\.pt; download it from "
-                                              r"https://dl\.fbaipublicfiles\.com/vjepa2/vitg-384\.pt"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"vjepa2/vitg-384\.pt; download it from "
+        r"https://dl\.fbaipublicfiles\.com/vjepa2/vitg-384\.pt",
+    ):
         hub.resolve("vjepa2-vitg-384")
     with torch.device("meta"):
         enc = build_encoder(hub.RELEASED["vjepa2-vitg"])
@@ -383,6 +454,7 @@ def test_vjepa2_released_names_resolve_to_their_files_and_vitg_reads_as_22_heads
 def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path):
     from vjepa.checkpoint import save_atomic
     from vjepa.hub import load_encoder
+
     enc, pred = v2_models()
     save_atomic(official_layout(enc, pred, enc), tmp_path / "v2.pt")
     loaded = load_encoder(tmp_path / "v2.pt", num_frames=4, img_size=32, num_heads=2)
@@ -394,6 +466,7 @@ def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path
 
 def test_vjepa2_probe_file_with_its_classifiers_list_loads_as_the_4_block_probe(tmp_path):
     from vjepa.checkpoint import save_atomic
+
     probes = [vjepa2_probe(64, 5, num_heads=4) for _ in range(2)]
     for p in probes:
         jitter(p)
@@ -412,6 +485,7 @@ def test_vjepa2_probe_file_with_its_classifiers_list_loads_as_the_4_block_probe(
 def test_the_4_block_probe_trains_beside_the_others_on_a_rope_encoder(tmp_path):
     from test_probe import Bands, fast_cfg
     from vjepa.probe import run_probe
+
     enc, _ = v2_models()
     enc.requires_grad_(False)
     cfg = fast_cfg(kinds=["attentive4", "linear"], num_heads=4, lrs=[1e-2], epochs=3)
@@ -425,15 +499,26 @@ def test_the_4_block_probe_trains_beside_the_others_on_a_rope_encoder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the recipe as profiles (phase 1)
 
+
 def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup():
     from pipeline import profiles
     from pipeline.config import from_mapping
-    for name, size, img in [("vjepa2-vitl", "large", 256), ("vjepa2-vitg", "giant_xformers", 256),
-                            ("vjepa2-vitg-384", "giant_xformers", 384)]:
+
+    for name, size, img in [
+        ("vjepa2-vitl", "large", 256),
+        ("vjepa2-vitg", "giant_xformers", 256),
+        ("vjepa2-vitg-384", "giant_xformers", 384),
+    ]:
         P = from_mapping(profiles.resolve(name))
         cfg = P.pretrain_config(P.main_seed)
         m, o = cfg.model, cfg.optim
-        assert (m.size, m.img_size, m.pos_encoding, m.rope_layout, m.pred_num_heads) == (size, img, "rope3d", "tiled", 12)
+        assert (m.size, m.img_size, m.pos_encoding, m.rope_layout, m.pred_num_heads) == (
+            size,
+            img,
+            "rope3d",
+            "tiled",
+            12,
+        )
         assert m.pred_sort_tokens and m.mask_token_per == "group" and o.clip_grad is None
         assert o.lr_at(1) == pytest.approx(1e-4, rel=1e-2)  # warmup from 1e-4 ...
         assert o.lr_at(12_001) == o.lr_at(200_000) == o.lr_at(240_000) == pytest.approx(5.25e-4)  # ... then flat
@@ -444,8 +529,10 @@ def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup
 def test_pretraining_runs_with_the_v_jepa_2_switches_and_its_checkpoint_loads_as_released(tmp_path):
     from test_pretrain import MovingSquares, read_metrics, tiny_config
     from vjepa.pretrain import pretrain
-    switches = dict(pos_encoding="rope3d", pred_num_heads=2, pred_sort_tokens=True, mask_token_per="group",
-                    num_mask_tokens=1)
+
+    switches = dict(
+        pos_encoding="rope3d", pred_num_heads=2, pred_sort_tokens=True, mask_token_per="group", num_mask_tokens=1
+    )
     cfg = tiny_config(model=switches, batch_size=4, optim={"iterations": 4, "warmup_iterations": 1}, checkpoint_every=4)
     pretrain(cfg, MovingSquares(4), tmp_path)
     losses = [m["loss"] for m in read_metrics(tmp_path)]

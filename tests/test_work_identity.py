@@ -1,5 +1,6 @@
 """A stage's work folder is keyed by the content of what it reads, one process works in it at a
 time, and a stage started by `dvc repro` stops when that dvc process dies."""
+
 import json
 import os
 import shutil
@@ -61,15 +62,18 @@ _HOLD = textwrap.dedent("""
 
 def test_a_second_process_is_refused_the_work_folder_naming_the_holder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(plumbing.StageBusy, match=f"runs/.work/probe-k400 is in use by pid {holder.pid} on "):
             plumbing.work_dir("probe-k400", {"lr": 1})
-        done = subprocess.run([sys.executable, "-m", "pipeline", "probe", "k400", "--params", str(ROOT / "params.yaml")],
-                              cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "VJEPA_MLFLOW": "0",
-                                                                                  "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "probe", "k400", "--params", str(ROOT / "params.yaml")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "VJEPA_MLFLOW": "0", "PYTHONPATH": str(ROOT)},
+        )
         assert done.returncode == 2 and f"is in use by pid {holder.pid}" in done.stderr
     finally:
         holder.kill()
@@ -90,8 +94,13 @@ _FAKE_DVC = textwrap.dedent("""
 
 def test_a_stage_whose_dvc_parent_dies_stops_instead_of_running_on(tmp_path):
     stage = _HOLD.replace('"holding"', '"holding", os.getpid()')
-    fake = subprocess.Popen([sys.executable, "-c", _FAKE_DVC, str(tmp_path), stage], stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.PIPE, cwd=ROOT)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_DVC, str(tmp_path), stage],
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
     fake.stdout.readline()
     line = fake.stdout.readline().split()
     assert line[0] == "holding"
@@ -99,10 +108,16 @@ def test_a_stage_whose_dvc_parent_dies_stops_instead_of_running_on(tmp_path):
     fake.send_signal(signal.SIGKILL)  # what a SIGKILL (or an unhandled SIGTERM) to dvc leaves: its stage orphaned
     fake.wait()
     deadline = time.time() + 20
-    while time.time() < deadline and Path(f"/proc/{stage_pid}").exists() and \
-            Path(f"/proc/{stage_pid}/stat").read_text().split(")")[1].split()[0] != "Z":
+    while (
+        time.time() < deadline
+        and Path(f"/proc/{stage_pid}").exists()
+        and Path(f"/proc/{stage_pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    ):
         time.sleep(0.2)
-    alive = Path(f"/proc/{stage_pid}").exists() and Path(f"/proc/{stage_pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    alive = (
+        Path(f"/proc/{stage_pid}").exists()
+        and Path(f"/proc/{stage_pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    )
     if alive:
         os.kill(stage_pid, signal.SIGKILL)
     assert not alive, "the orphaned stage ran on after its dvc process died"
@@ -123,14 +138,16 @@ def test_dvc_repro_after_a_kill_and_an_upstream_change_starts_over_instead_of_re
     shutil.copytree(repo / "runs/pretrain/seed1", repo / "runs/.work/pretrain-seed1")
     (repo / "runs/.work/pretrain-seed1/checkpoint.pth.tar").rename(repo / "runs/.work/pretrain-seed1/latest.pth.tar")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["pretrain"]["train"]["optim"]["lr"] *= 2      # another encoder for the probe, on the same data
+    params["pretrain"]["train"]["optim"]["lr"] *= 2  # another encoder for the probe, on the same data
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = dvc(repo, "repro", "probe@k400")
     assert "[probe-k400] starting over: inputs.runs/pretrain/seed0/checkpoint.pth.tar changed" in log
     assert "[probe-k400] resuming" not in log
-    assert json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]["num_train"] > 0
+    assert (
+        json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]["num_train"] > 0
+    )
     params["pretrain"]["train"]["optim"]["lr"] /= 2
-    params["prepare"]["seed"] += 1                       # other data, the same pretraining settings
+    params["prepare"]["seed"] += 1  # other data, the same pretraining settings
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = dvc(repo, "repro", "pretrain@1")
     # the prepared folder and the pretraining list in it (stamped by content) both changed
@@ -149,8 +166,9 @@ def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
     changed = sorted(json.loads(dvc(repo, "status", "--json")))
     # the stages that run pretraining code (finetuning batches with its MicroBatches); what reads their
     # outputs re-runs if those outputs change
-    assert changed == sorted(["detect", "pretrain@0", "pretrain@1", "finetune@k400", "finetune@ssv2",
-                              *(f"ablate@{p}" for p in ablations)])
+    assert changed == sorted(
+        ["detect", "pretrain@0", "pretrain@1", "finetune@k400", "finetune@ssv2", *(f"ablate@{p}" for p in ablations)]
+    )
 
 
 def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trained_on_nothing(smoke_copy):
@@ -159,8 +177,14 @@ def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trai
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0"}
 
     def probe_k400():
-        return subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"], cwd=repo,
-                              env=env, capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     videos.rename(repo / "data/prepared/k400/videos.away")  # a root where none of the listed clips is
     failed = probe_k400()  # the small suite's lists are read with their files checked: refused before any training
@@ -176,8 +200,11 @@ def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trai
         clip.write_bytes(b"")
     failed = probe_k400()
     # the frozen-feature pass stops at its first batch, naming the count and the files
-    assert failed.returncode != 0 and "error: probe k400: probe training set: 8 of 40 files could not be decoded" \
-        in failed.stderr and "Traceback" not in failed.stderr
+    assert (
+        failed.returncode != 0
+        and "error: probe k400: probe training set: 8 of 40 files could not be decoded" in failed.stderr
+        and "Traceback" not in failed.stderr
+    )
     assert not list((repo / "runs/.work/probe-k400").rglob("probe_state.pt"))  # no state saved from that epoch
     shutil.rmtree(videos)
     saved.rename(videos)  # the videos back: a clean run, not a resume

@@ -21,6 +21,7 @@ Two ways to feed detections, which give different numbers:
 Tables are pandas DataFrames with columns video_id, timestamp (int second), x1, y1, x2, y2
 (normalised), action_id (1-based), plus score for detections.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,7 +95,8 @@ def match_detections(groundtruth: pd.DataFrame, detections: pd.DataFrame, iou_th
     det = detections.reset_index(drop=True).assign(det_id=lambda d: np.arange(len(d)))
     gt = groundtruth.reset_index(drop=True).assign(gt_id=lambda d: np.arange(len(d)))
     pairs = det[["det_id", *KEY, "action_id", *BOX]].merge(
-        gt[["gt_id", *KEY, "action_id", *BOX]], on=[*KEY, "action_id"], suffixes=("", "_gt"))
+        gt[["gt_id", *KEY, "action_id", *BOX]], on=[*KEY, "action_id"], suffixes=("", "_gt")
+    )
     tp = np.zeros(len(det), dtype=bool)
     if pairs.empty:
         return tp
@@ -107,10 +109,15 @@ def match_detections(groundtruth: pd.DataFrame, detections: pd.DataFrame, iou_th
     return tp
 
 
-def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS,
-              exclusions: Iterable[tuple[str, int]] | None = None, iou_threshold: float = 0.5,
-              labelmap: Mapping[int, str] | None = None,
-              keyframes: Iterable[tuple[str, int]] | None = None) -> dict:
+def frame_map(
+    groundtruth: pd.DataFrame,
+    detections: pd.DataFrame,
+    class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS,
+    exclusions: Iterable[tuple[str, int]] | None = None,
+    iou_threshold: float = 0.5,
+    labelmap: Mapping[int, str] | None = None,
+    keyframes: Iterable[tuple[str, int]] | None = None,
+) -> dict:
     """Frame-level mAP@IoU over `class_ids`, detections matched in the given order (the API path).
 
     Rows of other classes and of excluded keyframes are ignored; detections on keyframes without
@@ -125,8 +132,10 @@ def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: It
     bad = ~(np.isfinite(g).all(axis=1) & (g[:, 0] <= g[:, 2]) & (g[:, 1] <= g[:, 3]))
     if bad.any():
         r = gt.iloc[int(np.flatnonzero(bad)[0])]
-        raise ValueError(f"ground-truth box {tuple(r[BOX])} of {r.video_id},{r.timestamp} is not finite corners with "
-                         "x1 <= x2 and y1 <= y2")
+        raise ValueError(
+            f"ground-truth box {tuple(r[BOX])} of {r.video_id},{r.timestamp} is not finite corners with "
+            "x1 <= x2 and y1 <= y2"
+        )
     if not np.isfinite(det[[*BOX, "score"]].to_numpy(float)).all():
         raise ValueError("detection boxes and scores must be finite")
     gt = _drop_keys(gt[gt["action_id"].isin(class_ids)], exclusions)
@@ -158,7 +167,9 @@ def frame_map(groundtruth: pd.DataFrame, detections: pd.DataFrame, class_ids: It
     return out
 
 
-def official_top_k(detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS, top_k: int = 50) -> pd.DataFrame:
+def official_top_k(
+    detections: pd.DataFrame, class_ids: Iterable[int] = AVA_EVAL_CLASS_IDS, top_k: int = 50
+) -> pd.DataFrame:
     """The official command-line reader: keep evaluation-class rows, then per keyframe the `top_k`
     highest scores across classes, sorted by descending score (keyframes in order of first
     appearance). Rows tied at the cut are kept in input order; the reference's heap may pick

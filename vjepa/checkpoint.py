@@ -2,6 +2,7 @@
 layout (`encoder`, `predictor`, `target_encoder`, ... with `module.backbone.` key prefixes) in
 both directions, so released files load strictly into our models and ours into the official code.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,17 +50,24 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         head = f.read(64)
     if not head.startswith(_MAGIC):
         text = head.decode("utf-8", "replace").strip().lower()
-        kind = ("an HTML page (a failed download or an error page saved under this name?)"
-                if text.startswith(("<!doctype html", "<html", "<?xml", "<")) else
-                "an empty file" if not head else f"a file that starts {head[:16]!r}")
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); "
-                              f"it is {kind}")
+        kind = (
+            "an HTML page (a failed download or an error page saved under this name?)"
+            if text.startswith(("<!doctype html", "<html", "<?xml", "<"))
+            else "an empty file"
+            if not head
+            else f"a file that starts {head[:16]!r}"
+        )
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); it is {kind}"
+        )
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         detail = str(e).splitlines()[0]
         if "weights only" not in str(e).lower():  # torch's wording for a refused global
-            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated pickle: {detail})") from None
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (corrupt or truncated pickle: {detail})"
+            ) from None
         raise CheckpointError(
             f"refusing to load {path}: it contains objects other than tensors and plain containers, "
             f"which could run code when unpickled (loaded with weights_only=True). Detail: {detail}"
@@ -67,8 +75,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     except Exception as e:  # torch's readers raise RuntimeError, EOFError, KeyError, ValueError, ... on bad bytes
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ck, dict):
-        raise CheckpointError(f"{path}: holds a {type(ck).__name__}, not a dict of entries (a checkpoint is "
-                              "{'encoder': state dict, ...} or a state dict)")
+        raise CheckpointError(
+            f"{path}: holds a {type(ck).__name__}, not a dict of entries (a checkpoint is "
+            "{'encoder': state dict, ...} or a state dict)"
+        )
     check_allocation(ck, path)
     return ck
 
@@ -91,20 +101,24 @@ def check_allocation(ck: Any, path: str | os.PathLike) -> None:
     file's size (entries may share data: a target encoder saved as the encoder). Models are built
     from these shapes, so a 6 KB file cannot ask for 19 GB. Raises CheckpointError naming the tensor."""
     size = Path(path).stat().st_size
-    for entry, value in (ck.items() if isinstance(ck, Mapping) else [("", ck)]):
+    for entry, value in ck.items() if isinstance(ck, Mapping) else [("", ck)]:
         total = 0
         for where, t in _tensors(value, f"[{entry!r}]"):
             claimed = t.numel() * t.element_size()
             held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
             if t.numel() and claimed > held:
-                raise CheckpointError(f"{path}: tensor {where} claims shape {tuple(t.shape)} ({claimed:,} bytes) but "
-                                      f"the file stores {max(held, 0):,} bytes of it (a stride-0 expansion or a view "
-                                      "past its data); refusing to build a model of that size")
+                raise CheckpointError(
+                    f"{path}: tensor {where} claims shape {tuple(t.shape)} ({claimed:,} bytes) but "
+                    f"the file stores {max(held, 0):,} bytes of it (a stride-0 expansion or a view "
+                    "past its data); refusing to build a model of that size"
+                )
             total += claimed
         if total > size:
-            raise CheckpointError(f"{path}: the tensors of entry {entry!r} claim {total:,} bytes in all, more than the "
-                                  f"file's {size:,} bytes (tensors sharing data under many names); refusing to build a "
-                                  "model of that size")
+            raise CheckpointError(
+                f"{path}: the tensors of entry {entry!r} claim {total:,} bytes in all, more than the "
+                f"file's {size:,} bytes (tensors sharing data under many names); refusing to build a "
+                "model of that size"
+            )
 
 
 def check_state_dict(state: Any, where: str) -> None:
@@ -113,8 +127,10 @@ def check_state_dict(state: Any, where: str) -> None:
         raise CheckpointError(f"{where}: holds a {type(state).__name__}, not a state dict (names -> tensors)")
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{where}: entries that are not named tensors: {', '.join(bad[:6])}"
-                              + (f" ... (+{len(bad) - 6})" if len(bad) > 6 else ""))
+        raise CheckpointError(
+            f"{where}: entries that are not named tensors: {', '.join(bad[:6])}"
+            + (f" ... (+{len(bad) - 6})" if len(bad) > 6 else "")
+        )
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefixes=("module.", "backbone.")) -> dict:
@@ -123,7 +139,7 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefixes=("module.", "backbo
     for k, v in state.items():
         for p in prefixes:
             if k.startswith(p):
-                k = k[len(p):]
+                k = k[len(p) :]
         out[k] = v
     return out
 
@@ -137,13 +153,21 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = 
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
+
         def head(xs):
             return ", ".join(xs[:6]) + (f" ... (+{len(xs) - 6})" if len(xs) > 6 else "")
-        parts = [f"missing {head(missing)}" if missing else "", f"unexpected {head(unexpected)}" if unexpected else "",
-                 f"shape mismatch {head(shapes)}" if shapes else ""]
+
+        parts = [
+            f"missing {head(missing)}" if missing else "",
+            f"unexpected {head(unexpected)}" if unexpected else "",
+            f"shape mismatch {head(shapes)}" if shapes else "",
+        ]
         raise CheckpointError(f"{where} does not fit {type(model).__name__}: " + "; ".join(p for p in parts if p))
     model.load_state_dict(state, strict=True)
 
@@ -165,16 +189,39 @@ def load_official_module(model: nn.Module, checkpoint: Mapping[str, Any], key: s
     load_into(model, state, where=f"{path}['{key}']")
 
 
-def official_layout(encoder: nn.Module, predictor: nn.Module, target_encoder: nn.Module, *,
-                    opt: dict | None = None, scaler: dict | None = None, epoch: int = 0, loss: float = 0.0,
-                    batch_size: int = 0, world_size: int = 1, lr: float = 0.0, **extra) -> dict:
+def official_layout(
+    encoder: nn.Module,
+    predictor: nn.Module,
+    target_encoder: nn.Module,
+    *,
+    opt: dict | None = None,
+    scaler: dict | None = None,
+    epoch: int = 0,
+    loss: float = 0.0,
+    batch_size: int = 0,
+    world_size: int = 1,
+    lr: float = 0.0,
+    **extra,
+) -> dict:
     """The dict the official pretraining code writes (spec section 5.1); `extra` adds our own
     entries (training state for exact resume), which the official loaders ignore."""
+
     def sd(m):
         return add_prefix({k: v.detach() for k, v in m.state_dict().items()})
-    return {"encoder": sd(encoder), "predictor": sd(predictor), "target_encoder": sd(target_encoder),
-            "opt": opt, "scaler": scaler, "epoch": epoch, "loss": float(loss), "batch_size": batch_size,
-            "world_size": world_size, "lr": lr, **extra}
+
+    return {
+        "encoder": sd(encoder),
+        "predictor": sd(predictor),
+        "target_encoder": sd(target_encoder),
+        "opt": opt,
+        "scaler": scaler,
+        "epoch": epoch,
+        "loss": float(loss),
+        "batch_size": batch_size,
+        "world_size": world_size,
+        "lr": lr,
+        **extra,
+    }
 
 
 def export_official(path, encoder, predictor, target_encoder, **kw) -> Path:
@@ -182,8 +229,9 @@ def export_official(path, encoder, predictor, target_encoder, **kw) -> Path:
     return save_atomic(official_layout(encoder, predictor, target_encoder, **kw), path)
 
 
-def import_official(path, encoder: nn.Module | None = None, predictor: nn.Module | None = None,
-                    target_encoder: nn.Module | None = None) -> dict:
+def import_official(
+    path, encoder: nn.Module | None = None, predictor: nn.Module | None = None, target_encoder: nn.Module | None = None
+) -> dict:
     """Load a released (or our) V-JEPA file strictly into whichever models are given; returns the dict."""
     ck = load(path)
     for key, model in (("encoder", encoder), ("predictor", predictor), ("target_encoder", target_encoder)):
@@ -192,9 +240,15 @@ def import_official(path, encoder: nn.Module | None = None, predictor: nn.Module
     return ck
 
 
-def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: int | None = None,
-                              img_size: int | None = None, num_heads: int | None = None, where: str = "checkpoint",
-                              pos_encoding: str | None = None):
+def encoder_config_from_state(
+    state: Mapping[str, torch.Tensor],
+    *,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    num_heads: int | None = None,
+    where: str = "checkpoint",
+    pos_encoding: str | None = None,
+):
     """The ModelConfig of the encoder whose state dict (prefixes stripped) this is, read from its
     shapes: width, channels, tubelet and patch from `patch_embed.proj.weight` [D, C, t, p, p], depth
     from the blocks, MLP ratio from `fc1`, and the token grid from `pos_embed` [1, N, D] with the
@@ -211,8 +265,9 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: 
 
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 5:
-        raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]; "
-                              "not a V-JEPA video encoder")
+        raise CheckpointError(
+            f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]; not a V-JEPA video encoder"
+        )
     D, C, t, p, p2 = w.shape
     if min(w.shape) < 1:
         raise CheckpointError(f"{where}: 'patch_embed.proj.weight' has a zero-size dimension {tuple(w.shape)}")
@@ -223,10 +278,18 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: 
         raise CheckpointError(f"{where}: no transformer blocks ('blocks.<i>.*') in the encoder state")
     for k, ndim in (("blocks.0.mlp.fc1.weight", 2), ("pos_embed", 3)):
         if k not in state:
-            raise CheckpointError(f"{where}: no '{k}'" + ("; a V-JEPA 1 encoder stores its fixed positions"
-                                                          if k == "pos_embed" else " (the first block's MLP)"))
+            raise CheckpointError(
+                f"{where}: no '{k}'"
+                + (
+                    "; a V-JEPA 1 encoder stores its fixed positions"
+                    if k == "pos_embed"
+                    else " (the first block's MLP)"
+                )
+            )
         if state[k].ndim != ndim or min(state[k].shape) < 1:
-            raise CheckpointError(f"{where}: '{k}' has shape {tuple(state[k].shape)}, expected {ndim} non-zero dimensions")
+            raise CheckpointError(
+                f"{where}: '{k}' has shape {tuple(state[k].shape)}, expected {ndim} non-zero dimensions"
+            )
     mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / D
     N = state["pos_embed"].shape[1]
     if img_size is not None:
@@ -242,30 +305,48 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], *, num_frames: 
         if frames % t or (frames // t) * side * side != N:
             raise CheckpointError(
                 f"{where}: {N} positions do not make square frames at {frames} frames of tubelet {t}; "
-                f"pass num_frames= (or img_size=) to say the clip the encoder was trained on")
+                f"pass num_frames= (or img_size=) to say the clip the encoder was trained on"
+            )
         img_size = side * p
-    row = next((name for name, (d, n, _, r) in SIZES.items() if d == D and n == depth and abs(r - mlp_ratio) < 1e-6), None)
+    row = next(
+        (name for name, (d, n, _, r) in SIZES.items() if d == D and n == depth and abs(r - mlp_ratio) < 1e-6), None
+    )
     if num_heads is None:
         if row is None:
-            raise CheckpointError(f"{where}: width {D} and depth {depth} match no standard size, and the number of "
-                                  "attention heads is not in the weights' shapes; pass num_heads=")
+            raise CheckpointError(
+                f"{where}: width {D} and depth {depth} match no standard size, and the number of "
+                "attention heads is not in the weights' shapes; pass num_heads="
+            )
         num_heads = SIZES[row][2]
     if D % num_heads:
         raise CheckpointError(f"{where}: {num_heads} heads do not divide width {D}")
     if row is not None and num_heads == SIZES[row][2]:
         return ModelConfig(size=row, img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C)
-    return ModelConfig(size="custom", img_size=img_size, patch_size=p, num_frames=frames, tubelet_size=t, in_chans=C,
-                       embed_dim=D, depth=depth, num_heads=num_heads, mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio)
+    return ModelConfig(
+        size="custom",
+        img_size=img_size,
+        patch_size=p,
+        num_frames=frames,
+        tubelet_size=t,
+        in_chans=C,
+        embed_dim=D,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio,
+    )
 
 
-def _rope_encoder_config(state: Mapping[str, torch.Tensor], num_frames: int | None, img_size: int | None,
-                         num_heads: int | None, where: str):
+def _rope_encoder_config(
+    state: Mapping[str, torch.Tensor], num_frames: int | None, img_size: int | None, num_heads: int | None, where: str
+):
     """encoder_config_from_state for a 3D-RoPE (V-JEPA 2) encoder, whose weights hold no token grid."""
     from vjepa.models.registry import SIZES, ModelConfig
 
     if num_frames is None or img_size is None:
-        raise CheckpointError(f"{where}: a RoPE encoder's clip size is not in its weights; pass num_frames= and "
-                              "img_size= (the released V-JEPA 2 encoders: 64 frames at 256 or 384 px)")
+        raise CheckpointError(
+            f"{where}: a RoPE encoder's clip size is not in its weights; pass num_frames= and "
+            "img_size= (the released V-JEPA 2 encoders: 64 frames at 256 or 384 px)"
+        )
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 5:
         raise CheckpointError(f"{where}: no 3D patch embedding 'patch_embed.proj.weight' [D, C, t, p, p]")
@@ -279,13 +360,30 @@ def _rope_encoder_config(state: Mapping[str, torch.Tensor], num_frames: int | No
     row = next((r for r in rows if r.endswith("_xformers")), rows[0] if rows else None)
     if num_heads is None:
         if row is None:
-            raise CheckpointError(f"{where}: width {D} and depth {depth} match no standard size, and the number of "
-                                  "attention heads is not in the weights' shapes; pass num_heads=")
+            raise CheckpointError(
+                f"{where}: width {D} and depth {depth} match no standard size, and the number of "
+                "attention heads is not in the weights' shapes; pass num_heads="
+            )
         num_heads = SIZES[row][2]
-    common = dict(img_size=img_size, patch_size=p, num_frames=num_frames, tubelet_size=t, in_chans=C,
-                  pos_encoding="rope3d", pred_num_heads=12, num_mask_tokens=10, pred_sort_tokens=True,
-                  mask_token_per="group")
+    common = dict(
+        img_size=img_size,
+        patch_size=p,
+        num_frames=num_frames,
+        tubelet_size=t,
+        in_chans=C,
+        pos_encoding="rope3d",
+        pred_num_heads=12,
+        num_mask_tokens=10,
+        pred_sort_tokens=True,
+        mask_token_per="group",
+    )
     if row is not None and num_heads == SIZES[row][2]:
         return ModelConfig(size=row, **common)
-    return ModelConfig(size="custom", embed_dim=D, depth=depth, num_heads=num_heads,
-                       mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio, **common)
+    return ModelConfig(
+        size="custom",
+        embed_dim=D,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=None if mlp_ratio == 4.0 else mlp_ratio,
+        **common,
+    )

@@ -6,6 +6,7 @@ Paths are the real paths of the keys: `pretrain.train.optim.lr`, `masks[1].num_b
 keys get a did-you-mean (difflib). A config's `validate()` may raise `FieldError(key, message)` (or
 use `check_range`), and the error then names that field under the config's path.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,7 @@ class Partial:
 
     cls: type
     exclude: tuple[str, ...] = ()
-    extra: tuple[tuple[str, Any], ...] = ()   # (name, type) of keys allowed beside cls's fields
+    extra: tuple[tuple[str, Any], ...] = ()  # (name, type) of keys allowed beside cls's fields
 
 
 def _plain(v: Any) -> Any:
@@ -175,24 +176,36 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
     return obj
 
 
-def check_range(obj: Any, *names: str, ge: float | None = None, gt: float | None = None,
-                le: float | None = None) -> None:
+def check_range(
+    obj: Any, *names: str, ge: float | None = None, gt: float | None = None, le: float | None = None
+) -> None:
     """FieldError for the first named field (or item of a list field) outside the bounds; None passes."""
     for name in names:
         value = getattr(obj, name)
-        items = [(name, value)] if not isinstance(value, (list, tuple)) else \
-            [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        items = (
+            [(name, value)]
+            if not isinstance(value, (list, tuple))
+            else [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        )
         for key, v in items:
             if v is None:
                 continue
             if (ge is not None and v < ge) or (gt is not None and v <= gt) or (le is not None and v > le):
-                bounds = " and ".join(s for s in (ge is not None and f">= {ge}", gt is not None and f"> {gt}",
-                                                  le is not None and f"<= {le}") if s)
+                bounds = " and ".join(
+                    s
+                    for s in (
+                        ge is not None and f">= {ge}",
+                        gt is not None and f"> {gt}",
+                        le is not None and f"<= {le}",
+                    )
+                    if s
+                )
                 raise FieldError(key, f"must be {bounds}, got {v!r}")
 
 
 def to_dict(obj: Any) -> dict:
     """Dataclass -> plain dict (tuples become lists), e.g. for logging or YAML."""
+
     def conv(v):
         if isinstance(v, tuple):
             return [conv(x) for x in v]
@@ -201,4 +214,5 @@ def to_dict(obj: Any) -> dict:
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return {k: conv(v) for k, v in dataclasses.asdict(obj).items()}

@@ -4,6 +4,7 @@ checks read. Kept apart from the code that runs them, so validating params (pipe
 imports no model, data or training code: a stage's DVC deps are then the modules it runs, and
 an edit to one of them re-runs only the stages that run it. Each defining module re-exports its
 configs (`from vjepa.probe import ProbeConfig` keeps working)."""
+
 from __future__ import annotations
 
 import copy
@@ -70,19 +71,36 @@ class ModelConfig:
     uniform_power: bool = True
     pred_depth: int = 12
     pred_embed_dim: int = 384
-    pred_num_heads: int | None = None   # None: the encoder's head count (paper and official code)
+    pred_num_heads: int | None = None  # None: the encoder's head count (paper and official code)
     num_mask_tokens: int = 2
     activation_checkpointing: bool = False
-    pos_encoding: str = "sincos"        # "sincos" (V-JEPA 1) | "rope3d" (V-JEPA 2), encoder and predictor alike
-    rope_layout: str = "tiled"          # "tiled" (the released V-JEPA 2 weights) | "interleaved" (textbook pairs)
-    pred_sort_tokens: bool = False      # V-JEPA 2 sorts [context ; targets] by token index in the predictor
-    mask_token_per: str = "mask"        # mask token per "mask" config (V-JEPA 1) | per fpc "group" (V-JEPA 2)
+    pos_encoding: str = "sincos"  # "sincos" (V-JEPA 1) | "rope3d" (V-JEPA 2), encoder and predictor alike
+    rope_layout: str = "tiled"  # "tiled" (the released V-JEPA 2 weights) | "interleaved" (textbook pairs)
+    pred_sort_tokens: bool = False  # V-JEPA 2 sorts [context ; targets] by token index in the predictor
+    mask_token_per: str = "mask"  # mask token per "mask" config (V-JEPA 1) | per fpc "group" (V-JEPA 2)
 
     def validate(self) -> None:
         if self.size not in SIZES and None in (self.embed_dim, self.depth, self.num_heads):
-            raise FieldError("size", f"{self.size!r} is not one of {sorted(SIZES)}; give embed_dim, depth and num_heads")
-        check_range(self, "img_size", "patch_size", "num_frames", "tubelet_size", "in_chans", "embed_dim", "depth",
-                    "num_heads", "mlp_ratio", "pred_depth", "pred_embed_dim", "pred_num_heads", "num_mask_tokens", gt=0)
+            raise FieldError(
+                "size", f"{self.size!r} is not one of {sorted(SIZES)}; give embed_dim, depth and num_heads"
+            )
+        check_range(
+            self,
+            "img_size",
+            "patch_size",
+            "num_frames",
+            "tubelet_size",
+            "in_chans",
+            "embed_dim",
+            "depth",
+            "num_heads",
+            "mlp_ratio",
+            "pred_depth",
+            "pred_embed_dim",
+            "pred_num_heads",
+            "num_mask_tokens",
+            gt=0,
+        )
         if self.img_size % self.patch_size:
             raise FieldError("patch_size", f"{self.patch_size} does not divide img_size {self.img_size}")
         if self.num_frames % self.tubelet_size:
@@ -92,8 +110,9 @@ class ModelConfig:
             raise FieldError("num_heads", f"{heads} heads do not divide the encoder width {width}")
         pred_heads = self.pred_num_heads or heads
         if self.pred_embed_dim % pred_heads:
-            raise FieldError("pred_embed_dim", f"{self.pred_embed_dim} is not divisible by the predictor's "
-                                               f"{pred_heads} heads")
+            raise FieldError(
+                "pred_embed_dim", f"{self.pred_embed_dim} is not divisible by the predictor's {pred_heads} heads"
+            )
         if self.pos_encoding not in POS_ENCODINGS:
             raise FieldError("pos_encoding", f"must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
         if self.rope_layout not in ROPE_LAYOUTS:
@@ -111,7 +130,11 @@ class ModelConfig:
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        return (self.num_frames // self.tubelet_size, self.img_size // self.patch_size, self.img_size // self.patch_size)
+        return (
+            self.num_frames // self.tubelet_size,
+            self.img_size // self.patch_size,
+            self.img_size // self.patch_size,
+        )
 
 
 # -- from vjepa/masks.py ----------------------------------------------------------------------------------
@@ -165,18 +188,18 @@ class OptimConfig:
     lr: float = 6.25e-4
     start_lr: float = 2e-4
     final_lr: float = 1e-6
-    warmup_iterations: int | None = 12_000          # the appendix text and the official code
+    warmup_iterations: int | None = 12_000  # the appendix text and the official code
     warmup_iterations_fraction: float | None = None  # Table 5 says 0.15 (13,500 steps); set this instead
     start_weight_decay: float = 0.04
     final_weight_decay: float = 0.4
-    weight_decay_schedule: str = "cosine"           # official; the appendix text says "linearly"
+    weight_decay_schedule: str = "cosine"  # official; the appendix text says "linearly"
     start_momentum: float = 0.998
     final_momentum: float = 1.0
     scheduler_scale_factor: float = 1.25
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    clip_grad: float | None = None                  # official: 10.0 ...
-    clip_grad_from_step: int = 1                    # ... from step 12,301 (its `epoch > warmup` rule)
+    clip_grad: float | None = None  # official: 10.0 ...
+    clip_grad_from_step: int = 1  # ... from step 12,301 (its `epoch > warmup` rule)
     # AdamW as torch's fused kernel (one pass over each tensor): the official update to float rounding
     # (about 1e-6 relative per step), 0.4 of the per-parameter loop's time on the CPU. false: the
     # official order of operations (torch's loop on the CPU, its foreach kernels on a GPU; the same bits)
@@ -184,15 +207,27 @@ class OptimConfig:
 
     def validate(self) -> None:
         check_range(self, "iterations", ge=1)
-        check_range(self, "lr", "start_lr", "final_lr", "start_weight_decay", "final_weight_decay", "eps",
-                    "warmup_iterations", "clip_grad_from_step", ge=0)
+        check_range(
+            self,
+            "lr",
+            "start_lr",
+            "final_lr",
+            "start_weight_decay",
+            "final_weight_decay",
+            "eps",
+            "warmup_iterations",
+            "clip_grad_from_step",
+            ge=0,
+        )
         check_range(self, "warmup_iterations_fraction", "start_momentum", "final_momentum", "betas", ge=0, le=1)
         if (self.warmup_iterations is None) == (self.warmup_iterations_fraction is None):
             raise ValueError("set exactly one of warmup_iterations and warmup_iterations_fraction")
         if self.warmup > self.iterations:
             raise FieldError("warmup_iterations", f"{self.warmup} warmup steps exceed the {self.iterations} iterations")
         if self.weight_decay_schedule not in ("cosine", "linear"):
-            raise FieldError("weight_decay_schedule", f"must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}")
+            raise FieldError(
+                "weight_decay_schedule", f"must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}"
+            )
         check_range(self, "scheduler_scale_factor", "clip_grad", gt=0)
 
     @property
@@ -206,16 +241,23 @@ class OptimConfig:
         return schedules.schedule_length(self.iterations, self.scheduler_scale_factor)
 
     def lr_at(self, step: int) -> float:
-        return schedules.warmup_cosine_lr(step, lr=self.lr, start_lr=self.start_lr, final_lr=self.final_lr,
-                                          warmup=self.warmup, total=self.schedule_length)
+        return schedules.warmup_cosine_lr(
+            step,
+            lr=self.lr,
+            start_lr=self.start_lr,
+            final_lr=self.final_lr,
+            warmup=self.warmup,
+            total=self.schedule_length,
+        )
 
     def weight_decay_at(self, step: int) -> float:
         fn = schedules.cosine_weight_decay if self.weight_decay_schedule == "cosine" else schedules.linear_weight_decay
         return fn(step, start=self.start_weight_decay, final=self.final_weight_decay, total=self.schedule_length)
 
     def momentum_at(self, step: int) -> float:
-        return schedules.ema_momentum(step, start=self.start_momentum, final=self.final_momentum,
-                                      total=self.schedule_length)
+        return schedules.ema_momentum(
+            step, start=self.start_momentum, final=self.final_momentum, total=self.schedule_length
+        )
 
 
 @dataclass
@@ -224,9 +266,9 @@ class InitConfig:
     target encoder (a released file or ours), with a fresh optimizer and schedules from step 1."""
 
     checkpoint: str
-    strict: bool = True                 # False: keys of another shape (e.g. pos_embed at another
-                                        # resolution) keep their fresh values, listed in a warning
-    reinit_predictor: bool = False      # True: a freshly initialised predictor (encoders still loaded)
+    strict: bool = True  # False: keys of another shape (e.g. pos_embed at another
+    # resolution) keep their fresh values, listed in a warning
+    reinit_predictor: bool = False  # True: a freshly initialised predictor (encoders still loaded)
 
 
 @dataclass
@@ -239,17 +281,17 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 24
     accumulation_steps: int = 1
-    precision: str = "bf16"          # "fp32" | "bf16" (autocast; on GPU or CPU); called dtype before
-    grad_scaler: bool = False        # official: a GradScaler even with bf16 (no effect but skipping inf steps)
-    target: str = "ema"              # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
-    reg_coeff: float = 0.0           # official variance regulariser on the predictions (off in the paper)
-    seed: int = 234                  # official meta.seed
-    device: str = "auto"             # "auto" | "cpu" | "cuda"
+    precision: str = "bf16"  # "fp32" | "bf16" (autocast; on GPU or CPU); called dtype before
+    grad_scaler: bool = False  # official: a GradScaler even with bf16 (no effect but skipping inf steps)
+    target: str = "ema"  # "ema" | "copy": target = the current context encoder, no EMA (appendix D)
+    reg_coeff: float = 0.0  # official variance regulariser on the predictions (off in the paper)
+    seed: int = 234  # official meta.seed
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
     num_workers: int = 0
     max_skipped_fraction: float = 0.01  # undecodable videos allowed before the run stops (unique files)
     checkpoint_every: int = 300
     log_every: int = 1
-    init: InitConfig | None = None   # continued pretraining from a checkpoint (a resume takes precedence)
+    init: InitConfig | None = None  # continued pretraining from a checkpoint (a resume takes precedence)
 
     def validate(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -264,8 +306,10 @@ class PretrainConfig:
         # an unused mask token gets no gradient, which DDP refuses; per fpc group, one group runs here
         used = len(self.masks) if self.model.mask_token_per == "mask" else 1
         if self.model.num_mask_tokens > used:
-            raise ValueError(f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the {used} mask token(s) "
-                             f"used (one per {self.model.mask_token_per}); set model.num_mask_tokens to {used}")
+            raise ValueError(
+                f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the {used} mask token(s) "
+                f"used (one per {self.model.mask_token_per}); set model.num_mask_tokens to {used}"
+            )
         check_range(self, "num_workers", ge=0)
 
 
@@ -283,11 +327,11 @@ PROBE_KINDS = ("attentive", "attentive4", "linear")
 class EncoderConfig:
     """The frozen encoder the probes read."""
 
-    kind: str = "vjepa"                     # "vjepa" (our or a released file) | "timm" (2D image model per frame)
-    checkpoint: str | None = None           # vjepa: official-layout file; null = random init (the baseline)
+    kind: str = "vjepa"  # "vjepa" (our or a released file) | "timm" (2D image model per frame)
+    checkpoint: str | None = None  # vjepa: official-layout file; null = random init (the baseline)
     checkpoint_key: str = "target_encoder"  # the EMA target encoder, which the paper evaluates
-    timm_model: str | None = None           # timm: model name, e.g. vit_large_patch14_dinov2
-    timm_weights: str | None = None         # timm: a local weights file (nothing is downloaded)
+    timm_model: str | None = None  # timm: model name, e.g. vit_large_patch14_dinov2
+    timm_weights: str | None = None  # timm: a local weights file (nothing is downloaded)
     timm_img_size: int | None = None
 
     def validate(self) -> None:
@@ -308,21 +352,21 @@ class ProbeConfig:
     epochs: int = 20
     batch_size: int = 256
     final_lr: float = 0.0
-    wd_schedule: str = "constant"           # appendix: fixed; "cosine": official, from wd down to final_weight_decay
+    wd_schedule: str = "constant"  # appendix: fixed; "cosine": official, from wd down to final_weight_decay
     final_weight_decay: float = 1e-6
-    grad_clip: float | None = 1.0           # official clips at 1.0 (the appendix does not say)
-    num_heads: int | None = 12              # appendix: 12; null = the encoder's heads (official: 16)
+    grad_clip: float | None = 1.0  # official clips at 1.0 (the appendix does not say)
+    num_heads: int | None = 12  # appendix: 12; null = the encoder's heads (official: 16)
     depth: int = 1
-    linear_norm: str = "batchnorm"          # linear probe: BatchNorm without affine on the mean token, or "none"
-    num_segments: int = 1                   # K400 8; SSv2 1 (appendix) or 2 (official); Table 11: 1 vs 8
-    still_frames: int = 16                  # images as still clips of 16 frames; 2 gives image-model token counts
-    precision: str = "bf16"                 # appendix bf16 autocast; "fp16": official (fp16 + GradScaler); "fp32"
-    cache_features: bool = False            # encode the training set once; needs a deterministic transform
-    encoder_chunk: int | None = None        # encode at most this many clips at a time (memory)
+    linear_norm: str = "batchnorm"  # linear probe: BatchNorm without affine on the mean token, or "none"
+    num_segments: int = 1  # K400 8; SSv2 1 (appendix) or 2 (official); Table 11: 1 vs 8
+    still_frames: int = 16  # images as still clips of 16 frames; 2 gives image-model token counts
+    precision: str = "bf16"  # appendix bf16 autocast; "fp16": official (fp16 + GradScaler); "fp32"
+    cache_features: bool = False  # encode the training set once; needs a deterministic transform
+    encoder_chunk: int | None = None  # encode at most this many clips at a time (memory)
     num_workers: int = 0
     seed: int = 0
-    device: str | None = None               # null: cuda when available, else cpu
-    max_skipped_fraction: float = 0.01      # unreadable items allowed (training set, evaluation set) before the run stops
+    device: str | None = None  # null: cuda when available, else cpu
+    max_skipped_fraction: float = 0.01  # unreadable items allowed (training set, evaluation set) before the run stops
 
     def validate(self) -> None:
         bad = [k for k in self.kinds if k not in PROBE_KINDS]
@@ -335,8 +379,9 @@ class ProbeConfig:
         if self.precision not in PRECISIONS:
             raise FieldError("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         check_range(self, "num_classes", ge=2)
-        check_range(self, "epochs", "batch_size", "num_segments", "still_frames", "depth", "num_heads",
-                    "encoder_chunk", ge=1)
+        check_range(
+            self, "epochs", "batch_size", "num_segments", "still_frames", "depth", "num_heads", "encoder_chunk", ge=1
+        )
         check_range(self, "lrs", "weight_decays", "final_lr", "final_weight_decay", "num_workers", ge=0)
         check_range(self, "grad_clip", gt=0)
         check_range(self, "max_skipped_fraction", ge=0, le=1)
@@ -355,11 +400,11 @@ class EvaluateOnly:
     """A released attentive probe (or any probe file of the official layout) evaluated as it is on a
     task's validation set, with the official protocol of that task unless segments/views are set."""
 
-    probe: str                          # probe file, or a released name such as vitl16/k400
-    encoder: str | None = None          # encoder file; null: the stage's encoder
-    segments: int | None = None         # null: RELEASED_PROTOCOL of the task
-    views: int | None = None            # 1 (centre crop) or 3 (official 3 crops)
-    num_heads: int | None = None        # the probe's heads; null: the encoder's, as the official probes
+    probe: str  # probe file, or a released name such as vitl16/k400
+    encoder: str | None = None  # encoder file; null: the stage's encoder
+    segments: int | None = None  # null: RELEASED_PROTOCOL of the task
+    views: int | None = None  # 1 (centre crop) or 3 (official 3 crops)
+    num_heads: int | None = None  # the probe's heads; null: the encoder's, as the official probes
 
     def validate(self) -> None:
         if self.segments is not None and self.segments < 1:
@@ -370,8 +415,10 @@ class EvaluateOnly:
     def protocol(self, task: str) -> tuple[int, int]:
         """(segments, views) for `task`: the ones set here, else the official ones."""
         if (self.segments is None or self.views is None) and task not in RELEASED_PROTOCOL:
-            raise ConfigError(f"evaluate_only: task '{task}' has no official protocol (known: "
-                              f"{sorted(RELEASED_PROTOCOL)}); set segments and views")
+            raise ConfigError(
+                f"evaluate_only: task '{task}' has no official protocol (known: "
+                f"{sorted(RELEASED_PROTOCOL)}); set segments and views"
+            )
         segments, views = RELEASED_PROTOCOL.get(task, (None, None))
         return self.segments or segments, self.views or views
 
@@ -394,49 +441,50 @@ FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradSc
 
 @dataclass
 class FinetuneConfig:
-    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' finetune.tasks.ssv2). The official
+    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' "
+    "finetune.tasks.ssv2). The official
     VideoMAE behaviours are one key away (see README)."""
 
     num_classes: int
     model: ModelConfig = field(default_factory=ModelConfig)  # the pretrained encoder's shape
     checkpoint_key: str = "target_encoder"  # the EMA target encoder; "encoder" for a finetuned file of ours
     # data
-    num_frames: int = 16                    # K400 16, SSv2 32 (> model.num_frames: positions interpolated)
-    frame_step: int = 4                     # sampling_rate (unused by TSN sampling)
-    img_size: int | None = None             # null: model.img_size (paper: 384)
-    sampling: str = "window"                # training clips: "window" (K400) | "tsn" (VideoMAE SSv2)
-    test_sampling: str = "spread"           # test views: "spread" (VideoMAE K400) | "tsn" (VideoMAE SSv2)
-    test_num_segment: int = 5               # K400 5, SSv2 2
-    test_num_crop: int = 3                  # 1 (centre) or 3 (along the long side)
-    num_sample: int = 2                     # repeated augmentation: augmented copies of each decoded clip
-    hflip: bool = True                      # SSv2: false (left/right are classes)
+    num_frames: int = 16  # K400 16, SSv2 32 (> model.num_frames: positions interpolated)
+    frame_step: int = 4  # sampling_rate (unused by TSN sampling)
+    img_size: int | None = None  # null: model.img_size (paper: 384)
+    sampling: str = "window"  # training clips: "window" (K400) | "tsn" (VideoMAE SSv2)
+    test_sampling: str = "spread"  # test views: "spread" (VideoMAE K400) | "tsn" (VideoMAE SSv2)
+    test_num_segment: int = 5  # K400 5, SSv2 2
+    test_num_crop: int = 3  # 1 (centre) or 3 (along the long side)
+    num_sample: int = 2  # repeated augmentation: augmented copies of each decoded clip
+    hflip: bool = True  # SSv2: false (left/right are classes)
     auto_augment: str | None = RAND_AUGMENT
     train_interpolation: str = "bicubic"
-    color_jitter: float | None = 0.4        # VideoMAE/timm skip it under RandAugment: null
-    reprob: float = 0.25                    # random erasing, pixel mode, one box through the clip
+    color_jitter: float | None = 0.4  # VideoMAE/timm skip it under RandAugment: null
+    reprob: float = 0.25  # random erasing, pixel mode, one box through the clip
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4 / 3)
     # model
     drop_path: float = 0.2
     head_drop_rate: float = 0.5
-    init_scale: float = 0.001               # head weight and bias scaled at init (VideoMAE)
-    encoder_norm: bool = True               # keep the encoder's final norm before pooling; false: VideoMAE
-    head_norm: str = "layernorm"            # fc_norm: "layernorm" (VideoMAE) | "batchnorm" (no affine, MAE's
-                                            # linear-probe head; for pooled features that barely vary across clips)
+    init_scale: float = 0.001  # head weight and bias scaled at init (VideoMAE)
+    encoder_norm: bool = True  # keep the encoder's final norm before pooling; false: VideoMAE
+    head_norm: str = "layernorm"  # fc_norm: "layernorm" (VideoMAE) | "batchnorm" (no affine, MAE's
+    # linear-probe head; for pooled features that barely vary across clips)
     # optimisation
-    epochs: int = 35                        # SSv2 20
-    batch_size: int = 64                    # videos per process and step; global = x processes x accumulation
-    accumulation_steps: int = 1             # VideoMAE update_freq
-    lr: float = 3e-4                        # SSv2 1e-4
+    epochs: int = 35  # SSv2 20
+    batch_size: int = 64  # videos per process and step; global = x processes x accumulation
+    accumulation_steps: int = 1  # VideoMAE update_freq
+    lr: float = 3e-4  # SSv2 1e-4
     warmup_lr: float = 1e-7
     min_lr: float = 1e-7
-    scale_lr_by_batch: bool = False         # true: lr, warmup_lr, min_lr x global batch / 256 (VideoMAE)
+    scale_lr_by_batch: bool = False  # true: lr, warmup_lr, min_lr x global batch / 256 (VideoMAE)
     warmup_epochs: float = 5
-    warmup_steps: int | None = None         # set: overrides warmup_epochs (VideoMAE's rule)
+    warmup_steps: int | None = None  # set: overrides warmup_epochs (VideoMAE's rule)
     layer_decay: float = 0.8
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-7                       # Table 8; VideoMAE's code uses 1e-8
+    eps: float = 1e-7  # Table 8; VideoMAE's code uses 1e-8
     clip_grad: float | None = None
     # mixup / cutmix / label smoothing
     mixup: float = 0.8
@@ -446,23 +494,28 @@ class FinetuneConfig:
     mixup_mode: str = "batch"
     smoothing: float = 0.1
     # run
-    precision: str = "bf16"                 # "bf16" autocast | "fp32"
+    precision: str = "bf16"  # "bf16" autocast | "fp32"
     seed: int = 0
-    device: str = "auto"                    # "auto" | "cpu" | "cuda"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
     num_workers: int = 0
     decode_threads: int = 1
-    checkpoint_every: int = 500             # steps (a checkpoint is also written after each epoch)
-    eval_every: int = 0                     # epochs between multi-view evaluations; 0: only after the last
+    checkpoint_every: int = 500  # steps (a checkpoint is also written after each epoch)
+    eval_every: int = 0  # epochs between multi-view evaluations; 0: only after the last
     max_skipped_fraction: float = 0.01
 
     def validate(self) -> None:
         size = self.img_size or self.model.img_size
         if size % self.model.patch_size or self.num_frames % self.model.tubelet_size:
-            raise ValueError(f"clips of {self.num_frames} frames at {size}px do not tile into "
-                             f"{self.model.tubelet_size}x{self.model.patch_size}px tubelets")
+            raise ValueError(
+                f"clips of {self.num_frames} frames at {size}px do not tile into "
+                f"{self.model.tubelet_size}x{self.model.patch_size}px tubelets"
+            )
         if self.sampling not in ("window", "tsn") or self.test_sampling not in ("spread", "tsn", "window"):
-            raise FieldError("sampling", f"must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
-                             f"got {self.sampling!r}, {self.test_sampling!r}")
+            raise FieldError(
+                "sampling",
+                f"must be 'window' or 'tsn' and test_sampling 'spread', 'tsn' or 'window'; "
+                f"got {self.sampling!r}, {self.test_sampling!r}",
+            )
         if self.test_num_crop not in (1, 3):
             raise FieldError("test_num_crop", f"must be 1 or 3, got {self.test_num_crop}")
         if self.precision not in FINETUNE_PRECISIONS:
@@ -471,16 +524,56 @@ class FinetuneConfig:
             raise FieldError("head_norm", f"must be 'layernorm' or 'batchnorm', got {self.head_norm!r}")
         if self.mixup_mode not in ("batch", "pair", "elem"):
             raise FieldError("mixup_mode", f"must be 'batch', 'pair' or 'elem', got {self.mixup_mode!r}")
-        check_range(self, "num_classes", "epochs", "batch_size", "accumulation_steps", "num_sample", "test_num_segment",
-                    "checkpoint_every", "num_frames", "frame_step", "img_size", ge=1)
-        check_range(self, "lr", "warmup_lr", "min_lr", "warmup_epochs", "warmup_steps", "weight_decay", "eps",
-                    "mixup", "cutmix", "color_jitter", "init_scale", "eval_every", "num_workers", ge=0)
-        check_range(self, "drop_path", "head_drop_rate", "reprob", "mixup_prob", "mixup_switch_prob", "smoothing",
-                    "max_skipped_fraction", "betas", ge=0, le=1)
+        check_range(
+            self,
+            "num_classes",
+            "epochs",
+            "batch_size",
+            "accumulation_steps",
+            "num_sample",
+            "test_num_segment",
+            "checkpoint_every",
+            "num_frames",
+            "frame_step",
+            "img_size",
+            ge=1,
+        )
+        check_range(
+            self,
+            "lr",
+            "warmup_lr",
+            "min_lr",
+            "warmup_epochs",
+            "warmup_steps",
+            "weight_decay",
+            "eps",
+            "mixup",
+            "cutmix",
+            "color_jitter",
+            "init_scale",
+            "eval_every",
+            "num_workers",
+            ge=0,
+        )
+        check_range(
+            self,
+            "drop_path",
+            "head_drop_rate",
+            "reprob",
+            "mixup_prob",
+            "mixup_switch_prob",
+            "smoothing",
+            "max_skipped_fraction",
+            "betas",
+            ge=0,
+            le=1,
+        )
         check_range(self, "clip_grad", gt=0)
         if self.mixup_active and (self.batch_size * self.num_sample) % 2:
-            raise ValueError(f"mixup pairs each clip with the reversed batch, so batch_size x num_sample must be "
-                             f"even; got {self.batch_size} x {self.num_sample}")
+            raise ValueError(
+                f"mixup pairs each clip with the reversed batch, so batch_size x num_sample must be "
+                f"even; got {self.batch_size} x {self.num_sample}"
+            )
         if not 0 < self.layer_decay <= 1:
             raise FieldError("layer_decay", f"must be in (0, 1], got {self.layer_decay}")
 
@@ -497,9 +590,68 @@ class FinetuneConfig:
 
 
 # The 60 classes of ava_action_list_v2.2_for_activitynet_2019.pbtxt (same ids as the 2018 v2.1 list).
-AVA_EVAL_CLASS_IDS = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34,
-                      36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64,
-                      65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80)
+AVA_EVAL_CLASS_IDS = (
+    1,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    17,
+    20,
+    22,
+    24,
+    26,
+    27,
+    28,
+    29,
+    30,
+    34,
+    36,
+    37,
+    38,
+    41,
+    43,
+    45,
+    46,
+    47,
+    48,
+    49,
+    51,
+    52,
+    54,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    66,
+    67,
+    68,
+    69,
+    70,
+    72,
+    73,
+    74,
+    76,
+    77,
+    78,
+    79,
+    80,
+)
 
 
 # -- from vjepa/detect.py ---------------------------------------------------------------------------------
@@ -521,7 +673,7 @@ class DetectConfig:
     min_lr: float = 1e-6
     dropout: float = 0.5
     roi_resolution: int = 7
-    top_k: int = 50               # the official command-line tool's detections per keyframe
+    top_k: int = 50  # the official command-line tool's detections per keyframe
     precision: str = "bf16"
     max_skipped_fraction: float = 0.01  # unreadable keyframes allowed (per epoch, and at test) before the run stops
     num_workers: int = 0
@@ -556,8 +708,16 @@ DECORD_BROKEN_WIDTHS = (2, 4, 6, 8, 12, 16, 24, 48, 72)
 
 
 DIRECTIONS = {  # name -> (dy, dx) per unit speed; 8 = king moves, 4 = the axis moves
-    8: [("right", (0, 1)), ("down-right", (1, 1)), ("down", (1, 0)), ("down-left", (1, -1)),
-        ("left", (0, -1)), ("up-left", (-1, -1)), ("up", (-1, 0)), ("up-right", (-1, 1))],
+    8: [
+        ("right", (0, 1)),
+        ("down-right", (1, 1)),
+        ("down", (1, 0)),
+        ("down-left", (1, -1)),
+        ("left", (0, -1)),
+        ("up-left", (-1, -1)),
+        ("up", (-1, 0)),
+        ("up-right", (-1, 1)),
+    ],
     4: [("right", (0, 1)), ("down", (1, 0)), ("left", (0, -1)), ("up", (-1, 0))],
 }
 
@@ -632,12 +792,27 @@ class SmallSuiteConfig:
             raise ValueError("resolution, ava_resolution and image_size must be >= digit_size")
         if self.digit_size < 4 or min(self.k400_frames, self.ssv2_frames, self.fps) < 1:
             raise FieldError("digit_size", "must be >= 4; frame counts and fps >= 1")
-        counts = ("k400_train", "k400_val", "ssv2_train", "ssv2_val", "in1k_train", "in1k_val", "inat_train",
-                  "inat_val", "places_train", "places_val", "ava_train_videos", "ava_val_videos", "ava_keyframes")
+        counts = (
+            "k400_train",
+            "k400_val",
+            "ssv2_train",
+            "ssv2_val",
+            "in1k_train",
+            "in1k_val",
+            "inat_train",
+            "inat_val",
+            "places_train",
+            "places_val",
+            "ava_train_videos",
+            "ava_val_videos",
+            "ava_keyframes",
+        )
         check_range(self, *counts, ge=1)
         if self.resolution in DECORD_BROKEN_WIDTHS or self.resolution % 2:
-            raise ValueError(f"resolution {self.resolution} cannot be decoded by decord 0.6 or encoded as yuv420p; "
-                             f"use an even size not in {DECORD_BROKEN_WIDTHS}")
+            raise ValueError(
+                f"resolution {self.resolution} cannot be decoded by decord 0.6 or encoded as yuv420p; "
+                f"use an even size not in {DECORD_BROKEN_WIDTHS}"
+            )
         if self.noise < 0 or self.jitter < 0 or not 1 <= self.ava_digits <= 9:
             raise ValueError("noise and jitter must be >= 0 and ava_digits in 1..9")
 
@@ -665,13 +840,17 @@ def kinetics_path_format(layout: str) -> str:
     if layout in KINETICS_PATH_FORMATS:
         return KINETICS_PATH_FORMATS[layout]
     if "{" not in layout:
-        raise ValueError(f"unknown Kinetics layout {layout!r}: use one of {', '.join(KINETICS_PATH_FORMATS)} "
-                         "or a format string such as '{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'")
+        raise ValueError(
+            f"unknown Kinetics layout {layout!r}: use one of {', '.join(KINETICS_PATH_FORMATS)} "
+            "or a format string such as '{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'"
+        )
     try:
         layout.format(label="a b", label_underscored="a_b", youtube_id="x", time_start=1, time_end=2, split="train")
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"format string {layout!r} does not format a row ({type(e).__name__}: {e}); its fields are "
-                         "label, label_underscored, youtube_id, time_start, time_end (integers), split") from None
+        raise ValueError(
+            f"format string {layout!r} does not format a row ({type(e).__name__}: {e}); its fields are "
+            "label, label_underscored, youtube_id, time_start, time_end (integers), split"
+        ) from None
     return layout
 
 
@@ -693,8 +872,8 @@ class SplitSource:
     format: str
     path: str
     root: str | None = None
-    labels: str | None = None       # ssv2: something-something-v2-labels.json
-    extension: str = ".webm"        # ssv2 video files
+    labels: str | None = None  # ssv2: something-something-v2-labels.json
+    extension: str = ".webm"  # ssv2 video files
     num_classes: int | None = None  # list: the label space 0..num_classes-1 (default: 0..max of training)
     # kinetics: where the clips sit under root, a layout of KINETICS_PATH_FORMATS ('class_folders', the
     # default: <label>/<ytid>_<t0:06d>_<t1:06d>.mp4; 'class_folders_underscored', mmaction2's; 'flat', CVDF's)
@@ -732,8 +911,10 @@ class TaskData:
         if self.train.is_image != self.val.is_image:
             raise ValueError("train and val must both be videos or both be images")
         if self.train.num_classes != self.val.num_classes:
-            raise ValueError(f"train and val must give the same `num_classes`, got {self.train.num_classes} "
-                             f"and {self.val.num_classes}")
+            raise ValueError(
+                f"train and val must give the same `num_classes`, got {self.train.num_classes} "
+                f"and {self.val.num_classes}"
+            )
 
 
 # -- from vjepa/data/tasks.py -----------------------------------------------------------------------------
@@ -752,9 +933,9 @@ class TaskViews:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (0.75, 1.33)
     hflip: bool = True
-    auto_augment: str | None = None             # IN1K: "original" (AutoAugment)
+    auto_augment: str | None = None  # IN1K: "original" (AutoAugment)
     reprob: float = 0.0
-    allow_overlap: bool = False                 # official frozen evals: overlapping clips in short videos
+    allow_overlap: bool = False  # official frozen evals: overlapping clips in short videos
 
     def validate(self) -> None:
         check_range(self, "num_frames", "frame_step", "eval_views", "still_frames", ge=1)
@@ -791,8 +972,8 @@ class AvaFiles:
     frames: str
     train_groundtruth: str
     val_groundtruth: str
-    labelmap: str                       # the evaluation subset (60 classes for AVA v2.2)
-    val_proposals: str                  # person boxes with scores: mmaction pickle or SlowFast CSV
+    labelmap: str  # the evaluation subset (60 classes for AVA v2.2)
+    val_proposals: str  # person boxes with scores: mmaction pickle or SlowFast CSV
     train_exclusions: str | None = None
     val_exclusions: str | None = None
 
@@ -802,11 +983,11 @@ class AvaClipConfig:
     """AVA clips and boxes as SlowFast's frozen-detection recipe reads them (cv2 path)."""
 
     num_frames: int = 16
-    frame_step: int = 4                    # 16 frames at stride 4 around the keyframe (~2.1 s)
+    frame_step: int = 4  # 16 frames at stride 4 around the keyframe (~2.1 s)
     train_scale: list[int] = field(default_factory=lambda: [256, 320])  # random short side, train
-    crop_size: int = 224                   # random square crop after scaling, train
-    test_size: int = 256                   # short side at test; the full frame, no crop
-    hflip: bool = True                     # train: frames and boxes flipped together with p 0.5
+    crop_size: int = 224  # random square crop after scaling, train
+    test_size: int = 256  # short side at test; the full frame, no crop
+    hflip: bool = True  # train: frames and boxes flipped together with p 0.5
     proposal_score_threshold: float = 0.9  # SlowFast's default (its c2 R101 config: 0.8)
 
     def validate(self) -> None:

@@ -14,6 +14,7 @@ clip as given, "labels": [K, num_classes] multi-hot (zeros for proposals), "vide
 "sec": int}, or None for an unreadable clip. At test the clip is the full frame (SlowFast: short
 side resized, no crop), so the boxes are the original normalised coordinates.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,8 @@ from vjepa.configs import DetectConfig  # noqa: F401 (defined in vjepa.configs, 
 def feature_map(encoder: nn.Module, video: torch.Tensor, out_layers: list[int]) -> torch.Tensor:
     """[B, C, T, H, W] -> [B, L*D, T', H', W']: the normed outputs of the L blocks `out_layers`,
     concatenated along channels (layer-major), tokens laid back on their (t, h, w) grid."""
-    layers = encoder(video, out_layers=out_layers)           # L x [B, N, D]
-    x = torch.cat(layers, dim=-1)                            # [B, N, L*D]
+    layers = encoder(video, out_layers=out_layers)  # L x [B, N, D]
+    x = torch.cat(layers, dim=-1)  # [B, N, L*D]
     t, h, w = encoder.token_grid(video)
     return x.view(x.shape[0], t, h, w, x.shape[-1]).permute(0, 4, 1, 2, 3)
 
@@ -51,8 +52,9 @@ def feature_map(encoder: nn.Module, video: torch.Tensor, out_layers: list[int]) 
 class DetectionHead(nn.Module):
     """Temporal average pool, RoIAlign, spatial max pool, dropout, linear -> per-box logits."""
 
-    def __init__(self, in_dim: int, num_classes: int = 80, patch_size: int = 16, resolution: int = 7,
-                 dropout: float = 0.5):
+    def __init__(
+        self, in_dim: int, num_classes: int = 80, patch_size: int = 16, resolution: int = 7, dropout: float = 0.5
+    ):
         super().__init__()
         self.spatial_scale, self.resolution = 1.0 / patch_size, resolution
         self.dropout = nn.Dropout(dropout)
@@ -64,12 +66,18 @@ class DetectionHead(nn.Module):
         """fmap [B, C, T', H', W'], rois [K, 5] = (batch index, x1, y1, x2, y2) in input pixels -> [K, C, r, r]."""
         from torchvision.ops import roi_align  # here, not at import: torchvision.ops imports torch._dynamo (seconds)
 
-        x = fmap.mean(dim=2)                                  # temporal average pool -> [B, C, H', W']
-        return roi_align(x, rois.to(x.dtype), (self.resolution, self.resolution), spatial_scale=self.spatial_scale,
-                         sampling_ratio=0, aligned=True)
+        x = fmap.mean(dim=2)  # temporal average pool -> [B, C, H', W']
+        return roi_align(
+            x,
+            rois.to(x.dtype),
+            (self.resolution, self.resolution),
+            spatial_scale=self.spatial_scale,
+            sampling_ratio=0,
+            aligned=True,
+        )
 
     def forward(self, fmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        x = self.roi_features(fmap, rois).amax(dim=(2, 3))   # spatial max pool -> [K, C]
+        x = self.roi_features(fmap, rois).amax(dim=(2, 3))  # spatial max pool -> [K, C]
         return self.projection(self.dropout(x))
 
 
@@ -86,8 +94,9 @@ def collate_boxes(items: list[dict | None]) -> dict:
     out["video"] = video
     out["boxes"] = torch.cat(boxes)
     out["rois"] = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b * scale], 1) for i, b in enumerate(boxes)])
-    out["labels"] = torch.cat([torch.as_tensor(it["labels"], dtype=torch.float32).reshape(len(b), -1)
-                               for it, b in zip(kept, boxes)])
+    out["labels"] = torch.cat(
+        [torch.as_tensor(it["labels"], dtype=torch.float32).reshape(len(b), -1) for it, b in zip(kept, boxes)]
+    )
     out["key"] = [(str(it["video_id"]), int(it["sec"])) for it, b in zip(kept, boxes) for _ in range(len(b))]
     return out
 
@@ -101,8 +110,9 @@ def _json_safe(x):
 
 
 @torch.no_grad()
-def predict(encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: DetectConfig, device,
-            autocast) -> tuple[pd.DataFrame, int]:
+def predict(
+    encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: DetectConfig, device, autocast
+) -> tuple[pd.DataFrame, int]:
     """Detections in SlowFast's order (for each box, one row per evaluation class, score = sigmoid)
     and the number of unreadable keyframes skipped."""
     head.eval()
@@ -119,24 +129,42 @@ def predict(encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: Dete
             scores = torch.sigmoid(head(fmap, batch["rois"].to(device)).float())[:, cls].cpu().numpy()
         K, C = scores.shape
         boxes = batch["boxes"].numpy()
-        frames.append(pd.DataFrame({
-            "video_id": np.repeat([k[0] for k in batch["key"]], C), "timestamp": np.repeat([k[1] for k in batch["key"]], C),
-            "x1": np.repeat(boxes[:, 0], C), "y1": np.repeat(boxes[:, 1], C), "x2": np.repeat(boxes[:, 2], C),
-            "y2": np.repeat(boxes[:, 3], C), "action_id": np.tile(cfg.eval_classes, K), "score": scores.reshape(-1)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "video_id": np.repeat([k[0] for k in batch["key"]], C),
+                    "timestamp": np.repeat([k[1] for k in batch["key"]], C),
+                    "x1": np.repeat(boxes[:, 0], C),
+                    "y1": np.repeat(boxes[:, 1], C),
+                    "x2": np.repeat(boxes[:, 2], C),
+                    "y2": np.repeat(boxes[:, 3], C),
+                    "action_id": np.tile(cfg.eval_classes, K),
+                    "score": scores.reshape(-1),
+                }
+            )
+        )
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DETECTION_COLUMNS)), skipped
 
 
 def _check_skipped(count: int, size: int, max_fraction: float, where: str) -> None:
     """Stop, as the video runs do, when more keyframes than allowed could not be read."""
     if count > max_fraction * size:
-        raise TooManySkipped(f"{count} of {size} keyframes could not be read in {where} "
-                             f"({count / max(size, 1):.2%}), more than the allowed {max_fraction:.2%}")
+        raise TooManySkipped(
+            f"{count} of {size} keyframes could not be read in {where} "
+            f"({count / max(size, 1):.2%}), more than the allowed {max_fraction:.2%}"
+        )
 
 
-def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
-                  groundtruth: pd.DataFrame, out_dir: str | Path,
-                  exclusions: Iterable[tuple[str, int]] | None = None,
-                  labelmap: Mapping[int, str] | None = None) -> dict:
+def run_detection(
+    cfg: DetectConfig,
+    encoder: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    groundtruth: pd.DataFrame,
+    out_dir: str | Path,
+    exclusions: Iterable[tuple[str, int]] | None = None,
+    labelmap: Mapping[int, str] | None = None,
+) -> dict:
     """Train the head on ground-truth boxes, predict on proposals, and write out_dir/metrics.json,
     out_dir/detections.csv (the official result format) and out_dir/head.pt. `groundtruth` is the
     validation table (video_id, timestamp, x1, y1, x2, y2, action_id). Resumes per epoch."""
@@ -145,8 +173,9 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
     autocast = autocast_for(device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
-    head = DetectionHead(encoder.embed_dim * len(cfg.out_layers), cfg.num_classes, encoder.patch_size,
-                         cfg.roi_resolution, cfg.dropout).to(device)
+    head = DetectionHead(
+        encoder.embed_dim * len(cfg.out_layers), cfg.num_classes, encoder.patch_size, cfg.roi_resolution, cfg.dropout
+    ).to(device)
     opt = torch.optim.AdamW(param_groups(head), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     warmup = int(round(cfg.warmup_epochs * steps))
@@ -165,16 +194,23 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
         if hasattr(train_set, "set_epoch"):  # fresh augmentation per epoch, reproducible on resume
             train_set.set_epoch(epoch)
         g = epoch_generator(cfg.seed, epoch)
-        loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=g, collate_fn=collate_boxes,
-                            num_workers=cfg.num_workers)
+        loader = DataLoader(
+            train_set, cfg.batch_size, shuffle=True, generator=g, collate_fn=collate_boxes, num_workers=cfg.num_workers
+        )
         total, n, skipped = 0.0, 0, 0
         for i, batch in enumerate(tqdm(loader, desc=f"detect epoch {epoch + 1}/{cfg.epochs}", leave=False)):
             skipped += batch["skipped"]
             if "video" not in batch or not len(batch["rois"]):
                 continue
             for group in opt.param_groups:  # warmup from warmup_lr, then cosine to min_lr (Table 7)
-                group["lr"] = warmup_cosine_lr(epoch * steps + i + 1, lr=cfg.lr, start_lr=cfg.warmup_lr,
-                                               final_lr=cfg.min_lr, warmup=warmup, total=cfg.epochs * steps)
+                group["lr"] = warmup_cosine_lr(
+                    epoch * steps + i + 1,
+                    lr=cfg.lr,
+                    start_lr=cfg.warmup_lr,
+                    final_lr=cfg.min_lr,
+                    warmup=warmup,
+                    total=cfg.epochs * steps,
+                )
             where = f"step {epoch * steps + i + 1} (epoch {epoch + 1})"
             with torch.no_grad(), autocast():
                 fmap = feature_map(encoder, batch["video"].to(device), cfg.out_layers)
@@ -190,21 +226,39 @@ def run_detection(cfg: DetectConfig, encoder: nn.Module, train_set: Dataset, val
             total, n = total + float(loss.detach()) * len(batch["rois"]), n + len(batch["rois"])
         _check_skipped(skipped, len(train_set), cfg.max_skipped_fraction, f"training epoch {epoch + 1}")
         history.append(total / max(n, 1))
-        save_atomic({"epoch": epoch + 1, "history": history, "config": to_dict(cfg), "head": head.state_dict(),
-                     "opt": opt.state_dict(), "rng": torch.get_rng_state(), "skipped": skipped}, state_path)
+        save_atomic(
+            {
+                "epoch": epoch + 1,
+                "history": history,
+                "config": to_dict(cfg),
+                "head": head.state_dict(),
+                "opt": opt.state_dict(),
+                "rng": torch.get_rng_state(),
+                "skipped": skipped,
+            },
+            state_path,
+        )
 
     detections, val_skipped = predict(encoder, head, val_set, cfg, device, autocast)
     _check_skipped(val_skipped, len(val_set), cfg.max_skipped_fraction, "evaluation")
     api = frame_map(groundtruth, detections, cfg.eval_classes, exclusions)
     cli = frame_map(groundtruth, official_top_k(detections, cfg.eval_classes, cfg.top_k), cfg.eval_classes, exclusions)
     names = labelmap or {}
-    metrics = {"mAP": api["mAP"], "mAP_official_cli": cli["mAP"],
-               "per_class": {names.get(c, str(c)): ap for c, ap in api["per_class"].items()},
-               "per_class_official_cli": {names.get(c, str(c)): ap for c, ap in cli["per_class"].items()},
-               "num_gt": {names.get(c, str(c)): k for c, k in api["num_gt"].items()},
-               "num_detections": len(detections), "num_keyframes": int(detections.groupby(["video_id", "timestamp"]).ngroups),
-               "skipped_train": skipped, "skipped_val": val_skipped, "train_loss": history, "epochs": cfg.epochs, "out_layers": cfg.out_layers,
-               "seconds": round(time.time() - t0, 1)}
+    metrics = {
+        "mAP": api["mAP"],
+        "mAP_official_cli": cli["mAP"],
+        "per_class": {names.get(c, str(c)): ap for c, ap in api["per_class"].items()},
+        "per_class_official_cli": {names.get(c, str(c)): ap for c, ap in cli["per_class"].items()},
+        "num_gt": {names.get(c, str(c)): k for c, k in api["num_gt"].items()},
+        "num_detections": len(detections),
+        "num_keyframes": int(detections.groupby(["video_id", "timestamp"]).ngroups),
+        "skipped_train": skipped,
+        "skipped_val": val_skipped,
+        "train_loss": history,
+        "epochs": cfg.epochs,
+        "out_layers": cfg.out_layers,
+        "seconds": round(time.time() - t0, 1),
+    }
     write_detections_csv(detections, out / "detections.csv")
     save_atomic({"head": head.state_dict(), "config": to_dict(cfg)}, out / "head.pt")
     write_json(out / "metrics.json", _json_safe(without_timings(metrics)))

@@ -12,6 +12,7 @@ micro_step gets the k-th slice of the global batch, and its masks are drawn with
 process with accumulation 2 sees exactly the micro-batches and masks that two processes without
 accumulation see, and both compute the same update up to float summation order.
 """
+
 from __future__ import annotations
 
 import os
@@ -125,31 +126,46 @@ class ShardedBatchSampler(Sampler):
     and across resumes.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, accumulation_steps: int, env: DistEnv, seed: int,
-                 total_steps: int, start_step: int = 0, order_fn: Callable[[int], Sequence[int]] | None = None):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        accumulation_steps: int,
+        env: DistEnv,
+        seed: int,
+        total_steps: int,
+        start_step: int = 0,
+        order_fn: Callable[[int], Sequence[int]] | None = None,
+    ):
         self.n, self.batch_size, self.accum = num_samples, batch_size, accumulation_steps
         self.global_batch = batch_size * env.world_size * accumulation_steps
         self.steps_per_epoch = num_samples // self.global_batch
         if self.steps_per_epoch == 0:
-            raise ValueError(f"the dataset has {num_samples} clips, fewer than one global batch of {self.global_batch} "
-                             f"(batch_size {batch_size} x {env.world_size} processes x {accumulation_steps} accumulation steps)")
+            raise ValueError(
+                f"the dataset has {num_samples} clips, fewer than one global batch of {self.global_batch} "
+                f"(batch_size {batch_size} x {env.world_size} processes x {accumulation_steps} accumulation steps)"
+            )
         self.shards = env.shard_ids(accumulation_steps)
         self.seed, self.total_steps, self.start_step, self.order_fn = seed, total_steps, start_step, order_fn
         self._perm: tuple[int, torch.Tensor] | None = None
 
     def position(self, step: int) -> dict:
         """Data position before 0-based iteration `step`: epoch and clips consumed in it."""
-        return {"epoch": step // self.steps_per_epoch,
-                "index_in_epoch": (step % self.steps_per_epoch) * self.global_batch,
-                "steps_per_epoch": self.steps_per_epoch}
+        return {
+            "epoch": step // self.steps_per_epoch,
+            "index_in_epoch": (step % self.steps_per_epoch) * self.global_batch,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
 
     def order(self, epoch: int) -> torch.Tensor:
         if self._perm is None or self._perm[0] != epoch:
             if self.order_fn is not None:
                 order = torch.as_tensor(self.order_fn(epoch), dtype=torch.long)
                 if len(order) < self.steps_per_epoch * self.global_batch:
-                    raise ValueError(f"order_fn({epoch}) gave {len(order)} indices, fewer than an epoch's "
-                                     f"{self.steps_per_epoch * self.global_batch}")
+                    raise ValueError(
+                        f"order_fn({epoch}) gave {len(order)} indices, fewer than an epoch's "
+                        f"{self.steps_per_epoch * self.global_batch}"
+                    )
             else:
                 order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
             self._perm = (epoch, order)
@@ -171,5 +187,13 @@ class ShardedBatchSampler(Sampler):
         return (self.total_steps - self.start_step) * len(self.shards)
 
 
-__all__ = ["DistEnv", "init_distributed", "shutdown", "wrap_ddp", "all_reduce_sum", "gather_objects", "barrier",
-           "ShardedBatchSampler"]
+__all__ = [
+    "DistEnv",
+    "init_distributed",
+    "shutdown",
+    "wrap_ddp",
+    "all_reduce_sum",
+    "gather_objects",
+    "barrier",
+    "ShardedBatchSampler",
+]

@@ -25,6 +25,7 @@ row, window, first/last frame, their times in seconds rounded to the stream's ti
 by option) and `skipped.txt` (each unreadable video and why). Exits non-zero when no video was
 extracted. Command line: `python -m vjepa.extract VIDEO_FOLDER_OR_LIST --checkpoint X --out DIR`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,15 @@ FRAME_STEP = 4  # the paper's, used when the checkpoint does not record the one 
 class ExtractConfig:
     """How windows are cut and pooled."""
 
-    frame_step: int = 4                 # frames between a window's frames (paper 4; the default profile 2)
-    stride: float | None = None         # between window starts; null: one window span (no overlap)
-    stride_unit: str = "frames"         # "frames" | "seconds"
-    pooling: str = "mean"               # "mean" | "tokens" | "probe"
-    img_size: int | None = None         # null: the encoder's resolution
-    resize_ratio: float = 256 / 224     # short side to img_size * ratio before the centre crop (official 1 view)
-    batch_size: int = 8                 # windows per encoder call
-    precision: str = "fp32"             # "fp32" | "bf16" | "fp16" (autocast, as everywhere; features stored as float32)
-    device: str | None = None           # null: cuda when available, else cpu
+    frame_step: int = 4  # frames between a window's frames (paper 4; the default profile 2)
+    stride: float | None = None  # between window starts; null: one window span (no overlap)
+    stride_unit: str = "frames"  # "frames" | "seconds"
+    pooling: str = "mean"  # "mean" | "tokens" | "probe"
+    img_size: int | None = None  # null: the encoder's resolution
+    resize_ratio: float = 256 / 224  # short side to img_size * ratio before the centre crop (official 1 view)
+    batch_size: int = 8  # windows per encoder call
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast, as everywhere; features stored as float32)
+    device: str | None = None  # null: cuda when available, else cpu
     decode_threads: int = 1
 
     def validate(self) -> None:
@@ -87,8 +88,10 @@ def check_clip_shape(encoder: nn.Module, cfg: ExtractConfig) -> None:
     """Refuse a clip the encoder cannot tokenise: a size that is not a whole number of its patches."""
     size, patch = cfg.img_size or encoder.img_size, encoder.patch_size
     if size % patch:
-        raise ValueError(f"img_size {size}: the encoder cuts frames into {patch}px patches, so the clip's size must be "
-                         f"a multiple of {patch} (its training size is {encoder.img_size}px)")
+        raise ValueError(
+            f"img_size {size}: the encoder cuts frames into {patch}px patches, so the clip's size must be "
+            f"a multiple of {patch} (its training size is {encoder.img_size}px)"
+        )
 
 
 def _round_to(times: np.ndarray, time_base) -> np.ndarray:
@@ -127,8 +130,14 @@ def _pool(tokens: torch.Tensor, pooling: str, probe: nn.Module | None) -> torch.
     return probe.pooler(tokens).squeeze(1)
 
 
-def extract_video(path: str, encoder: nn.Module, cfg: ExtractConfig, probe: nn.Module | None = None,
-                  device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+def extract_video(
+    path: str,
+    encoder: nn.Module,
+    cfg: ExtractConfig,
+    probe: nn.Module | None = None,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """The features of one video's windows (float32 [W, D], or [W, N, D] for `tokens`) and a table
     of the windows (window, first and last frame, their presentation times). Raises VideoDecodeError."""
     cfg.validate()
@@ -146,20 +155,27 @@ def extract_video(path: str, encoder: nn.Module, cfg: ExtractConfig, probe: nn.M
     feats, rows = [], []
     bar = tqdm(total=len(starts), desc=Path(path).name, unit="window", leave=False, disable=not progress)
     for b in range(0, len(starts), cfg.batch_size):
-        batch = starts[b:b + cfg.batch_size]
+        batch = starts[b : b + cfg.batch_size]
         idx = [window_indices(s, T, cfg.frame_step, n) for s in batch]
         wanted = np.unique(np.concatenate(idx))  # decode each frame once, in order
         # the eval transform acts frame by frame, so each decoded frame is transformed once even
         # when overlapping windows share it
-        frames = transform(video.frames(wanted))[0]                      # [C, K, size, size]
+        frames = transform(video.frames(wanted))[0]  # [C, K, size, size]
         pos = {f: k for k, f in enumerate(wanted.tolist())}
         clips = torch.stack([frames[:, [pos[f] for f in i.tolist()]] for i in idx]).to(device)
         with torch.no_grad(), autocast():
             feats.append(_pool(encoder(clips), cfg.pooling, probe).float().cpu())
         for s, i in zip(batch.tolist(), idx):
             end = int(i[-1])
-            rows.append({"window": len(rows), "start_frame": s, "end_frame": end, "start_s": float(times[s]),
-                         "end_s": float(times[end])})
+            rows.append(
+                {
+                    "window": len(rows),
+                    "start_frame": s,
+                    "end_frame": end,
+                    "start_s": float(times[s]),
+                    "end_s": float(times[end]),
+                }
+            )
         bar.update(len(batch))
     bar.close()
     return torch.cat(feats).numpy(), pd.DataFrame(rows)
@@ -178,7 +194,9 @@ def read_video_list(path: str | Path) -> list[str]:
     return out
 
 
-def find_videos(inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS) -> tuple[list[str], list[tuple[str, str]]]:
+def find_videos(
+    inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> tuple[list[str], list[tuple[str, str]]]:
     """(videos, skipped [(path, why)]) of files and folders: a folder gives its files with one of
     `extensions` (any depth, sorted); a path that is missing or not a regular file (a FIFO, which
     would block the reader, a device) is skipped, as is the same file given twice."""
@@ -224,9 +242,16 @@ def output_names(videos: list[str]) -> list[str]:
     return [r if n in clash else n for r, n in zip(rel, stems)]
 
 
-def extract(videos: Iterable[str], encoder: nn.Module, cfg: ExtractConfig, out_dir: str | Path,
-            probe: nn.Module | None = None, fmt: str = "npy", index_name: str = "windows.csv",
-            skipped: list[tuple[str, str]] | None = None) -> dict:
+def extract(
+    videos: Iterable[str],
+    encoder: nn.Module,
+    cfg: ExtractConfig,
+    out_dir: str | Path,
+    probe: nn.Module | None = None,
+    fmt: str = "npy",
+    index_name: str = "windows.csv",
+    skipped: list[tuple[str, str]] | None = None,
+) -> dict:
     """Extract every video's window features into out_dir (see the module docstring); unreadable
     videos are skipped and listed (after `skipped`, those the caller already set aside). Refuses,
     before reading any video, to overwrite an existing output. Returns a summary (videos, windows,
@@ -241,8 +266,10 @@ def extract(videos: Iterable[str], encoder: nn.Module, cfg: ExtractConfig, out_d
     files = ["features.npz"] if fmt == "npz" else [f"{n}.npy" for n in names]
     existing = [str(out / f) for f in (*files, index_name, "skipped.txt") if (out / f).exists()]
     if existing:
-        raise FileExistsError(f"refusing to overwrite {len(existing)} existing output(s) in {out}, e.g. "
-                              f"{', '.join(existing[:3])}; choose another --out or remove them")
+        raise FileExistsError(
+            f"refusing to overwrite {len(existing)} existing output(s) in {out}, e.g. "
+            f"{', '.join(existing[:3])}; choose another --out or remove them"
+        )
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = encoder.to(device).eval()
@@ -281,8 +308,7 @@ def extract(videos: Iterable[str], encoder: nn.Module, cfg: ExtractConfig, out_d
     index.to_parquet(tmp, index=False) if index_name.endswith(".parquet") else index.to_csv(tmp, index=False)
     tmp.replace(out / index_name)
     (out / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in skipped))
-    return {"videos": len(videos) - failed, "windows": len(index), "skipped": skipped,
-            "index": str(out / index_name)}
+    return {"videos": len(videos) - failed, "windows": len(index), "skipped": skipped, "index": str(out / index_name)}
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -305,9 +331,11 @@ def recorded_clip(path: str | os.PathLike) -> dict:
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     prep = ck.get("preprocessing") if isinstance(ck.get("preprocessing"), dict) else {}
-    found = {"num_frames": prep.get("num_frames", model.get("num_frames")),
-             "img_size": prep.get("img_size", model.get("img_size")),
-             "frame_step": prep.get("frame_step", data.get("frame_step", config.get("frame_step")))}
+    found = {
+        "num_frames": prep.get("num_frames", model.get("num_frames")),
+        "img_size": prep.get("img_size", model.get("img_size")),
+        "frame_step": prep.get("frame_step", data.get("frame_step", config.get("frame_step"))),
+    }
     return {k: int(v) for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
@@ -319,14 +347,19 @@ def clip_options(asked: dict, recorded: dict, defaults: dict, where: str) -> dic
         mine, theirs = asked.get(key), recorded.get(key)
         if mine is not None:
             if theirs is not None and mine != theirs:
-                warnings.warn(f"{key} {mine} overrides the {theirs} the encoder was trained with ({where})", stacklevel=2)
+                warnings.warn(
+                    f"{key} {mine} overrides the {theirs} the encoder was trained with ({where})", stacklevel=2
+                )
             out[key] = mine
         elif theirs is not None:
             out[key] = theirs
         else:
             if default is not None:
-                warnings.warn(f"{where} does not record the {key} its encoder was trained with; using {default} "
-                              f"(pass --{key.replace('_', '-')} to choose)", stacklevel=2)
+                warnings.warn(
+                    f"{where} does not record the {key} its encoder was trained with; using {default} "
+                    f"(pass --{key.replace('_', '-')} to choose)",
+                    stacklevel=2,
+                )
             out[key] = default
     return out
 
@@ -334,32 +367,59 @@ def clip_options(asked: dict, recorded: dict, defaults: dict, where: str) -> dic
 def parser() -> argparse.ArgumentParser:
     """The command line's options, each with its help."""
     p = argparse.ArgumentParser(prog="python -m vjepa.extract", description=__doc__.split("\n\n")[0])
-    p.add_argument("videos", nargs="+", help="video files and folders (searched recursively for --ext), or one "
-                                             "text file (.txt/.csv/.lst/.list) listing videos one per line")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        help="video files and folders (searched recursively for --ext), or one "
+        "text file (.txt/.csv/.lst/.list) listing videos one per line",
+    )
     p.add_argument("--checkpoint", required=True, help="official-layout file or released name (vitl16, ...)")
     p.add_argument("--out", required=True, help="output folder (existing outputs in it are never overwritten)")
     p.add_argument("--key", default="target_encoder", help="encoder entry of the checkpoint (default: %(default)s)")
-    p.add_argument("--num-frames", type=int, help="frames per window: default the checkpoint's record, else what "
-                                                  "the encoder's weights say (16 for released files)")
+    p.add_argument(
+        "--num-frames",
+        type=int,
+        help="frames per window: default the checkpoint's record, else what "
+        "the encoder's weights say (16 for released files)",
+    )
     p.add_argument("--num-heads", type=int, help="the encoder's attention heads, for a non-standard width")
-    p.add_argument("--frame-step", type=int, help=f"frames between a window's frames: default the checkpoint's "
-                                                  f"record, else {FRAME_STEP} (the paper's), with a warning")
+    p.add_argument(
+        "--frame-step",
+        type=int,
+        help=f"frames between a window's frames: default the checkpoint's "
+        f"record, else {FRAME_STEP} (the paper's), with a warning",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--stride", type=int, help="frames between window starts (default: one window span)")
     g.add_argument("--stride-seconds", type=float, help="seconds between window starts")
-    p.add_argument("--pooling", choices=POOLINGS, default="mean",
-                   help="mean of the tokens, all tokens [N, D], or an attentive probe's pooled feature (default: mean)")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="mean",
+        help="mean of the tokens, all tokens [N, D], or an attentive probe's pooled feature (default: mean)",
+    )
     p.add_argument("--probe", help="pooling 'probe': an attentive probe file or released name (vitl16/k400)")
-    p.add_argument("--img-size", type=int, help="frame size in pixels (a multiple of the patch): default the "
-                                                "checkpoint's record, else the encoder's resolution")
+    p.add_argument(
+        "--img-size",
+        type=int,
+        help="frame size in pixels (a multiple of the patch): default the "
+        "checkpoint's record, else the encoder's resolution",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="windows per encoder call (default: %(default)s)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (features are stored as float32)")
     p.add_argument("--device", help="torch device, e.g. cuda:0 or cpu (default: cuda when available)")
-    p.add_argument("--format", choices=("npy", "npz"), default="npy",
-                   help="one .npy per video, or one features.npz holding every video (default: npy)")
+    p.add_argument(
+        "--format",
+        choices=("npy", "npz"),
+        default="npy",
+        help="one .npy per video, or one features.npz holding every video (default: npy)",
+    )
     p.add_argument("--index", default="windows.csv", help="index file name, .csv or .parquet (default: %(default)s)")
-    p.add_argument("--ext", default=",".join(VIDEO_EXTENSIONS),
-                   help="comma-separated extensions a folder is searched for (default: %(default)s)")
+    p.add_argument(
+        "--ext",
+        default=",".join(VIDEO_EXTENSIONS),
+        help="comma-separated extensions a folder is searched for (default: %(default)s)",
+    )
     return p
 
 
@@ -371,18 +431,30 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         inputs = a.videos
-        if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".txt", ".csv", ".lst", ".list") \
-                and Path(inputs[0]).is_file():
+        if (
+            len(inputs) == 1
+            and Path(inputs[0]).suffix.lower() in (".txt", ".csv", ".lst", ".list")
+            and Path(inputs[0]).is_file()
+        ):
             inputs = read_video_list(inputs[0])
         videos, skipped = find_videos(inputs, [e.strip() for e in a.ext.split(",") if e.strip()])
         ckpt = resolve(a.checkpoint)
-        clip = clip_options({"frame_step": a.frame_step, "num_frames": a.num_frames, "img_size": a.img_size},
-                            recorded_clip(ckpt), {"frame_step": FRAME_STEP, "num_frames": None, "img_size": None},
-                            str(ckpt))
-        cfg = ExtractConfig(frame_step=clip["frame_step"], stride=a.stride_seconds or a.stride,
-                            stride_unit="seconds" if a.stride_seconds else "frames", pooling=a.pooling,
-                            img_size=clip["img_size"], batch_size=a.batch_size, precision="bf16" if a.bf16 else "fp32",
-                            device=a.device)
+        clip = clip_options(
+            {"frame_step": a.frame_step, "num_frames": a.num_frames, "img_size": a.img_size},
+            recorded_clip(ckpt),
+            {"frame_step": FRAME_STEP, "num_frames": None, "img_size": None},
+            str(ckpt),
+        )
+        cfg = ExtractConfig(
+            frame_step=clip["frame_step"],
+            stride=a.stride_seconds or a.stride,
+            stride_unit="seconds" if a.stride_seconds else "frames",
+            pooling=a.pooling,
+            img_size=clip["img_size"],
+            batch_size=a.batch_size,
+            precision="bf16" if a.bf16 else "fp32",
+            device=a.device,
+        )
         cfg.validate()
         encoder = load_encoder(ckpt, key=a.key, num_frames=clip["num_frames"], num_heads=a.num_heads)
         check_clip_shape(encoder, cfg)
@@ -393,8 +465,11 @@ def main(argv: list[str] | None = None) -> dict:
             probe = load_probe(a.probe, encoder.num_heads)
         summary = extract(videos, encoder, cfg, a.out, probe, a.format, a.index, skipped)
     except KeyboardInterrupt:
-        print("\ninterrupted: the outputs written so far are whole and kept; existing outputs are never "
-              "overwritten, so run again with a new --out", file=sys.stderr)
+        print(
+            "\ninterrupted: the outputs written so far are whole and kept; existing outputs are never "
+            "overwritten, so run again with a new --out",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     except (ValueError, CheckpointError, OSError) as e:  # one line naming the file or option at fault
         p.exit(2, f"error: {e}\n")

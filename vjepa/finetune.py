@@ -20,6 +20,7 @@ end with the VideoMAE recipe (Tong et al. 2022), then tested on several views pe
   draws (each item's and each micro-batch's draws come from seeds fixed by their position).
   Data-parallel under torchrun as vjepa.pretrain.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,16 @@ from vjepa.config import to_dict
 from vjepa.runtime import atomic_file, autocast_for, check_resume, require_finite, seeded, without_timings, write_json
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RepeatedAugment, eval_transform, finetune_train_transform
-from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
-                               init_distributed, shutdown, wrap_ddp)
+from vjepa.distributed import (
+    DistEnv,
+    ShardedBatchSampler,
+    all_reduce_sum,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shutdown,
+    wrap_ddp,
+)
 from vjepa.masks import _seed
 from vjepa.models import build_encoder
 from vjepa.models.vit import LayerNorm, VisionTransformer
@@ -49,18 +58,27 @@ from vjepa.pretrain import MicroBatches
 from vjepa.probe import average_views
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     FINETUNE_PRECISIONS,
-    FinetuneConfig)
+    FinetuneConfig,
+)
 
 
 # ----------------------------------------------------------------------------------------------
 # Model
 
+
 class VideoClassifier(nn.Module):
     """Encoder -> mean of its tokens -> LayerNorm (fc_norm) -> dropout -> Linear: [B, C, T, H, W] -> [B, K].
     head_norm="batchnorm" standardises each pooled channel over the batch instead (no affine)."""
 
-    def __init__(self, encoder: VisionTransformer, num_classes: int, head_drop_rate: float = 0.5,
-                 init_scale: float = 0.001, encoder_norm: bool = True, head_norm: str = "layernorm"):
+    def __init__(
+        self,
+        encoder: VisionTransformer,
+        num_classes: int,
+        head_drop_rate: float = 0.5,
+        init_scale: float = 0.001,
+        encoder_norm: bool = True,
+        head_norm: str = "layernorm",
+    ):
         super().__init__()
         if not encoder_norm:  # VideoMAE: under mean pooling the final norm is an identity
             encoder.norm = nn.Identity()
@@ -76,7 +94,7 @@ class VideoClassifier(nn.Module):
             self.head.bias.mul_(init_scale)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(clips)                                  # [B, N, D]
+        tokens = self.encoder(clips)  # [B, N, D]
         return self.head(self.head_drop(self.fc_norm(tokens.mean(1))))
 
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -93,8 +111,9 @@ def layer_decay_groups(model: VideoClassifier, weight_decay: float, layer_decay:
     1-D parameters and pos_embed)."""
     from timm.optim import param_groups_layer_decay
 
-    return param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=model.no_weight_decay(),
-                                    layer_decay=layer_decay)
+    return param_groups_layer_decay(
+        model, weight_decay=weight_decay, no_weight_decay_list=model.no_weight_decay(), layer_decay=layer_decay
+    )
 
 
 def build_model(cfg: FinetuneConfig, encoder_checkpoint: str | Path | None = None) -> VideoClassifier:
@@ -103,11 +122,14 @@ def build_model(cfg: FinetuneConfig, encoder_checkpoint: str | Path | None = Non
     encoder = build_encoder(cfg.model, drop_path_rate=cfg.drop_path)
     if encoder_checkpoint is not None:
         load_official_module(encoder, load(encoder_checkpoint), cfg.checkpoint_key, str(encoder_checkpoint))
-    return VideoClassifier(encoder, cfg.num_classes, cfg.head_drop_rate, cfg.init_scale, cfg.encoder_norm, cfg.head_norm)
+    return VideoClassifier(
+        encoder, cfg.num_classes, cfg.head_drop_rate, cfg.init_scale, cfg.encoder_norm, cfg.head_norm
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Mixup / CutMix on clips
+
 
 class ClipMixup:
     """timm Mixup/CutMix on clips [B, C, T, H, W] -> (mixed clips, soft targets [B, K]). timm draws
@@ -117,9 +139,15 @@ class ClipMixup:
     def __init__(self, cfg: FinetuneConfig):
         from timm.data import Mixup
 
-        self.mix = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                         switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode, label_smoothing=cfg.smoothing,
-                         num_classes=cfg.num_classes)
+        self.mix = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            prob=cfg.mixup_prob,
+            switch_prob=cfg.mixup_switch_prob,
+            mode=cfg.mixup_mode,
+            label_smoothing=cfg.smoothing,
+            num_classes=cfg.num_classes,
+        )
 
     def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, C, T, H, W = clips.shape
@@ -142,16 +170,37 @@ def build_loss(cfg: FinetuneConfig) -> nn.Module:
 # ----------------------------------------------------------------------------------------------
 # Data
 
+
 def build_datasets(cfg: FinetuneConfig, train_entries, val_entries) -> tuple[VideoDataset, VideoDataset]:
     """Training items of 1 clip x num_sample augmented views; test items of test_num_segment clips
     x test_num_crop crops (the data contract's [S, V, C, T, H, W])."""
     train_clip = ClipSampling(num_frames=cfg.num_frames, frame_step=cfg.frame_step, method=cfg.sampling)
-    test_clip = ClipSampling(num_frames=cfg.num_frames, frame_step=cfg.frame_step, num_segments=cfg.test_num_segment,
-                             random=False, method=cfg.test_sampling)
-    train_tf = finetune_train_transform(cfg.input_size, cfg.hflip, cfg.auto_augment, cfg.color_jitter, cfg.reprob,
-                                        cfg.train_interpolation, cfg.crop_scale, cfg.crop_ratio)
-    return clip_datasets(train_entries, val_entries, train_clip, test_clip, RepeatedAugment(train_tf, cfg.num_sample),
-                         eval_transform(cfg.input_size, cfg.test_num_crop), cfg.decode_threads)
+    test_clip = ClipSampling(
+        num_frames=cfg.num_frames,
+        frame_step=cfg.frame_step,
+        num_segments=cfg.test_num_segment,
+        random=False,
+        method=cfg.test_sampling,
+    )
+    train_tf = finetune_train_transform(
+        cfg.input_size,
+        cfg.hflip,
+        cfg.auto_augment,
+        cfg.color_jitter,
+        cfg.reprob,
+        cfg.train_interpolation,
+        cfg.crop_scale,
+        cfg.crop_ratio,
+    )
+    return clip_datasets(
+        train_entries,
+        val_entries,
+        train_clip,
+        test_clip,
+        RepeatedAugment(train_tf, cfg.num_sample),
+        eval_transform(cfg.input_size, cfg.test_num_crop),
+        cfg.decode_threads,
+    )
 
 
 class _Batches(MicroBatches):
@@ -176,8 +225,9 @@ def _check_labels(labels: torch.Tensor, paths: list[str], num_classes: int, wher
     bad = ((labels < 0) | (labels >= num_classes)).nonzero().flatten()
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"{where} item {paths[i]} has label {int(labels[i])} outside 0..{num_classes - 1} "
-                         "(finetune.num_classes)")
+        raise ValueError(
+            f"{where} item {paths[i]} has label {int(labels[i])} outside 0..{num_classes - 1} (finetune.num_classes)"
+        )
 
 
 def training_clips(batch: dict, cfg: FinetuneConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,9 +247,11 @@ def training_clips(batch: dict, cfg: FinetuneConfig) -> tuple[torch.Tensor, torc
 # ----------------------------------------------------------------------------------------------
 # Multi-view testing
 
+
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: torch.device, autocast,
-             env: DistEnv | None = None) -> dict:
+def evaluate(
+    model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: torch.device, autocast, env: DistEnv | None = None
+) -> dict:
     """Every view of every video through the model; returns labels, index, path, skipped paths,
     view-averaged softmax probabilities [n, K], per-view predicted classes [S*V, n] and the numbers
     of segments and crops. Under DDP each process takes every world_size-th video and the results
@@ -207,8 +259,13 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: to
     env = env or DistEnv()
     model.eval()
     mine = list(range(env.rank, len(dataset), env.world_size))
-    loader = DataLoader(torch.utils.data.Subset(dataset, mine), cfg.batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=cfg.num_workers)
+    loader = DataLoader(
+        torch.utils.data.Subset(dataset, mine),
+        cfg.batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+    )
     chunk = cfg.batch_size * cfg.num_sample  # clips per forward pass, as in training
     probs, view_pred, labels, index, paths, skipped, shape = [], [], [], [], [], [], None
     for batch in tqdm(loader, desc="finetune eval", leave=False, disable=not env.is_main):
@@ -221,28 +278,41 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, device: to
         if shape not in (None, (S, V)):
             raise ValueError(f"evaluation items have {S} segments x {V} crops after {shape[0]} x {shape[1]}")
         shape = (S, V)
-        clips = video.flatten(0, 2)                                   # order (b, s, v)
+        clips = video.flatten(0, 2)  # order (b, s, v)
         with autocast():
             out = torch.cat([model(c.to(device, non_blocking=True)).float() for c in clips.split(chunk)])
-        logits = out.view(B, S * V, -1).transpose(0, 1)                 # [S*V, B, K]
-        probs.append(average_views(logits).cpu())                       # mean of the views' softmaxes
+        logits = out.view(B, S * V, -1).transpose(0, 1)  # [S*V, B, K]
+        probs.append(average_views(logits).cpu())  # mean of the views' softmaxes
         view_pred.append(logits.argmax(-1).cpu())
         labels.append(batch["label"])
         index.append(batch["index"])
         paths += batch["path"]
-    local = {"probs": torch.cat(probs) if probs else None, "view_pred": torch.cat(view_pred, 1) if probs else None,
-             "label": torch.cat(labels) if labels else None, "index": torch.cat(index) if index else None,
-             "path": paths, "skipped": skipped, "shape": shape}
+    local = {
+        "probs": torch.cat(probs) if probs else None,
+        "view_pred": torch.cat(view_pred, 1) if probs else None,
+        "label": torch.cat(labels) if labels else None,
+        "index": torch.cat(index) if index else None,
+        "path": paths,
+        "skipped": skipped,
+        "shape": shape,
+    }
     parts = gather_objects(local, env)
     got = [p for p in parts if p["probs"] is not None]
     SkipCounter(len(dataset), cfg.max_skipped_fraction, "finetuning evaluation set").update(
-        x for p in parts for x in p["skipped"])
+        x for p in parts for x in p["skipped"]
+    )
     if not got:
         raise ValueError(f"no evaluation video could be read ({sum(len(p['skipped']) for p in parts)} skipped)")
-    return {"probs": torch.cat([p["probs"] for p in got]), "view_pred": torch.cat([p["view_pred"] for p in got], 1),
-            "segments": got[0]["shape"][0], "crops": got[0]["shape"][1],
-            "label": torch.cat([p["label"] for p in got]), "index": torch.cat([p["index"] for p in got]),
-            "path": [x for p in got for x in p["path"]], "skipped": [x for p in parts for x in p["skipped"]]}
+    return {
+        "probs": torch.cat([p["probs"] for p in got]),
+        "view_pred": torch.cat([p["view_pred"] for p in got], 1),
+        "segments": got[0]["shape"][0],
+        "crops": got[0]["shape"][1],
+        "label": torch.cat([p["label"] for p in got]),
+        "index": torch.cat([p["index"] for p in got]),
+        "path": [x for p in got for x in p["path"]],
+        "skipped": [x for p in parts for x in p["skipped"]],
+    }
 
 
 def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
@@ -257,25 +327,38 @@ def multiview_metrics(result: dict) -> tuple[dict, pd.DataFrame]:
     per_view = [100.0 * float((v == labels).float().mean()) for v in result["view_pred"]]
     k = min(5, probs.shape[1])
     top = probs.topk(k, dim=1)
-    metrics = {**topk_accuracy(probs, labels), "top1_per_view": per_view, "views": len(per_view),
-               "segments": result["segments"], "crops": result["crops"], "num_val": len(labels),
-               "skipped_val": len(result["skipped"])}
-    predictions = pd.DataFrame({
-        "index": result["index"].numpy(), "path": result["path"], "label": labels.numpy(),
-        "predicted": top.indices[:, 0].numpy(), "top5": [" ".join(map(str, r)) for r in top.indices.tolist()],
-        "top5_prob": [" ".join(f"{p:.5f}" for p in r) for r in top.values.tolist()]})
+    metrics = {
+        **topk_accuracy(probs, labels),
+        "top1_per_view": per_view,
+        "views": len(per_view),
+        "segments": result["segments"],
+        "crops": result["crops"],
+        "num_val": len(labels),
+        "skipped_val": len(result["skipped"]),
+    }
+    predictions = pd.DataFrame(
+        {
+            "index": result["index"].numpy(),
+            "path": result["path"],
+            "label": labels.numpy(),
+            "predicted": top.indices[:, 0].numpy(),
+            "top5": [" ".join(map(str, r)) for r in top.indices.tolist()],
+            "top5_prob": [" ".join(f"{p:.5f}" for p in r) for r in top.values.tolist()],
+        }
+    )
     return metrics, predictions.sort_values("index", kind="stable")
 
 
 # ----------------------------------------------------------------------------------------------
 # Training state and checkpoints
 
+
 @dataclass
 class FinetuneState:
     model: VideoClassifier
     ddp_model: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: object                  # timm CosineLRScheduler, driven per step
+    scheduler: object  # timm CosineLRScheduler, driven per step
     mixup: ClipMixup | None
     loss_fn: nn.Module
     env: DistEnv
@@ -292,18 +375,35 @@ def build_state(cfg: FinetuneConfig, encoder_checkpoint, env: DistEnv, steps_per
 
     model = build_model(cfg, encoder_checkpoint).to(env.device)
     lrs = lr_values(cfg, env.world_size)
-    optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay), lr=lrs["lr"],
-                                  betas=cfg.betas, eps=cfg.eps)
+    optimizer = torch.optim.AdamW(
+        layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay), lr=lrs["lr"], betas=cfg.betas, eps=cfg.eps
+    )
     total = cfg.epochs * steps_per_epoch
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(cfg.warmup_epochs * steps_per_epoch))
     if warmup >= total:
-        raise ValueError(f"warmup of {warmup} steps does not fit in {total} training steps ({cfg.epochs} epochs of "
-                         f"{steps_per_epoch}); lower warmup_epochs or set warmup_steps")
+        raise ValueError(
+            f"warmup of {warmup} steps does not fit in {total} training steps ({cfg.epochs} epochs of "
+            f"{steps_per_epoch}); lower warmup_epochs or set warmup_steps"
+        )
     # warmup_prefix: the cosine runs over the steps after warmup, as VideoMAE's cosine_scheduler
-    scheduler = CosineLRScheduler(optimizer, t_initial=max(total - warmup, 1), lr_min=lrs["min_lr"], warmup_t=warmup,
-                                  warmup_lr_init=lrs["warmup_lr"], warmup_prefix=True, t_in_epochs=False)
-    return FinetuneState(model, wrap_ddp(model, env), optimizer, scheduler, ClipMixup(cfg) if cfg.mixup_active else None,
-                         build_loss(cfg), env)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(total - warmup, 1),
+        lr_min=lrs["min_lr"],
+        warmup_t=warmup,
+        warmup_lr_init=lrs["warmup_lr"],
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    return FinetuneState(
+        model,
+        wrap_ddp(model, env),
+        optimizer,
+        scheduler,
+        ClipMixup(cfg) if cfg.mixup_active else None,
+        build_loss(cfg),
+        env,
+    )
 
 
 def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[dict], step: int) -> dict:
@@ -321,8 +421,10 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
             clips, labels = clips[:-1], labels[:-1]
         if len(clips) < (2 if cfg.head_norm == "batchnorm" else 1):  # batch statistics need two clips
             if env.distributed:
-                raise RuntimeError(f"step {step}: no clip of a micro-batch could be decoded; with several processes "
-                                   "this would stall the gradient exchange")
+                raise RuntimeError(
+                    f"step {step}: no clip of a micro-batch could be decoded; with several processes "
+                    "this would stall the gradient exchange"
+                )
             continue
         clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         last = i == n - 1
@@ -335,8 +437,11 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
                 logits = state.ddp_model(clips)
             loss = state.loss_fn(logits.float(), targets)
             (loss / n).backward()
-        sums += torch.tensor([float(loss.detach()) * len(clips), len(clips),
-                              float((logits.detach().argmax(-1) == labels).sum())], dtype=torch.float64, device=env.device)
+        sums += torch.tensor(
+            [float(loss.detach()) * len(clips), len(clips), float((logits.detach().argmax(-1) == labels).sum())],
+            dtype=torch.float64,
+            device=env.device,
+        )
     sums = all_reduce_sum(sums, env)
     loss = (sums[0] / sums[1].clamp(min=1)).item()
     require_finite(loss, f"finetuning loss at step {step}; the weights were not updated", state.optimizer)
@@ -346,22 +451,45 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     top_lr = max(g["lr"] for g in state.optimizer.param_groups)
-    return {"step": step, "loss": loss, "lr": top_lr, "clips": int(sums[1].item()), "grad_norm": grad_norm,
-            "train_top1_hard": 100.0 * (sums[2] / sums[1].clamp(min=1)).item()}  # vs unmixed labels
+    return {
+        "step": step,
+        "loss": loss,
+        "lr": top_lr,
+        "clips": int(sums[1].item()),
+        "grad_norm": grad_norm,
+        "train_top1_hard": 100.0 * (sums[2] / sums[1].clamp(min=1)).item(),
+    }  # vs unmixed labels
 
 
 # config keys a resumed run may change (they do not alter what is computed)
 _RUNTIME_KEYS = ("device", "num_workers", "decode_threads", "checkpoint_every", "eval_every", "max_skipped_fraction")
 
 
-def save_checkpoint(path: Path, state: FinetuneState, cfg: FinetuneConfig, step: int, history: list,
-                    skipped: SkipCounter, epoch_loss: tuple[float, int] = (0.0, 0)) -> None:
+def save_checkpoint(
+    path: Path,
+    state: FinetuneState,
+    cfg: FinetuneConfig,
+    step: int,
+    history: list,
+    skipped: SkipCounter,
+    epoch_loss: tuple[float, int] = (0.0, 0),
+) -> None:
     """Model, optimizer, step (the schedule, data position and random draws follow from it),
     per-epoch history and the running (loss sum, steps) of the current epoch."""
     if state.env.is_main:
-        save_atomic({"model": state.model.state_dict(), "opt": state.optimizer.state_dict(), "step": step,
-                     "history": history, "epoch_loss": list(epoch_loss), "skipped": sorted(skipped.paths),
-                     "config": to_dict(cfg), "world_size": state.env.world_size}, path)
+        save_atomic(
+            {
+                "model": state.model.state_dict(),
+                "opt": state.optimizer.state_dict(),
+                "step": step,
+                "history": history,
+                "epoch_loss": list(epoch_loss),
+                "skipped": sorted(skipped.paths),
+                "config": to_dict(cfg),
+                "world_size": state.env.world_size,
+            },
+            path,
+        )
     barrier(state.env)
 
 
@@ -370,19 +498,33 @@ def restore_checkpoint(path: Path, state: FinetuneState, cfg: FinetuneConfig) ->
     for key in ("model", "opt", "step", "config"):
         if key not in ck:
             raise CheckpointError(f"{path} has no '{key}' entry: not a finetuning checkpoint")
-    check_resume(ck["config"], to_dict(cfg), path, ignore=_RUNTIME_KEYS,
-                 extra={"processes": (ck.get("world_size", 1), state.env.world_size)})
+    check_resume(
+        ck["config"],
+        to_dict(cfg),
+        path,
+        ignore=_RUNTIME_KEYS,
+        extra={"processes": (ck.get("world_size", 1), state.env.world_size)},
+    )
     load_into(state.model, ck["model"], where=f"{path}['model']")
     state.optimizer.load_state_dict(ck["opt"])
     return ck
 
 
-def _write_outputs(out: Path, metrics: dict, predictions: pd.DataFrame, model: VideoClassifier, cfg: FinetuneConfig) -> None:
+def _write_outputs(
+    out: Path, metrics: dict, predictions: pd.DataFrame, model: VideoClassifier, cfg: FinetuneConfig
+) -> None:
     """metrics.json, predictions.csv and finetuned.pth.tar (encoder in the official key layout, so
     vjepa.checkpoint loads it into a VisionTransformer; head separately), each written atomically."""
     head = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    save_atomic({"encoder": add_prefix(model.encoder.state_dict()), "head": head, "num_classes": cfg.num_classes,
-                 "config": to_dict(cfg)}, out / "finetuned.pth.tar")
+    save_atomic(
+        {
+            "encoder": add_prefix(model.encoder.state_dict()),
+            "head": head,
+            "num_classes": cfg.num_classes,
+            "config": to_dict(cfg),
+        },
+        out / "finetuned.pth.tar",
+    )
     with atomic_file(out / "predictions.csv") as f:
         predictions.to_csv(f, index=False)
     write_json(out / "metrics.json", without_timings(metrics))
@@ -391,8 +533,15 @@ def _write_outputs(out: Path, metrics: dict, predictions: pd.DataFrame, model: V
 # ----------------------------------------------------------------------------------------------
 # The loop
 
-def finetune(cfg: FinetuneConfig, encoder_checkpoint: str | Path | None, train_set: Dataset, val_set: Dataset,
-             out_dir: str | Path, log_fn: Callable[[dict, int], None] | None = None) -> dict:
+
+def finetune(
+    cfg: FinetuneConfig,
+    encoder_checkpoint: str | Path | None,
+    train_set: Dataset,
+    val_set: Dataset,
+    out_dir: str | Path,
+    log_fn: Callable[[dict, int], None] | None = None,
+) -> dict:
     """Finetune the encoder of `encoder_checkpoint` (cfg.checkpoint_key; None: random init, the
     baseline) with a linear head on `train_set`, then test on every view of `val_set` (items as
     vjepa.data produces; build_datasets makes both from (path, label) lists). Writes
@@ -424,13 +573,25 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
         epoch_loss = tuple(ck["epoch_loss"])
         del ck
     sampler = ShardedBatchSampler(len(train_set), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
-    loader = DataLoader(_Batches(train_set), sampler=sampler, batch_size=None, collate_fn=_identity,
-                        num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
+    loader = DataLoader(
+        _Batches(train_set),
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=cfg.num_workers,
+        pin_memory=env.device.type == "cuda",
+    )
     autocast = autocast_for(env.device, cfg.precision)
 
     batches, result, rates = iter(loader), None, []
-    bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="finetune", disable=not env.is_main,
-               dynamic_ncols=True)
+    bar = tqdm(
+        range(start + 1, total + 1),
+        initial=start,
+        total=total,
+        desc="finetune",
+        disable=not env.is_main,
+        dynamic_ncols=True,
+    )
     for step in bar:
         t_step = time.perf_counter()
         micro = []
@@ -444,8 +605,13 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
         if all_reduce_sum(torch.tensor([len(step_skipped)], device=env.device), env).item():
             skipped.update(p for paths in gather_objects(step_skipped, env) for p in paths)
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        metrics.update({"epoch": (step - 1) // steps_per_epoch, **skipped.metrics(),
-                        "clips_per_s": metrics["clips"] / (time.perf_counter() - t_step)})
+        metrics.update(
+            {
+                "epoch": (step - 1) // steps_per_epoch,
+                **skipped.metrics(),
+                "clips_per_s": metrics["clips"] / (time.perf_counter() - t_step),
+            }
+        )
         rates.append(metrics["clips_per_s"])
         epoch_loss = (epoch_loss[0] + metrics["loss"], epoch_loss[1] + 1)
         if env.is_main:
@@ -470,22 +636,46 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
     if result is None:  # resumed after the last step: test again
         result = evaluate(state.model, val_set, cfg, env.device, autocast, env)
     metrics, predictions = multiview_metrics(result)
-    metrics.update({
-        "top1_single_view": metrics["top1_per_view"][len(metrics["top1_per_view"]) // 2],
-        "history": history,
-        "num_train": len(train_set), "steps": total, "epochs": cfg.epochs, "global_batch": global_batch,
-        "clips_per_step": global_batch * cfg.num_sample, **lr_values(cfg, env.world_size),
-        "encoder_checkpoint": None if encoder_checkpoint is None else str(encoder_checkpoint),
-        **{f"train_{k}": v for k, v in skipped.metrics().items()},
-        "skipped_paths": sorted(set(skipped.paths) | set(result["skipped"]) - {"<unknown>"})[:20],
-        "train_clips_per_s": float(np.mean(rates)) if rates else None, "seconds": round(time.perf_counter() - t0, 1)})
+    metrics.update(
+        {
+            "top1_single_view": metrics["top1_per_view"][len(metrics["top1_per_view"]) // 2],
+            "history": history,
+            "num_train": len(train_set),
+            "steps": total,
+            "epochs": cfg.epochs,
+            "global_batch": global_batch,
+            "clips_per_step": global_batch * cfg.num_sample,
+            **lr_values(cfg, env.world_size),
+            "encoder_checkpoint": None if encoder_checkpoint is None else str(encoder_checkpoint),
+            **{f"train_{k}": v for k, v in skipped.metrics().items()},
+            "skipped_paths": sorted(set(skipped.paths) | set(result["skipped"]) - {"<unknown>"})[:20],
+            "train_clips_per_s": float(np.mean(rates)) if rates else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
     if env.is_main:
         _write_outputs(out, metrics, predictions, state.model, cfg)
     barrier(env)
     return metrics
 
 
-__all__ = ["FinetuneConfig", "VideoClassifier", "layer_decay_groups", "build_model", "ClipMixup",
-           "build_loss", "build_datasets", "training_clips", "evaluate", "topk_accuracy", "multiview_metrics",
-           "FinetuneState", "lr_values", "build_state", "train_step", "save_checkpoint", "restore_checkpoint",
-           "finetune"]
+__all__ = [
+    "FinetuneConfig",
+    "VideoClassifier",
+    "layer_decay_groups",
+    "build_model",
+    "ClipMixup",
+    "build_loss",
+    "build_datasets",
+    "training_clips",
+    "evaluate",
+    "topk_accuracy",
+    "multiview_metrics",
+    "FinetuneState",
+    "lr_values",
+    "build_state",
+    "train_step",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "finetune",
+]

@@ -3,6 +3,7 @@ them (matmuls and attention, 2 FLOPs per multiply-add; norms, activations and th
 left out, as model FLOPs utilisation conventionally does). Written here because a profiler's count
 misses the fused attention kernels on some backends; tests/test_flops.py checks it against torch's
 counter and a hand count for one block."""
+
 from __future__ import annotations
 
 
@@ -22,11 +23,13 @@ def step_flops(model, context_tokens: list[int], target_tokens: list[int]) -> di
     P, pdepth = model.pred_embed_dim, model.pred_depth
     t, h, w = model.grid
     N = t * h * w
-    patch = 2 * N * D * model.in_chans * model.tubelet_size * model.patch_size ** 2
+    patch = 2 * N * D * model.in_chans * model.tubelet_size * model.patch_size**2
     target = patch + depth * block_flops(N, D, ratio)
     context = patch + sum(depth * block_flops(kc, D, ratio) for kc in context_tokens)
-    predictor = sum(2 * kc * D * P + pdepth * block_flops(kc + kt, P, 4.0) + 2 * kt * P * D
-                    for kc, kt in zip(context_tokens, target_tokens))
+    predictor = sum(
+        2 * kc * D * P + pdepth * block_flops(kc + kt, P, 4.0) + 2 * kt * P * D
+        for kc, kt in zip(context_tokens, target_tokens)
+    )
     parts = {"target_encoder": float(target), "context_encoder": 3.0 * context, "predictor": 3.0 * predictor}
     parts["total"] = sum(parts.values())
     return parts

@@ -11,6 +11,7 @@ Randomness is a function of (seed, step, rank), so masks need no saved state to 
 the block size is drawn from a generator seeded with the step alone (as the official collator's
 counter does, so both give the same sizes), the block positions from one seeded with all three.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,8 @@ from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed c
     MaskConfig,
     SHORT_RANGE,
     LONG_RANGE,
-    PAPER_MASKS)
+    PAPER_MASKS,
+)
 
 
 def _seed(*parts: int) -> int:
@@ -62,7 +64,7 @@ class MaskGenerator:
                 top = torch.randint(0, H - h + 1, (1,), generator=gen).item()
                 left = torch.randint(0, W - w + 1, (1,), generator=gen).item()
                 start = torch.randint(0, T - t + 1, (1,), generator=gen).item()
-                keep[start:start + t, top:top + h, left:left + w] = 0
+                keep[start : start + t, top : top + h, left : left + w] = 0
             if t_keep < T:
                 keep[t_keep:] = 0
             if keep.any():  # an empty context would leave nothing to predict from: resample
@@ -113,8 +115,9 @@ class MaskCollator:
         return [c for c, _ in pairs], [t for _, t in pairs]
 
 
-def mask_statistics(cfg: MaskConfig, grid: tuple[int, int, int], batch_size: int = 24,
-                    num_batches: int = 200, seed: int = 0) -> dict[str, float]:
+def mask_statistics(
+    cfg: MaskConfig, grid: tuple[int, int, int], batch_size: int = 24, num_batches: int = 200, seed: int = 0
+) -> dict[str, float]:
     """Average spatial and temporal masking ratio of the sampled unions (before the batch cut)
     and the context / target token counts the encoder and predictor actually see (after it)."""
     T, H, W = grid
@@ -124,7 +127,7 @@ def mask_statistics(cfg: MaskConfig, grid: tuple[int, int, int], batch_size: int
         grids = gen.sample_grids(batch_size, step)
         for keep in grids:
             masked = keep == 0
-            spatial.append(masked.any(0).float().mean().item())          # area covered in some frame
+            spatial.append(masked.any(0).float().mean().item())  # area covered in some frame
             temporal.append(masked.any(2).any(1).float().mean().item())  # frames touched
         ctx, tgt = gen.to_indices(grids)
         n_ctx.append(ctx.shape[1])
@@ -133,9 +136,11 @@ def mask_statistics(cfg: MaskConfig, grid: tuple[int, int, int], batch_size: int
     return {
         "spatial_masking_ratio": float(np.mean(spatial)),
         "temporal_masking_ratio": float(np.mean(temporal)),
-        "context_tokens_mean": float(np.mean(n_ctx)), "context_tokens_min": int(np.min(n_ctx)),
+        "context_tokens_mean": float(np.mean(n_ctx)),
+        "context_tokens_min": int(np.min(n_ctx)),
         "context_tokens_max": int(np.max(n_ctx)),
-        "target_tokens_mean": float(np.mean(n_tgt)), "target_tokens_min": int(np.min(n_tgt)),
+        "target_tokens_mean": float(np.mean(n_tgt)),
+        "target_tokens_min": int(np.min(n_tgt)),
         "target_tokens_max": int(np.max(n_tgt)),
         "dropped_fraction": float(1 - (np.mean(n_ctx) + np.mean(n_tgt)) / n),
         "num_tokens": n,
@@ -146,6 +151,7 @@ def plot_masks(cfgs, grid: tuple[int, int, int], path, samples: int = 4, seed: i
     """PNG of sampled masks, one row per config, as in the appendix's Figure 6: the first frame's
     H' x W' grid, the union of the blocks (target) dark, the context light."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -155,7 +161,8 @@ def plot_masks(cfgs, grid: tuple[int, int, int], path, samples: int = 4, seed: i
         for s, keep in enumerate(grids):
             ax = axes[r][s]
             ax.imshow(keep[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
         label = titles[r] if titles else f"{cfg.num_blocks} blocks, scale {cfg.spatial_scale[0]:g}"
         axes[r][0].set_ylabel(label, fontsize=8)
     fig.suptitle("sampled masks (dark = predicted, light = context)", fontsize=9)

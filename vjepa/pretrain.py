@@ -13,6 +13,7 @@ One step, in order (spec 4.2):
 Steps are 1-based (step s is the s-th update); masks for step s are drawn with the 0-based
 iteration s - 1, as the official collator's counter does.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,19 +33,35 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vjepa.checkpoint import (CheckpointError, load, load_official_module, official_layout, save_atomic,
-                              strip_prefix)
+from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic, strip_prefix
 from vjepa.config import to_dict
-from vjepa.runtime import (JsonlLog, NonFiniteLossError, autocast_for, check_resume, require_finite, seeded,
-                           use_foreach, without_timings)
-from vjepa.distributed import (DistEnv, ShardedBatchSampler, all_reduce_sum, barrier, gather_objects,
-                               init_distributed, shutdown, wrap_ddp)
+from vjepa.runtime import (
+    JsonlLog,
+    NonFiniteLossError,
+    autocast_for,
+    check_resume,
+    require_finite,
+    seeded,
+    use_foreach,
+    without_timings,
+)
+from vjepa.distributed import (
+    DistEnv,
+    ShardedBatchSampler,
+    all_reduce_sum,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shutdown,
+    wrap_ddp,
+)
 from vjepa.masks import MaskCollator
 from vjepa.models import build_encoder, build_predictor, gather_tokens
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     OptimConfig,
     InitConfig,
-    PretrainConfig)
+    PretrainConfig,
+)
 
 if TYPE_CHECKING:
     from vjepa.data import SkipCounter
@@ -57,6 +74,7 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------------------------
 # The JEPA step
 
+
 class ContextPath(nn.Module):
     """Context encoder + predictor as one module, so that one DDP wrapper averages both."""
 
@@ -65,25 +83,31 @@ class ContextPath(nn.Module):
         self.encoder, self.predictor = encoder, predictor
 
     def forward(self, clips, context_masks, target_masks) -> list[torch.Tensor]:
-        z = self.encoder(clips, context_masks)                                # [B, K_ctx_i, D] per mask
-        return self.predictor.forward_masks(z, context_masks, target_masks)   # [B, K_tgt_i, D] per mask
+        z = self.encoder(clips, context_masks)  # [B, K_ctx_i, D] per mask
+        return self.predictor.forward_masks(z, context_masks, target_masks)  # [B, K_tgt_i, D] per mask
 
 
 @dataclass
 class JepaOutput:
-    loss: torch.Tensor               # scalar to backpropagate: mean over masks + reg_coeff * reg
-    per_mask: list[torch.Tensor]     # L1 mean of each mask config
-    reg: torch.Tensor                # the variance regulariser (logged even when reg_coeff = 0)
-    target_pooled: torch.Tensor      # [B, D] mean-pooled normalised targets, for the collapse monitor
+    loss: torch.Tensor  # scalar to backpropagate: mean over masks + reg_coeff * reg
+    per_mask: list[torch.Tensor]  # L1 mean of each mask config
+    reg: torch.Tensor  # the variance regulariser (logged even when reg_coeff = 0)
+    target_pooled: torch.Tensor  # [B, D] mean-pooled normalised targets, for the collapse monitor
 
 
-def jepa_loss(context_path: nn.Module, target_encoder: nn.Module, clips: torch.Tensor,
-              context_masks: list[torch.Tensor], target_masks: list[torch.Tensor], reg_coeff: float = 0.0) -> JepaOutput:
+def jepa_loss(
+    context_path: nn.Module,
+    target_encoder: nn.Module,
+    clips: torch.Tensor,
+    context_masks: list[torch.Tensor],
+    target_masks: list[torch.Tensor],
+    reg_coeff: float = 0.0,
+) -> JepaOutput:
     """The V-JEPA objective for one batch of clips [B, C, T, H, W] and one (context, target) mask
     pair per mask config."""
     with torch.no_grad():
-        h = target_encoder(clips)                          # [B, N, D], after the encoder's own final LN
-        h = F.layer_norm(h, (h.size(-1),))                 # no affine, eps 1e-5
+        h = target_encoder(clips)  # [B, N, D], after the encoder's own final LN
+        h = F.layer_norm(h, (h.size(-1),))  # no affine, eps 1e-5
         targets = [gather_tokens(h, m) for m in target_masks]  # [B, K_tgt_i, D]
     preds = context_path(clips, context_masks, target_masks)
     per_mask = [(p - t).abs().mean() for p, t in zip(preds, targets)]
@@ -112,19 +136,24 @@ def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
     """The official 4 AdamW groups: encoder / predictor weights (decayed), then their biases and 1-D
     parameters (WD_exclude, no decay). Frozen pos_embeds are listed too (they get no gradient), so
     the optimizer state lines up with the official one."""
+
     def split(model, decayed):
         return [p for n, p in model.named_parameters() if (("bias" not in n) and p.ndim != 1) == decayed]
-    return [{"params": split(encoder, True)}, {"params": split(predictor, True)},
-            {"params": split(encoder, False), "WD_exclude": True, "weight_decay": 0.0},
-            {"params": split(predictor, False), "WD_exclude": True, "weight_decay": 0.0}]
+
+    return [
+        {"params": split(encoder, True)},
+        {"params": split(predictor, True)},
+        {"params": split(encoder, False), "WD_exclude": True, "weight_decay": 0.0},
+        {"params": split(predictor, False), "WD_exclude": True, "weight_decay": 0.0},
+    ]
 
 
 @dataclass
 class TrainState:
     encoder: nn.Module
     predictor: nn.Module
-    target_encoder: nn.Module        # the encoder itself when cfg.target == "copy"
-    context_path: nn.Module          # ContextPath, DDP-wrapped when distributed
+    target_encoder: nn.Module  # the encoder itself when cfg.target == "copy"
+    context_path: nn.Module  # ContextPath, DDP-wrapped when distributed
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     env: DistEnv
@@ -142,14 +171,18 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
     if cfg.init is not None:
         init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
     kernel = {"fused": True} if cfg.optim.fused else {"foreach": use_foreach(env.device)}
-    optimizer = torch.optim.AdamW(param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  eps=cfg.optim.eps, **kernel)
+    optimizer = torch.optim.AdamW(
+        param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kernel
+    )
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
-    return TrainState(encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env)
+    return TrainState(
+        encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env
+    )
 
 
-def init_from_checkpoint(init: InitConfig, encoder: nn.Module, predictor: nn.Module, target: nn.Module | None,
-                         env: DistEnv) -> None:
+def init_from_checkpoint(
+    init: InitConfig, encoder: nn.Module, predictor: nn.Module, target: nn.Module | None, env: DistEnv
+) -> None:
     """Load the models of a continued pretraining from init.checkpoint (official layout), strictly
     unless init.strict is False; nothing of its optimizer, schedule or step is taken."""
     ck = load(init.checkpoint, map_location=env.device)
@@ -165,8 +198,11 @@ def init_from_checkpoint(init: InitConfig, encoder: nn.Module, predictor: nn.Mod
         fits = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
         kept = sorted(set(own) - set(fits))
         if kept and env.is_main:
-            warnings.warn(f"pretrain.init (strict: false): {init.checkpoint}['{key}'] gives no value of the "
-                          f"model's shape for {kept}; those keep their fresh initialisation", stacklevel=3)
+            warnings.warn(
+                f"pretrain.init (strict: false): {init.checkpoint}['{key}'] gives no value of the "
+                f"model's shape for {kept}; those keep their fresh initialisation",
+                stacklevel=3,
+            )
         model.load_state_dict({**own, **fits}, strict=True)
 
 
@@ -199,15 +235,18 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
         if clips.size(0) == 0:
             if env.distributed:
-                raise RuntimeError(f"step {step}: every clip of a micro-batch failed to decode; with several "
-                                   "processes this would stall the gradient exchange")
+                raise RuntimeError(
+                    f"step {step}: every clip of a micro-batch failed to decode; with several "
+                    "processes this would stall the gradient exchange"
+                )
             continue  # one process: this micro-batch contributes no gradient
         last = i == n - 1
         sync = contextlib.nullcontext() if last or not env.distributed else state.context_path.no_sync()
         with sync:
             with autocast:
-                out = jepa_loss(state.context_path, state.target_encoder, clips, context_masks, target_masks,
-                                cfg.reg_coeff)
+                out = jepa_loss(
+                    state.context_path, state.target_encoder, clips, context_masks, target_masks, cfg.reg_coeff
+                )
             # / n: the accumulated gradient is the mean over micro-batches (DDP then averages processes)
             state.scaler.scale(out.loss / n).backward()
         pooled = out.target_pooled.double()
@@ -215,8 +254,8 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         stats[M] += out.reg.double()
         stats[M + 1] += 1
         stats[M + 2] += clips.size(0)
-        stats[M + 3:M + 3 + D] += pooled.sum(0)
-        stats[M + 3 + D:] += pooled.square().sum(0)
+        stats[M + 3 : M + 3 + D] += pooled.sum(0)
+        stats[M + 3 + D :] += pooled.square().sum(0)
     stats = all_reduce_sum(stats, env)
     count, clips_seen = max(stats[M + 1].item(), 1.0), stats[M + 2].item()
     per_mask = (stats[:M] / count).tolist()
@@ -224,13 +263,13 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
     # collapse monitor: std over all clips of the step of the mean-pooled target, averaged over channels
     target_std = None
     if clips_seen > 1:
-        s1, s2 = stats[M + 3:M + 3 + D], stats[M + 3 + D:]
+        s1, s2 = stats[M + 3 : M + 3 + D], stats[M + 3 + D :]
         var = (s2 - s1.square() / clips_seen) / (clips_seen - 1)
         target_std = var.clamp(min=0).sqrt().mean().item()
 
     state.scaler.unscale_(state.optimizer)
     clip = opt.clip_grad if step >= opt.clip_grad_from_step else None
-    norm_enc = _grad_norm(state.encoder, clip)   # clipped separately, as the official code does
+    norm_enc = _grad_norm(state.encoder, clip)  # clipped separately, as the official code does
     norm_pred = _grad_norm(state.predictor, clip)
     state.scaler.step(state.optimizer)
     state.scaler.update()
@@ -243,10 +282,19 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         m = 0.0  # the target is the context encoder itself
 
     jepa, reg = sum(per_mask) / M, stats[M].item() / count
-    metrics = {"loss": jepa + cfg.reg_coeff * reg, "loss_jepa": jepa,
-               **{f"loss_mask{i}": v for i, v in enumerate(per_mask)}, "loss_reg": reg, "lr": lr, "weight_decay": wd, "momentum": m,
-               "grad_norm_encoder": norm_enc, "grad_norm_predictor": norm_pred,
-               "target_std": target_std, "clips": int(clips_seen)}
+    metrics = {
+        "loss": jepa + cfg.reg_coeff * reg,
+        "loss_jepa": jepa,
+        **{f"loss_mask{i}": v for i, v in enumerate(per_mask)},
+        "loss_reg": reg,
+        "lr": lr,
+        "weight_decay": wd,
+        "momentum": m,
+        "grad_norm_encoder": norm_enc,
+        "grad_norm_predictor": norm_pred,
+        "target_std": target_std,
+        "clips": int(clips_seen),
+    }
     _, context_masks, target_masks = micro_batches[0]  # token counts of the first micro-batch
     metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(context_masks)})
     metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(target_masks)})
@@ -256,13 +304,20 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
 # ----------------------------------------------------------------------------------------------
 # Checkpoints and exact resume
 
+
 def _rng_state() -> dict:
     keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": random.getstate(),
+    }
 
 
 def _set_rng_state(s: dict) -> None:
@@ -270,7 +325,9 @@ def _set_rng_state(s: dict) -> None:
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
     n = s["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     version, internal, gauss = s["python"]
     random.setstate((version, tuple(internal), gauss))
 
@@ -280,16 +337,29 @@ def preprocessing(cfg: PretrainConfig, dataset) -> dict:
     reads it): image size and frames (the model's), frame step (the data's clip sampling; None when
     the dataset does not say, e.g. a tensor dataset, or its parts disagree) and the normalisation."""
     from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
     parts = getattr(dataset, "datasets", [dataset])
     steps = {getattr(getattr(d, "clip", None), "frame_step", None) for d in parts}
     durations = {getattr(getattr(d, "clip", None), "clip_duration", None) for d in parts}
-    return {"img_size": cfg.model.img_size, "num_frames": cfg.model.num_frames,
-            "frame_step": steps.pop() if len(steps) == 1 and durations == {None} else None,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return {
+        "img_size": cfg.model.img_size,
+        "num_frames": cfg.model.num_frames,
+        "frame_step": steps.pop() if len(steps) == 1 and durations == {None} else None,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
 
 
-def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: int, loss: float,
-                    sampler: ShardedBatchSampler, skipped: SkipCounter, prep: dict | None = None) -> None:
+def save_checkpoint(
+    path: Path,
+    state: TrainState,
+    cfg: PretrainConfig,
+    step: int,
+    loss: float,
+    sampler: ShardedBatchSampler,
+    skipped: SkipCounter,
+    prep: dict | None = None,
+) -> None:
     """Official layout (spec 5.1) plus our training state, the model config (`config.model`) and
     how to feed the model (`preprocessing`, see preprocessing()); written atomically by rank 0 (all
     ranks must call: the RNG states are gathered from every process)."""
@@ -297,13 +367,26 @@ def save_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig, step: in
     rngs = gather_objects(_rng_state(), env)
     if env.is_main:
         ck = official_layout(
-            state.encoder, state.predictor, state.target_encoder,
-            opt=state.optimizer.state_dict(), scaler=state.scaler.state_dict() if cfg.grad_scaler else None,
-            epoch=sampler.position(step)["epoch"], loss=loss, batch_size=cfg.batch_size,
-            world_size=env.world_size, lr=cfg.optim.lr,
-            step=step, accumulation_steps=cfg.accumulation_steps, rng=rngs, sampler=sampler.position(step),
-            skipped=sorted(skipped.paths), fallback=sorted(skipped.fallback_paths),
-            declared_over=sorted(skipped.declared_over_paths), config=to_dict(cfg), preprocessing=prep)
+            state.encoder,
+            state.predictor,
+            state.target_encoder,
+            opt=state.optimizer.state_dict(),
+            scaler=state.scaler.state_dict() if cfg.grad_scaler else None,
+            epoch=sampler.position(step)["epoch"],
+            loss=loss,
+            batch_size=cfg.batch_size,
+            world_size=env.world_size,
+            lr=cfg.optim.lr,
+            step=step,
+            accumulation_steps=cfg.accumulation_steps,
+            rng=rngs,
+            sampler=sampler.position(step),
+            skipped=sorted(skipped.paths),
+            fallback=sorted(skipped.fallback_paths),
+            declared_over=sorted(skipped.declared_over_paths),
+            config=to_dict(cfg),
+            preprocessing=prep,
+        )
         save_atomic(ck, path)
     barrier(env)
 
@@ -338,13 +421,17 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
         _set_rng_state(ck["rng"][env.rank])
     elif env.is_main:
         # the step itself draws no global random numbers (masks and data are seeded by position)
-        warnings.warn(f"{path} was written by {len(ck['rng'])} processes, now {env.world_size}: "
-                      "global RNG states are not restored", stacklevel=3)
+        warnings.warn(
+            f"{path} was written by {len(ck['rng'])} processes, now {env.world_size}: "
+            "global RNG states are not restored",
+            stacklevel=3,
+        )
     return ck
 
 
 # ----------------------------------------------------------------------------------------------
 # The loop
+
 
 def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
     """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W] (or UnfinishedClips, finished in the
@@ -353,14 +440,18 @@ def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
     m = cfg.model
     if hasattr(v, "finish"):  # UnfinishedClips: boxes to be finished on the training device
         if len(v) and (v.num_frames, v.transform.size) != (m.num_frames, m.img_size):
-            raise ValueError(f"clips of {v.num_frames} frames finished at {v.transform.size} px do not match model "
-                             f"config (num_frames {m.num_frames}, img_size {m.img_size})")
+            raise ValueError(
+                f"clips of {v.num_frames} frames finished at {v.transform.size} px do not match model "
+                f"config (num_frames {m.num_frames}, img_size {m.img_size})"
+            )
         return v
     if v.size(0) == 0:
         return v.reshape(0, cfg.model.in_chans, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size)
     if v.ndim != 7 or v.shape[1:3] != (1, 1):
-        raise ValueError(f"pretraining takes one segment and one view per video: batch['video'] has shape "
-                         f"{tuple(v.shape)}, expected [B, 1, 1, C, T, H, W]")
+        raise ValueError(
+            f"pretraining takes one segment and one view per video: batch['video'] has shape "
+            f"{tuple(v.shape)}, expected [B, 1, 1, C, T, H, W]"
+        )
     want = (m.in_chans, m.num_frames, m.img_size, m.img_size)
     if tuple(v.shape[3:]) != want:
         raise ValueError(f"clips of shape [C, T, H, W] = {tuple(v.shape[3:])} do not match model config {want}")
@@ -390,6 +481,7 @@ class MicroBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, key) -> dict:
         from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop
+
         step, shard, epoch, keys = key
         if hasattr(self.dataset, "set_epoch"):  # datasets with their own seeded draws key them by epoch
             self.dataset.set_epoch(epoch)
@@ -397,9 +489,16 @@ class MicroBatches(torch.utils.data.Dataset):
         clips = _clips(batch, self.cfg)
         masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
         context_masks, target_masks = masks(len(clips), step)
-        return {"clips": clips, "context_masks": context_masks, "target_masks": target_masks,
-                "skipped": batch["skipped"], "fallback": batch["fallback"], "declared_over": batch["declared_over"],
-                "step": step, "shard": shard}
+        return {
+            "clips": clips,
+            "context_masks": context_masks,
+            "target_masks": target_masks,
+            "skipped": batch["skipped"],
+            "fallback": batch["fallback"],
+            "declared_over": batch["declared_over"],
+            "step": step,
+            "shard": shard,
+        }
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -425,6 +524,7 @@ def pretrain(cfg: PretrainConfig, dataset, out_dir, log_fn: Callable[[dict, int]
 
 def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv) -> dict:
     from vjepa.data import SkipCounter, mixture_indices  # the data layer (pandas, decoders) loads only for the loop
+
     cfg.validate()
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
@@ -446,18 +546,30 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
     order_fn = None
     if getattr(dataset, "weights", None) is not None:  # a weighted MixtureDataset: draw with its weights
         order_fn = functools.partial(mixture_indices, dataset.sizes, dataset.weights, len(dataset), cfg.seed)
-    sampler = ShardedBatchSampler(len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start,
-                                  order_fn)
-    loader = torch.utils.data.DataLoader(MicroBatches(dataset, cfg), sampler=sampler, batch_size=None,
-                                         collate_fn=_identity, num_workers=cfg.num_workers,
-                                         pin_memory=env.device.type == "cuda")
+    sampler = ShardedBatchSampler(
+        len(dataset), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start, order_fn
+    )
+    loader = torch.utils.data.DataLoader(
+        MicroBatches(dataset, cfg),
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=cfg.num_workers,
+        pin_memory=env.device.type == "cuda",
+    )
     log = JsonlLog(out_dir / "metrics.jsonl", start) if env.is_main else None
 
     batches = iter(loader)
     saved_step, window, rates, last, empty_steps = start, [], [], {}, 0
     t_start = time.perf_counter()
-    bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="pretrain", disable=not env.is_main,
-               dynamic_ncols=True)
+    bar = tqdm(
+        range(start + 1, total + 1),
+        initial=start,
+        total=total,
+        desc="pretrain",
+        disable=not env.is_main,
+        dynamic_ncols=True,
+    )
     for step in bar:
         t0 = time.perf_counter()
         micro, step_skipped, step_fallback, step_over = [], [], [], []
@@ -477,9 +589,17 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         # micro-batches left without a clip (any, with several processes: the gradient exchange needs
         # every process; all of them, with one): such a step is skipped everywhere and counted
         n_empty = sum(c.size(0) == 0 for c, _, _ in micro)
-        flags = all_reduce_sum(torch.tensor([len(step_skipped), len(step_fallback) + len(step_over),
-                                             n_empty if env.distributed else int(n_empty == len(micro))],
-                                            device=env.device), env).tolist()
+        flags = all_reduce_sum(
+            torch.tensor(
+                [
+                    len(step_skipped),
+                    len(step_fallback) + len(step_over),
+                    n_empty if env.distributed else int(n_empty == len(micro)),
+                ],
+                device=env.device,
+            ),
+            env,
+        ).tolist()
         if flags[0] or flags[1]:  # rare: share the paths so that every process counts (and stops on) the same files
             for paths, fallback, over in gather_objects((step_skipped, step_fallback, step_over), env):
                 skipped.update(paths, fallback, over)
@@ -492,9 +612,16 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
                 good = f"{ckpt_path} (step {saved_step})" if ckpt_path.exists() else "none written yet"
                 raise NonFiniteLossError(f"{e}; the weights were not updated; last good checkpoint: {good}") from None
             dt = time.perf_counter() - t0
-            metrics.update({**skipped.metrics(), "empty_steps": empty_steps, "step": step,
-                            "epoch": sampler.position(step - 1)["epoch"],
-                            "clips_per_s": metrics["clips"] / dt, "peak_memory_mb": _peak_memory_mb(env.device)})
+            metrics.update(
+                {
+                    **skipped.metrics(),
+                    "empty_steps": empty_steps,
+                    "step": step,
+                    "epoch": sampler.position(step - 1)["epoch"],
+                    "clips_per_s": metrics["clips"] / dt,
+                    "peak_memory_mb": _peak_memory_mb(env.device),
+                }
+            )
             window.append(metrics["loss"])
             rates.append(metrics["clips_per_s"])
             last = metrics
@@ -509,15 +636,38 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             save_checkpoint(ckpt_path, state, cfg, step, last_loss, sampler, skipped, prep)
             saved_step, window = step, []
     bar.close()
-    return {"steps": total, "final_loss": last.get("loss", last_loss),
-            "final_loss_per_mask": [last[f"loss_mask{i}"] for i in range(len(cfg.masks))] if last else None,
-            "final_target_std": last.get("target_std"), "clips_per_s": float(np.mean(rates)) if rates else None,
-            "peak_memory_mb": _peak_memory_mb(env.device), **skipped.metrics(), "empty_steps": empty_steps,
-            "global_batch": cfg.batch_size * env.world_size * cfg.accumulation_steps,
-            "world_size": env.world_size, "checkpoint": str(ckpt_path),
-            "wall_s": time.perf_counter() - t_start}
+    return {
+        "steps": total,
+        "final_loss": last.get("loss", last_loss),
+        "final_loss_per_mask": [last[f"loss_mask{i}"] for i in range(len(cfg.masks))] if last else None,
+        "final_target_std": last.get("target_std"),
+        "clips_per_s": float(np.mean(rates)) if rates else None,
+        "peak_memory_mb": _peak_memory_mb(env.device),
+        **skipped.metrics(),
+        "empty_steps": empty_steps,
+        "global_batch": cfg.batch_size * env.world_size * cfg.accumulation_steps,
+        "world_size": env.world_size,
+        "checkpoint": str(ckpt_path),
+        "wall_s": time.perf_counter() - t_start,
+    }
 
 
-__all__ = ["OptimConfig", "InitConfig", "PretrainConfig", "NonFiniteLossError", "ContextPath", "JepaOutput", "jepa_loss",
-           "ema_update_", "param_groups", "TrainState", "build_state", "init_from_checkpoint", "train_step", "save_checkpoint",
-           "restore_checkpoint", "MicroBatches", "pretrain"]
+__all__ = [
+    "OptimConfig",
+    "InitConfig",
+    "PretrainConfig",
+    "NonFiniteLossError",
+    "ContextPath",
+    "JepaOutput",
+    "jepa_loss",
+    "ema_update_",
+    "param_groups",
+    "TrainState",
+    "build_state",
+    "init_from_checkpoint",
+    "train_step",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "MicroBatches",
+    "pretrain",
+]

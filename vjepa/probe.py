@@ -13,6 +13,7 @@
 Batches follow the data contract: {"video": [B, S, V, C, T, H, W], "label": [B], "index", "path"};
 an image is a still clip (S=1), and a clip with T=1 is repeated to `still_frames` frames here.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,19 +31,28 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
 from vjepa.config import ConfigError, to_dict
-from vjepa.runtime import (PRECISIONS, atomic_file, autocast_for, check_resume, epoch_generator, require_finite,
-                           use_foreach, without_timings, write_json)
+from vjepa.runtime import (
+    PRECISIONS,
+    atomic_file,
+    autocast_for,
+    check_resume,
+    epoch_generator,
+    require_finite,
+    use_foreach,
+    without_timings,
+    write_json,
+)
 from vjepa.data import SkipCounter, collate
 from vjepa.models import ModelConfig, build_encoder, still_clip
-from vjepa.models.probes import (AttentiveClassifier, LinearProbe, official_probe_state, probe_kind,
-                                 vjepa2_probe)
+from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state, probe_kind, vjepa2_probe
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     EncoderConfig,
     ProbeConfig,
     RELEASED_PROTOCOL,
     EvaluateOnly,
-    probe_name)
+    probe_name,
+)
 
 AUTOCAST = PRECISIONS  # detection and older callers import it under this name
 
@@ -66,11 +76,11 @@ def encode(encoder: nn.Module, video: torch.Tensor, still_frames: int = 16, chun
     """[B, S, V, C, T, H, W] -> [V, B, S*N, D]: every clip encoded on its own, the S segments' tokens
     concatenated along the token axis (segment-major), one sequence per spatial view."""
     B, S, V = video.shape[:3]
-    clips = video.flatten(0, 2)                       # [B*S*V, C, T, H, W], order (b, s, v)
-    if clips.shape[2] == 1 and still_frames > 1:      # an image: repeat it into a still clip
+    clips = video.flatten(0, 2)  # [B*S*V, C, T, H, W], order (b, s, v)
+    if clips.shape[2] == 1 and still_frames > 1:  # an image: repeat it into a still clip
         clips = still_clip(clips[:, :, 0], still_frames)
     parts = clips.split(chunk) if chunk else [clips]
-    tokens = torch.cat([encoder(p) for p in parts])   # [B*S*V, N, D]
+    tokens = torch.cat([encoder(p) for p in parts])  # [B*S*V, N, D]
     N, D = tokens.shape[1:]
     return tokens.view(B, S, V, N, D).permute(2, 0, 1, 3, 4).reshape(V, B, S * N, D)
 
@@ -100,9 +110,11 @@ class ProbeSet:
         self.cfg, self.device = cfg, device
         heads = cfg.num_heads or encoder_heads
         if {"attentive", "attentive4"} & set(cfg.kinds) and (heads is None or embed_dim % heads):
-            raise ConfigError(f"probe.num_heads: {heads} heads do not divide the encoder width {embed_dim} "
-                              "(the appendix's 12 cannot split ViT-L/H widths; set num_heads: null for the "
-                              "encoder's heads, as the official code does)")
+            raise ConfigError(
+                f"probe.num_heads: {heads} heads do not divide the encoder width {embed_dim} "
+                "(the appendix's 12 cannot split ViT-L/H widths; set num_heads: null for the "
+                "encoder's heads, as the official code does)"
+            )
         torch.manual_seed(cfg.seed)
         self.probes: dict[str, nn.Module] = {}
         self.hparams: dict[str, dict] = {}
@@ -110,29 +122,40 @@ class ProbeSet:
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         for kind, lr, wd in product(cfg.kinds, cfg.lrs, cfg.weight_decays):
             name = probe_name(kind, lr, wd)
-            probe = (AttentiveClassifier(embed_dim, cfg.num_classes, heads, depth=cfg.depth) if kind == "attentive"
-                     else vjepa2_probe(embed_dim, cfg.num_classes, heads) if kind == "attentive4"
-                     else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)).to(device)
+            probe = (
+                AttentiveClassifier(embed_dim, cfg.num_classes, heads, depth=cfg.depth)
+                if kind == "attentive"
+                else vjepa2_probe(embed_dim, cfg.num_classes, heads)
+                if kind == "attentive4"
+                else LinearProbe(embed_dim, cfg.num_classes, cfg.linear_norm)
+            ).to(device)
             self.probes[name] = probe
             self.hparams[name] = {"kind": kind, "lr": lr, "weight_decay": wd}
-            self.opts[name] = torch.optim.AdamW(param_groups(probe), lr=lr, weight_decay=wd,
-                                                foreach=use_foreach(device))
+            self.opts[name] = torch.optim.AdamW(
+                param_groups(probe), lr=lr, weight_decay=wd, foreach=use_foreach(device)
+            )
             self.scalers[name] = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def set_schedule(self, step: int, total: int) -> None:
         """Values for the step-th update (1-based, as the official schedulers count) of `total`."""
         for name, opt in self.opts.items():
             hp = self.hparams[name]
-            lr = warmup_cosine_lr(step, lr=hp["lr"], start_lr=hp["lr"], final_lr=self.cfg.final_lr, warmup=0, total=total)
-            wd = (hp["weight_decay"] if self.cfg.wd_schedule == "constant" else
-                  cosine_weight_decay(step, start=hp["weight_decay"], final=self.cfg.final_weight_decay, total=total))
+            lr = warmup_cosine_lr(
+                step, lr=hp["lr"], start_lr=hp["lr"], final_lr=self.cfg.final_lr, warmup=0, total=total
+            )
+            wd = (
+                hp["weight_decay"]
+                if self.cfg.wd_schedule == "constant"
+                else cosine_weight_decay(step, start=hp["weight_decay"], final=self.cfg.final_weight_decay, total=total)
+            )
             for g in opt.param_groups:
                 g["lr"] = lr
                 if g["decay"]:
                     g["weight_decay"] = wd
 
-    def train_step(self, tokens: torch.Tensor, labels: torch.Tensor, autocast,
-                   where: str = "a training step") -> dict[str, tuple[float, int]]:
+    def train_step(
+        self, tokens: torch.Tensor, labels: torch.Tensor, autocast, where: str = "a training step"
+    ) -> dict[str, tuple[float, int]]:
         """One optimiser step per probe on the same tokens [V, B, L, D]; returns (loss, correct) each.
         Non-finite tokens or a non-finite loss stop the run (NonFiniteLossError naming `where`)
         before any probe's weights change."""
@@ -142,7 +165,7 @@ class ProbeSet:
             probe.train()
             opt, scaler = self.opts[name], self.scalers[name]
             with autocast():
-                logits = torch.stack([probe(tv) for tv in tokens])   # [V, B, K]
+                logits = torch.stack([probe(tv) for tv in tokens])  # [V, B, K]
             loss = view_loss(logits, labels)
             require_finite(loss, f"loss of probe {name} at {where}", opt)
             scaler.scale(loss).backward()
@@ -157,9 +180,11 @@ class ProbeSet:
         return out
 
     def state(self) -> dict:
-        return {"probes": {n: p.state_dict() for n, p in self.probes.items()},
-                "opts": {n: o.state_dict() for n, o in self.opts.items()},
-                "scalers": {n: s.state_dict() for n, s in self.scalers.items()}}
+        return {
+            "probes": {n: p.state_dict() for n, p in self.probes.items()},
+            "opts": {n: o.state_dict() for n, o in self.opts.items()},
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+        }
 
     def load_state(self, state: dict, where: str) -> None:
         for n, p in self.probes.items():
@@ -178,23 +203,34 @@ def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
     if video.ndim != 7:
         raise ValueError(f"{where}: expected video [B, S, V, C, T, H, W], got shape {tuple(video.shape)}")
     if video.shape[1] != cfg.num_segments:
-        raise ConfigError(f"probe.num_segments is {cfg.num_segments} but the {where} items have "
-                          f"{video.shape[1]} segments (build the dataset with the same number)")
+        raise ConfigError(
+            f"probe.num_segments is {cfg.num_segments} but the {where} items have "
+            f"{video.shape[1]} segments (build the dataset with the same number)"
+        )
     bad = ((labels < 0) | (labels >= cfg.num_classes)).nonzero().flatten()
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"{where} item {batch['path'][i]} (index {int(batch['index'][i])}) has label "
-                         f"{int(labels[i])} outside 0..{cfg.num_classes - 1} (probe.num_classes)")
+        raise ValueError(
+            f"{where} item {batch['path'][i]} (index {int(batch['index'][i])}) has label "
+            f"{int(labels[i])} outside 0..{cfg.num_classes - 1} (probe.num_classes)"
+        )
 
 
 @torch.no_grad()
 def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Encode the training set once (only valid for a deterministic transform, checked on item 0)."""
     a, b = dataset[0], dataset[0]
-    if a is not None and b is not None and a.get("video") is not None and b.get("video") is not None \
-            and not torch.equal(a["video"], b["video"]):
-        raise ConfigError("probe.cache_features: training item 0 differs between two reads, so the training "
-                          "transform is random; caching would freeze one augmentation. Turn caching off.")
+    if (
+        a is not None
+        and b is not None
+        and a.get("video") is not None
+        and b.get("video") is not None
+        and not torch.equal(a["video"], b["video"])
+    ):
+        raise ConfigError(
+            "probe.cache_features: training item 0 differs between two reads, so the training "
+            "transform is random; caching would freeze one augmentation. Turn caching off."
+        )
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
     feats, labels, skipped = [], [], []
     counter = SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe training set")
@@ -219,12 +255,12 @@ def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collat
         feats, labels = cache
         order = _epoch_order(len(labels), cfg.seed, epoch)
         for i in range(0, len(order), cfg.batch_size):
-            idx = torch.tensor(order[i:i + cfg.batch_size])
+            idx = torch.tensor(order[i : i + cfg.batch_size])
             if len(idx) > 1 or len(order) == 1:
                 yield feats[:, idx].to(device), labels[idx].to(device), []
         return
     order = _epoch_order(len(dataset), cfg.seed, epoch)
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
     for batch in loader:
         if len(batch["label"]) == 0 or (len(batch["label"]) == 1 and len(order) > 1):
@@ -237,8 +273,15 @@ def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collat
 
 
 @torch.no_grad()
-def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset, cfg: ProbeConfig,
-             device: torch.device, autocast, collate_fn: Callable = collate) -> dict:
+def evaluate(
+    encoder: nn.Module,
+    probes: dict[str, nn.Module],
+    dataset: Dataset,
+    cfg: ProbeConfig,
+    device: torch.device,
+    autocast,
+    collate_fn: Callable = collate,
+) -> dict:
     """Run every probe on every view; returns labels, index, path, skipped paths, per-probe
     view-averaged probabilities [n, K] and per-view predictions [V, n]."""
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
@@ -265,9 +308,14 @@ def evaluate(encoder: nn.Module, probes: dict[str, nn.Module], dataset: Dataset,
     SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe evaluation set").update(skipped)
     if not labels:
         raise ValueError(f"no evaluation item could be read ({len(skipped)} skipped)")
-    return {"label": torch.cat(labels), "index": torch.cat(index), "path": paths, "skipped": skipped,
-            "probs": {n: torch.cat(v) for n, v in probs.items()},
-            "view_pred": {n: torch.cat(v, dim=1) for n, v in view_pred.items()}}
+    return {
+        "label": torch.cat(labels),
+        "index": torch.cat(index),
+        "path": paths,
+        "skipped": skipped,
+        "probs": {n: torch.cat(v) for n, v in probs.items()},
+        "view_pred": {n: torch.cat(v, dim=1) for n, v in view_pred.items()},
+    }
 
 
 def _top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -279,30 +327,52 @@ def _metrics_and_predictions(result: dict, hparams: dict, history: dict) -> tupl
     for name, probs in result["probs"].items():
         k = min(5, probs.shape[1])
         top = probs.topk(k, dim=1)
-        views = result["view_pred"][name]                               # [V, n]
+        views = result["view_pred"][name]  # [V, n]
         per_view = [_top1(v, labels) for v in views]
         per_probe[name] = {
             **hparams[name],
-            "top1": _top1(top.indices[:, 0], labels),                    # softmax averaged over all views
+            "top1": _top1(top.indices[:, 0], labels),  # softmax averaged over all views
             "top5": 100.0 * float((top.indices == labels[:, None]).any(1).float().mean()),
-            "top1_single_view": per_view[len(per_view) // 2],            # the centre crop of 3 views
+            "top1_single_view": per_view[len(per_view) // 2],  # the centre crop of 3 views
             "top1_per_view": per_view,
-            "train_loss": history[name]["loss"], "train_top1": history[name]["top1"]}
-        rows.append(pd.DataFrame({
-            "probe": name, "index": result["index"].numpy(), "path": result["path"], "label": labels.numpy(),
-            "predicted": top.indices[:, 0].numpy(),
-            "top5": [" ".join(map(str, r)) for r in top.indices.tolist()],
-            "top5_prob": [" ".join(f"{p:.5f}" for p in r) for r in top.values.tolist()]}))
+            "train_loss": history[name]["loss"],
+            "train_top1": history[name]["top1"],
+        }
+        rows.append(
+            pd.DataFrame(
+                {
+                    "probe": name,
+                    "index": result["index"].numpy(),
+                    "path": result["path"],
+                    "label": labels.numpy(),
+                    "predicted": top.indices[:, 0].numpy(),
+                    "top5": [" ".join(map(str, r)) for r in top.indices.tolist()],
+                    "top5_prob": [" ".join(f"{p:.5f}" for p in r) for r in top.values.tolist()],
+                }
+            )
+        )
     best = max(per_probe, key=lambda n: per_probe[n]["top1"])
-    metrics = {"probes": per_probe, "best_probe": best, "best_top1": per_probe[best]["top1"],
-               "best_probe_by_kind": {k: max((n for n in per_probe if per_probe[n]["kind"] == k),
-                                             key=lambda n: per_probe[n]["top1"])
-                                      for k in sorted({v["kind"] for v in per_probe.values()})}}
+    metrics = {
+        "probes": per_probe,
+        "best_probe": best,
+        "best_top1": per_probe[best]["top1"],
+        "best_probe_by_kind": {
+            k: max((n for n in per_probe if per_probe[n]["kind"] == k), key=lambda n: per_probe[n]["top1"])
+            for k in sorted({v["kind"] for v in per_probe.values()})
+        },
+    }
     return metrics, pd.concat(rows, ignore_index=True)
 
 
-def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set: Dataset,
-              out_dir: str | Path, encoder_name: str = "", collate_fn: Callable = collate) -> dict:
+def run_probe(
+    cfg: ProbeConfig,
+    encoder: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    out_dir: str | Path,
+    encoder_name: str = "",
+    collate_fn: Callable = collate,
+) -> dict:
     """Train every probe of the grid on frozen features, evaluate them, and write
     out_dir/metrics.json, out_dir/predictions.csv and out_dir/probes/<name>.pth.tar (the official
     probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity).
@@ -329,8 +399,12 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     total = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         sums = {n: [0.0, 0, 0] for n in probes.probes}  # loss*B, correct, seen
-        bar = tqdm(_train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn),
-                   total=steps_per_epoch, desc=f"probe epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        bar = tqdm(
+            _train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn),
+            total=steps_per_epoch,
+            desc=f"probe epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+        )
         epoch_skipped = []
         counter = SkipCounter(len(train_set), cfg.max_skipped_fraction, f"probe training set, epoch {epoch + 1}")
         for i, (tokens, labels, skipped) in enumerate(bar):
@@ -340,10 +414,13 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
                 continue
             step = epoch * steps_per_epoch + i + 1
             probes.set_schedule(step, total)
-            for name, (loss, correct) in probes.train_step(tokens, labels, autocast,
-                                                           f"step {step} (epoch {epoch + 1})").items():
+            for name, (loss, correct) in probes.train_step(
+                tokens, labels, autocast, f"step {step} (epoch {epoch + 1})"
+            ).items():
                 s = sums[name]
-                s[0] += loss * len(labels); s[1] += correct; s[2] += len(labels)
+                s[0] += loss * len(labels)
+                s[1] += correct
+                s[2] += len(labels)
         if not cache:
             train_skipped = epoch_skipped
         history = {n: {"loss": s[0] / max(s[2], 1), "top1": 100.0 * s[1] / max(s[2], 1)} for n, s in sums.items()}
@@ -352,15 +429,33 @@ def run_probe(cfg: ProbeConfig, encoder: nn.Module, train_set: Dataset, val_set:
     result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast, collate_fn)
     metrics, predictions = _metrics_and_predictions(result, probes.hparams, history)
     v, s = (int(x) for x in (len(result["view_pred"][metrics["best_probe"]]), cfg.num_segments))
-    metrics.update({"encoder": encoder_name, "segments": s, "views": v, "num_train": n_train,
-                    "num_val": len(result["label"]), "skipped_train": len(train_skipped), "skipped_val": len(result["skipped"]),
-                    "skipped_paths": sorted(set(train_skipped + result["skipped"]) - {"<unknown>"})[:20],
-                    "epochs": cfg.epochs, "seconds": round(time.time() - t0, 1)})
+    metrics.update(
+        {
+            "encoder": encoder_name,
+            "segments": s,
+            "views": v,
+            "num_train": n_train,
+            "num_val": len(result["label"]),
+            "skipped_train": len(train_skipped),
+            "skipped_val": len(result["skipped"]),
+            "skipped_paths": sorted(set(train_skipped + result["skipped"]) - {"<unknown>"})[:20],
+            "epochs": cfg.epochs,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
     for name, probe in probes.probes.items():
-        save_atomic({"classifier": official_probe_state(probe), "opt": probes.opts[name].state_dict(),
-                     "scaler": probes.scalers[name].state_dict() or None, "epoch": cfg.epochs,
-                     "batch_size": cfg.batch_size, "world_size": 1, "lr": probes.hparams[name]["lr"]},
-                    out / "probes" / f"{name}.pth.tar")
+        save_atomic(
+            {
+                "classifier": official_probe_state(probe),
+                "opt": probes.opts[name].state_dict(),
+                "scaler": probes.scalers[name].state_dict() or None,
+                "epoch": cfg.epochs,
+                "batch_size": cfg.batch_size,
+                "world_size": 1,
+                "lr": probes.hparams[name]["lr"],
+            },
+            out / "probes" / f"{name}.pth.tar",
+        )
     _write_results(out, metrics, predictions)
     return metrics
 
@@ -377,9 +472,16 @@ def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
     write_json(out / "metrics.json", without_timings(metrics))
 
 
-def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, val_set: Dataset,
-                      out_dir: str | Path, encoder_name: str = "", num_heads: int | None = None,
-                      collate_fn: Callable = collate) -> dict:
+def evaluate_released(
+    cfg: ProbeConfig,
+    encoder: nn.Module,
+    probe: str | Path,
+    val_set: Dataset,
+    out_dir: str | Path,
+    encoder_name: str = "",
+    num_heads: int | None = None,
+    collate_fn: Callable = collate,
+) -> dict:
     """Evaluate a probe file as it is (no training) on val_set, whose items carry the protocol's
     segments and views; writes out_dir/metrics.json and predictions.csv as run_probe does, the
     probe labelled as released. Its heads: num_heads, else the encoder's (official)."""
@@ -391,18 +493,31 @@ def evaluate_released(cfg: ProbeConfig, encoder: nn.Module, probe: str | Path, v
     path = resolve(probe)
     head = load_probe(path, num_heads or getattr(encoder, "num_heads", None)).to(device)
     if head.linear.out_features != cfg.num_classes or head.linear.in_features != encoder.embed_dim:
-        raise CheckpointError(f"{path}: the probe maps {head.linear.in_features}-wide tokens to "
-                              f"{head.linear.out_features} classes; the task has {cfg.num_classes} classes and the "
-                              f"encoder writes {encoder.embed_dim}-wide tokens")
+        raise CheckpointError(
+            f"{path}: the probe maps {head.linear.in_features}-wide tokens to "
+            f"{head.linear.out_features} classes; the task has {cfg.num_classes} classes and the "
+            f"encoder writes {encoder.embed_dim}-wide tokens"
+        )
     kind = probe_kind(head)
     name = f"{kind}_released"
     result = evaluate(encoder, {name: head}, val_set, cfg, device, autocast, collate_fn)
-    metrics, predictions = _metrics_and_predictions(result, {name: {"kind": kind, "released": str(probe)}},
-                                                    {name: {"loss": None, "top1": None}})
-    metrics.update({"encoder": encoder_name, "released_probe": str(probe), "segments": cfg.num_segments,
-                    "views": int(len(result["view_pred"][name])), "num_train": 0, "num_val": len(result["label"]),
-                    "skipped_train": 0, "skipped_val": len(result["skipped"]),
-                    "skipped_paths": sorted(set(result["skipped"]) - {"<unknown>"})[:20], "epochs": 0,
-                    "seconds": round(time.time() - t0, 1)})
+    metrics, predictions = _metrics_and_predictions(
+        result, {name: {"kind": kind, "released": str(probe)}}, {name: {"loss": None, "top1": None}}
+    )
+    metrics.update(
+        {
+            "encoder": encoder_name,
+            "released_probe": str(probe),
+            "segments": cfg.num_segments,
+            "views": int(len(result["view_pred"][name])),
+            "num_train": 0,
+            "num_val": len(result["label"]),
+            "skipped_train": 0,
+            "skipped_val": len(result["skipped"]),
+            "skipped_paths": sorted(set(result["skipped"]) - {"<unknown>"})[:20],
+            "epochs": 0,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
     _write_results(Path(out_dir), metrics, predictions)
     return metrics

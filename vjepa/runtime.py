@@ -5,6 +5,7 @@ and the cause, and a metrics log that survives a torn last line.
 Written here rather than taken from a library: the standard library has no atomic replace-write,
 and the error wording (full path plus ENOSPC/EROFS) is what a user needs on a full disk.
 """
+
 from __future__ import annotations
 
 import errno
@@ -84,9 +85,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, unsafe, of the wrong layout, or written by another config."""
 
 
-def check_resume(saved_config: Mapping, config: Mapping, path: str | os.PathLike, *,
-                 keys: Iterable[str] | None = None, ignore: Iterable[str] = (),
-                 extra: Mapping[str, tuple[Any, Any]] | None = None) -> list[str]:
+def check_resume(
+    saved_config: Mapping,
+    config: Mapping,
+    path: str | os.PathLike,
+    *,
+    keys: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+    extra: Mapping[str, tuple[Any, Any]] | None = None,
+) -> list[str]:
     """The one rule for resuming from `path`, a state written by a run of `saved_config`: the keys that
     fix what the run computes must be equal, else CheckpointError names each (old -> new value).
     `keys`: only these must match (in this order; default every key but `ignore`, sorted); `extra`:
@@ -98,8 +105,10 @@ def check_resume(saved_config: Mapping, config: Mapping, path: str | os.PathLike
     detail = [f"{k}: {saved_config.get(k)!r} -> {config.get(k)!r}" for k in fixed]
     detail += [f"{name} {old} -> {new}" for name, (old, new) in (extra or {}).items() if old != new]
     if detail:
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed ({', '.join(detail)}); "
-                              "use a new out_dir, or delete the state, or restore the config")
+        raise CheckpointError(
+            f"cannot resume from {path}: the run's config changed ({', '.join(detail)}); "
+            "use a new out_dir, or delete the state, or restore the config"
+        )
     return [k for k in differs if k not in fixed]
 
 
@@ -204,8 +213,9 @@ def source_stamp(path: str) -> str | list[str]:
 # Wall clock, throughput and memory differ between two runs on the same inputs: a run reports them
 # (its return value, hence a stage's metrics file and MLflow) but never writes them into its output
 # folder, whose bytes (and DVC hash) must depend on the inputs alone.
-TIMINGS = frozenset({"seconds", "wall_s", "clips_per_s", "train_clips_per_s", "peak_memory_mb", "read_seconds",
-                     "build_seconds"})
+TIMINGS = frozenset(
+    {"seconds", "wall_s", "clips_per_s", "train_clips_per_s", "peak_memory_mb", "read_seconds", "build_seconds"}
+)
 
 
 def without_timings(data: Any) -> Any:
@@ -237,8 +247,11 @@ def _jsonl(path: Path, keep: Callable[[dict], bool]) -> list[tuple[dict, str]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             if i == len(lines) - 1:
-                warnings.warn(f"{path}: dropped a partial last line ({len(line)} characters: {e.msg}); "
-                              "the run resumes from its checkpoint", stacklevel=3)
+                warnings.warn(
+                    f"{path}: dropped a partial last line ({len(line)} characters: {e.msg}); "
+                    "the run resumes from its checkpoint",
+                    stacklevel=3,
+                )
                 break
             raise ValueError(f"{path}:{i + 1}: not a JSON line ({e.msg})") from None
         if keep(row):

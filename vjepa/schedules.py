@@ -8,6 +8,7 @@ Because each value depends on the step alone, resuming needs no scheduler state.
 the values equal the official schedulers' bit for bit; past its end (only reachable with a scale
 factor below 1) they stay at their final values, where the official cosines would turn back.
 """
+
 from __future__ import annotations
 
 import math

@@ -8,6 +8,7 @@ the clips on which the two actually disagree. Why our own resampler rather than
 scipy.stats.bootstrap: the resampling here is two-level (seeds, then the same clips for every seed,
 so the clip-level pairing and the cross-seed correlation survive), which scipy's does not offer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class PairedComparison:
 
     @property
     def verdict(self) -> str:
-        """"better" or "worse" when the interval excludes zero, else "not distinguishable"."""
+        """ "better" or "worse" when the interval excludes zero, else "not distinguishable"."""
         if self.low > 0:
             return "better"
         if self.high < 0:
@@ -49,9 +50,11 @@ class PairedComparison:
     def describe(self) -> str:
         """`+1.3 points, 95% interval [-0.7, +3.3]`, the discordant clips and the test."""
         disc = ", ".join(f"{a}/{b}" for a, b in self.discordant)
-        return (f"{self.difference:+.1f} points, {100 * self.level:.0f}% interval [{self.low:+.1f}, {self.high:+.1f}] "
-                f"({self.test}; {self.clips} clips x {self.seeds} seed{'s' if self.seeds > 1 else ''}; "
-                f"clips only the first / only the second gets right, per seed: {disc})")
+        return (
+            f"{self.difference:+.1f} points, {100 * self.level:.0f}% interval [{self.low:+.1f}, {self.high:+.1f}] "
+            f"({self.test}; {self.clips} clips x {self.seeds} seed{'s' if self.seeds > 1 else ''}; "
+            f"clips only the first / only the second gets right, per seed: {disc})"
+        )
 
 
 def paired_bootstrap(a, b, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> PairedComparison:
@@ -68,24 +71,29 @@ def paired_bootstrap(a, b, resamples: int = 10_000, level: float = 0.95, seed: i
         raise ValueError("outcomes must be 0 (wrong) or 1 (right)")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    d = (a - b).astype(np.float64)                                   # [S, N] in {-1, 0, 1}
+    d = (a - b).astype(np.float64)  # [S, N] in {-1, 0, 1}
     S, N = d.shape
     rng = np.random.default_rng(seed)
     stats = np.empty(resamples)
-    chunk = max(1, 2_000_000 // (S * N))                            # bounded memory
+    chunk = max(1, 2_000_000 // (S * N))  # bounded memory
     for lo in range(0, resamples, chunk):
         hi = min(resamples, lo + chunk)
         clips = rng.integers(0, N, size=(hi - lo, N))
         seeds = rng.integers(0, S, size=(hi - lo, S))
-        per_seed = d[:, clips].mean(axis=2).T                        # [R, S]: each seed on the drawn clips
+        per_seed = d[:, clips].mean(axis=2).T  # [R, S]: each seed on the drawn clips
         stats[lo:hi] = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
     tail = (1 - level) / 2
     low, high = np.quantile(stats, [tail, 1 - tail])
-    return PairedComparison(difference=100 * float(d.mean()), low=100 * float(low), high=100 * float(high),
-                            level=level, seeds=S, clips=N,
-                            discordant=[(int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum()))
-                                        for x, y in zip(a, b)],
-                            resamples=resamples)
+    return PairedComparison(
+        difference=100 * float(d.mean()),
+        low=100 * float(low),
+        high=100 * float(high),
+        level=level,
+        seeds=S,
+        clips=N,
+        discordant=[(int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())) for x, y in zip(a, b)],
+        resamples=resamples,
+    )
 
 
 def clip_outcomes(run_dir: str | Path, metrics: dict) -> dict:
@@ -123,4 +131,4 @@ def paired_outcomes(first: list[dict], second: list[dict], kind: str) -> tuple[n
     if not common:
         raise ValueError("the two encoders' runs share no validation clip")
     arr = np.array([[int(m[i]) for i in common] for m in maps], dtype=np.int8)
-    return arr[:len(first)], arr[len(first):]
+    return arr[: len(first)], arr[len(first) :]

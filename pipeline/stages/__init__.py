@@ -5,6 +5,7 @@ Each module imports only what its stage runs, so dvc.yaml lists exactly those fi
 stage's deps (tests/test_dvc_deps.py derives them from the imports and checks). The command line
 (`python -m pipeline <stage> [key]`) imports one stage module, never all of them.
 """
+
 from __future__ import annotations
 
 import importlib

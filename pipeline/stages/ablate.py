@@ -1,5 +1,6 @@
 """ablate@point: one short pretraining with the point's changes, then a probe (Tables 13-15,
 Appendix D), with the mask statistics those tables report."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,14 @@ from pipeline.config import Params
 from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
 from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.stages.pretrain import run_pretraining
-from pipeline.tracking import (Tracker, ablation_experiment, ablation_reference, describe_ablations, log_ablation,
-                               stage_run)
+from pipeline.tracking import (
+    Tracker,
+    ablation_experiment,
+    ablation_reference,
+    describe_ablations,
+    log_ablation,
+    stage_run,
+)
 from vjepa.config import to_dict
 from vjepa.masks import mask_statistics
 from vjepa.stats import clip_outcomes
@@ -19,35 +26,71 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
     """Pretrain with the point's changes on top of `ablations.pretrain`, then probe `ablations.task`."""
     spec, seed, task = P.ablations.points[point], P.main_seed, P.ablations.task
     cfg, data = P.pretrain_config(seed, point), P.ablation_data(point)
-    settings = {"point": to_dict(spec), "pretrain": to_dict(cfg), "data": to_dict(data),
-                "task": to_dict(P.probe.tasks[task]), "defaults": P.probe.defaults, "probe": P.ablations.probe}
-    tags = {"profile": P.profile, "ablation": point, "tables": ",".join(spec.tables), "target": cfg.target,
-            "num_masks": len(cfg.masks)}
+    settings = {
+        "point": to_dict(spec),
+        "pretrain": to_dict(cfg),
+        "data": to_dict(data),
+        "task": to_dict(P.probe.tasks[task]),
+        "defaults": P.probe.defaults,
+        "probe": P.ablations.probe,
+    }
+    tags = {
+        "profile": P.profile,
+        "ablation": point,
+        "tables": ",".join(spec.tables),
+        "target": cfg.target,
+        "num_masks": len(cfg.masks),
+    }
     with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile), key=f"ablate@{point}") as t:
-        work = work_dir(f"ablate-{point}", settings, [PREPARED],
-                        [*data.sources, *task_files(P, P.probe.tasks[task].data)])
+        work = work_dir(
+            f"ablate-{point}", settings, [PREPARED], [*data.sources, *task_files(P, P.probe.tasks[task].data)]
+        )
 
         def compute():
             # no per-step curves in the ablation run: its runs table shows the few numbers it logs
             # (the curves go to the run as the metrics.jsonl artifact below)
             summary = run_pretraining(P, cfg, seed, work / "pretrain", Tracker(), data)
             encoder, _ = frozen_encoder(P, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
-            r = probe_task(P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point,
-                           P.ablations.probe)
+            r = probe_task(
+                P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point, P.ablations.probe
+            )
             stats = [mask_statistics(m, cfg.model.grid, batch_size=cfg.batch_size, num_batches=20) for m in cfg.masks]
-            return {"summary": summary, "top1_by_kind": top1_by_kind(r), "mask_statistics": stats,
-                    "clips": clip_outcomes(work / "probe", r)}
+            return {
+                "summary": summary,
+                "top1_by_kind": top1_by_kind(r),
+                "mask_statistics": stats,
+                "clips": clip_outcomes(work / "probe", r),
+            }
+
         result = once(work, compute)
-        (work / "pretrain" / "latest.pth.tar").unlink(missing_ok=True)  # keep the curve and probe results, not the weights
+        (work / "pretrain" / "latest.pth.tar").unlink(
+            missing_ok=True
+        )  # keep the curve and probe results, not the weights
         publish(work, RUNS / "ablate" / point)
         summary = result["summary"]
-        metrics = {"profile": P.profile, "point": point, "label": spec.label, "tables": spec.tables,
-                   "task": task, "target": cfg.target, "num_masks": len(cfg.masks),
-                   "masks": [to_dict(m) for m in cfg.masks], "mask_statistics": result["mask_statistics"],
-                   "top1_by_kind": result["top1_by_kind"], "clips": result["clips"],
-                   "final_loss": summary["final_loss"], "final_target_std": summary["final_target_std"],
-                   "samples_seen": summary["steps"] * summary["global_batch"]}
+        metrics = {
+            "profile": P.profile,
+            "point": point,
+            "label": spec.label,
+            "tables": spec.tables,
+            "task": task,
+            "target": cfg.target,
+            "num_masks": len(cfg.masks),
+            "masks": [to_dict(m) for m in cfg.masks],
+            "mask_statistics": result["mask_statistics"],
+            "top1_by_kind": result["top1_by_kind"],
+            "clips": result["clips"],
+            "final_loss": summary["final_loss"],
+            "final_target_std": summary["final_target_std"],
+            "samples_seen": summary["steps"] * summary["global_batch"],
+        }
         log_ablation(t, point, spec, cfg, result["mask_statistics"], metrics)  # its row of the ablation table in MLflow
         describe_ablations(t, P.profile, ablation_reference(P), P.ablations.task)
-        return finish(t, Path("metrics") / P.profile, f"ablate/{point}", metrics,
-                      RUNS / "ablate" / point / "pretrain" / "metrics.jsonl", log_details=False)
+        return finish(
+            t,
+            Path("metrics") / P.profile,
+            f"ablate/{point}",
+            metrics,
+            RUNS / "ablate" / point / "pretrain" / "metrics.jsonl",
+            log_details=False,
+        )

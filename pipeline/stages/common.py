@@ -1,5 +1,6 @@
 """What several stages share on top of the typed params: the frozen encoder a probe or the
 detection head reads, and one probe run on a task."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,14 +50,17 @@ def task_entries(P: Params, name: str):
     return load_task_index(name, P.tasks[name], INDEX) if P.prepare is None else read_task(P.tasks[name])
 
 
-def probe_task(P: Params, task: str, encoder, out: Path, seed: int, segments: int, name: str,
-               extra: dict | None = None) -> dict:
+def probe_task(
+    P: Params, task: str, encoder, out: Path, seed: int, segments: int, name: str, extra: dict | None = None
+) -> dict:
     """Every probe of the grid on one task (its datasets from the task spec), written under `out`."""
     spec = P.probe.tasks[task]
-    train_set, val_set, n = task_datasets(P.tasks[spec.data], spec, P.model.img_size, segments, seed,
-                                         task_entries(P, spec.data))
-    return run_probe(P.probe_config(task, n, segments, seed, extra), encoder, train_set, val_set, out,
-                     encoder_name=name)
+    train_set, val_set, n = task_datasets(
+        P.tasks[spec.data], spec, P.model.img_size, segments, seed, task_entries(P, spec.data)
+    )
+    return run_probe(
+        P.probe_config(task, n, segments, seed, extra), encoder, train_set, val_set, out, encoder_name=name
+    )
 
 
 def top1_by_kind(result: dict) -> dict:

@@ -1,5 +1,6 @@
 """detect: frozen AVA detection (Table 7) with the main seed's target encoder: a RoIAlign + linear
 head on four layers' features, mAP@0.5 over the evaluation classes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,9 +27,19 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
         encoder, enc = frozen_encoder(P, ckpt)
         files = [f for k, f in vars(P.detect.data).items() if f and k != "frames"]  # the frames: too many to hash
         work = work_dir("detect", settings, [PREPARED, *encoder_files(P, ckpt)], files)
-        result = once(work, lambda: run_detection(cfg, encoder, sets.train, sets.val, sets.val_groundtruth, work,
-                                                  sets.val_exclusions, labelmap))
+        result = once(
+            work,
+            lambda: run_detection(
+                cfg, encoder, sets.train, sets.val, sets.val_groundtruth, work, sets.val_exclusions, labelmap
+            ),
+        )
         out = publish(work, RUNS / "detect")
-        metrics = {"profile": P.profile, "seed": seed, "encoder": enc.checkpoint,
-                   "train_keyframes": len(sets.train), "val_keyframes": len(sets.val), **result}
+        metrics = {
+            "profile": P.profile,
+            "seed": seed,
+            "encoder": enc.checkpoint,
+            "train_keyframes": len(sets.train),
+            "val_keyframes": len(sets.val),
+            **result,
+        }
         return finish(t, Path("metrics") / P.profile, "detect", metrics, out / "detections.csv")

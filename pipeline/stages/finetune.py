@@ -1,5 +1,6 @@
 """finetune@task: the main seed's encoder finetuned end to end (Table 8, VideoMAE recipe), tested
 on several views."""
+
 from __future__ import annotations
 
 import os
@@ -26,20 +27,35 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
     name = f"finetune-{task}"
     # as pretrain: the launching process owns the work folder, torchrun's workers (one per GPU) share it
-    work = WORK / name if "LOCAL_RANK" in os.environ else \
-        work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
+    work = (
+        WORK / name
+        if "LOCAL_RANK" in os.environ
+        else work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
+    )
     if launch_torchrun("finetune", task, params_path, torch.cuda.device_count()):
         return None
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with stage_run("finetune", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
+
         def compute():
             train_set, val_set = build_datasets(cfg, train, val)
-            return vjepa_finetune(cfg, ckpt, train_set, val_set, work,
-                                  log_fn=lambda m, step: t.metrics({k: v for k, v in m.items() if k != "step"}, step=step))
+            return vjepa_finetune(
+                cfg,
+                ckpt,
+                train_set,
+                val_set,
+                work,
+                log_fn=lambda m, step: t.metrics({k: v for k, v in m.items() if k != "step"}, step=step),
+            )
+
         result = once(work, compute, record=rank0)
         if not rank0:
             return result
         (work / "latest.pth.tar").unlink(missing_ok=True)  # the resume state; the finetuned model stays
         publish(work, RUNS / "finetune" / task)
-        return finish(t, Path("metrics") / P.profile, f"finetune/{task}",
-                      {"profile": P.profile, "task": task, "checkpoint": ckpt, **result})
+        return finish(
+            t,
+            Path("metrics") / P.profile,
+            f"finetune/{task}",
+            {"profile": P.profile, "task": task, "checkpoint": ckpt, **result},
+        )

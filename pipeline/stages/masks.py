@@ -1,4 +1,5 @@
 """masks: mask statistics and sampled masks (Figure 6)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,5 +17,10 @@ def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> 
     with stage_run("masks", {"masks": [to_dict(m) for m in P.masks]}, {"profile": P.profile}) as t:
         stats = {f"mask{i}": mask_statistics(c, grid, batch_size=24, num_batches=50) for i, c in enumerate(P.masks)}
         plot_masks(P.masks, grid, out / "masks.png")
-        return finish(t, Path("metrics") / P.profile, "masks", {"profile": P.profile, "grid": list(grid), **stats},
-                      out / "masks.png")
+        return finish(
+            t,
+            Path("metrics") / P.profile,
+            "masks",
+            {"profile": P.profile, "grid": list(grid), **stats},
+            out / "masks.png",
+        )

@@ -1,4 +1,5 @@
 """prepare: the small real-data suite (default profile), or an index of a real-data profile's tasks."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,8 +47,10 @@ def check_later_inputs(P: Params) -> dict:
     every, sample, bar = P.index.check_files, P.index.sample_files, P.index.progress
     files = [f for f in (P.probe.encoder.checkpoint, P.probe.encoder.timm_weights, P.finetune.checkpoint) if f]
     check_files_exist(files, "params.yaml", what="checkpoint named by the profile")
-    return {"pretrain_lists": check_pretraining_lists(pretraining_lists(P), every, sample, bar),
-            "detect": check_ava(P.detect.data, P.detect.clip)}
+    return {
+        "pretrain_lists": check_pretraining_lists(pretraining_lists(P), every, sample, bar),
+        "detect": check_ava(P.detect.data, P.detect.clip),
+    }
 
 
 def check_inputs(P: Params) -> dict:
@@ -64,8 +67,10 @@ def check_inputs(P: Params) -> dict:
 
 def summary_numbers(summary: dict) -> dict:
     """The counts, durations and sizes of a prepare summary (class name lists dropped)."""
+
     def keep(v):
         if isinstance(v, dict):
             return {k: keep(x) for k, x in v.items() if keep(x) is not None}
         return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else None
+
     return keep(summary)

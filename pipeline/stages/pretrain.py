@@ -1,4 +1,5 @@
 """pretrain: V-JEPA pretraining with one seed (official-layout checkpoint, step metrics, summary)."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,18 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params, PretrainData
-from pipeline.plumbing import (PREPARED, RUNS, WORK, curves_path, finish, launch_torchrun, once, publish, work_dir,
-                               write_curves)
+from pipeline.plumbing import (
+    PREPARED,
+    RUNS,
+    WORK,
+    curves_path,
+    finish,
+    launch_torchrun,
+    once,
+    publish,
+    work_dir,
+    write_curves,
+)
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 from vjepa.data import ClipSampling, MixtureDataset, VideoDataset, pretrain_transform, read_path_label_list
@@ -21,13 +32,24 @@ def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int, data: PretrainDa
     data = data or P.pretrain.data
     clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
     transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip, data.finish_on_device)
-    parts = [VideoDataset(read_path_label_list(p), clip, transform, data.decode_threads, seed=seed, cache_mb=data.cache_mb,
-                          video_backend=data.video_backend) for p in data.sources]
+    parts = [
+        VideoDataset(
+            read_path_label_list(p),
+            clip,
+            transform,
+            data.decode_threads,
+            seed=seed,
+            cache_mb=data.cache_mb,
+            video_backend=data.video_backend,
+        )
+        for p in data.sources
+    ]
     return MixtureDataset(parts, data.weights)
 
 
-def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker,
-                    data: PretrainData | None = None) -> dict:
+def run_pretraining(
+    P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker, data: PretrainData | None = None
+) -> dict:
     """vjepa.pretrain.pretrain on `data` (default `pretrain.data`), its step metrics mirrored to
     MLflow every pretrain.mlflow_every steps."""
     every = P.pretrain.mlflow_every
@@ -35,6 +57,7 @@ def run_pretraining(P: Params, cfg: PretrainConfig, seed: int, work: Path, track
     def log(metrics, step):
         if step % every == 0:
             tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
+
     return vjepa_pretrain(cfg, pretrain_dataset(P, cfg, seed, data), work, log_fn=log)
 
 
@@ -60,5 +83,11 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         summary["checkpoint"] = str(out / "checkpoint.pth.tar")
         summary["samples_seen"] = summary["steps"] * summary["global_batch"]
         curves = write_curves(out / "metrics.jsonl", curves_path(P.profile, seed))  # what `dvc plots` draws
-        return finish(t, Path("metrics") / P.profile, f"pretrain/seed{seed}",
-                      {"profile": P.profile, "seed": seed, **summary}, out / "metrics.jsonl", curves)
+        return finish(
+            t,
+            Path("metrics") / P.profile,
+            f"pretrain/seed{seed}",
+            {"profile": P.profile, "seed": seed, **summary},
+            out / "metrics.jsonl",
+            curves,
+        )

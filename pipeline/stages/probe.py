@@ -1,13 +1,13 @@
 """probe@task: frozen attentive and linear probes of the main seed's target encoder (Table 6),
 at each temporal coverage in the task's `segments` (Table 11)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipeline.config import Params
 from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
-from pipeline.stages.common import (encoder_files, frozen_encoder, probe_checkpoint, probe_task, task_files,
-                                    top1_by_kind)
+from pipeline.stages.common import encoder_files, frozen_encoder, probe_checkpoint, probe_task, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
 
@@ -17,24 +17,43 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
     spec = P.probe.tasks[task]
     if spec.evaluate_only is not None:  # a released probe, evaluated as it is
         from pipeline.stages.released import evaluate_only
+
         return evaluate_only(P, task)
     seed, ckpt = P.main_seed, probe_checkpoint(P)
-    settings = {"task": to_dict(spec), "defaults": P.probe.defaults, "encoder": to_dict(P.probe.encoder),
-                "checkpoint": ckpt, "seed": seed, "data": to_dict(P.tasks[spec.data])}
+    settings = {
+        "task": to_dict(spec),
+        "defaults": P.probe.defaults,
+        "encoder": to_dict(P.probe.encoder),
+        "checkpoint": ckpt,
+        "seed": seed,
+        "data": to_dict(P.tasks[spec.data]),
+    }
     with stage_run("probe", settings, {"profile": P.profile, "task": task}) as t:
         work = work_dir(f"probe-{task}", settings, [PREPARED, *encoder_files(P, ckpt)], task_files(P, spec.data))
 
         def compute():
             encoder, enc = frozen_encoder(P, ckpt)
             name = enc.checkpoint or enc.timm_model or "random"
-            return {"encoder": enc.checkpoint or enc.timm_model,
-                    "runs": {f"segments{s}": probe_task(P, task, encoder, work / f"segments{s}", seed, s, name)
-                             for s in spec.segments}}
+            return {
+                "encoder": enc.checkpoint or enc.timm_model,
+                "runs": {
+                    f"segments{s}": probe_task(P, task, encoder, work / f"segments{s}", seed, s, name)
+                    for s in spec.segments
+                },
+            }
+
         result = once(work, compute)
         results = result["runs"]
         head = results[f"segments{spec.segments[0]}"]
         publish(work, RUNS / "probe" / task)
-        metrics = {"profile": P.profile, "task": task, "seed": seed, "encoder": result["encoder"],
-                   "top1": head["best_top1"], "top1_by_kind": top1_by_kind(head),
-                   "coverage": {s: top1_by_kind(r) for s, r in results.items()}, "runs": results}
+        metrics = {
+            "profile": P.profile,
+            "task": task,
+            "seed": seed,
+            "encoder": result["encoder"],
+            "top1": head["best_top1"],
+            "top1_by_kind": top1_by_kind(head),
+            "coverage": {s: top1_by_kind(r) for s, r in results.items()},
+            "runs": results,
+        }
         return finish(t, Path("metrics") / P.profile, f"probe/{task}", metrics)

@@ -2,6 +2,7 @@
 probe evaluated as it is on the task's validation set, with the official protocol for that task
 (segments and views; overlapping clips in short videos), written where a trained probe's results
 go (runs/probe/<task>/, metrics/<profile>/probe/<task>.json) and labelled there as a released probe."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,23 +24,40 @@ def evaluate_only(P: Params, task: str) -> dict:
     segments, views = released.protocol(task)
     seed = P.main_seed
     encoder_file = released.encoder or P.probe.encoder.checkpoint or str(checkpoint_path(seed))
-    settings = {"task": to_dict(spec), "evaluate_only": to_dict(released), "encoder": encoder_file,
-                "segments": segments, "views": views, "data": to_dict(P.tasks[spec.data])}
+    settings = {
+        "task": to_dict(spec),
+        "evaluate_only": to_dict(released),
+        "encoder": encoder_file,
+        "segments": segments,
+        "views": views,
+        "data": to_dict(P.tasks[spec.data]),
+    }
     with stage_run("probe", settings, {"profile": P.profile, "task": task, "released": "true"}) as t:
         work = work_dir(f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(P, spec.data))
 
         def compute():
             encoder, _ = frozen_encoder(P, encoder_file, override=False)
             protocol = dataclasses.replace(spec, eval_views=views, allow_overlap=True)  # official frozen-eval clips
-            _, val_set, n = task_datasets(P.tasks[spec.data], protocol, P.model.img_size, segments, seed,
-                                          task_entries(P, spec.data))
+            _, val_set, n = task_datasets(
+                P.tasks[spec.data], protocol, P.model.img_size, segments, seed, task_entries(P, spec.data)
+            )
             cfg = P.probe_config(task, n, segments, seed)
-            return evaluate_released(cfg, encoder, released.probe, val_set, work / f"segments{segments}",
-                                     encoder_file, released.num_heads)
+            return evaluate_released(
+                cfg, encoder, released.probe, val_set, work / f"segments{segments}", encoder_file, released.num_heads
+            )
+
         run = once(work, compute)
         publish(work, RUNS / "probe" / task)
         by_kind = top1_by_kind(run)
-        metrics = {"profile": P.profile, "task": task, "seed": seed, "encoder": encoder_file,
-                   "released_probe": released.probe, "top1": run["best_top1"], "top1_by_kind": by_kind,
-                   "coverage": {f"segments{segments}": by_kind}, "runs": {f"segments{segments}": run}}
+        metrics = {
+            "profile": P.profile,
+            "task": task,
+            "seed": seed,
+            "encoder": encoder_file,
+            "released_probe": released.probe,
+            "top1": run["best_top1"],
+            "top1_by_kind": by_kind,
+            "coverage": {f"segments{segments}": by_kind},
+            "runs": {f"segments{segments}": run},
+        }
         return finish(t, Path("metrics") / P.profile, f"probe/{task}", metrics)

@@ -1,5 +1,6 @@
 """report: reports/<profile>/README.md and figures, from that profile's metrics files alone; the
 ablation verdicts it reports also land on the ablation runs in MLflow."""
+
 from __future__ import annotations
 
 from pipeline import report

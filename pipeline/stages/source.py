@@ -2,6 +2,7 @@
 data/sources/<group>/<key>.json. DVC tracks the file itself as this stage's external dependency,
 so an edit to it shows in `dvc status`; the stamp is what the stages of its group depend on, so
 they re-run, and nothing else does."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,6 +2,7 @@
 the GPU machine lacks the orchestration, so importing dvc, mlflow or prefect fails here as it would
 there, and at exit the process writes the top-level modules it imported, with the distributions
 that provide them, to GPU_IMAGE_IMPORT_LOG/<pid>.json for the test to compare with the image."""
+
 import atexit
 import importlib.abc
 import json
@@ -15,8 +16,9 @@ BLOCKED = ("dvc", "mlflow", "prefect")
 class _Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named '{name}' (the GPU machine has no {name.split('.')[0]})",
-                                      name=name)
+            raise ModuleNotFoundError(
+                f"No module named '{name}' (the GPU machine has no {name.split('.')[0]})", name=name
+            )
         return None
 
 

@@ -8,6 +8,7 @@ ids are 1-based; keyframe keys are (video_id, second); the frames are the video 
 index (sec - 900) * 30 in the ordered frame list. A malformed row raises AnnotationError naming
 the file and 1-based line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,11 @@ def _float(text: str, path, line: int, what: str) -> float:
 def _box(row: list[str], path, line: int) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (_float(v, path, line, k) for v, k in zip(row, ("x1", "y1", "x2", "y2")))
     if not (0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0):
-        raise AnnotationError(path, line, f"box ({x1}, {y1}, {x2}, {y2}) is not normalised corners "
-                                          "with 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1")
+        raise AnnotationError(
+            path,
+            line,
+            f"box ({x1}, {y1}, {x2}, {y2}) is not normalised corners with 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1",
+        )
     return x1, y1, x2, y2
 
 
@@ -67,6 +71,7 @@ def _csv_rows(path):
 
 # ---------------------------------------------------------------------------------------------
 # Label map
+
 
 def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
     """{id: name}, in file order, from either layout AVA ships:
@@ -101,8 +106,11 @@ def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
         elif key == "label_type":
             continue
         else:
-            raise AnnotationError(path, i, f"unexpected line {raw!r} (expected item {{ or label {{, name:, id:, "
-                                           "label_id:, label_type:, }})")
+            raise AnnotationError(
+                path,
+                i,
+                f"unexpected line {raw!r} (expected item {{ or label {{, name:, id:, label_id:, label_type:, }}}})",
+            )
     if not out:
         raise AnnotationError(path, None, "the label map has no items")
     return out
@@ -119,14 +127,18 @@ def write_ava_labelmap(labels: Mapping[int, str], path: str | os.PathLike) -> Pa
 # ---------------------------------------------------------------------------------------------
 # Ground truth, exclusions, proposals
 
+
 def _read_ava_csv_rows(path, allowed) -> list:
     """The row-by-row reader: the rules of a ground-truth row, each error naming its line (the
     reference for the vectorised reader below, and the way it names a bad line)."""
     rows = []
     for i, row in _csv_rows(path):
         if len(row) not in (7, 8):
-            raise AnnotationError(path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id,"
-                                           f"person_id), got {len(row)}: {row}")
+            raise AnnotationError(
+                path,
+                i,
+                f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id,person_id), got {len(row)}: {row}",
+            )
         vid = _video_id(row[0], path, i)
         sec = _int(row[1], path, i, "timestamp")
         box = _box(row[2:6], path, i)
@@ -140,8 +152,16 @@ def _read_ava_csv_rows(path, allowed) -> list:
     return rows
 
 
-_AVA_DTYPES = {"video_id": str, "timestamp": "int64", "action_id": "int64", "person_id": "int64",
-               "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64"}
+_AVA_DTYPES = {
+    "video_id": str,
+    "timestamp": "int64",
+    "action_id": "int64",
+    "person_id": "int64",
+    "x1": "float64",
+    "y1": "float64",
+    "x2": "float64",
+    "y2": "float64",
+}
 
 
 def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = None) -> pd.DataFrame:
@@ -159,9 +179,17 @@ def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = N
     def slow() -> pd.DataFrame:
         rows = _read_ava_csv_rows(path, allowed)
         return pd.DataFrame(rows, columns=AVA_CSV_COLUMNS).astype(_AVA_DTYPES)
+
     try:
-        raw = pd.read_csv(io.StringIO(text), header=None, names=AVA_CSV_COLUMNS, dtype=str, na_filter=False,
-                          skip_blank_lines=False, engine="c")
+        raw = pd.read_csv(
+            io.StringIO(text),
+            header=None,
+            names=AVA_CSV_COLUMNS,
+            dtype=str,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
     except (pd.errors.ParserError, ValueError):
         return slow()  # raises, naming the line
     del text
@@ -173,8 +201,15 @@ def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = N
     for c in ("timestamp", "action_id"):
         ok &= cols[c].str.fullmatch(integer).fillna(False)
     box = np.stack([pd.to_numeric(cols[c], errors="coerce").to_numpy(float) for c in ("x1", "y1", "x2", "y2")], axis=1)
-    ok &= np.isfinite(box).all(axis=1) & (box[:, 0] >= 0) & (box[:, 0] <= box[:, 2]) & (box[:, 2] <= 1) \
-        & (box[:, 1] >= 0) & (box[:, 1] <= box[:, 3]) & (box[:, 3] <= 1)
+    ok &= (
+        np.isfinite(box).all(axis=1)
+        & (box[:, 0] >= 0)
+        & (box[:, 0] <= box[:, 2])
+        & (box[:, 2] <= 1)
+        & (box[:, 1] >= 0)
+        & (box[:, 1] <= box[:, 3])
+        & (box[:, 3] <= 1)
+    )
     ok = ok.to_numpy(bool).copy()
     pid_text = cols["person_id"]
     ok &= (pid_text.str.fullmatch(integer).fillna(False) | (pid_text == "")).to_numpy(bool)
@@ -184,9 +219,18 @@ def read_ava_csv(path: str | os.PathLike, action_ids: Collection[int] | None = N
         ok &= np.isin(act, np.fromiter(allowed, dtype=np.int64))
     if not ok.all() or (pid_text == "").any():
         return slow()  # names the first bad line; rows without person_id (7 columns) are read there
-    out = pd.DataFrame({"video_id": cols["video_id"], "timestamp": pd.to_numeric(cols["timestamp"]).astype("int64"),
-                        "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3], "action_id": act,
-                        "person_id": pd.to_numeric(pid_text).astype("int64")})
+    out = pd.DataFrame(
+        {
+            "video_id": cols["video_id"],
+            "timestamp": pd.to_numeric(cols["timestamp"]).astype("int64"),
+            "x1": box[:, 0],
+            "y1": box[:, 1],
+            "x2": box[:, 2],
+            "y2": box[:, 3],
+            "action_id": act,
+            "person_id": pd.to_numeric(pid_text).astype("int64"),
+        }
+    )
     return out.reset_index(drop=True).astype(_AVA_DTYPES)
 
 
@@ -194,8 +238,10 @@ def write_ava_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a ground-truth DataFrame in the AVA CSV form (4-digit seconds, 3-decimal boxes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{r.video_id},{r.timestamp:04d},{r.x1:.3f},{r.y1:.3f},{r.x2:.3f},{r.y2:.3f},{r.action_id},{r.person_id}\n"
-             for r in df.itertuples(index=False)]
+    lines = [
+        f"{r.video_id},{r.timestamp:04d},{r.x1:.3f},{r.y1:.3f},{r.x2:.3f},{r.y2:.3f},{r.action_id},{r.person_id}\n"
+        for r in df.itertuples(index=False)
+    ]
     path.write_text("".join(lines))
     return path
 
@@ -212,18 +258,25 @@ def read_ava_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
     return out
 
 
-_PICKLE_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                   ("numpy.core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                   ("collections", "OrderedDict")}
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
+}
 
 
 def _latin1_bytes(text, encoding, errors="strict"):
     """`_codecs.encode` as Python 3 pickles bytes under protocol 2 (`encode(str, 'latin1')`), and
     nothing else: any other codec (some decompress, some are costly) is refused."""
     if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise pickle.UnpicklingError(f"proposals pickle calls _codecs.encode with ({type(text).__name__}, "
-                                     f"{encoding!r}, {errors!r}); only (str, 'latin1') rebuilds bytes; refusing "
-                                     "to load it")
+        raise pickle.UnpicklingError(
+            f"proposals pickle calls _codecs.encode with ({type(text).__name__}, "
+            f"{encoding!r}, {errors!r}); only (str, 'latin1') rebuilds bytes; refusing "
+            "to load it"
+        )
     return text.encode("latin1")
 
 
@@ -239,13 +292,16 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) == ("_codecs", "encode"):
             return _latin1_bytes
-        if (module.replace("numpy._core", "numpy.core"), name) in _PICKLE_ALLOWED or \
-                (module == "numpy.dtypes" and name.endswith("DType")):
+        if (module.replace("numpy._core", "numpy.core"), name) in _PICKLE_ALLOWED or (
+            module == "numpy.dtypes" and name.endswith("DType")
+        ):
             if module.startswith("numpy.core") and hasattr(np, "_core"):  # pickled by numpy 1.x
                 module = module.replace("numpy.core", "numpy._core")
             return getattr(importlib.import_module(module), name)
-        raise pickle.UnpicklingError(f"proposals pickle refers to {module}.{name}, which is not a numpy array "
-                                     "or plain container; refusing to load it")
+        raise pickle.UnpicklingError(
+            f"proposals pickle refers to {module}.{name}, which is not a numpy array "
+            "or plain container; refusing to load it"
+        )
 
 
 def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[tuple[str, int], np.ndarray]:
@@ -274,21 +330,33 @@ def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[
             try:  # strings, sets, ragged lists: numpy's ValueError/TypeError would not name the file
                 a = np.asarray(arr, dtype=np.float64)
             except (ValueError, TypeError) as e:
-                raise AnnotationError(path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array of numbers, "
-                                                  f"got {type(arr).__name__} {str(arr)[:80]} ({e})") from None
+                raise AnnotationError(
+                    path,
+                    None,
+                    f"key {key!r}: expected an [N, 5] or [N, 4] array of numbers, "
+                    f"got {type(arr).__name__} {str(arr)[:80]} ({e})",
+                ) from None
             if a.ndim != 2 or a.shape[1] not in (4, 5):
-                raise AnnotationError(path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array, got shape {a.shape}")
+                raise AnnotationError(
+                    path, None, f"key {key!r}: expected an [N, 5] or [N, 4] array, got shape {a.shape}"
+                )
             if a.shape[1] == 4:
                 a = np.concatenate([a, np.ones((len(a), 1))], axis=1)
-            if not np.isfinite(a).all() or (a[:, :4] < 0).any() or (a[:, :4] > 1).any() \
-                    or (a[:, 0] > a[:, 2]).any() or (a[:, 1] > a[:, 3]).any():
+            if (
+                not np.isfinite(a).all()
+                or (a[:, :4] < 0).any()
+                or (a[:, :4] > 1).any()
+                or (a[:, 0] > a[:, 2]).any()
+                or (a[:, 1] > a[:, 3]).any()
+            ):
                 raise AnnotationError(path, None, f"key {key!r}: boxes must be finite normalised corners")
             boxes[(vid, int(sec))] = [tuple(r) for r in a]
     else:
         for i, row in _csv_rows(path):
             if len(row) != 8:
-                raise AnnotationError(path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action,score), "
-                                               f"got {len(row)}: {row}")
+                raise AnnotationError(
+                    path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action,score), got {len(row)}: {row}"
+                )
             key = (_video_id(row[0], path, i), _int(row[1], path, i, "timestamp"))
             rec = (*_box(row[2:6], path, i), _float(row[7], path, i, "score"))
             per_box = boxes.setdefault(key, {})  # a box repeated on several rows: kept once, best score
@@ -311,16 +379,23 @@ def write_ava_proposals(proposals: Mapping[tuple[str, int], np.ndarray], path: s
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".pkl", ".pickle"):
         with open(path, "wb") as f:
-            pickle.dump({f"{v},{s:04d}": np.asarray(a, dtype=np.float32) for (v, s), a in proposals.items()}, f,
-                        protocol=4)
+            pickle.dump(
+                {f"{v},{s:04d}": np.asarray(a, dtype=np.float32) for (v, s), a in proposals.items()}, f, protocol=4
+            )
     else:
-        path.write_text("".join(f"{v},{s:04d},{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f},,{b[4]:.6f}\n"
-                                for (v, s), a in proposals.items() for b in a))
+        path.write_text(
+            "".join(
+                f"{v},{s:04d},{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f},,{b[4]:.6f}\n"
+                for (v, s), a in proposals.items()
+                for b in a
+            )
+        )
     return path
 
 
 # ---------------------------------------------------------------------------------------------
 # Frame folders
+
 
 def ava_keyframe_index(sec: int, fps: int = AVA_FPS, start_sec: int = AVA_START_SEC) -> int:
     """0-based index of the keyframe of second `sec` in a video's ordered frame list."""
@@ -363,8 +438,9 @@ class AvaFrameFolder:
         n = len(self.frame_paths(video_id))
         center = self.keyframe_index(sec)
         if not 0 <= center < n:
-            raise IndexError(f"{self.root / video_id}: keyframe of second {sec} is frame {center + 1}, "
-                             f"but the folder has {n} frames")
+            raise IndexError(
+                f"{self.root / video_id}: keyframe of second {sec} is frame {center + 1}, but the folder has {n} frames"
+            )
         return ava_clip_indices(center, n, num_frames, frame_step)
 
     def load_clip(self, video_id: str, sec: int, num_frames: int = 16, frame_step: int = 4) -> np.ndarray:

@@ -3,6 +3,7 @@ seconds naming the file, not after pretraining: the files a list or split names 
 seeded random sample when stat-ing millions on a network file system would take minutes), the
 pretraining lists, and an AVA folder (its CSVs, label map, exclusions, proposals and the frames
 of every keyframe it lists)."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ def check_sample(paths: Sequence[str] | pa.Array, where, sample: int, seed: int 
         items = [items[i] for i in sorted(picked)]
     missing = [p for p in items if not os.path.isfile(p)]
     if missing:
-        raise AnnotationError(where, None, f"{len(missing)} of {len(items)} sampled listed files not found, e.g. "
-                                           f"{missing[:3]}; is the root (or the list's folder) right?")
+        raise AnnotationError(
+            where,
+            None,
+            f"{len(missing)} of {len(items)} sampled listed files not found, e.g. "
+            f"{missing[:3]}; is the root (or the list's folder) right?",
+        )
     return len(items)
 
 
@@ -57,12 +62,15 @@ def check_ava(files: AvaFiles, clip: AvaClipConfig, num_classes: int = 80) -> di
     labelmap = read_ava_labelmap(files.labelmap)
     sets = ava_datasets(files, clip, num_classes)
     frames = AvaFrameFolder(files.frames)
-    keys = [*sets.train.keys, *sets.val.keys,
-            *zip(sets.val_groundtruth["video_id"], sets.val_groundtruth["timestamp"])]
+    keys = [*sets.train.keys, *sets.val.keys, *zip(sets.val_groundtruth["video_id"], sets.val_groundtruth["timestamp"])]
     for video, sec in dict.fromkeys((str(v), int(s)) for v, s in keys):
         try:
             frames.clip_indices(video, sec, clip.num_frames, clip.frame_step)
         except IndexError as e:
             raise AnnotationError(files.frames, None, str(e)) from None
-    return {"classes": len(labelmap), "train_keyframes": len(sets.train), "val_keyframes": len(sets.val),
-            "videos": len({v for v, _ in keys})}
+    return {
+        "classes": len(labelmap),
+        "train_keyframes": len(sets.train),
+        "val_keyframes": len(sets.val),
+        "videos": len({v for v, _ in keys}),
+    }

@@ -13,6 +13,7 @@ the same clips (call set_epoch(epoch) on the dataset, or pass (index, key) pairs
 choose the key per draw). Without a seed, the draws come from numpy's global RNG, which torch
 seeds in each DataLoader worker.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -65,11 +66,22 @@ class VideoDataset(_Seeded, Dataset):
     views by `transform`. Files are opened inside __getitem__ (so inside each worker) and decoded
     with `video_backend` ("decord" or "pyav", see vjepa.data.video)."""
 
-    def __init__(self, entries: Sequence[tuple[str, int]], clip: ClipSampling, transform: Transform,
-                 decode_threads: int = 1, seed: int | None = None, cache_mb: int = 0,
-                 video_backend: str = "decord"):
+    def __init__(
+        self,
+        entries: Sequence[tuple[str, int]],
+        clip: ClipSampling,
+        transform: Transform,
+        decode_threads: int = 1,
+        seed: int | None = None,
+        cache_mb: int = 0,
+        video_backend: str = "decord",
+    ):
         clip.validate()
-        self.entries, self.clip, self.transform = entries, clip, transform  # compact Entries stay shared by forked workers
+        self.entries, self.clip, self.transform = (
+            entries,
+            clip,
+            transform,
+        )  # compact Entries stay shared by forked workers
         self.decode_threads, self.seed, self.video_backend = decode_threads, seed, check_backend(video_backend)
         self.cache = FrameCache(cache_mb * 2**20) if cache_mb > 0 else None  # one per process (workers copy it)
 
@@ -90,10 +102,12 @@ class VideoDataset(_Seeded, Dataset):
         if decoded.declared_over:
             _recent_declared_over.append(path)
         T = self.clip.num_frames
-        clips = [self.transform(frames[s * T:(s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
+        clips = [self.transform(frames[s * T : (s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
         if isinstance(clips[0], UnfinishedClip):  # finished where the batch is consumed (one segment)
             if len(clips) != 1:
-                raise ValueError(f"finish_on_device takes one segment per video, the clip sampling asks for {len(clips)}")
+                raise ValueError(
+                    f"finish_on_device takes one segment per video, the clip sampling asks for {len(clips)}"
+                )
             return {"video": clips[0], "label": int(label), "index": i, "path": path}
         video = stack_segments(clips)
         return {"video": video, "label": int(label), "index": i, "path": path}
@@ -109,8 +123,9 @@ class ImageDataset(_Seeded, Dataset):
     (16 as the paper's evaluation; 2 fills one tubelet) with expand, so no copy is made until
     collate. Items have S = 1."""
 
-    def __init__(self, entries: Sequence[tuple[str, int]], transform: Transform, still_frames: int = 16,
-                 seed: int | None = None):
+    def __init__(
+        self, entries: Sequence[tuple[str, int]], transform: Transform, still_frames: int = 16, seed: int | None = None
+    ):
         if still_frames < 1:
             raise ValueError(f"still_frames must be >= 1, got {still_frames}")
         self.entries, self.transform, self.still_frames, self.seed = entries, transform, still_frames, seed
@@ -139,7 +154,8 @@ def collate(items: Sequence[dict | None]) -> dict:
     "path": list[str], "skipped": list[str], "fallback": list[str], "declared_over": list[str]}; None
     items (and items whose "video" is None) are dropped and named in "skipped"; "fallback" names the
     files of this batch that PyAV decoded because decord read them wrong, "declared_over" those whose
-    container declares a frame more than it holds (read, as players read them). When every item was skipped, "video" is an empty 7-D
+    container declares a frame more than it holds (read, as players read them). When every item was skipped,
+    "video" is an empty 7-D
     tensor (B = 0). Items of a finish_on_device transform give "video" as UnfinishedClips instead."""
     n_bad = sum(x is None for x in items)
     skipped = _recent_skips[-n_bad:] if n_bad else []
@@ -199,19 +215,26 @@ class SkipCounter:
         self.declared_over_paths.update(declared_over)
         if self.count > self.max_fraction * self.dataset_size:
             some = ", ".join(sorted(self.paths)[:5])
-            raise TooManySkipped(f"{self.where + ': ' if self.where else ''}"
-                                 f"{self.count} of {self.dataset_size} files could not be decoded "
-                                 f"({self.count / max(self.dataset_size, 1):.2%}), more than the allowed "
-                                 f"{self.max_fraction:.2%}; for example {some}")
+            raise TooManySkipped(
+                f"{self.where + ': ' if self.where else ''}"
+                f"{self.count} of {self.dataset_size} files could not be decoded "
+                f"({self.count / max(self.dataset_size, 1):.2%}), more than the allowed "
+                f"{self.max_fraction:.2%}; for example {some}"
+            )
         return self.count
 
     def metrics(self) -> dict:
-        return {"skipped_videos": self.count, "skipped_fraction": self.count / max(self.dataset_size, 1),
-                "fallback_videos": len(self.fallback_paths), "declared_over_videos": len(self.declared_over_paths)}
+        return {
+            "skipped_videos": self.count,
+            "skipped_fraction": self.count / max(self.dataset_size, 1),
+            "fallback_videos": len(self.fallback_paths),
+            "declared_over_videos": len(self.declared_over_paths),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # Mixtures
+
 
 class MixtureDataset(Dataset):
     """Datasets concatenated (index i runs through them in order; an item's "index" is the global
@@ -254,8 +277,9 @@ class MixtureDataset(Dataset):
         return item
 
 
-def mixture_indices(sizes: Sequence[int], weights: Sequence[float] | None, num_samples: int,
-                    seed: int, epoch: int = 0) -> np.ndarray:
+def mixture_indices(
+    sizes: Sequence[int], weights: Sequence[float] | None, num_samples: int, seed: int, epoch: int = 0
+) -> np.ndarray:
     """num_samples global indices into datasets of `sizes` concatenated: a dataset drawn with
     probability w_d / sum(w) (uniform over all items without weights), then an item uniformly
     inside it; with replacement, a function of (seed, epoch) only."""

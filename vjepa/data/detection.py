@@ -2,6 +2,7 @@
 SlowFast's frozen-detection recipe, and one function that assembles the training set (ground-truth
 boxes, excluded keyframes dropped) and the validation set (the detector's proposals above a score
 threshold) from them. Box items are described in `vjepa.detect`'s docstring."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from vjepa.data.transforms import normalize, resize, to_clip_tensor
 from vjepa.configs import AvaFiles, AvaClipConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
-def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+def ava_gt_boxes(
+    groundtruth: pd.DataFrame, num_classes: int = 80
+) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
     """Ground-truth rows -> {(video_id, sec): (boxes [K, 4], multi-hot labels [K, num_classes])}:
     rows with the same box on the same keyframe are one person with several actions."""
     out: dict = {}
@@ -32,8 +35,10 @@ def ava_gt_boxes(groundtruth: pd.DataFrame, num_classes: int = 80) -> dict[tuple
 
 def ava_proposal_boxes(proposals: Mapping[tuple[str, int], np.ndarray], num_classes: int = 80) -> dict:
     """Proposals {(video_id, sec): [N, 5]} (already thresholded) -> the same form, labels all zero."""
-    return {k: (np.asarray(a, np.float32)[:, :4], np.zeros((len(a), num_classes), np.float32))
-            for k, a in sorted(proposals.items())}
+    return {
+        k: (np.asarray(a, np.float32)[:, :4], np.zeros((len(a), num_classes), np.float32))
+        for k, a in sorted(proposals.items())
+    }
 
 
 class AvaBoxDataset(Dataset):
@@ -41,8 +46,14 @@ class AvaBoxDataset(Dataset):
     Training: random short side in train_scale, random crop_size crop (boxes shifted and clipped),
     joint flip; test: short side test_size, full frame. Randomness is drawn from (seed, epoch, index)."""
 
-    def __init__(self, frames, boxes: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]], cfg: AvaClipConfig,
-                 train: bool, seed: int = 0):
+    def __init__(
+        self,
+        frames,
+        boxes: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]],
+        cfg: AvaClipConfig,
+        train: bool,
+        seed: int = 0,
+    ):
         self.frames, self.boxes, self.cfg, self.train, self.seed = frames, dict(boxes), cfg, train, seed
         self.keys = sorted(self.boxes)
         self.epoch = 0
@@ -63,19 +74,28 @@ class AvaBoxDataset(Dataset):
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         H, W = clip.shape[-2:]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        short = int(rng.integers(self.cfg.train_scale[0], self.cfg.train_scale[1] + 1)) if self.train else self.cfg.test_size
+        short = (
+            int(rng.integers(self.cfg.train_scale[0], self.cfg.train_scale[1] + 1))
+            if self.train
+            else self.cfg.test_size
+        )
         h, w = (short, max(short, round(W * short / H))) if H <= W else (max(short, round(H * short / W)), short)
         clip = resize(clip, (h, w))
         if self.train:
             c = self.cfg.crop_size
             top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            clip = clip[..., top:top + c, left:left + c]
+            clip = clip[..., top : top + c, left : left + c]
             px = boxes * torch.tensor([w, h, w, h]) - torch.tensor([left, top, left, top])
             boxes = px.clamp(0, c) / c
             if self.cfg.hflip and rng.random() < 0.5:
                 clip, boxes = hflip_boxes(clip, boxes)
-        return {"video": normalize(clip), "boxes": boxes, "labels": torch.as_tensor(labels),
-                "video_id": vid, "sec": sec}
+        return {
+            "video": normalize(clip),
+            "boxes": boxes,
+            "labels": torch.as_tensor(labels),
+            "video_id": vid,
+            "sec": sec,
+        }
 
 
 def hflip_boxes(clip: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +107,9 @@ def hflip_boxes(clip: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, 
 class AvaSets:
     """What detection trains and is scored on."""
 
-    train: AvaBoxDataset                 # ground-truth boxes, excluded keyframes dropped
-    val: AvaBoxDataset                   # proposals above the score threshold
-    val_groundtruth: pd.DataFrame        # the table mAP is computed against
+    train: AvaBoxDataset  # ground-truth boxes, excluded keyframes dropped
+    val: AvaBoxDataset  # proposals above the score threshold
+    val_groundtruth: pd.DataFrame  # the table mAP is computed against
     val_exclusions: set | None
 
 
@@ -106,4 +126,5 @@ def ava_datasets(files: AvaFiles, clip: AvaClipConfig, num_classes: int = 80, se
         train=AvaBoxDataset(frames, ava_gt_boxes(train_gt, num_classes), clip, train=True, seed=seed),
         val=AvaBoxDataset(frames, ava_proposal_boxes(proposals, num_classes), clip, train=False, seed=seed),
         val_groundtruth=read_ava_csv(files.val_groundtruth),
-        val_exclusions=read_ava_exclusions(files.val_exclusions) if files.val_exclusions else None)
+        val_exclusions=read_ava_exclusions(files.val_exclusions) if files.val_exclusions else None,
+    )

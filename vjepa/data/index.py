@@ -8,6 +8,7 @@ loading refuses an index whose task spec or sources changed since (re-run prepar
 index is never used silently. Hashing reads each annotation file once (about a second per GB);
 modification times would be cheaper but change when data is copied to another machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,28 +49,43 @@ def read_checked_task(task: TaskData, config: IndexConfig) -> tuple[Entries, Ent
     return train, val, classes
 
 
-def write_task_index(name: str, task: TaskData, index_dir: str | os.PathLike,
-                     config: IndexConfig | None = None) -> dict:
+def write_task_index(
+    name: str, task: TaskData, index_dir: str | os.PathLike, config: IndexConfig | None = None
+) -> dict:
     """Read and check `task` (every entry; files too with config.check_files) and write
     <index_dir>/<name>.parquet atomically. Returns a summary (counts, classes, seconds, bytes)."""
     config = config or IndexConfig()
     t0 = time.perf_counter()
     train, val, classes = read_checked_task(task, config)
     seconds = time.perf_counter() - t0
-    meta = {"version": INDEX_VERSION, "name": name, "task": {s: asdict(getattr(task, s)) for s in _SPLITS},
-            "classes": classes, "sources": _stamps(task), "checked_files": config.check_files}
-    table = pa.table({
-        "split": pa.array(np.repeat(np.array([0, 1], dtype=np.int8), [len(train), len(val)])),
-        "path": pa.concat_arrays([train.paths, val.paths]),
-        "label": pa.array(np.concatenate([train.labels, val.labels])),
-    }).replace_schema_metadata({"vjepa_index": json.dumps(meta)})
+    meta = {
+        "version": INDEX_VERSION,
+        "name": name,
+        "task": {s: asdict(getattr(task, s)) for s in _SPLITS},
+        "classes": classes,
+        "sources": _stamps(task),
+        "checked_files": config.check_files,
+    }
+    table = pa.table(
+        {
+            "split": pa.array(np.repeat(np.array([0, 1], dtype=np.int8), [len(train), len(val)])),
+            "path": pa.concat_arrays([train.paths, val.paths]),
+            "label": pa.array(np.concatenate([train.labels, val.labels])),
+        }
+    ).replace_schema_metadata({"vjepa_index": json.dumps(meta)})
     out = index_path(index_dir, name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out)
-    return {"train": len(train), "val": len(val), "classes": len(classes), "read_seconds": round(seconds, 3),
-            "index_bytes": out.stat().st_size, "checked_files": config.check_files}
+    return {
+        "train": len(train),
+        "val": len(val),
+        "classes": len(classes),
+        "read_seconds": round(seconds, 3),
+        "index_bytes": out.stat().st_size,
+        "checked_files": config.check_files,
+    }
 
 
 def load_task_index(name: str, task: TaskData, index_dir: str | os.PathLike) -> tuple[Entries, Entries, dict[str, int]]:
@@ -92,8 +108,9 @@ def load_task_index(name: str, task: TaskData, index_dir: str | os.PathLike) -> 
         raise AnnotationError(e.filename, None, "annotation file of an indexed task is gone; re-run prepare") from None
     changed = [f for f, st in now.items() if meta["sources"].get(f) != st]
     if changed:
-        raise AnnotationError(path, None, f"annotation files changed since the index was written: {changed[:3]}; "
-                                          "re-run prepare")
+        raise AnnotationError(
+            path, None, f"annotation files changed since the index was written: {changed[:3]}; re-run prepare"
+        )
     split = table.column("split").to_numpy()
     paths, labels = table.column("path").combine_chunks(), table.column("label").to_numpy()
     n_train = int((split == 0).sum())

@@ -8,6 +8,7 @@ plus optional per-frame jitter, on a torus ("wrap": uniform start, nothing gives
 away) or reflected at the borders ("bounce": the digit stays whole, so it has a box). Later layers
 occlude earlier ones (alpha = ink intensity).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -63,9 +64,17 @@ class Layer:
     visible: np.ndarray | None = None  # bool [T]
 
 
-def trajectory(num_frames: int, start: tuple[float, float], velocity: tuple[float, float], canvas: int,
-               size: int, boundary: str = "wrap", reverse_at: int | None = None, jitter: int = 0,
-               rng: np.random.Generator | None = None) -> np.ndarray:
+def trajectory(
+    num_frames: int,
+    start: tuple[float, float],
+    velocity: tuple[float, float],
+    canvas: int,
+    size: int,
+    boundary: str = "wrap",
+    reverse_at: int | None = None,
+    jitter: int = 0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Integer top-left positions [T, 2]: floor(start + velocity * t'), t' folding back after
     `reverse_at`, plus uniform jitter in [-jitter, jitter]; wrapped modulo the canvas or reflected
     into [0, canvas - size]."""
@@ -87,8 +96,15 @@ def trajectory(num_frames: int, start: tuple[float, float], velocity: tuple[floa
     raise ValueError(f"boundary must be 'wrap' or 'bounce', got {boundary!r}")
 
 
-def heading(t: int, start: tuple[float, float], velocity: tuple[float, float], canvas: int, size: int,
-            boundary: str = "wrap", reverse_at: int | None = None) -> tuple[int, int]:
+def heading(
+    t: int,
+    start: tuple[float, float],
+    velocity: tuple[float, float],
+    canvas: int,
+    size: int,
+    boundary: str = "wrap",
+    reverse_at: int | None = None,
+) -> tuple[int, int]:
     """Sign (dy, dx) of a digit's motion at frame t: the velocity, negated after a reversal and, when
     bouncing, on each axis currently travelling back from a border."""
     back = reverse_at is not None and t >= reverse_at
@@ -100,15 +116,16 @@ def heading(t: int, start: tuple[float, float], velocity: tuple[float, float], c
     return int(v[0]), int(v[1])
 
 
-def render(layers: list[Layer], num_frames: int, canvas: int, noise: float = 0.0,
-           rng: np.random.Generator | None = None) -> np.ndarray:
+def render(
+    layers: list[Layer], num_frames: int, canvas: int, noise: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Composite the layers (later on top) into uint8 [T, canvas, canvas, 3] grey frames, with
     optional Gaussian pixel noise of std `noise` on the [0, 1] scale."""
     out = np.zeros((num_frames, canvas, canvas), np.float32)
     for layer in layers:
         base = np.zeros((canvas, canvas), np.float32)
         s = layer.sprite[:canvas, :canvas]
-        base[:s.shape[0], :s.shape[1]] = s
+        base[: s.shape[0], : s.shape[1]] = s
         for t in range(num_frames):
             if layer.visible is not None and not layer.visible[t]:
                 continue

@@ -20,6 +20,7 @@ Readers return `Entries`: paths as one Arrow string array and labels as one int3
 (not a Python object per entry), so the 2.7M-image iNat21 index takes under 0.5 GB and data-loader
 workers forked from the main process share its pages instead of copying them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,8 @@ import pyarrow as pa
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     KINETICS_PATH_FORMATS,
     KINETICS_PATH_FORMAT,
-    kinetics_path_format)
+    kinetics_path_format,
+)
 
 Entry = tuple[str, int]  # (absolute path, integer label)
 
@@ -54,6 +56,7 @@ class AnnotationError(ValueError):
 
 # ---------------------------------------------------------------------------------------------
 # Compact entries
+
 
 class Entries(_SequenceABC):
     """A split's (path, label) pairs, held as one Arrow large_string array and one int32 array.
@@ -100,7 +103,7 @@ class Entries(_SequenceABC):
     def __iter__(self) -> Iterator[Entry]:
         step = 65536  # bounded temporary Python objects
         for s in range(0, len(self), step):
-            yield from zip(self.paths.slice(s, step).to_pylist(), self.labels[s:s + step].tolist())
+            yield from zip(self.paths.slice(s, step).to_pylist(), self.labels[s : s + step].tolist())
 
     def __add__(self, other) -> "Entries":
         other = other if isinstance(other, Entries) else Entries.from_pairs(other)
@@ -108,8 +111,11 @@ class Entries(_SequenceABC):
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Entries):
-            return len(self) == len(other) and bool(np.array_equal(self.labels, other.labels)) \
+            return (
+                len(self) == len(other)
+                and bool(np.array_equal(self.labels, other.labels))
                 and self.paths.equals(other.paths)
+            )
         if isinstance(other, (list, tuple)):
             return len(self) == len(other) and all(a == tuple(b) for a, b in zip(self, other))
         return NotImplemented
@@ -139,12 +145,13 @@ def as_entries(entries: Entries | Iterable[Entry]) -> Entries:
 # ---------------------------------------------------------------------------------------------
 # Text: UTF-8 checked, BOM dropped, line of a byte or character offset found linearly
 
+
 def _read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, None, "annotation file not found")
     data = path.read_bytes()
-    return data[len(_BOM):] if data.startswith(_BOM) else data
+    return data[len(_BOM) :] if data.startswith(_BOM) else data
 
 
 def _decode(data: bytes, path) -> str:
@@ -153,8 +160,12 @@ def _decode(data: bytes, path) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise AnnotationError(path, line, f"not valid UTF-8: byte {data[e.start:e.start + 1]!r} at column {column} "
-                                          f"({e.reason}); re-save the file as UTF-8") from None
+        raise AnnotationError(
+            path,
+            line,
+            f"not valid UTF-8: byte {data[e.start : e.start + 1]!r} at column {column} "
+            f"({e.reason}); re-save the file as UTF-8",
+        ) from None
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -168,7 +179,7 @@ def read_text(path: str | os.PathLike) -> str:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         view = memoryview(mm)
         try:
-            start = len(_BOM) if mm[:len(_BOM)] == _BOM else 0
+            start = len(_BOM) if mm[: len(_BOM)] == _BOM else 0
             try:
                 return str(view[start:], "utf-8")
             except UnicodeDecodeError:
@@ -220,14 +231,16 @@ def _int(text: str, path, line: int, what: str) -> int:
         raise AnnotationError(path, line, f"{what} must be an integer, got {text!r}") from None
 
 
-def check_files_exist(paths: Sequence[str] | pa.Array, where, line_of_index=None, progress: bool = False,
-                      what: str = "listed file") -> None:
+def check_files_exist(
+    paths: Sequence[str] | pa.Array, where, line_of_index=None, progress: bool = False, what: str = "listed file"
+) -> None:
     """Every path is an existing file, else an AnnotationError naming `where` and (with
     `line_of_index`) the line of the first missing one. One stat per file: minutes for millions of
     files on a network file system, hence off by default at scale; `progress` shows a bar."""
     items = paths.to_pylist() if isinstance(paths, pa.Array) else paths
     if progress:
         from tqdm import tqdm
+
         items = tqdm(items, desc=f"checking files of {Path(str(where)).name}", unit="file", mininterval=2.0)
     for i, p in enumerate(items):
         if not os.path.isfile(p):
@@ -269,30 +282,39 @@ def check_one_label_per_path(entries: "Entries", where, line_of_index=None) -> N
     a = int(rows[0])
     b = int(rows[np.flatnonzero(entries.labels[rows] != entries.labels[a])[0]])
     line = (lambda n: f"line {line_of_index(n)}") if line_of_index else (lambda n: f"entry {n + 1}")
-    raise AnnotationError(where, line_of_index(b) if line_of_index else None,
-                          f"{first} is listed twice with two labels: {int(entries.labels[a])} ({line(a)}) and "
-                          f"{int(entries.labels[b])} ({line(b)})"
-                          + (f"; {clash.num_rows - 1} more such files" if clash.num_rows > 1 else ""))
+    raise AnnotationError(
+        where,
+        line_of_index(b) if line_of_index else None,
+        f"{first} is listed twice with two labels: {int(entries.labels[a])} ({line(a)}) and "
+        f"{int(entries.labels[b])} ({line(b)})"
+        + (f"; {clash.num_rows - 1} more such files" if clash.num_rows > 1 else ""),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # `path label` lists
+
 
 def _check_list_line(line: str, path, i: int, num_classes: int | None) -> tuple[str, int]:
     """The rules of one `path label` line (the slow path; also the reference for the fast one)."""
     if not line.strip():
         raise AnnotationError(path, i, "blank line inside the list")
     if "\t" in line:
-        raise AnnotationError(path, i, "tab found; fields are separated by one space (double-quote a path "
-                                       "that holds spaces)")
+        raise AnnotationError(
+            path, i, "tab found; fields are separated by one space (double-quote a path that holds spaces)"
+        )
     try:
         fields = next(csv.reader([line], delimiter=" ", quotechar='"', doublequote=True))
     except csv.Error as e:
         raise AnnotationError(path, i, f"bad quoting in {line!r}: {e}") from None
     if len(fields) != 2 or not all(fields):
-        raise AnnotationError(path, i, f"expected 'path label' separated by one space, got {len(fields)} "
-                                       f"fields in {line!r} (double-quote a path that holds spaces: "
-                                       '"air drumming/x.mp4" 3)')
+        raise AnnotationError(
+            path,
+            i,
+            f"expected 'path label' separated by one space, got {len(fields)} "
+            f"fields in {line!r} (double-quote a path that holds spaces: "
+            '"air drumming/x.mp4" 3)',
+        )
     label = _int(fields[1], path, i, "label")
     if label < 0 or (num_classes is not None and label >= num_classes):
         raise AnnotationError(path, i, f"unknown label {label} (expected 0..{(num_classes or 1) - 1})")
@@ -323,8 +345,9 @@ def _under(root: str, paths: pa.Array) -> pa.Array:
     return paths
 
 
-def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
-                         num_classes: int | None = None, progress: bool = False) -> Entries:
+def read_path_label_list(
+    path: str | os.PathLike, check_files: bool = True, num_classes: int | None = None, progress: bool = False
+) -> Entries:
     """Read a space-separated `path label` list (no header) into Entries (absolute paths).
 
     Split on single spaces like the official reader, so an unquoted path with spaces, a tab or a
@@ -344,22 +367,37 @@ def read_path_label_list(path: str | os.PathLike, check_files: bool = True,
     if end == 0:
         raise AnnotationError(path, None, "the list has no entries")
     cut = data.find(b"\n", end)
-    body = memoryview(data)[:cut if cut != -1 else len(data)]
+    body = memoryview(data)[: cut if cut != -1 else len(data)]
     try:
         table = pacsv.read_csv(
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=["path", "label"], block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=" ", quote_char='"', escape_char=False,
-                                             double_quote=True, newlines_in_values=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={"path": pa.large_string(), "label": pa.string()},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+            parse_options=pacsv.ParseOptions(
+                delimiter=" ",
+                quote_char='"',
+                escape_char=False,
+                double_quote=True,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"path": pa.large_string(), "label": pa.string()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
         paths = table.column("path").combine_chunks()
-        paths = pc.if_else(pc.ends_with(paths, "\r"), pc.utf8_slice_codeunits(paths, 0, -1), paths) \
-            if pc.any(pc.ends_with(paths, "\r")).as_py() else paths
+        paths = (
+            pc.if_else(pc.ends_with(paths, "\r"), pc.utf8_slice_codeunits(paths, 0, -1), paths)
+            if pc.any(pc.ends_with(paths, "\r")).as_py()
+            else paths
+        )
         text_labels = table.column("label").combine_chunks()
         text_labels = pc.utf8_rtrim(text_labels, "\r")
-        bad = pc.or_(pc.or_(pc.match_substring(paths, "\t"), pc.equal(pc.utf8_length(paths), 0)),
-                     pc.invert(pc.match_substring_regex(text_labels, r"^[+-]?[0-9]+$")))
+        bad = pc.or_(
+            pc.or_(pc.match_substring(paths, "\t"), pc.equal(pc.utf8_length(paths), 0)),
+            pc.invert(pc.match_substring_regex(text_labels, r"^[+-]?[0-9]+$")),
+        )
         if pc.any(bad).as_py():
             raise ValueError("a line breaks the rules")
         labels = pc.cast(text_labels, pa.int64()).to_numpy()
@@ -386,8 +424,9 @@ def write_path_label_list(entries: Iterable[Entry], path: str | os.PathLike, rel
     lines = []
     for n, (p, label) in enumerate(entries, 1):
         if any(c.isspace() and c != " " for c in str(p)):
-            raise ValueError(f"entry {n}: path {p!r} contains whitespace other than spaces, which a `path label` "
-                             "list cannot hold")
+            raise ValueError(
+                f"entry {n}: path {p!r} contains whitespace other than spaces, which a `path label` list cannot hold"
+            )
         out = os.path.relpath(os.path.abspath(p), base) if relative else os.path.abspath(p)
         if " " in out or '"' in out:
             out = '"' + out.replace('"', '""') + '"'
@@ -404,10 +443,14 @@ def write_path_label_list(entries: Iterable[Entry], path: str | os.PathLike, rel
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 
 
-def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = None,
-                      classes: Sequence[str] | Mapping[str, int] | None = None,
-                      path_format: str = KINETICS_PATH_FORMAT,
-                      check_files: bool = True, progress: bool = False) -> tuple[Entries, dict[str, int]]:
+def read_kinetics_csv(
+    path: str | os.PathLike,
+    video_root: str | os.PathLike | None = None,
+    classes: Sequence[str] | Mapping[str, int] | None = None,
+    path_format: str = KINETICS_PATH_FORMAT,
+    check_files: bool = True,
+    progress: bool = False,
+) -> tuple[Entries, dict[str, int]]:
     """Read a Kinetics release CSV into entries and the class-name -> index map.
 
     The map is alphabetical over this file's labels unless `classes` is given (pass the training
@@ -422,8 +465,12 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header[:5]) != KINETICS_COLUMNS:
-            raise AnnotationError(path, 1, f"expected header {','.join(KINETICS_COLUMNS)}[,is_cc], got {header}"
-                                           " (a test CSV without labels cannot train or evaluate a probe)")
+            raise AnnotationError(
+                path,
+                1,
+                f"expected header {','.join(KINETICS_COLUMNS)}[,is_cc], got {header}"
+                " (a test CSV without labels cannot train or evaluate a probe)",
+            )
         ncols = len(header)
         for row in reader:
             i = reader.line_num
@@ -449,8 +496,14 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
         k = class_to_idx.get(label)
         if k is None:
             raise AnnotationError(path, i, f"unknown label {label!r}")
-        rel = path_format.format(label=label, label_underscored=label.replace(" ", "_"), youtube_id=yid,
-                                 time_start=t0, time_end=t1, split=split)
+        rel = path_format.format(
+            label=label,
+            label_underscored=label.replace(" ", "_"),
+            youtube_id=yid,
+            time_start=t0,
+            time_end=t1,
+            split=split,
+        )
         paths.append(f"{root_s}/{rel}")
         rels.append(rel)
         labels[n] = k
@@ -466,6 +519,7 @@ def read_kinetics_csv(path: str | os.PathLike, video_root: str | os.PathLike | N
 
 # ---------------------------------------------------------------------------------------------
 # JSON (SSv2, iNat21): parsed by the json module; the line of a bad item is found afterwards
+
 
 def _load_json(path: str | os.PathLike, object_hook=None):
     text = read_text(path)
@@ -515,6 +569,7 @@ def json_item_line(path: str | os.PathLike, key: str | None, index: int | None =
 # ---------------------------------------------------------------------------------------------
 # Something-Something-v2
 
+
 def ssv2_template_to_class(template: str) -> str:
     """SSv2 class name of a template: the brackets around 'something' removed."""
     return template.replace("[", "").replace("]", "")
@@ -530,7 +585,9 @@ def read_ssv2_labels(path: str | os.PathLike) -> dict[str, int]:
         try:
             k = int(str(idx))
         except ValueError:
-            raise AnnotationError(path, json_item_line(path, name), f"id of {name!r} must be an integer, got {idx!r}") from None
+            raise AnnotationError(
+                path, json_item_line(path, name), f"id of {name!r} must be an integer, got {idx!r}"
+            ) from None
         if k in seen:
             raise AnnotationError(path, json_item_line(path, name), f"id {k} used twice ({seen[k]!r} and {name!r})")
         seen[k] = name
@@ -540,9 +597,14 @@ def read_ssv2_labels(path: str | os.PathLike) -> dict[str, int]:
     return out
 
 
-def read_ssv2(split_json: str | os.PathLike, labels_json: str | os.PathLike,
-              video_root: str | os.PathLike | None = None, extension: str = ".webm",
-              check_files: bool = True, progress: bool = False) -> tuple[Entries, dict[str, int]]:
+def read_ssv2(
+    split_json: str | os.PathLike,
+    labels_json: str | os.PathLike,
+    video_root: str | os.PathLike | None = None,
+    extension: str = ".webm",
+    check_files: bool = True,
+    progress: bool = False,
+) -> tuple[Entries, dict[str, int]]:
     """An SSv2 train/validation JSON list of {id, label, template, placeholders} into entries
     (`<video_root>/<id><extension>`, class looked up by the template without brackets)."""
     classes = read_ssv2_labels(labels_json)
@@ -569,8 +631,13 @@ def read_ssv2(split_json: str | os.PathLike, labels_json: str | os.PathLike,
     if not paths:
         raise AnnotationError(split_json, None, "the list has no entries")
     del data
-    confine_names([p[len(str(root)) + 1:] for p in paths], str(root), split_json,
-                  lambda n: json_item_line(split_json, None, n), "video")
+    confine_names(
+        [p[len(str(root)) + 1 :] for p in paths],
+        str(root),
+        split_json,
+        lambda n: json_item_line(split_json, None, n),
+        "video",
+    )
     entries = Entries(paths, labels)
     if check_files:
         check_files_exist(entries.paths, split_json, lambda n: json_item_line(split_json, None, n), progress, "video")
@@ -581,8 +648,10 @@ def read_ssv2(split_json: str | os.PathLike, labels_json: str | os.PathLike,
 # ---------------------------------------------------------------------------------------------
 # Images: ImageFolder and iNat21
 
-def read_image_folder(root: str | os.PathLike,
-                      extensions: Sequence[str] = IMAGE_EXTENSIONS) -> tuple[Entries, dict[str, int]]:
+
+def read_image_folder(
+    root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> tuple[Entries, dict[str, int]]:
     """An ImageFolder tree `root/<class>/**/<image>`: classes are the sorted sub-folders (as
     torchvision's ImageFolder). Hidden files are ignored; any other non-image file or an empty
     class folder is an error rather than a silent skip. One directory listing per folder (the
@@ -606,7 +675,9 @@ def read_image_folder(root: str | os.PathLike,
                 if fn.startswith("."):
                     continue
                 if not fn.lower().endswith(exts):
-                    raise AnnotationError(os.path.join(dirpath, fn), None, f"not an image file (allowed: {', '.join(exts)})")
+                    raise AnnotationError(
+                        os.path.join(dirpath, fn), None, f"not an image file (allowed: {', '.join(exts)})"
+                    )
                 files.append(os.path.join(dirpath, fn))
         if not files:
             raise AnnotationError(d, None, "class folder has no images")
@@ -628,8 +699,12 @@ def _inat_hook(d: dict):
     return d
 
 
-def read_inat_json(path: str | os.PathLike, image_root: str | os.PathLike | None = None,
-                   check_files: bool = True, progress: bool = False) -> tuple[Entries, dict[str, int]]:
+def read_inat_json(
+    path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    check_files: bool = True,
+    progress: bool = False,
+) -> tuple[Entries, dict[str, int]]:
     """An iNat21 COCO-like JSON (images, annotations, categories) into entries and a
     category-name -> index map; indices follow ascending category id. Each image needs exactly one
     annotation; `file_name` resolves against `image_root` (default: the JSON's folder). Entries

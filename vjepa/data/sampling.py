@@ -20,6 +20,7 @@ Two more methods serve VideoMAE-style finetuning (appendix Table 8):
   not used). Training: a random frame per segment; evaluation: frame int(tick * (x + s / S)) of
   segment x for view s, tick = length / num_frames (S = 2: the segment starts, then their midpoints).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class ClipSampling:
         if self.method not in METHODS:
             raise FieldError("method", f"must be one of {METHODS}, got {self.method!r}")
         if self.method == "spread" and self.random:
-            raise ValueError("method 'spread' builds evaluation views; set random: false (train with 'window' or 'tsn')")
+            raise ValueError(
+                "method 'spread' builds evaluation views; set random: false (train with 'window' or 'tsn')"
+            )
 
 
 def clip_window(start: int, clip_len: int, num_frames: int) -> np.ndarray:
@@ -77,13 +80,16 @@ def frame_step_for(cfg: ClipSampling, fps: float | None) -> int:
         raise ValueError("clip_duration needs the video's frame rate, which is unknown")
     step = int(cfg.clip_duration * fps / cfg.num_frames)
     if step < 1:
-        raise ValueError(f"clip_duration {cfg.clip_duration}s at {fps:.3g} fps gives fewer than "
-                         f"{cfg.num_frames} frames; shorten num_frames or lengthen clip_duration")
+        raise ValueError(
+            f"clip_duration {cfg.clip_duration}s at {fps:.3g} fps gives fewer than "
+            f"{cfg.num_frames} frames; shorten num_frames or lengthen clip_duration"
+        )
     return step
 
 
-def clip_indices(num_video_frames: int, cfg: ClipSampling, rng: np.random.Generator | None = None,
-                 fps: float | None = None) -> list[np.ndarray]:
+def clip_indices(
+    num_video_frames: int, cfg: ClipSampling, rng: np.random.Generator | None = None, fps: float | None = None
+) -> list[np.ndarray]:
     """One int64 array of cfg.num_frames frame indices per segment (S arrays)."""
     n, fpc, S = int(num_video_frames), cfg.num_frames, cfg.num_segments
     if n < S:
@@ -130,11 +136,16 @@ def spread_indices(num_video_frames: int, num_frames: int, frame_step: int, num_
         starts = [spare // 2]
     else:
         starts = [int(s * max(spare / (num_views - 1), 0)) for s in range(num_views)]
-    return [sub[t:t + num_frames].astype(np.int64) for t in starts]
+    return [sub[t : t + num_frames].astype(np.int64) for t in starts]
 
 
-def tsn_indices(num_video_frames: int, num_frames: int, num_views: int = 1, rng: np.random.Generator | None = None,
-                random: bool = False) -> list[np.ndarray]:
+def tsn_indices(
+    num_video_frames: int,
+    num_frames: int,
+    num_views: int = 1,
+    rng: np.random.Generator | None = None,
+    random: bool = False,
+) -> list[np.ndarray]:
     """TSN sampling (VideoMAE's SSv2 loader): num_frames equal segments of the whole video, one frame
     from each. random: a uniform frame inside each segment per view; else view s of S takes frame
     int(tick * x + tick * s / S) of segment x (tick = n / num_frames)."""
@@ -151,5 +162,7 @@ def tsn_indices(num_video_frames: int, num_frames: int, num_views: int = 1, rng:
                 out.append(np.sort(rng.integers(0, n, size=num_frames)))
         return [o.astype(np.int64) for o in out]
     tick = n / float(num_frames)
-    return [np.array([int(tick * x + tick * s / num_views) for x in range(num_frames)], dtype=np.int64)
-            for s in range(num_views)]
+    return [
+        np.array([int(tick * x + tick * s / num_views) for x in range(num_frames)], dtype=np.int64)
+        for s in range(num_views)
+    ]

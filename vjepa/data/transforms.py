@@ -11,6 +11,7 @@ re-seeds those identically before each frame (and restores them after); RandomEr
 first axis of a 4-D tensor as a batch (one box per frame), so ClipRandomErasing hands it the clip
 as one [C*T, H, W] image: one box through every frame, fresh noise per frame.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,13 +62,15 @@ def to_clip_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return _as_tensor(frames).permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
-def normalize(clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = False,
-              out: torch.Tensor | None = None) -> torch.Tensor:
+def normalize(
+    clip: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = False, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-channel (x - mean) / std of a [C, T, H, W] clip in [0, 1], written to a contiguous tensor
     whatever the input's layout (the same two IEEE operations per element, so the same bits): the
     eval views are crops of a larger clip, and a batch stacked from strided clips costs several
     times the stack of contiguous ones. flip: of the clip mirrored along its width, normalised in
-    the flipped copy itself when that is contiguous and no `out` is given. out: where to write, e.g. the clip itself when
+    the flipped copy itself when that is contiguous and no `out` is given. out: where to write, e.g. the clip
+    itself when
     it is a contiguous tensor of the caller's own."""
     m = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(-1, 1, 1, 1)
@@ -90,13 +93,15 @@ def resize(clip: torch.Tensor, size: tuple[int, int], antialias: bool = False) -
     if tuple(clip.shape[-2:]) == tuple(size):
         return clip
     c, t, h, w = clip.shape
-    out = F.interpolate(clip.reshape(c * t, 1, h, w), size=size, mode="bilinear", align_corners=False,
-                        antialias=antialias)
+    out = F.interpolate(
+        clip.reshape(c * t, 1, h, w), size=size, mode="bilinear", align_corners=False, antialias=antialias
+    )
     return out.view(c, t, *size)
 
 
-def random_resized_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
-                       rng: np.random.Generator) -> tuple[int, int, int, int]:
+def random_resized_box(
+    h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """(top, left, height, width) of a random crop: area fraction ~ U(scale), aspect w/h log-uniform
     in ratio, 10 tries, then the centre crop at the nearest allowed aspect (as torchvision)."""
     area = h * w
@@ -127,8 +132,11 @@ class ClipRandAugment:
 
         hparams = {"translate_const": int(img_size * 0.45), "interpolation": str_to_pil_interp(interpolation)}
         self.config = config
-        self.op = (rand_augment_transform(config, hparams) if config.startswith("rand")
-                   else auto_augment_transform(config, hparams))
+        self.op = (
+            rand_augment_transform(config, hparams)
+            if config.startswith("rand")
+            else auto_augment_transform(config, hparams)
+        )
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         from PIL import Image
@@ -196,18 +204,31 @@ class TrainClipTransform:
     finish_on_device an UnfinishedClip (same draws), which `collate` gathers into UnfinishedClips
     for the training process to finish on its GPU (plain transform only)."""
 
-    def __init__(self, img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
-                 auto_augment: str | None = None, reprob: float = 0.0, color_jitter: float | None = None,
-                 interpolation: str = "bicubic", antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 finish_on_device: bool = False):
+    def __init__(
+        self,
+        img_size: int,
+        scale=(0.3, 1.0),
+        ratio=(0.75, 1.33),
+        hflip: bool = True,
+        auto_augment: str | None = None,
+        reprob: float = 0.0,
+        color_jitter: float | None = None,
+        interpolation: str = "bicubic",
+        antialias: bool = False,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        finish_on_device: bool = False,
+    ):
         self.size, self.scale, self.ratio, self.hflip = img_size, tuple(scale), tuple(ratio), hflip
         self.augment = ClipRandAugment(auto_augment, img_size, interpolation) if auto_augment else None
         self.jitter = ClipColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter else None
         self.erase = ClipRandomErasing(reprob) if reprob > 0 else None
         self.antialias, self.mean, self.std = antialias, mean, std
         if finish_on_device and not self.plain:
-            raise ValueError("finish_on_device needs the plain transform (crop, flip, normalise): RandAugment, "
-                             "colour jitter and random erasing run on the decoded frames in the worker")
+            raise ValueError(
+                "finish_on_device needs the plain transform (crop, flip, normalise): RandAugment, "
+                "colour jitter and random erasing run on the decoded frames in the worker"
+            )
         self.finish_on_device = finish_on_device
 
     @property
@@ -223,7 +244,7 @@ class TrainClipTransform:
         """The CPU half of the plain transform (no RandAugment, jitter or erasing): the clip's random
         box cut from the uint8 frames (a view, no copy) and the flip draw, in the draw order of __call__."""
         top, left, h, w = random_resized_box(frames.shape[1], frames.shape[2], self.scale, self.ratio, rng)
-        return frames[:, top:top + h, left:left + w], bool(self.hflip and rng.random() < 0.5)
+        return frames[:, top : top + h, left : left + w], bool(self.hflip and rng.random() < 0.5)
 
     def finish(self, crop: np.ndarray | torch.Tensor, flip: bool, device: torch.device | str = "cpu") -> torch.Tensor:
         """The rest on `device` (e.g. a GPU, so the loader's workers only decode and crop): the uint8
@@ -243,7 +264,7 @@ class TrainClipTransform:
         if self.augment is not None:
             frames = self.augment(frames, rng)
         top, left, h, w = random_resized_box(frames.shape[1], frames.shape[2], self.scale, self.ratio, rng)
-        clip = to_clip_tensor(frames[:, top:top + h, left:left + w])  # crop before converting: cheaper
+        clip = to_clip_tensor(frames[:, top : top + h, left : left + w])  # crop before converting: cheaper
         clip = resize(clip, (self.size, self.size), self.antialias)
         if self.hflip and rng.random() < 0.5:
             clip = clip.flip(-1)
@@ -260,8 +281,15 @@ class EvalClipTransform:
     num_views=3 (official EvalVideoTransform): short side to `size`, three crops along the long
     side at offsets 0, s, 2s with s = (L - size) // 2. Returns [V, C, T, size, size]."""
 
-    def __init__(self, img_size: int, num_views: int = 1, resize_ratio: float = 256 / 224,
-                 antialias: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(
+        self,
+        img_size: int,
+        num_views: int = 1,
+        resize_ratio: float = 256 / 224,
+        antialias: bool = False,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ):
         if num_views not in (1, 3):
             raise ValueError(f"num_views must be 1 or 3, got {num_views}")
         self.size, self.num_views, self.resize_ratio = img_size, num_views, resize_ratio
@@ -276,14 +304,14 @@ class EvalClipTransform:
         s = self.size
         if self.num_views == 1:
             top, left = (nh - s) // 2, (nw - s) // 2
-            return clip[..., top:top + s, left:left + s].unsqueeze(0)
+            return clip[..., top : top + s, left : left + s].unsqueeze(0)
         views = []
         for k in range(3):
             if nw >= nh:
                 top, left = (nh - s) // 2, k * ((nw - s) // 2)
             else:
                 top, left = k * ((nh - s) // 2), (nw - s) // 2
-            views.append(clip[..., top:top + s, left:left + s])
+            views.append(clip[..., top : top + s, left : left + s])
         return torch.stack(views)
 
 
@@ -294,23 +322,30 @@ class UnfinishedClips:
     resizes, flips and normalises there: float [B, C, T, size, size], on the CPU the numbers of the
     worker transform bit for bit (pinned by a test)."""
 
-    def __init__(self, data: torch.Tensor, shapes: Sequence[tuple[int, int, int]], flips: Sequence[bool],
-                 transform: TrainClipTransform):
+    def __init__(
+        self,
+        data: torch.Tensor,
+        shapes: Sequence[tuple[int, int, int]],
+        flips: Sequence[bool],
+        transform: TrainClipTransform,
+    ):
         self.data, self.shapes, self.flips, self.transform = data, [tuple(s) for s in shapes], list(flips), transform
 
     @classmethod
     def collate(cls, clips: Sequence[UnfinishedClip]) -> UnfinishedClips:
         transform = clips[0].transform
         if any(c.transform.finishing != transform.finishing for c in clips):
-            raise ValueError("a batch mixes clips to be finished differently: "
-                             f"{sorted({c.transform.finishing for c in clips})} (size, antialias, mean, std)")
+            raise ValueError(
+                "a batch mixes clips to be finished differently: "
+                f"{sorted({c.transform.finishing for c in clips})} (size, antialias, mean, std)"
+            )
         shapes = [c.box.shape[:3] for c in clips]
         data = torch.empty(sum(int(np.prod(s)) * 3 for s in shapes), dtype=torch.uint8)
         if torch.utils.data.get_worker_info() is not None:
             data.share_memory_()  # sent to the main process without another copy
         flat, at = data.numpy(), 0
         for c in clips:
-            flat[at:at + c.box.size].reshape(c.box.shape)[...] = c.box
+            flat[at : at + c.box.size].reshape(c.box.shape)[...] = c.box
             at += c.box.size
         return cls(data, shapes, [c.flip for c in clips], transform)
 
@@ -328,36 +363,58 @@ class UnfinishedClips:
         """float [B, C, T, size, size] on `device`."""
         data, at, out = self.data.to(device, non_blocking=True), 0, []
         for (t, h, w), flip in zip(self.shapes, self.flips):
-            out.append(self.transform.finish(data[at:at + t * h * w * 3].view(t, h, w, 3), flip, device))
+            out.append(self.transform.finish(data[at : at + t * h * w * 3].view(t, h, w, 3), flip, device))
             at += t * h * w * 3
         return torch.cat(out)
 
 
-def pretrain_transform(img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
-                       finish_on_device: bool = False) -> TrainClipTransform:
+def pretrain_transform(
+    img_size: int, scale=(0.3, 1.0), ratio=(0.75, 1.33), hflip: bool = True, finish_on_device: bool = False
+) -> TrainClipTransform:
     """Pretraining (appendix Table 5): random resized crop at scale (0.3, 1), aspect (0.75, 1.33)
     (official: 1.35), horizontal flip, ImageNet normalisation; no other augmentation.
     finish_on_device: the worker only cuts the box (see UnfinishedClips)."""
     return TrainClipTransform(img_size, scale, ratio, hflip, finish_on_device=finish_on_device)
 
 
-def probe_train_transform(img_size: int, scale=(0.08, 1.0), ratio=(0.75, 1.33), hflip: bool = True,
-                          auto_augment: str | None = None, reprob: float = 0.0) -> TrainClipTransform:
+def probe_train_transform(
+    img_size: int,
+    scale=(0.08, 1.0),
+    ratio=(0.75, 1.33),
+    hflip: bool = True,
+    auto_augment: str | None = None,
+    reprob: float = 0.0,
+) -> TrainClipTransform:
     """Probe training (appendix Table 6): random resized crop at scale (0.08, 1), flip. Options:
     auto_augment=RAND_AUGMENT with reprob=0.25 and hflip=False is the official video probe;
     auto_augment='original' is the IN1K AutoAugment."""
     return TrainClipTransform(img_size, scale, ratio, hflip, auto_augment=auto_augment, reprob=reprob)
 
 
-def finetune_train_transform(img_size: int, hflip: bool = True, auto_augment: str | None = RAND_AUGMENT,
-                             color_jitter: float | None = 0.4, reprob: float = 0.25, interpolation: str = "bicubic",
-                             scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> TrainClipTransform:
+def finetune_train_transform(
+    img_size: int,
+    hflip: bool = True,
+    auto_augment: str | None = RAND_AUGMENT,
+    color_jitter: float | None = 0.4,
+    reprob: float = 0.25,
+    interpolation: str = "bicubic",
+    scale=(0.08, 1.0),
+    ratio=(3 / 4, 4 / 3),
+) -> TrainClipTransform:
     """Finetuning (appendix Table 8, VideoMAE): clip-consistent RandAugment rand-m7-n4-mstd0.5-inc1
     (bicubic), random resized crop at scale (0.08, 1), flip (off for SSv2), colour jitter 0.4 (the
     appendix lists it; VideoMAE and timm skip jitter when RandAugment is on: color_jitter=None),
     normalisation, random erasing 0.25 in pixel mode with one box through the clip."""
-    return TrainClipTransform(img_size, scale, ratio, hflip, auto_augment=auto_augment, reprob=reprob,
-                              color_jitter=color_jitter, interpolation=interpolation)
+    return TrainClipTransform(
+        img_size,
+        scale,
+        ratio,
+        hflip,
+        auto_augment=auto_augment,
+        reprob=reprob,
+        color_jitter=color_jitter,
+        interpolation=interpolation,
+    )
 
 
 class RepeatedAugment:

@@ -21,6 +21,7 @@ Backends (`backend`, per run):
   says so (`fallback`), so that datasets can count such files. decord conceals decoder errors:
   damaged packets inside the clip are only refused by the "pyav" backend.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,8 +105,10 @@ def index_video(container, stream, path: str) -> VideoIndex:
         if p.size == 0 or p.is_discard:  # the flush packet; frames an edit list drops
             continue
         if p.is_corrupt:
-            raise VideoDecodeError(f"{path}: damaged or truncated: the packet at byte {p.pos} is cut short or "
-                                   "flagged corrupt by the demuxer")
+            raise VideoDecodeError(
+                f"{path}: damaged or truncated: the packet at byte {p.pos} is cut short or "
+                "flagged corrupt by the demuxer"
+            )
         t = packet_time(p)
         if t is None:
             raise VideoDecodeError(f"{path}: packets without timestamps; frames cannot be located")
@@ -117,8 +120,10 @@ def index_video(container, stream, path: str) -> VideoIndex:
     fps = float(rate) if rate else 0.0
     declared = int(stream.frames or 0)
     if declared and n < declared - DECLARED_SLACK:
-        raise VideoDecodeError(f"{path}: truncated: the container declares {declared} frames, {n} are in the file "
-                               f"(up to {DECLARED_SLACK} missing is tolerated)")
+        raise VideoDecodeError(
+            f"{path}: truncated: the container declares {declared} frames, {n} are in the file "
+            f"(up to {DECLARED_SLACK} missing is tolerated)"
+        )
     if not declared and fps > 0:
         # the stream's own duration (Matroska: its DURATION tag) to half a frame; else the container's,
         # which is the longest stream's (audio may outlast the video), loosely
@@ -127,14 +132,22 @@ def index_video(container, stream, path: str) -> VideoIndex:
             dur = container.duration / 1e6
             slack = max(2.0, 0.02 * dur * fps)
         if dur and n < dur * fps - slack:
-            raise VideoDecodeError(f"{path}: truncated: the container declares {dur:.3f} s ({dur * fps:.1f} frames "
-                                   f"at {fps:.3g} fps), {n} frames are in the file")
+            raise VideoDecodeError(
+                f"{path}: truncated: the container declares {dur:.3f} s ({dur * fps:.1f} frames "
+                f"at {fps:.3g} fps), {n} frames are in the file"
+            )
     if n == 0:
         raise VideoDecodeError(f"{path}: no frames")
     if not keys:
         raise VideoDecodeError(f"{path}: no keyframe: the frames cannot be decoded")
-    return VideoIndex(np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys, dtype=np.int64)), fps,
-                      int(stream.height), int(stream.width), max(declared - n, 0))
+    return VideoIndex(
+        np.sort(np.asarray(pts, dtype=np.int64)),
+        np.sort(np.asarray(keys, dtype=np.int64)),
+        fps,
+        int(stream.height),
+        int(stream.width),
+        max(declared - n, 0),
+    )
 
 
 def packet_time(packet) -> int | None:
@@ -181,8 +194,9 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
     # frame with a thread per CPU, 3 to 5x the time of converting (the same bytes: pinned by a test)
     rgb = VideoReformatter()
     for attempt in range(2):  # a seek that lands past the keyframe asked for: decode from the start
-        container.seek(int(start) if attempt == 0 else int(index.key_pts[0]), stream=stream, backward=True,
-                       any_frame=False)
+        container.seek(
+            int(start) if attempt == 0 else int(index.key_pts[0]), stream=stream, backward=True, any_frame=False
+        )
         cc.flush_buffers()
         done = False
         try:
@@ -193,8 +207,9 @@ def _decode_av(container, stream, index: VideoIndex, frames: np.ndarray, path: s
                     seen = len(logs)
                     decoded = packet.decode()
                     if len(logs) > seen and (t is None or t >= start) and _errors(logs[seen:]):
-                        raise VideoDecodeError(f"{path}: damaged: decoding the clip's packets: "
-                                               f"{_errors(logs[seen:])[0]}")
+                        raise VideoDecodeError(
+                            f"{path}: damaged: decoding the clip's packets: {_errors(logs[seen:])[0]}"
+                        )
                     if decoded:
                         missing -= _scan(decoded, want, order, index, out, got, path, rgb)
                     if missing == 0:
@@ -224,8 +239,9 @@ def _scan(decoded, want, order, index, out, got, path, rgb) -> int:
         if f.is_corrupt:
             raise VideoDecodeError(f"{path}: damaged: the decoder flags frame {order[k]} corrupt")
         if (f.height, f.width) != (index.height, index.width):
-            raise VideoDecodeError(f"{path}: frame {order[k]} is {f.width}x{f.height}, the stream "
-                                   f"{index.width}x{index.height}")
+            raise VideoDecodeError(
+                f"{path}: frame {order[k]} is {f.width}x{f.height}, the stream {index.width}x{index.height}"
+            )
         out[k] = rgb.reformat(f, format="rgb24", threads=1).to_ndarray()
         new += not got[k]
         got[k] = True
@@ -233,19 +249,22 @@ def _scan(decoded, want, order, index, out, got, path, rgb) -> int:
 
 
 class DecodedClips(NamedTuple):
-    frames: np.ndarray              # uint8 [S*T, H, W, 3]
-    indices: list[np.ndarray]       # per segment
-    fallback: str | None            # why decord's result was replaced by PyAV's (None: not replaced)
-    declared_over: int = 0          # frames the container declares but does not hold (within DECLARED_SLACK)
+    frames: np.ndarray  # uint8 [S*T, H, W, 3]
+    indices: list[np.ndarray]  # per segment
+    fallback: str | None  # why decord's result was replaced by PyAV's (None: not replaced)
+    declared_over: int = 0  # frames the container declares but does not hold (within DECLARED_SLACK)
 
 
 def _check_shape(frames: np.ndarray, cfg: ClipSampling, path: str) -> None:
     if frames.ndim != 4 or frames.shape[0] != cfg.num_segments * cfg.num_frames or frames.shape[-1] != 3:
-        raise VideoDecodeError(f"{path}: decoded an array of shape {frames.shape}, expected "
-                               f"[{cfg.num_segments * cfg.num_frames}, H, W, 3]")
+        raise VideoDecodeError(
+            f"{path}: decoded an array of shape {frames.shape}, expected [{cfg.num_segments * cfg.num_frames}, H, W, 3]"
+        )
 
 
-def _decord_frames(path: str, index: VideoIndex, frames: np.ndarray, num_threads: int) -> tuple[np.ndarray | None, str | None]:
+def _decord_frames(
+    path: str, index: VideoIndex, frames: np.ndarray, num_threads: int
+) -> tuple[np.ndarray | None, str | None]:
     """decord's frames, or (None, why) when decord cannot open the file, reads it differently from
     the demuxer, cannot copy its frames or returns another shape."""
     from decord import DECORDError, VideoReader, cpu
@@ -265,8 +284,9 @@ def _decord_frames(path: str, index: VideoIndex, frames: np.ndarray, num_threads
     return out, None
 
 
-def video_frames(path: str, frames: np.ndarray, index: VideoIndex, container, stream, backend: str = "decord",
-                 num_threads: int = 1) -> tuple[np.ndarray, str | None]:
+def video_frames(
+    path: str, frames: np.ndarray, index: VideoIndex, container, stream, backend: str = "decord", num_threads: int = 1
+) -> tuple[np.ndarray, str | None]:
     """uint8 [len(frames), H, W, 3] and the fallback reason (None when `backend` decoded them)."""
     why = None
     if backend == "decord":
@@ -313,8 +333,9 @@ class FrameCache:
         self.max_bytes, self.bytes, self.videos = int(max_bytes), 0, {}
         self.too_big: set[str] = set()
 
-    def get(self, path: str, num_threads: int,
-            backend: str = "decord") -> tuple[np.ndarray, float, str | None, int] | None:
+    def get(
+        self, path: str, num_threads: int, backend: str = "decord"
+    ) -> tuple[np.ndarray, float, str | None, int] | None:
         if path in self.videos:
             return self.videos[path]
         if path in self.too_big or self.bytes >= self.max_bytes:
@@ -335,8 +356,14 @@ class FrameCache:
         return got
 
 
-def decode_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = None, num_threads: int = 1,
-                 cache: FrameCache | None = None, backend: str = "decord") -> DecodedClips:
+def decode_clips(
+    path: str,
+    cfg: ClipSampling,
+    rng: np.random.Generator | None = None,
+    num_threads: int = 1,
+    cache: FrameCache | None = None,
+    backend: str = "decord",
+) -> DecodedClips:
     """Decode the cfg.num_segments clips of one video (checked as the module docstring says)."""
     check_backend(backend)
 
@@ -354,19 +381,28 @@ def decode_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None =
         idx = indices(len(all_frames), fps)
         frames = all_frames[np.concatenate(idx)]
     else:
+
         def clips(container, stream, index):
             idx = indices(len(index), index.fps)
-            return (*video_frames(path, np.concatenate(idx), index, container, stream, backend, num_threads), idx,
-                    index.declared_over)
+            return (
+                *video_frames(path, np.concatenate(idx), index, container, stream, backend, num_threads),
+                idx,
+                index.declared_over,
+            )
 
         frames, why, idx, over = with_index(path, num_threads, clips)
     _check_shape(frames, cfg, path)
     return DecodedClips(frames, idx, why, over)
 
 
-def read_clips(path: str, cfg: ClipSampling, rng: np.random.Generator | None = None,
-               num_threads: int = 1, cache: FrameCache | None = None,
-               backend: str = "decord") -> tuple[np.ndarray, list[np.ndarray]]:
+def read_clips(
+    path: str,
+    cfg: ClipSampling,
+    rng: np.random.Generator | None = None,
+    num_threads: int = 1,
+    cache: FrameCache | None = None,
+    backend: str = "decord",
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Decode the cfg.num_segments clips of one video: (uint8 [S*T, H, W, 3], per-segment indices)."""
     got = decode_clips(path, cfg, rng, num_threads, cache, backend)
     return got.frames, got.indices
@@ -415,8 +451,15 @@ class VideoFile:
         import av
 
         try:
-            out, why = video_frames(self.path, np.asarray(indices, dtype=np.int64), self.index, self._container,
-                                    self._stream, self.backend, self.num_threads)
+            out, why = video_frames(
+                self.path,
+                np.asarray(indices, dtype=np.int64),
+                self.index,
+                self._container,
+                self._stream,
+                self.backend,
+                self.num_threads,
+            )
         except av.error.FFmpegError as e:
             raise VideoDecodeError(f"{self.path}: cannot decode: {_last_line(e)}") from None
         if why is not None and why not in self.fallbacks:

@@ -10,6 +10,7 @@ dict of Hugging Face transformers' `VJEPA2Model`, both ways, checked key by key 
 The Hugging Face model has RoPE with the released (tiled) layout only and a square grid, so a sin-cos
 (V-JEPA 1) or `interleaved` model cannot be written for it; that raises ValueError saying which switch.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,11 @@ from vjepa.models.vit import VisionTransformer
 # ours -> Hugging Face, per block (qkv is split separately)
 _BLOCK = {"norm1": "norm1", "attn.proj": "attention.proj", "norm2": "norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
 _ENC = {"patch_embed.proj": "encoder.embeddings.patch_embeddings.proj", "norm": "encoder.layernorm"}
-_PRED = {"predictor_embed": "predictor.embeddings.predictor_embeddings", "predictor_norm": "predictor.layernorm",
-         "predictor_proj": "predictor.proj"}
+_PRED = {
+    "predictor_embed": "predictor.embeddings.predictor_embeddings",
+    "predictor_norm": "predictor.layernorm",
+    "predictor_proj": "predictor.proj",
+}
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"
 
@@ -37,8 +41,13 @@ HF_WEIGHTS = "model.safetensors"
 # ---------------------------------------------------------------------------------------------
 # released (facebookresearch/vjepa2) checkpoints
 
-def load_released(source: str | Path | Mapping[str, Any], encoder: nn.Module | None = None,
-                  predictor: nn.Module | None = None, target_encoder: nn.Module | None = None) -> dict:
+
+def load_released(
+    source: str | Path | Mapping[str, Any],
+    encoder: nn.Module | None = None,
+    predictor: nn.Module | None = None,
+    target_encoder: nn.Module | None = None,
+) -> dict:
     """Load a released V-JEPA 2 file (read with weights_only) or its loaded dict strictly into the
     models given (see load_official_module: of a RoPE model, only unused sin-cos tables are left out);
     returns the dict."""
@@ -53,17 +62,24 @@ def load_released(source: str | Path | Mapping[str, Any], encoder: nn.Module | N
 # ---------------------------------------------------------------------------------------------
 # Hugging Face VJEPA2Model
 
+
 def _check_hf_expressible(encoder: VisionTransformer, predictor: Predictor) -> None:
     for name, m in (("encoder", encoder), ("predictor", predictor)):
         if m.pos_encoding != "rope3d":
-            raise ValueError(f"the {name} uses pos_encoding={m.pos_encoding!r}; Hugging Face's VJEPA2Model has "
-                             "3D RoPE only, so a V-JEPA 1 (sin-cos) model cannot be written for it")
+            raise ValueError(
+                f"the {name} uses pos_encoding={m.pos_encoding!r}; Hugging Face's VJEPA2Model has "
+                "3D RoPE only, so a V-JEPA 1 (sin-cos) model cannot be written for it"
+            )
         if m.rope_layout != "tiled":
-            raise ValueError(f"the {name} uses rope_layout={m.rope_layout!r}; Hugging Face's VJEPA2Model rotates "
-                             "with the released 'tiled' layout only")
+            raise ValueError(
+                f"the {name} uses rope_layout={m.rope_layout!r}; Hugging Face's VJEPA2Model rotates "
+                "with the released 'tiled' layout only"
+            )
     if encoder.grid != predictor.grid:
-        raise ValueError(f"encoder grid {encoder.grid} and predictor grid {predictor.grid} differ; Hugging Face "
-                         "keeps one crop_size and frames_per_clip for both")
+        raise ValueError(
+            f"encoder grid {encoder.grid} and predictor grid {predictor.grid} differ; Hugging Face "
+            "keeps one crop_size and frames_per_clip for both"
+        )
     if encoder.blocks[0].attn.qkv.bias is None:
         raise ValueError("the encoder has no qkv bias; write it with qkv_bias=True")
 
@@ -73,14 +89,25 @@ def hf_config(encoder: VisionTransformer, predictor: Predictor) -> dict:
     _check_hf_expressible(encoder, predictor)
     pred_dim = predictor.predictor_embed.out_features
     return {
-        "model_type": "vjepa2", "architectures": ["VJEPA2Model"],
-        "patch_size": encoder.patch_size, "crop_size": encoder.img_size, "frames_per_clip": encoder.num_frames,
-        "tubelet_size": encoder.tubelet_size, "hidden_size": encoder.embed_dim, "in_chans": encoder.in_chans,
-        "num_attention_heads": encoder.num_heads, "num_hidden_layers": len(encoder.blocks),
-        "mlp_ratio": encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim, "layer_norm_eps": 1e-6,
-        "qkv_bias": True, "hidden_act": "gelu", "drop_path_rate": 0.0,
-        "pred_hidden_size": pred_dim, "pred_num_attention_heads": predictor.num_heads,
-        "pred_num_hidden_layers": len(predictor.predictor_blocks), "pred_num_mask_tokens": len(predictor.mask_tokens),
+        "model_type": "vjepa2",
+        "architectures": ["VJEPA2Model"],
+        "patch_size": encoder.patch_size,
+        "crop_size": encoder.img_size,
+        "frames_per_clip": encoder.num_frames,
+        "tubelet_size": encoder.tubelet_size,
+        "hidden_size": encoder.embed_dim,
+        "in_chans": encoder.in_chans,
+        "num_attention_heads": encoder.num_heads,
+        "num_hidden_layers": len(encoder.blocks),
+        "mlp_ratio": encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim,
+        "layer_norm_eps": 1e-6,
+        "qkv_bias": True,
+        "hidden_act": "gelu",
+        "drop_path_rate": 0.0,
+        "pred_hidden_size": pred_dim,
+        "pred_num_attention_heads": predictor.num_heads,
+        "pred_num_hidden_layers": len(predictor.predictor_blocks),
+        "pred_num_mask_tokens": len(predictor.mask_tokens),
         "pred_mlp_ratio": predictor.predictor_blocks[0].mlp.fc1.out_features / pred_dim,
         "torch_dtype": "float32",
     }
@@ -95,13 +122,25 @@ def model_config_from_hf(config: Mapping[str, Any]) -> ModelConfig:
     if config.get("hidden_act", "gelu") != "gelu" or not config.get("qkv_bias", True):
         raise ValueError("only hidden_act 'gelu' with qkv_bias is supported")
     return ModelConfig(
-        size="custom", img_size=config.get("crop_size", 256), patch_size=config.get("patch_size", 16),
-        num_frames=config.get("frames_per_clip", 64), tubelet_size=config.get("tubelet_size", 2),
-        in_chans=config.get("in_chans", 3), embed_dim=config.get("hidden_size", 1024),
-        depth=config.get("num_hidden_layers", 24), num_heads=config.get("num_attention_heads", 16), mlp_ratio=ratio,
-        pred_depth=config.get("pred_num_hidden_layers", 12), pred_embed_dim=config.get("pred_hidden_size", 384),
-        pred_num_heads=config.get("pred_num_attention_heads", 12), num_mask_tokens=config.get("pred_num_mask_tokens", 10),
-        pos_encoding="rope3d", rope_layout="tiled", pred_sort_tokens=True, mask_token_per="group")
+        size="custom",
+        img_size=config.get("crop_size", 256),
+        patch_size=config.get("patch_size", 16),
+        num_frames=config.get("frames_per_clip", 64),
+        tubelet_size=config.get("tubelet_size", 2),
+        in_chans=config.get("in_chans", 3),
+        embed_dim=config.get("hidden_size", 1024),
+        depth=config.get("num_hidden_layers", 24),
+        num_heads=config.get("num_attention_heads", 16),
+        mlp_ratio=ratio,
+        pred_depth=config.get("pred_num_hidden_layers", 12),
+        pred_embed_dim=config.get("pred_hidden_size", 384),
+        pred_num_heads=config.get("pred_num_attention_heads", 12),
+        num_mask_tokens=config.get("pred_num_mask_tokens", 10),
+        pos_encoding="rope3d",
+        rope_layout="tiled",
+        pred_sort_tokens=True,
+        mask_token_per="group",
+    )
 
 
 def _blocks_to_hf(state: Mapping[str, torch.Tensor], ours: str, theirs: str, out: dict) -> None:
@@ -110,8 +149,9 @@ def _blocks_to_hf(state: Mapping[str, torch.Tensor], ours: str, theirs: str, out
         src, dst = f"{ours}.{i}.", f"{theirs}.{i}."
         for part in ("weight", "bias"):
             q, k, v = state[f"{src}attn.qkv.{part}"].chunk(3, dim=0)  # rows ordered (q | k | v)
-            out.update({f"{dst}attention.query.{part}": q, f"{dst}attention.key.{part}": k,
-                        f"{dst}attention.value.{part}": v})
+            out.update(
+                {f"{dst}attention.query.{part}": q, f"{dst}attention.key.{part}": k, f"{dst}attention.value.{part}": v}
+            )
             for a, b in _BLOCK.items():
                 out[f"{dst}{b}.{part}"] = state[f"{src}{a}.{part}"]
 
@@ -128,7 +168,9 @@ def hf_state(encoder: VisionTransformer, predictor: Predictor) -> dict:
     for a, b in _PRED.items():
         for part in ("weight", "bias"):
             out[f"{b}.{part}"] = pred[f"{a}.{part}"]
-    out["predictor.embeddings.mask_tokens"] = torch.stack([pred[f"mask_tokens.{i}"] for i in range(len(predictor.mask_tokens))])
+    out["predictor.embeddings.mask_tokens"] = torch.stack(
+        [pred[f"mask_tokens.{i}"] for i in range(len(predictor.mask_tokens))]
+    )
     _blocks_to_hf(pred, "predictor_blocks", "predictor.layer", out)
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
@@ -155,8 +197,11 @@ def _take(state: Mapping[str, torch.Tensor], key: str, used: set) -> torch.Tenso
 def states_from_hf(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
     """(encoder state, predictor state) of ours from a VJEPA2Model state dict (a `vjepa2.` prefix, as in
     VJEPA2ForVideoClassification, is stripped); every key must be used, or CheckpointError lists the rest."""
-    state = {k[len("vjepa2."):] if k.startswith("vjepa2.") else k: v for k, v in state.items()
-             if not k.startswith(("pooler.", "classifier."))}
+    state = {
+        k[len("vjepa2.") :] if k.startswith("vjepa2.") else k: v
+        for k, v in state.items()
+        if not k.startswith(("pooler.", "classifier."))
+    }
     used: set[str] = set()
     enc: dict[str, torch.Tensor] = {}
     pred: dict[str, torch.Tensor] = {}
@@ -172,8 +217,10 @@ def states_from_hf(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
     _blocks_from_hf(state, "predictor.layer", "predictor_blocks", pred, used)
     left = sorted(set(state) - used)
     if left:
-        raise CheckpointError(f"Hugging Face VJEPA2 state has keys with no place in ours: {left[:6]}"
-                              + (f" ... (+{len(left) - 6})" if len(left) > 6 else ""))
+        raise CheckpointError(
+            f"Hugging Face VJEPA2 state has keys with no place in ours: {left[:6]}"
+            + (f" ... (+{len(left) - 6})" if len(left) > 6 else "")
+        )
     return enc, pred
 
 
@@ -212,10 +259,20 @@ def load_hf(folder: str | Path) -> tuple[VisionTransformer, Predictor, ModelConf
 # ---------------------------------------------------------------------------------------------
 # Hugging Face VJEPA2ForVideoClassification heads -> our V-JEPA 2 probe
 
-_HF_POOL_BLOCK = {"layer_norm1": "norm1", "self_attn.out_proj": "attn.proj", "layer_norm2": "norm2",
-                  "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-_HF_XATTN = {"layer_norm1": "norm1", "cross_attn.q_proj": "xattn.q", "layer_norm2": "norm2", "mlp.fc1": "mlp.fc1",
-             "mlp.fc2": "mlp.fc2"}
+_HF_POOL_BLOCK = {
+    "layer_norm1": "norm1",
+    "self_attn.out_proj": "attn.proj",
+    "layer_norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_HF_XATTN = {
+    "layer_norm1": "norm1",
+    "cross_attn.q_proj": "xattn.q",
+    "layer_norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
 
 
 def probe_state_from_hf(state: Mapping[str, torch.Tensor]) -> dict:
@@ -228,13 +285,15 @@ def probe_state_from_hf(state: Mapping[str, torch.Tensor]) -> dict:
     for part in ("weight", "bias"):
         for i in range(n):
             src, dst = f"pooler.self_attention_layers.{i}.", f"pooler.blocks.{i}."
-            out[f"{dst}attn.qkv.{part}"] = torch.cat([_take(state, f"{src}self_attn.{x}_proj.{part}", used)
-                                                      for x in ("q", "k", "v")])
+            out[f"{dst}attn.qkv.{part}"] = torch.cat(
+                [_take(state, f"{src}self_attn.{x}_proj.{part}", used) for x in ("q", "k", "v")]
+            )
             for a, b in _HF_POOL_BLOCK.items():
                 out[f"{dst}{b}.{part}"] = _take(state, f"{src}{a}.{part}", used)
         src, dst = "pooler.cross_attention_layer.", "pooler.cross_attention_block."
-        out[f"{dst}xattn.kv.{part}"] = torch.cat([_take(state, f"{src}cross_attn.{x}_proj.{part}", used)
-                                                  for x in ("k", "v")])
+        out[f"{dst}xattn.kv.{part}"] = torch.cat(
+            [_take(state, f"{src}cross_attn.{x}_proj.{part}", used) for x in ("k", "v")]
+        )
         for a, b in _HF_XATTN.items():
             out[f"{dst}{b}.{part}"] = _take(state, f"{src}{a}.{part}", used)
         out[f"linear.{part}"] = _take(state, f"classifier.{part}", used)

@@ -4,6 +4,7 @@ frame tokens, so DINOv2- or OpenCLIP-style baselines run through the same probes
 The adapter has the encoder's interface for the probe code: forward([B, C, T, H, W]) -> [B, T*N, D]
 (frame-major, patch tokens only), with `embed_dim`, `num_heads` and `patch_size` attributes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ class FrameWiseEncoder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         if not hasattr(model, "forward_features") or not hasattr(model, "num_prefix_tokens"):
-            raise TypeError(f"{type(model).__name__} is not a timm VisionTransformer-style model "
-                            "(needs forward_features and num_prefix_tokens)")
+            raise TypeError(
+                f"{type(model).__name__} is not a timm VisionTransformer-style model "
+                "(needs forward_features and num_prefix_tokens)"
+            )
         self.model = model
         self.embed_dim = model.embed_dim
         self.num_heads = model.blocks[0].attn.num_heads
@@ -34,12 +37,13 @@ class FrameWiseEncoder(nn.Module):
             x = x.unsqueeze(2)
         B, C, T, H, W = x.shape
         frames = x.transpose(1, 2).reshape(B * T, C, H, W)
-        tokens = self.model.forward_features(frames)[:, self.model.num_prefix_tokens:]  # drop cls/registers
+        tokens = self.model.forward_features(frames)[:, self.model.num_prefix_tokens :]  # drop cls/registers
         return tokens.reshape(B, T * tokens.shape[1], tokens.shape[2])
 
 
-def build_image_encoder(name: str, weights: str | Path | None = None, img_size: int | None = None,
-                        **kwargs) -> FrameWiseEncoder:
+def build_image_encoder(
+    name: str, weights: str | Path | None = None, img_size: int | None = None, **kwargs
+) -> FrameWiseEncoder:
     """timm model `name` created without downloading (pretrained=False) and with no classifier head;
     weights, when given, come from a local file (a state dict, or one under 'state_dict'/'model'),
     loaded strictly after dropping a `module.` prefix and any `head.` keys."""
@@ -52,7 +56,7 @@ def build_image_encoder(name: str, weights: str | Path | None = None, img_size: 
             if isinstance(ck.get(key), dict):
                 ck = ck[key]
                 break
-        state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck.items()}
+        state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in ck.items()}
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         if not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{weights}: expected a state dict of tensors for timm model {name!r}")

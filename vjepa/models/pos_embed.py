@@ -1,4 +1,5 @@
 """Fixed sin-cos position embeddings (1D building block, 3D grid with the uniform-power split)."""
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,13 @@ def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int, uniform_power: bo
     else:
         d_t, d_h, d_w = dim // 2, dim // 4, dim // 4
     t, h, w = np.meshgrid(np.arange(grid_t), np.arange(grid_h), np.arange(grid_w), indexing="ij")
-    table = np.concatenate(
-        [sincos_1d(d_t, t), sincos_1d(d_h, h), sincos_1d(d_w, w)], axis=1
-    )
+    table = np.concatenate([sincos_1d(d_t, t), sincos_1d(d_h, h), sincos_1d(d_w, w)], axis=1)
     return table[:, :dim]
 
 
-def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int, int], new_grid: tuple[int, int, int]) -> torch.Tensor:
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor, grid: tuple[int, int, int], new_grid: tuple[int, int, int]
+) -> torch.Tensor:
     """Resize a [1, T'*H'*W', D] table to another token grid with trilinear interpolation.
 
     Scale factors (not sizes) are passed to F.interpolate, as the official code does, so the

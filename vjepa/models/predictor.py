@@ -5,14 +5,25 @@ V-JEPA 1: sin-cos positions added to context and mask tokens, one mask token per
 V-JEPA 2: 3D RoPE in every block (positions from the predictor's own square grid, as released), its
 own head count, the [context ; targets] sequence sorted by token index before the blocks and unsorted
 after, and the mask token chosen by the frames-per-clip group rather than by the mask config."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
 from vjepa.models.pos_embed import sincos_3d
-from vjepa.models.vit import (Block, LayerNorm, check_pos_encoding, gather_tokens, index_positions, init_weights,
-                              pack, rope_tables, run_block, unpack)
+from vjepa.models.vit import (
+    Block,
+    LayerNorm,
+    check_pos_encoding,
+    gather_tokens,
+    index_positions,
+    init_weights,
+    pack,
+    rope_tables,
+    run_block,
+    unpack,
+)
 from vjepa.configs import MASK_TOKEN_CHOICES  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
@@ -23,14 +34,14 @@ class Predictor(nn.Module):
         patch_size: int = 16,
         num_frames: int = 16,
         tubelet_size: int = 2,
-        embed_dim: int = 1024,          # encoder width D
+        embed_dim: int = 1024,  # encoder width D
         predictor_embed_dim: int = 384,
         depth: int = 12,
-        num_heads: int = 16,            # V-JEPA 1 keeps the encoder's head count; V-JEPA 2 uses 12
+        num_heads: int = 16,  # V-JEPA 1 keeps the encoder's head count; V-JEPA 2 uses 12
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         uniform_power: bool = True,
-        num_mask_tokens: int = 2,       # V-JEPA 1: one per mask config; V-JEPA 2: masks x fpc groups (10 released)
+        num_mask_tokens: int = 2,  # V-JEPA 1: one per mask config; V-JEPA 2: masks x fpc groups (10 released)
         activation_checkpointing: bool = False,
         pos_encoding: str = "sincos",
         rope_layout: str = "tiled",
@@ -63,14 +74,20 @@ class Predictor(nn.Module):
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
         self.apply(init_weights)  # mask tokens stay zero
 
-    def forward(self, context: torch.Tensor, context_index: torch.Tensor, target_index: torch.Tensor,
-                mask_index: int = 0) -> torch.Tensor:
+    def forward(
+        self, context: torch.Tensor, context_index: torch.Tensor, target_index: torch.Tensor, mask_index: int = 0
+    ) -> torch.Tensor:
         """context [B, Nc, D] at token indices context_index [B, Nc]; returns predictions [B, Nt, D]
         for target_index [B, Nt], in that index order, using mask token `mask_index`."""
         return self.predict([context], [context_index], [target_index], [mask_index])[0]
 
-    def forward_masks(self, contexts: list[torch.Tensor], context_masks: list[torch.Tensor],
-                      target_masks: list[torch.Tensor], group: int = 0) -> list[torch.Tensor]:
+    def forward_masks(
+        self,
+        contexts: list[torch.Tensor],
+        context_masks: list[torch.Tensor],
+        target_masks: list[torch.Tensor],
+        group: int = 0,
+    ) -> list[torch.Tensor]:
         """One prediction per mask config i: with mask token i (per 'mask'), or with the token of
         frames-per-clip group `group` for every mask (per 'group')."""
         tokens = list(range(len(contexts))) if self.mask_token_per == "mask" else [group] * len(contexts)
@@ -88,7 +105,7 @@ class Predictor(nn.Module):
                 pos_b = self.predictor_pos_embed.expand(B, -1, -1)
                 x = x + gather_tokens(pos_b, c)
                 queries = queries + gather_tokens(pos_b, t)
-            seq = torch.cat([x, queries], dim=1)    # [context ; targets]
+            seq = torch.cat([x, queries], dim=1)  # [context ; targets]
             index = torch.cat([c, t], dim=1)
             read = torch.arange(c.size(1), index.size(1), device=index.device).expand(B, -1)
             if self.sort_tokens:  # ascending token index, as the released predictor runs its sequence
@@ -99,16 +116,21 @@ class Predictor(nn.Module):
             reads.append(read)
             n_ctx.append(c.size(1))
             if self.pos_encoding == "rope3d":
-                ropes.append(rope_tables(index_positions(index, self.grid), seq.size(-1) // self.num_heads,
-                                         self.rope_layout, seq.dtype))
+                ropes.append(
+                    rope_tables(
+                        index_positions(index, self.grid), seq.size(-1) // self.num_heads, self.rope_layout, seq.dtype
+                    )
+                )
         x, segments = pack(seqs)
         for blk in self.predictor_blocks:
             x = run_block(blk, x, segments, self.activation_checkpointing, ropes or None)
         if self.sort_tokens:
             # as the released code: norm every token, unsort, project the targets' slice of that
             # (a strided view: a contiguous copy would have the matrix kernel round differently)
-            return [self.predictor_proj(gather_tokens(self.predictor_norm(s), r)[:, n:])
-                    for s, r, n in zip(unpack(x, segments), reads, n_ctx)]
+            return [
+                self.predictor_proj(gather_tokens(self.predictor_norm(s), r)[:, n:])
+                for s, r, n in zip(unpack(x, segments), reads, n_ctx)
+            ]
         # only the target tokens are read out: normalise just those (LayerNorm is per token, so the
         # numbers are those of normalising all, unsorting and slicing)
         targets = [gather_tokens(s, r) for s, r in zip(unpack(x, segments), reads)]

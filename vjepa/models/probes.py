@@ -11,6 +11,7 @@ V-JEPA 2's probe (`blocks_first`) keeps those names but runs its self-attention 
 tokens before the cross-attention (V-JEPA 1's run after it, on the query) and has no `proj` at all;
 Hugging Face's port of it uses eps 1e-6 (`norm_eps`).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,16 +43,23 @@ class CrossAttention(nn.Module):
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         B, n, D = q.shape
         N, h = x.shape[1], self.num_heads
-        q = self.q(q).reshape(B, n, h, D // h).transpose(1, 2)                  # [B, h, n, hd]
-        k, v = self.kv(x).reshape(B, N, 2, h, D // h).permute(2, 0, 3, 1, 4)    # each [B, h, N, hd]
+        q = self.q(q).reshape(B, n, h, D // h).transpose(1, 2)  # [B, h, n, hd]
+        k, v = self.kv(x).reshape(B, N, 2, h, D // h).permute(2, 0, 3, 1, 4)  # each [B, h, N, hd]
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, n, D)
 
 
 class CrossAttentionBlock(nn.Module):
     """q + xattn(q, LN(x)), then q + MLP(LN(q)). The query itself is not normalised."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 unused_proj: bool = True, norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        unused_proj: bool = True,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)  # eps 1e-5, as the released probes
         self.xattn = CrossAttention(dim, num_heads, qkv_bias, unused_proj)
@@ -68,14 +76,24 @@ class AttentivePooler(nn.Module):
     depth > 1 adds depth - 1 self-attention blocks: after the cross-attention, over the queries
     (V-JEPA 1), or with blocks_first before it, over the tokens (V-JEPA 2, whose depth is 4)."""
 
-    def __init__(self, embed_dim: int, num_heads: int = 12, mlp_ratio: float = 4.0, depth: int = 1,
-                 num_queries: int = 1, qkv_bias: bool = True, init_std: float = 0.02, blocks_first: bool = False,
-                 norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        depth: int = 1,
+        num_queries: int = 1,
+        qkv_bias: bool = True,
+        init_std: float = 0.02,
+        blocks_first: bool = False,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
         self.blocks_first = blocks_first
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, embed_dim))
-        self.cross_attention_block = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias,
-                                                         unused_proj=not blocks_first, norm_eps=norm_eps)
+        self.cross_attention_block = CrossAttentionBlock(
+            embed_dim, num_heads, mlp_ratio, qkv_bias, unused_proj=not blocks_first, norm_eps=norm_eps
+        )
         self.blocks = None
         if depth > 1:
             self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth - 1))
@@ -119,12 +137,22 @@ class AttentivePooler(nn.Module):
 class AttentiveClassifier(nn.Module):
     """Attentive probe: AttentivePooler (one query) then a linear classifier. [B, N, D] -> logits [B, K]."""
 
-    def __init__(self, embed_dim: int, num_classes: int, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 depth: int = 1, qkv_bias: bool = True, init_std: float = 0.02, blocks_first: bool = False,
-                 norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        depth: int = 1,
+        qkv_bias: bool = True,
+        init_std: float = 0.02,
+        blocks_first: bool = False,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
-        self.pooler = AttentivePooler(embed_dim, num_heads, mlp_ratio, depth, 1, qkv_bias, init_std, blocks_first,
-                                      norm_eps)
+        self.pooler = AttentivePooler(
+            embed_dim, num_heads, mlp_ratio, depth, 1, qkv_bias, init_std, blocks_first, norm_eps
+        )
         self.linear = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=init_std)
         nn.init.zeros_(self.linear.bias)
@@ -171,7 +199,9 @@ def official_probe_state(classifier: nn.Module) -> dict:
     return {"module." + k: v.detach() for k, v in classifier.state_dict().items()}
 
 
-def classifier_state(ck: Mapping[str, Any], where: str = "probe checkpoint", head: int | None = None) -> tuple[dict, str]:
+def classifier_state(
+    ck: Mapping[str, Any], where: str = "probe checkpoint", head: int | None = None
+) -> tuple[dict, str]:
     """The probe's state dict (`module.` stripped) of a probe file and where it sits: V-JEPA 1's
     `classifier` entry, or one of V-JEPA 2's `classifiers` list (one per trained head: `head` picks
     it, and may be left out only when the list has one)."""
@@ -180,15 +210,17 @@ def classifier_state(ck: Mapping[str, Any], where: str = "probe checkpoint", hea
     elif "classifiers" in ck:
         heads = ck["classifiers"]
         if head is None and len(heads) != 1:
-            raise CheckpointError(f"{where} holds {len(heads)} probes in 'classifiers'; say which with head= "
-                                  "(Hugging Face's converter takes head 0)")
+            raise CheckpointError(
+                f"{where} holds {len(heads)} probes in 'classifiers'; say which with head= "
+                "(Hugging Face's converter takes head 0)"
+            )
         head = 0 if head is None else head
         if not 0 <= head < len(heads):
             raise CheckpointError(f"{where}: head {head} is not one of its {len(heads)} 'classifiers'")
         state, at = heads[head], f"{where}['classifiers'][{head}]"
     else:
         raise CheckpointError(f"{where} has no 'classifier' entry; it has {sorted(ck)}")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}, at
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}, at
 
 
 def load_official_probe(classifier: nn.Module, source: str | Path | Mapping[str, Any], head: int | None = None) -> dict:

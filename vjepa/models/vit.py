@@ -6,6 +6,7 @@ Parameter names follow the released checkpoints (after their `module.backbone.` 
 removed), so official weights load strictly. Token n of a clip sits at
 n = t * (H' * W') + h * W' + w: time slowest, width fastest.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -19,7 +20,8 @@ from vjepa.models.pos_embed import interpolate_pos_embed, sincos_3d
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     ROPE_LAYOUTS,
     POS_ENCODINGS,
-    rope_axis_dim)
+    rope_axis_dim,
+)
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -29,8 +31,12 @@ class PatchEmbed3D(nn.Module):
 
     def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
         super().__init__()
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
-                              stride=(tubelet_size, patch_size, patch_size))
+        self.proj = nn.Conv3d(
+            in_chans,
+            embed_dim,
+            kernel_size=(tubelet_size, patch_size, patch_size),
+            stride=(tubelet_size, patch_size, patch_size),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] -> [B, N, D]
         return self.proj(x).flatten(2).transpose(1, 2)
@@ -80,9 +86,9 @@ def rope_tables(positions: torch.Tensor, head_dim: int, layout: str, dtype: torc
     omega = torch.arange(s // 2, dtype=dtype, device=positions.device)
     omega /= s / 2.0
     omega = 1.0 / 10000**omega
-    freq = positions.to(dtype).unsqueeze(-1) * omega                        # [..., K, 3, s/2]
+    freq = positions.to(dtype).unsqueeze(-1) * omega  # [..., K, 3, s/2]
     freq = torch.cat([freq, freq], -1) if layout == "tiled" else freq.repeat_interleave(2, dim=-1)
-    freq = freq.flatten(-2)                                                 # [..., K, 3s]: t | h | w
+    freq = freq.flatten(-2)  # [..., K, 3s]: t | h | w
     return freq.cos(), freq.sin()
 
 
@@ -153,6 +159,7 @@ class Block(nn.Module):
         self.mlp = MLP(dim, int(dim * mlp_ratio))
         if drop_path > 0:  # finetuning only: timm (and the torchvision it pulls in) loads just for it
             from timm.layers import DropPath
+
             self.drop_path = DropPath(drop_path)
         else:
             self.drop_path = nn.Identity()
@@ -215,7 +222,9 @@ class VisionTransformer(nn.Module):
     ):
         super().__init__()
         if img_size % patch_size or num_frames % tubelet_size:
-            raise ValueError(f"clip {num_frames}x{img_size}px does not tile into {tubelet_size}x{patch_size}px tubelets")
+            raise ValueError(
+                f"clip {num_frames}x{img_size}px does not tile into {tubelet_size}x{patch_size}px tubelets"
+            )
         check_pos_encoding(pos_encoding, rope_layout, embed_dim // num_heads)
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
@@ -244,8 +253,9 @@ class VisionTransformer(nn.Module):
     def token_grid(self, x: torch.Tensor) -> tuple[int, int, int]:
         T, H, W = x.shape[-3:]
         if self.pos_encoding == "rope3d" and (T % self.tubelet_size or H % self.patch_size or W % self.patch_size):
-            raise ValueError(f"clip {T}x{H}x{W} does not tile into {self.tubelet_size}x{self.patch_size}x"
-                             f"{self.patch_size} tubelets")
+            raise ValueError(
+                f"clip {T}x{H}x{W} does not tile into {self.tubelet_size}x{self.patch_size}x{self.patch_size} tubelets"
+            )
         return T // self.tubelet_size, H // self.patch_size, W // self.patch_size
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,8 +272,9 @@ class VisionTransformer(nn.Module):
             return None
         return rope_tables(positions, self.embed_dim // self.num_heads, self.rope_layout, dtype)
 
-    def run_blocks(self, x: torch.Tensor, out_layers: list[int] | None = None, segments: Segments | None = None,
-                   rope=None):
+    def run_blocks(
+        self, x: torch.Tensor, out_layers: list[int] | None = None, segments: Segments | None = None, rope=None
+    ):
         """Blocks then the final norm. With out_layers (1-based block numbers) return the normed
         output of each of those blocks instead. x may be packed (see pack), with its segments;
         rope: the rotation tables of its tokens (one per segment when packed)."""
