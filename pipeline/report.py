@@ -510,8 +510,7 @@ def section_finetune(
                 probes.get(t, {}).get("top1"),
             ]
         )
-    return
-    (
+    return (
         f"## Finetuning (Table 8 recipe, {profile} profile, multi-view test)\n\n"
         f"*{setup_line(FINETUNE_CLIPS, 1, FINETUNE_PROBE)}*\n\n"
         + _table(

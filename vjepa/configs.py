@@ -441,9 +441,8 @@ FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradSc
 
 @dataclass
 class FinetuneConfig:
-    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles' "
-    "finetune.tasks.ssv2). The official
-    VideoMAE behaviours are one key away (see README)."""
+    """Defaults: Table 8's K400 column (the SSv2 column's changes are in the paper profiles'
+    finetune.tasks.ssv2). The official VideoMAE behaviours are one key away (docs/differences.md)."""
 
     num_classes: int
     model: ModelConfig = field(default_factory=ModelConfig)  # the pretrained encoder's shape
