@@ -5,21 +5,19 @@
 Every JSON file under each folder is read and flattened to dotted keys; a stage's file is matched by
 its name, looked up first under `details/` (where the full record lives since the headline/details
 split) and then at the top (older runs kept everything there), and `--rename OLD=NEW` maps renamed
-files (e.g. `ablate/paper=ablate/reference`). Timings, rates and memory (keys naming wall time,
-seconds, per-second rates, memory, `_mb` or `_s`) vary run to run and are left out; every other
-number must be equal, bit for bit. Prints each difference and a summary; exits 1 if any value
+files (e.g. `ablate/paper=ablate/reference`). Timings, rates and memory vary run to run and are left
+out (the keys of vjepa.runtime.TIMINGS, the ones a run keeps out of its cached outputs); every
+other number must be equal, bit for bit. Prints each difference and a summary; exits 1 if any value
 differs, 0 otherwise. Files or keys present on one side only are listed, not counted as differences.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 
-TIMING = re.compile(r"(wall|seconds|per_s|memory|_mb$|_s$|^time)", re.IGNORECASE)
+from vjepa.runtime import read_json, without_timings
 
 
 def flatten(value, prefix: str = ""):
@@ -59,14 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         if name not in old or name not in new:
             print(f"only in {'old' if name in old else 'new'}: {name}")
             continue
-        a = dict(flatten(json.loads(old[name].read_text())))
-        b = dict(flatten(json.loads(new[name].read_text())))
-        one_side = sorted(k for k in set(a) ^ set(b) if not TIMING.search(k.rsplit(".", 1)[-1]))
+        a = dict(flatten(without_timings(read_json(old[name]))))
+        b = dict(flatten(without_timings(read_json(new[name]))))
+        one_side = sorted(set(a) ^ set(b))
         if one_side:
             print(f"{name}: keys on one side only: {', '.join(one_side[:8])}{' ...' if len(one_side) > 8 else ''}")
         for key in sorted(set(a) & set(b)):
-            if TIMING.search(key.rsplit(".", 1)[-1]):
-                continue
             compared += 1
             if a[key] != b[key]:
                 differ += 1
