@@ -133,9 +133,10 @@ def section_frozen(
             ]
         )
     seeds = sorted({m.get("seed") for m in probes.values() if m.get("seed") is not None})
+    probe = "attentive, the best of the lr x weight-decay grid"
     return (
         "## Frozen evaluation (attentive probe, top-1 %)\n\n"
-        f"*{setup_line('per task, in the clips column', len(seeds) or 1, PROBE_GRID)}"
+        f"*{setup_line('per task, in the clips column', len(seeds) or 1, probe)}"
         f" Ours: {profile} profile, seed {', '.join(map(str, seeds)) or '–'}. Paper: the official README's results of "
         "the released models on the real datasets (K400 16x8x3, SSv2 16x2x3).*\n\n"
         + _table(
@@ -254,11 +255,6 @@ def _n(count: int, noun: str) -> str:
 def _samples(n: int) -> str:
     """A sample count in the unit that shows it: 2.3M, 41.5k, 16 (a shrunk test run is not 0.0000M)."""
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-
-
-PROBE_GRID = "attentive, the best of the lr x weight-decay grid"
-FINETUNE_CLIPS = "per task, in the clips columns (finetuned: segments x crops)"
-FINETUNE_PROBE = "none for the finetuned model (end to end); attentive for the frozen column"
 
 
 def setup_line(clips: str | int, seeds: int, probe: str) -> str:
@@ -510,9 +506,11 @@ def section_finetune(
                 probes.get(t, {}).get("top1"),
             ]
         )
+    clips = "per task, in the clips columns (finetuned: segments x crops)"
+    probe = "none for the finetuned model (end to end); attentive for the frozen column"
     return (
         f"## Finetuning (Table 8 recipe, {profile} profile, multi-view test)\n\n"
-        f"*{setup_line(FINETUNE_CLIPS, 1, FINETUNE_PROBE)}*\n\n"
+        f"*{setup_line(clips, 1, probe)}*\n\n"
         + _table(
             [
                 "task",
