@@ -97,10 +97,15 @@ def checkout_copy(dst: Path, without: tuple[str, ...] = ()) -> Path:
     return dst
 
 
+def run_dvc(repo: Path, *args, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run dvc in `repo` with MLflow off, whatever its exit status (for runs that must fail)."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def dvc(repo: Path, *args, timeout: int = 900) -> str:
     """Run dvc in `repo` with MLflow off; fails the test with DVC's output."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    done = run_dvc(repo, *args, timeout=timeout)
     assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, dvc
+from conftest import ROOT, dvc, run_dvc
 
 from pipeline import plumbing
 
@@ -174,17 +174,9 @@ def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
 def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trained_on_nothing(smoke_copy):
     repo = smoke_copy
     videos = repo / "data/prepared/k400/videos"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0"}
 
     def probe_k400():
-        return subprocess.run(
-            [str(Path(sys.executable).parent / "dvc"), "repro", "-f", "-s", "probe@k400"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        return run_dvc(repo, "repro", "-f", "-s", "probe@k400")
 
     videos.rename(repo / "data/prepared/k400/videos.away")  # a root where none of the listed clips is
     failed = probe_k400()  # the small suite's lists are read with their files checked: refused before any training
