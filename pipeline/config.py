@@ -294,9 +294,9 @@ class Params:
         return self.finetune.tasks[task]["data"]
 
     def global_batches(self, gpus: int) -> dict[str, str]:
-        """{stage: how its global batch is made} on `gpus` GPUs of one machine: pretraining and
-        finetuning run one process per GPU (batch x processes x accumulation); probes and the
-        detection head train in one process."""
+        """{stage: how its global batch is made} on `gpus` GPUs of one machine: every training stage
+        runs one process per GPU (batch x processes x accumulation; probes and the detection head
+        do not accumulate)."""
 
         def ddp(batch: int, accumulation: int) -> str:
             return f"{batch} x {gpus} GPU{'s' if gpus > 1 else ''} x {accumulation} = {batch * gpus * accumulation}"
@@ -306,11 +306,17 @@ class Params:
         for task in self.finetune.tasks:
             ft = self.finetune_config(task, 2)
             out[f"finetune@{task}"] = ddp(ft.batch_size, ft.accumulation_steps)
-        out["probe"] = f"{self.probe_defaults().batch_size} (one process)"
-        out["detect"] = f"{self.detect_config([1], 0).batch_size} (one process)"
+        for task, spec in self.probe.tasks.items():
+            if spec.evaluate_only is None:
+                out[f"probe@{task}"] = ddp(self.probe_config(task, 2, 1, 0).batch_size, 1)
+        out["detect"] = ddp(self.detect_config([1], 0).batch_size, 1)
+        for name in self.learn.tasks:
+            out[f"learn ({name} probe)"] = ddp(self.probe_config(name, 2, 1, 0, self.learn.probe).batch_size, 1)
+        task = self.ablations.task
         for point in self.ablations.points:
             cfg = self.pretrain_config(self.main_seed, point)
             out[f"ablate@{point}"] = ddp(cfg.batch_size, cfg.accumulation_steps)
+        out[f"ablate ({task} probe)"] = ddp(self.probe_config(task, 2, 1, 0, self.ablations.probe).batch_size, 1)
         return out
 
     def derived_sources(self) -> dict[str, dict]:

@@ -158,6 +158,17 @@ def work_dir(name: str, settings: dict, upstream: Iterable = (), external: Itera
     return w
 
 
+def shared_work_dir(name: str, settings: dict, upstream: Iterable = (), external: Iterable = ()) -> Path:
+    """work_dir in the process that runs the stage; torchrun's workers, which it launched
+    (launch_torchrun), share the folder it prepared (resumed or started over)."""
+    return WORK / name if "LOCAL_RANK" in os.environ else work_dir(name, settings, upstream, external)
+
+
+def is_rank0() -> bool:
+    """True outside torchrun and in its rank 0: the one process that logs, records and publishes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def once(work: Path, compute: Callable[[], dict], record: bool = True) -> dict:
     """compute()'s result, recorded in the work folder before anything is published: a stage killed
     after computing and before publishing finds it there and does not compute again. Under torchrun

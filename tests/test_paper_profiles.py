@@ -294,3 +294,21 @@ def test_an_edited_release_file_shows_in_dvc_status_as_the_stages_that_read_it(p
         assert sorted(json.loads(dvc(paper_repo, "status", "--json"))) == ["prepare", "pretrain@0"]
     finally:
         listed.write_text(before)  # the session's tree is shared with other tests
+
+
+def test_check_gpus_prints_the_papers_global_batch_of_every_training_stage_on_8_gpus(tmp_path):
+    """The paper profile's batches are per GPU: on the 8 GPUs it states, every training stage runs one
+    process per GPU (relaunched under torchrun) and reaches Tables 5-8's global batch."""
+    from pipeline.config import load
+    from pipeline.profiles import params_text
+
+    (tmp_path / "params.yaml").write_text(params_text("paper-vitl16"))
+    batches = load(tmp_path / "params.yaml").global_batches(8)
+    totals = {stage: int(text.rsplit("= ", 1)[1]) for stage, text in batches.items()}
+    assert totals["pretrain"] == 3072  # Table 5
+    assert {totals[f"probe@{t}"] for t in ("k400", "ssv2", "places205", "inat21")} == {256}  # Table 6
+    assert totals["probe@in1k"] == 512
+    assert totals["detect"] == 64  # Table 7
+    assert totals["finetune@k400"] == totals["finetune@ssv2"] == 64  # Table 8
+    assert batches["detect"] == "8 x 8 GPUs x 1 = 64"
+    assert all(v == 3072 for k, v in totals.items() if k.startswith("ablate@"))

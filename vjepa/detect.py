@@ -8,6 +8,9 @@ RoIAlign 7x7 (spatial_scale 1/patch, sampling_ratio 0, aligned=True) on person b
 pool, dropout 0.5, a linear layer to 80 classes, sigmoid + binary cross-entropy.
 Training uses ground-truth boxes; evaluation uses the detector's proposals (above a score threshold,
 chosen when the dataset is built) and reports frame-level mAP@0.5 over the 60 evaluation classes.
+Data-parallel under torchrun as the probes (vjepa.probe): each process reads batch_size keyframes of a
+global batch of batch_size x processes, the head's gradients are summed over processes (each loss
+weighted by its share of the global batch's boxes), and evaluation is split into one block per process.
 
 Box items (our contract): {"video": [C, T, H, W], "boxes": [K, 4] normalised (x1, y1, x2, y2) in the
 clip as given, "labels": [K, num_classes] multi-hot (zeros for proposals), "video_id": str,
@@ -27,15 +30,33 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from vjepa.ava_eval import DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
 from vjepa.checkpoint import load, load_into, save_atomic
 from vjepa.config import to_dict
 from vjepa.data.datasets import TooManySkipped
+from vjepa.distributed import (
+    DistEnv,
+    all_reduce_grads,
+    all_reduce_sum,
+    gather_objects,
+    global_count,
+    my_block,
+    process_group,
+    sharded_batches,
+)
 from vjepa.probe import param_groups
-from vjepa.runtime import autocast_for, check_resume, epoch_generator, require_finite, without_timings, write_json
+from vjepa.runtime import (
+    autocast_for,
+    check_resume,
+    epoch_generator,
+    mix_seed,
+    require_finite,
+    without_timings,
+    write_json,
+)
 from vjepa.schedules import warmup_cosine_lr
 from vjepa.configs import DetectConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
@@ -111,15 +132,34 @@ def _json_safe(x):
 
 @torch.no_grad()
 def predict(
-    encoder: nn.Module, head: DetectionHead, dataset: Dataset, cfg: DetectConfig, device, autocast
+    encoder: nn.Module,
+    head: DetectionHead,
+    dataset: Dataset,
+    cfg: DetectConfig,
+    device,
+    autocast,
+    env: DistEnv | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Detections in SlowFast's order (for each box, one row per evaluation class, score = sigmoid)
-    and the number of unreadable keyframes skipped."""
+    and the number of unreadable keyframes skipped. Under torchrun each process reads one block of
+    the dataset and every process gets all the detections, in the dataset's order."""
+    env = env or DistEnv()
+    if not env.distributed:
+        return _predict_part(encoder, head, dataset, cfg, device, autocast, env)
+    parts = gather_objects(
+        _predict_part(encoder, head, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, env), env
+    )
+    frames = [f for f, _ in parts if len(f)]
+    detections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DETECTION_COLUMNS)
+    return detections, sum(k for _, k in parts)
+
+
+def _predict_part(encoder, head, dataset, cfg, device, autocast, env) -> tuple[pd.DataFrame, int]:
     head.eval()
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_boxes, num_workers=cfg.num_workers)
     cls = torch.tensor(cfg.eval_classes) - 1
     frames, skipped = [], 0
-    for batch in tqdm(loader, desc="detect eval", leave=False):
+    for batch in tqdm(loader, desc="detect eval", leave=False, disable=not env.is_main):
         skipped += batch["skipped"]
         if "video" not in batch or not len(batch["rois"]):
             continue
@@ -155,6 +195,31 @@ def _check_skipped(count: int, size: int, max_fraction: float, where: str) -> No
         )
 
 
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch `epoch`: a permutation drawn from epoch_generator(seed, epoch) after
+    two 64-bit draws. The two draws keep the order of earlier versions, whose shuffling loader, wrapped
+    in a progress bar, drew two base seeds from the generator before the permutation."""
+    g = epoch_generator(seed, epoch)
+    torch.empty(2, dtype=torch.int64).random_(generator=g)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _train_batches(train_set: Dataset, cfg: DetectConfig, epoch: int, env: DistEnv):
+    """This process's batch of each global batch of the epoch (None where its slice is empty)."""
+    batches = sharded_batches(_epoch_order(len(train_set), cfg.seed, epoch), cfg.batch_size, env)
+    loader = iter(
+        DataLoader(
+            train_set,
+            batch_sampler=[b for b in batches if b],
+            collate_fn=collate_boxes,
+            num_workers=cfg.num_workers,
+            generator=epoch_generator(cfg.seed, epoch),  # the workers' base seed, as a shuffling loader draws it
+        )
+    )
+    for b in batches:
+        yield next(loader) if b else {"skipped": 0}
+
+
 def run_detection(
     cfg: DetectConfig,
     encoder: nn.Module,
@@ -167,9 +232,14 @@ def run_detection(
 ) -> dict:
     """Train the head on ground-truth boxes, predict on proposals, and write out_dir/metrics.json,
     out_dir/detections.csv (the official result format) and out_dir/head.pt. `groundtruth` is the
-    validation table (video_id, timestamp, x1, y1, x2, y2, action_id). Resumes per epoch."""
-    out = Path(out_dir)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    validation table (video_id, timestamp, x1, y1, x2, y2, action_id). Resumes per epoch. Under
+    torchrun, data-parallel (module docstring); rank 0 writes the files, every rank returns."""
+    with process_group(cfg.device) as env:
+        return _run_detection(cfg, encoder, train_set, val_set, groundtruth, Path(out_dir), exclusions, labelmap, env)
+
+
+def _run_detection(cfg, encoder, train_set, val_set, groundtruth, out: Path, exclusions, labelmap, env) -> dict:
+    device = env.device
     autocast = autocast_for(device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
@@ -177,12 +247,13 @@ def run_detection(
         encoder.embed_dim * len(cfg.out_layers), cfg.num_classes, encoder.patch_size, cfg.roi_resolution, cfg.dropout
     ).to(device)
     opt = torch.optim.AdamW(param_groups(head), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = math.ceil(len(train_set) / cfg.batch_size)
+    steps = math.ceil(len(train_set) / (cfg.batch_size * env.world_size))
     warmup = int(round(cfg.warmup_epochs * steps))
     state_path, start, history, skipped = out / "detect_state.pt", 0, [], 0
     if state_path.exists():
         state = load(state_path)
-        check_resume(state["config"], to_dict(cfg), state_path)
+        extra = {"processes": (state.get("world_size", 1), env.world_size)}
+        check_resume(state["config"], to_dict(cfg), state_path, extra=extra)
         load_into(head, state["head"], where=str(state_path))
         opt.load_state_dict(state["opt"])
         start, history, skipped = state["epoch"], state["history"], state["skipped"]
@@ -193,14 +264,21 @@ def run_detection(
         head.train()
         if hasattr(train_set, "set_epoch"):  # fresh augmentation per epoch, reproducible on resume
             train_set.set_epoch(epoch)
-        g = epoch_generator(cfg.seed, epoch)
-        loader = DataLoader(
-            train_set, cfg.batch_size, shuffle=True, generator=g, collate_fn=collate_boxes, num_workers=cfg.num_workers
-        )
+        if env.distributed:  # each process its own dropout, reproducible on resume without saving every rank's
+            torch.manual_seed(mix_seed(cfg.seed, epoch, env.rank))
         total, n, skipped = 0.0, 0, 0
-        for i, batch in enumerate(tqdm(loader, desc=f"detect epoch {epoch + 1}/{cfg.epochs}", leave=False)):
+        batches = tqdm(
+            _train_batches(train_set, cfg, epoch, env),
+            total=steps,
+            desc=f"detect epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not env.is_main,
+        )
+        for i, batch in enumerate(batches):
             skipped += batch["skipped"]
-            if "video" not in batch or not len(batch["rois"]):
+            n_local = len(batch["rois"]) if "video" in batch else 0
+            n_global = global_count(n_local, env)
+            if n_global == 0:
                 continue
             for group in opt.param_groups:  # warmup from warmup_lr, then cosine to min_lr (Table 7)
                 group["lr"] = warmup_cosine_lr(
@@ -212,34 +290,43 @@ def run_detection(
                     total=cfg.epochs * steps,
                 )
             where = f"step {epoch * steps + i + 1} (epoch {epoch + 1})"
-            with torch.no_grad(), autocast():
-                fmap = feature_map(encoder, batch["video"].to(device), cfg.out_layers)
-            require_finite(fmap, f"features from the frozen encoder at {where}")
-            with autocast():
-                logits = head(fmap, batch["rois"].to(device))
-            # sigmoid + BCE (SlowFast), computed as one numerically safer op
-            loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"].to(device))
-            require_finite(loss, f"detection loss at {where}", opt)
-            loss.backward()
+            if n_local:
+                with torch.no_grad(), autocast():
+                    fmap = feature_map(encoder, batch["video"].to(device), cfg.out_layers)
+                require_finite(fmap, f"features from the frozen encoder at {where}")
+                with autocast():
+                    logits = head(fmap, batch["rois"].to(device))
+                # sigmoid + BCE (SlowFast), computed as one numerically safer op
+                loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"].to(device))
+                require_finite(loss, f"detection loss at {where}", opt)
+                (loss if n_local == n_global else loss * (n_local / n_global)).backward()
+                total, n = total + float(loss.detach()) * n_local, n + n_local
+            all_reduce_grads(head.parameters(), env)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            total, n = total + float(loss.detach()) * len(batch["rois"]), n + len(batch["rois"])
+        if env.distributed:
+            total, n, skipped = all_reduce_sum(
+                torch.tensor([total, n, skipped], dtype=torch.float64, device=device), env
+            ).tolist()
+            n, skipped = int(n), int(skipped)
         _check_skipped(skipped, len(train_set), cfg.max_skipped_fraction, f"training epoch {epoch + 1}")
         history.append(total / max(n, 1))
-        save_atomic(
-            {
-                "epoch": epoch + 1,
-                "history": history,
-                "config": to_dict(cfg),
-                "head": head.state_dict(),
-                "opt": opt.state_dict(),
-                "rng": torch.get_rng_state(),
-                "skipped": skipped,
-            },
-            state_path,
-        )
+        if env.is_main:
+            save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": to_dict(cfg),
+                    "head": head.state_dict(),
+                    "opt": opt.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "skipped": skipped,
+                    "world_size": env.world_size,
+                },
+                out / "detect_state.pt",
+            )
 
-    detections, val_skipped = predict(encoder, head, val_set, cfg, device, autocast)
+    detections, val_skipped = predict(encoder, head, val_set, cfg, device, autocast, env)
     _check_skipped(val_skipped, len(val_set), cfg.max_skipped_fraction, "evaluation")
     api = frame_map(groundtruth, detections, cfg.eval_classes, exclusions)
     cli = frame_map(groundtruth, official_top_k(detections, cfg.eval_classes, cfg.top_k), cfg.eval_classes, exclusions)
@@ -259,6 +346,8 @@ def run_detection(
         "out_layers": cfg.out_layers,
         "seconds": round(time.time() - t0, 1),
     }
+    if not env.is_main:
+        return metrics
     write_detections_csv(detections, out / "detections.csv")
     save_atomic({"head": head.state_dict(), "config": to_dict(cfg)}, out / "head.pt")
     write_json(out / "metrics.json", _json_safe(without_timings(metrics)))

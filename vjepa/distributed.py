@@ -16,15 +16,16 @@ accumulation see, and both compute the same update up to float summation order.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
-from vjepa.masks import _seed  # the one seed-mixing rule of the project: hash of (seed, ...) parts
+from vjepa.runtime import mix_seed
 
 
 @dataclass
@@ -50,14 +51,20 @@ class DistEnv:
         return [self.rank * accumulation_steps + m for m in range(accumulation_steps)]
 
 
-def init_distributed(device: str = "auto") -> DistEnv:
+def init_distributed(device: str | None = "auto") -> DistEnv:
     """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK and join the process group (env://).
-    device: 'auto' (cuda:LOCAL_RANK when CUDA is available, else cpu), 'cpu' or 'cuda'."""
+    device: 'auto' or None (cuda:LOCAL_RANK when CUDA is available, else cpu), 'cpu' or 'cuda'; a
+    single process may also name one GPU ('cuda:1')."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = device or "auto"
+    if device.startswith("cuda:") and device[5:].isdigit():
+        if world_size > 1:
+            raise ValueError(f"device {device!r} names one GPU; under torchrun each process takes its own: use 'cuda'")
+        local_rank, device = int(device[5:]), "cuda"
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
@@ -111,6 +118,60 @@ def gather_objects(obj, env: DistEnv) -> list:
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()
+
+
+@contextmanager
+def process_group(device: str | None = "auto"):
+    """init_distributed for the length of a `with` block, then shutdown (a group someone else made
+    is left open, so a stage can hold one group over several runs)."""
+    env = init_distributed(device)
+    try:
+        yield env
+    finally:
+        shutdown(env)
+
+
+def my_block(n: int, env: DistEnv) -> range:
+    """This process's contiguous share of n items (evaluation, feature caching): gathered in rank
+    order, the shares are the items in their order, as one process reads them."""
+    return range(env.rank * n // env.world_size, (env.rank + 1) * n // env.world_size)
+
+
+def sharded_batches(order: Sequence[int], batch_size: int, env: DistEnv) -> list[list[int]]:
+    """The epoch `order` cut into global batches of batch_size x world_size items, and this process's
+    slice of each (rank r: items [r*B, (r+1)*B) of the global batch; may be empty at the end). One
+    process gets the batches of `order` as they are."""
+    g = batch_size * env.world_size
+    r = env.rank * batch_size
+    return [list(order[i : i + g][r : r + batch_size]) for i in range(0, len(order), g)]
+
+
+def all_reduce_grads(params: Iterable[torch.nn.Parameter], env: DistEnv) -> None:
+    """Sum the gradients of `params` over processes in one flat collective (a parameter without a
+    gradient counts as zeros). The caller weights each process's loss by its share of the global
+    batch, so the sum is the gradient of the global mean."""
+    if not env.distributed:
+        return
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p))
+
+
+def broadcast_buffers(module: torch.nn.Module, env: DistEnv) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every process, as DDP keeps them."""
+    if env.distributed:
+        for b in module.buffers():
+            dist.broadcast(b, src=0)
+
+
+def global_count(n: int, env: DistEnv) -> int:
+    """The sum of an integer over processes."""
+    return int(all_reduce_sum(torch.tensor([n], device=env.device), env).item()) if env.distributed else n
 
 
 class ShardedBatchSampler(Sampler):
@@ -167,7 +228,7 @@ class ShardedBatchSampler(Sampler):
                         f"{self.steps_per_epoch * self.global_batch}"
                     )
             else:
-                order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+                order = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
             self._perm = (epoch, order)
         return self._perm[1]
 
@@ -176,7 +237,7 @@ class ShardedBatchSampler(Sampler):
         epoch, within = divmod(step, self.steps_per_epoch)
         perm = self.order(epoch)
         first = within * self.global_batch + shard * self.batch_size
-        return [(int(perm[p]), _seed(self.seed, epoch, p)) for p in range(first, first + self.batch_size)]
+        return [(int(perm[p]), mix_seed(self.seed, epoch, p)) for p in range(first, first + self.batch_size)]
 
     def __iter__(self):
         for step in range(self.start_step, self.total_steps):
@@ -195,5 +256,11 @@ __all__ = [
     "all_reduce_sum",
     "gather_objects",
     "barrier",
+    "process_group",
+    "my_block",
+    "sharded_batches",
+    "all_reduce_grads",
+    "broadcast_buffers",
+    "global_count",
     "ShardedBatchSampler",
 ]

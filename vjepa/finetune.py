@@ -38,7 +38,16 @@ from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
 from vjepa.config import to_dict
-from vjepa.runtime import atomic_file, autocast_for, check_resume, require_finite, seeded, without_timings, write_json
+from vjepa.runtime import (
+    atomic_file,
+    autocast_for,
+    check_resume,
+    mix_seed,
+    require_finite,
+    seeded,
+    without_timings,
+    write_json,
+)
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RepeatedAugment, eval_transform, finetune_train_transform
 from vjepa.distributed import (
@@ -51,7 +60,6 @@ from vjepa.distributed import (
     shutdown,
     wrap_ddp,
 )
-from vjepa.masks import _seed
 from vjepa.models import build_encoder
 from vjepa.models.vit import LayerNorm, VisionTransformer
 from vjepa.pretrain import MicroBatches
@@ -429,7 +437,7 @@ def train_step(state: FinetuneState, cfg: FinetuneConfig, micro_batches: list[di
         clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         last = i == n - 1
         sync = contextlib.nullcontext() if last or not env.distributed else state.ddp_model.no_sync()
-        with seeded(_seed(cfg.seed, step, mb["shard"]), env.device), sync:
+        with seeded(mix_seed(cfg.seed, step, mb["shard"]), env.device), sync:
             targets = labels
             if state.mixup is not None:
                 clips, targets = state.mixup(clips, labels)

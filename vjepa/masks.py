@@ -20,16 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vjepa.runtime import mix_seed
 from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
     MaskConfig,
     SHORT_RANGE,
     LONG_RANGE,
     PAPER_MASKS,
 )
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class MaskGenerator:
@@ -72,7 +69,7 @@ class MaskGenerator:
 
     def sample_grids(self, batch_size: int, step: int) -> list[torch.Tensor]:
         """The batch's keep grids [T', H', W'] (1 = context) before the cut to equal lengths."""
-        gen = torch.Generator().manual_seed(_seed(self.seed, self.rank, step, self.index))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, step, self.index))
         if self.cfg.kind == "random_tube":
             return [self._tube(gen) for _ in range(batch_size)]
         size = self.block_size(step)

@@ -9,6 +9,9 @@
   optimiser, schedule and result.
 - Training: cross-entropy averaged over views; AdamW, cosine from lr to final_lr without warmup,
   weight decay fixed (appendix) or cosine (official). Test: softmax probabilities averaged over views.
+- Data-parallel under torchrun: each process encodes batch_size clips of a global batch of
+  batch_size x processes, the probes' gradients are summed over processes (each loss weighted by
+  its share of the global batch), and evaluation is split into one block per process.
 
 Batches follow the data contract: {"video": [B, S, V, C, T, H, W], "label": [B], "index", "path"};
 an image is a still clip (S=1), and a clip with T=1 is repeated to `still_frames` frames here.
@@ -26,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
@@ -43,6 +46,17 @@ from vjepa.runtime import (
     write_json,
 )
 from vjepa.data import SkipCounter, collate
+from vjepa.distributed import (
+    DistEnv,
+    all_reduce_grads,
+    all_reduce_sum,
+    broadcast_buffers,
+    gather_objects,
+    global_count,
+    my_block,
+    process_group,
+    sharded_batches,
+)
 from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state, probe_kind, vjepa2_probe
 from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
@@ -154,29 +168,43 @@ class ProbeSet:
                     g["weight_decay"] = wd
 
     def train_step(
-        self, tokens: torch.Tensor, labels: torch.Tensor, autocast, where: str = "a training step"
+        self,
+        tokens: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        autocast,
+        where: str = "a training step",
+        env: DistEnv | None = None,
+        share: float = 1.0,
     ) -> dict[str, tuple[float, int]]:
         """One optimiser step per probe on the same tokens [V, B, L, D]; returns (loss, correct) each.
-        Non-finite tokens or a non-finite loss stop the run (NonFiniteLossError naming `where`)
-        before any probe's weights change."""
-        require_finite(tokens, f"features from the frozen encoder at {where}")
-        out = {}
+        Data-parallel (env): this process's loss is weighted by `share`, its part of the global
+        batch, and the gradients summed over processes; a process with no tokens this step (None)
+        adds zeros. Non-finite tokens or a non-finite loss stop the run (NonFiniteLossError naming
+        `where`) before any probe's weights change."""
+        if tokens is not None:
+            require_finite(tokens, f"features from the frozen encoder at {where}")
+        out = {name: (0.0, 0) for name in self.probes}
         for name, probe in self.probes.items():
             probe.train()
-            opt, scaler = self.opts[name], self.scalers[name]
+            if tokens is None:
+                continue
             with autocast():
                 logits = torch.stack([probe(tv) for tv in tokens])  # [V, B, K]
             loss = view_loss(logits, labels)
-            require_finite(loss, f"loss of probe {name} at {where}", opt)
-            scaler.scale(loss).backward()
+            require_finite(loss, f"loss of probe {name} at {where}", self.opts[name])
+            self.scalers[name].scale(loss if share == 1.0 else loss * share).backward()
+            correct = int((average_views(logits.detach()).argmax(-1) == labels).sum())
+            out[name] = (float(loss.detach()), correct)
+        if env is not None:
+            all_reduce_grads((p for probe in self.probes.values() for p in probe.parameters()), env)
+        for name, probe in self.probes.items():
+            opt, scaler = self.opts[name], self.scalers[name]
             if self.cfg.grad_clip:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(probe.parameters(), self.cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
-            correct = int((average_views(logits.detach()).argmax(-1) == labels).sum())
-            out[name] = (float(loss.detach()), correct)
         return out
 
     def state(self) -> dict:
@@ -217,8 +245,9 @@ def _check_batch(batch: dict, cfg: ProbeConfig, where: str) -> None:
 
 
 @torch.no_grad()
-def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Encode the training set once (only valid for a deterministic transform, checked on item 0)."""
+def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn, env) -> tuple[list, list, list]:
+    """Encode the training set once (only valid for a deterministic transform, checked on item 0):
+    lists of feature and label tensors, and the skipped paths."""
     a, b = dataset[0], dataset[0]
     if (
         a is not None
@@ -234,7 +263,7 @@ def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tupl
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
     feats, labels, skipped = [], [], []
     counter = SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe training set")
-    for batch in tqdm(loader, desc="caching features", leave=False):
+    for batch in tqdm(loader, desc="caching features", leave=False, disable=not env.is_main):
         skipped += batch["skipped"]
         counter.update(batch["skipped"])  # stops as soon as too many items failed
         if len(batch["label"]):
@@ -242,27 +271,49 @@ def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn) -> tupl
             with autocast():
                 feats.append(encode(encoder, batch["video"].to(device), cfg.still_frames, cfg.encoder_chunk).cpu())
             labels.append(batch["label"])
+    return feats, labels, skipped
+
+
+def _cache_all(encoder, dataset, cfg, device, autocast, collate_fn, env: DistEnv):
+    """The training set's features [V, n, L, D] and labels [n], in the dataset's order; under
+    torchrun each process encodes one block and every process gets all of them."""
+    if env.distributed:
+        part = _cache_features(
+            encoder, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, collate_fn, env
+        )
+        parts = gather_objects(part, env)
+        feats, labels, skipped = ([x for p in parts for x in p[i]] for i in range(3))
+    else:
+        feats, labels, skipped = _cache_features(encoder, dataset, cfg, device, autocast, collate_fn, env)
     if not feats:
         raise ValueError(f"no training item could be read ({len(skipped)} skipped)")
     return torch.cat(feats, dim=1), torch.cat(labels), skipped
 
 
-def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collate_fn):
+def _train_batches(cfg, dataset, encoder, device, autocast, epoch, cache, collate_fn, env: DistEnv):
     """Yield (tokens [V, B, L, D], labels, skipped paths) for one epoch, in the epoch's shuffled
-    order (the same with or without a feature cache). A final batch of one clip is left out: the
-    linear probe's BatchNorm needs two."""
+    order (the same with or without a feature cache), one item per global batch: this process's
+    slice of it (sharded_batches), tokens None where it has none. A batch of one clip is left out:
+    the linear probe's BatchNorm needs two."""
     if cache is not None:
         feats, labels = cache
         order = _epoch_order(len(labels), cfg.seed, epoch)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = torch.tensor(order[i : i + cfg.batch_size])
-            if len(idx) > 1 or len(order) == 1:
+        for idx in sharded_batches(order, cfg.batch_size, env):
+            if len(idx) > 1 or (len(idx) == 1 and len(order) == 1):
+                idx = torch.tensor(idx)
                 yield feats[:, idx].to(device), labels[idx].to(device), []
+            else:
+                yield None, None, []
         return
     order = _epoch_order(len(dataset), cfg.seed, epoch)
-    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
-    for batch in loader:
+    batches = sharded_batches(order, cfg.batch_size, env)
+    loader = iter(
+        DataLoader(dataset, batch_sampler=[b for b in batches if b], collate_fn=collate_fn, num_workers=cfg.num_workers)
+    )
+    for batch in (next(loader) if b else None for b in batches):
+        if batch is None:
+            yield None, None, []
+            continue
         if len(batch["label"]) == 0 or (len(batch["label"]) == 1 and len(order) > 1):
             yield None, None, batch["skipped"]
             continue
@@ -281,16 +332,43 @@ def evaluate(
     device: torch.device,
     autocast,
     collate_fn: Callable = collate,
+    env: DistEnv | None = None,
 ) -> dict:
     """Run every probe on every view; returns labels, index, path, skipped paths, per-probe
-    view-averaged probabilities [n, K] and per-view predictions [V, n]."""
+    view-averaged probabilities [n, K] and per-view predictions [V, n]. Under torchrun each process
+    reads one block of the dataset and every process gets the whole result, in the dataset's order."""
+    env = env or DistEnv()
+    if env.distributed:
+        mine = _evaluate_part(
+            encoder, probes, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, collate_fn, env
+        )
+        parts = gather_objects(mine, env)
+    else:
+        parts = [_evaluate_part(encoder, probes, dataset, cfg, device, autocast, collate_fn, env)]
+    skipped = [x for p in parts for x in p["skipped"]]
+    SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe evaluation set").update(skipped)
+    got = [p for p in parts if p["labels"]]
+    if not got:
+        raise ValueError(f"no evaluation item could be read ({len(skipped)} skipped)")
+    return {
+        "label": torch.cat([x for p in got for x in p["labels"]]),
+        "index": torch.cat([x for p in got for x in p["index"]]),
+        "path": [x for p in got for x in p["paths"]],
+        "skipped": skipped,
+        "probs": {n: torch.cat([x for p in got for x in p["probs"][n]]) for n in probes},
+        "view_pred": {n: torch.cat([x for p in got for x in p["view_pred"][n]], dim=1) for n in probes},
+    }
+
+
+def _evaluate_part(encoder, probes, dataset, cfg, device, autocast, collate_fn, env) -> dict:
+    """evaluate on the items of this process: lists of per-batch tensors."""
     loader = DataLoader(dataset, cfg.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=cfg.num_workers)
     for p in probes.values():
         p.eval()
     probs = {n: [] for n in probes}
     view_pred = {n: [] for n in probes}
     labels, index, paths, skipped = [], [], [], []
-    for batch in tqdm(loader, desc="probe eval", leave=False):
+    for batch in tqdm(loader, desc="probe eval", leave=False, disable=not env.is_main):
         skipped += batch["skipped"]
         if len(batch["label"]) == 0:
             continue
@@ -305,16 +383,13 @@ def evaluate(
         labels.append(batch["label"])
         index.append(batch["index"])
         paths += batch["path"]
-    SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe evaluation set").update(skipped)
-    if not labels:
-        raise ValueError(f"no evaluation item could be read ({len(skipped)} skipped)")
     return {
-        "label": torch.cat(labels),
-        "index": torch.cat(index),
-        "path": paths,
+        "labels": labels,
+        "index": index,
+        "paths": paths,
         "skipped": skipped,
-        "probs": {n: torch.cat(v) for n, v in probs.items()},
-        "view_pred": {n: torch.cat(v, dim=1) for n, v in view_pred.items()},
+        "probs": probs,
+        "view_pred": view_pred,
     }
 
 
@@ -376,57 +451,82 @@ def run_probe(
     """Train every probe of the grid on frozen features, evaluate them, and write
     out_dir/metrics.json, out_dir/predictions.csv and out_dir/probes/<name>.pth.tar (the official
     probe layout). Resumes from out_dir/probe_state.pt after a crash (epoch granularity).
-    `collate_fn` turns a list of items into a batch with "skipped" paths (default: the data layer's)."""
-    out = Path(out_dir)
-    device, autocast = _device_autocast(cfg)
+    `collate_fn` turns a list of items into a batch with "skipped" paths (default: the data layer's).
+    Under torchrun, data-parallel (module docstring); rank 0 writes the files, every rank returns."""
+    with process_group(cfg.device) as env:
+        return _run_probe(cfg, encoder, train_set, val_set, Path(out_dir), encoder_name, collate_fn, env)
+
+
+def _run_probe(cfg, encoder, train_set, val_set, out: Path, encoder_name, collate_fn, env: DistEnv) -> dict:
+    device, autocast = env.device, autocast_for(env.device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     probes = ProbeSet(cfg, encoder.embed_dim, getattr(encoder, "num_heads", None), device)
     history = {n: {"loss": float("nan"), "top1": float("nan")} for n in probes.probes}
     state_path, start_epoch = out / "probe_state.pt", 0
     if state_path.exists():
         state = load(state_path)
-        check_resume(state["config"], to_dict(cfg), state_path, ignore=("max_skipped_fraction",))
+        check_resume(
+            state["config"],
+            to_dict(cfg),
+            state_path,
+            ignore=("max_skipped_fraction",),
+            extra={"processes": (state.get("world_size", 1), env.world_size)},
+        )
         probes.load_state(state, str(state_path))
         start_epoch, history = state["epoch"], state["history"]
 
     t0 = time.time()
     cache, train_skipped = None, []
     if cfg.cache_features and start_epoch < cfg.epochs:
-        feats, labels, train_skipped = _cache_features(encoder, train_set, cfg, device, autocast, collate_fn)
+        feats, labels, train_skipped = _cache_all(encoder, train_set, cfg, device, autocast, collate_fn, env)
         cache = (feats, labels)
     n_train = len(cache[1]) if cache else len(train_set)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    steps_per_epoch = math.ceil(n_train / (cfg.batch_size * env.world_size))
     total = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        sums = {n: [0.0, 0, 0] for n in probes.probes}  # loss*B, correct, seen
+        sums = torch.zeros(len(probes.probes), 3, dtype=torch.float64)  # per probe: loss*B, correct, seen
         bar = tqdm(
-            _train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn),
+            _train_batches(cfg, train_set, encoder, device, autocast, epoch, cache, collate_fn, env),
             total=steps_per_epoch,
             desc=f"probe epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
+            disable=not env.is_main,
         )
         epoch_skipped = []
-        counter = SkipCounter(len(train_set), cfg.max_skipped_fraction, f"probe training set, epoch {epoch + 1}")
+        share_of_set = math.ceil(len(train_set) / env.world_size)  # this process reads about this many items
+        counter = SkipCounter(share_of_set, cfg.max_skipped_fraction, f"probe training set, epoch {epoch + 1}")
         for i, (tokens, labels, skipped) in enumerate(bar):
             epoch_skipped += skipped
             counter.update(skipped)  # stops the run as soon as too many items failed, not after the epoch
-            if tokens is None:
+            n_local = 0 if tokens is None else len(labels)
+            n_global = global_count(n_local, env)
+            if n_global == 0:
                 continue
             step = epoch * steps_per_epoch + i + 1
             probes.set_schedule(step, total)
-            for name, (loss, correct) in probes.train_step(
-                tokens, labels, autocast, f"step {step} (epoch {epoch + 1})"
-            ).items():
-                s = sums[name]
-                s[0] += loss * len(labels)
-                s[1] += correct
-                s[2] += len(labels)
+            where = f"step {step} (epoch {epoch + 1})"
+            out_step = probes.train_step(tokens, labels, autocast, where, env, n_local / n_global)
+            for j, (loss, correct) in enumerate(out_step.values()):
+                sums[j] += torch.tensor([loss * n_local, correct, n_local], dtype=torch.float64)
+        if env.distributed:
+            sums = all_reduce_sum(sums.to(device), env).cpu()
+            epoch_skipped = [p for part in gather_objects(epoch_skipped, env) for p in part]
+            SkipCounter(len(train_set), cfg.max_skipped_fraction, f"probe training set, epoch {epoch + 1}").update(
+                epoch_skipped
+            )
+            for probe in probes.probes.values():
+                broadcast_buffers(probe, env)
         if not cache:
             train_skipped = epoch_skipped
-        history = {n: {"loss": s[0] / max(s[2], 1), "top1": 100.0 * s[1] / max(s[2], 1)} for n, s in sums.items()}
-        save_atomic({"epoch": epoch + 1, "history": history, "config": to_dict(cfg), **probes.state()}, state_path)
+        history = {
+            n: {"loss": float(s[0]) / max(float(s[2]), 1), "top1": 100.0 * float(s[1]) / max(float(s[2]), 1)}
+            for n, s in zip(probes.probes, sums)
+        }
+        if env.is_main:
+            state = {"epoch": epoch + 1, "history": history, "config": to_dict(cfg), "world_size": env.world_size}
+            save_atomic({**state, **probes.state()}, state_path)
 
-    result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast, collate_fn)
+    result = evaluate(encoder, probes.probes, val_set, cfg, device, autocast, collate_fn, env)
     metrics, predictions = _metrics_and_predictions(result, probes.hparams, history)
     v, s = (int(x) for x in (len(result["view_pred"][metrics["best_probe"]]), cfg.num_segments))
     metrics.update(
@@ -443,6 +543,8 @@ def run_probe(
             "seconds": round(time.time() - t0, 1),
         }
     )
+    if not env.is_main:
+        return metrics
     for name, probe in probes.probes.items():
         save_atomic(
             {
@@ -451,18 +553,13 @@ def run_probe(
                 "scaler": probes.scalers[name].state_dict() or None,
                 "epoch": cfg.epochs,
                 "batch_size": cfg.batch_size,
-                "world_size": 1,
+                "world_size": env.world_size,
                 "lr": probes.hparams[name]["lr"],
             },
             out / "probes" / f"{name}.pth.tar",
         )
     _write_results(out, metrics, predictions)
     return metrics
-
-
-def _device_autocast(cfg: ProbeConfig):
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return device, autocast_for(device, cfg.precision)
 
 
 def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
@@ -484,11 +581,17 @@ def evaluate_released(
 ) -> dict:
     """Evaluate a probe file as it is (no training) on val_set, whose items carry the protocol's
     segments and views; writes out_dir/metrics.json and predictions.csv as run_probe does, the
-    probe labelled as released. Its heads: num_heads, else the encoder's (official)."""
+    probe labelled as released. Its heads: num_heads, else the encoder's (official). Under torchrun
+    each process evaluates one block of val_set; rank 0 writes the files."""
+    with process_group(cfg.device) as env:
+        return _evaluate_released(cfg, encoder, probe, val_set, Path(out_dir), encoder_name, num_heads, collate_fn, env)
+
+
+def _evaluate_released(cfg, encoder, probe, val_set, out: Path, encoder_name, num_heads, collate_fn, env) -> dict:
     from vjepa.hub import load_probe, resolve
 
     t0 = time.time()
-    device, autocast = _device_autocast(cfg)
+    device, autocast = env.device, autocast_for(env.device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
     path = resolve(probe)
     head = load_probe(path, num_heads or getattr(encoder, "num_heads", None)).to(device)
@@ -500,7 +603,7 @@ def evaluate_released(
         )
     kind = probe_kind(head)
     name = f"{kind}_released"
-    result = evaluate(encoder, {name: head}, val_set, cfg, device, autocast, collate_fn)
+    result = evaluate(encoder, {name: head}, val_set, cfg, device, autocast, collate_fn, env)
     metrics, predictions = _metrics_and_predictions(
         result, {name: {"kind": kind, "released": str(probe)}}, {name: {"loss": None, "top1": None}}
     )
@@ -519,5 +622,6 @@ def evaluate_released(
             "seconds": round(time.time() - t0, 1),
         }
     )
-    _write_results(Path(out_dir), metrics, predictions)
+    if env.is_main:
+        _write_results(out, metrics, predictions)
     return metrics

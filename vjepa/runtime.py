@@ -57,6 +57,12 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
             np.random.set_state(npy)
 
 
+def mix_seed(*parts: int) -> int:
+    """The one seed-mixing rule of the project: a 63-bit seed hashed from integer parts (a run's seed,
+    a step, a rank...), so nearby parts give unrelated streams."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The torch generator that shuffles epoch `epoch` of a run seeded with `seed` (resumable per epoch)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.plumbing import PREPARED, RUNS, finish, is_rank0, launch_torchrun, once, publish, shared_work_dir
 from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.stages.pretrain import run_pretraining
 from pipeline.tracking import (
@@ -18,12 +20,14 @@ from pipeline.tracking import (
     stage_run,
 )
 from vjepa.config import to_dict
+from vjepa.distributed import process_group
 from vjepa.masks import mask_statistics
 from vjepa.stats import clip_outcomes
 
 
-def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -> dict:
-    """Pretrain with the point's changes on top of `ablations.pretrain`, then probe `ablations.task`."""
+def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Pretrain with the point's changes on top of `ablations.pretrain`, then probe `ablations.task`.
+    With several GPUs, relaunched under torchrun: both run data-parallel, one process per GPU."""
     spec, seed, task = P.ablations.points[point], P.main_seed, P.ablations.task
     cfg, data = P.pretrain_config(seed, point), P.ablation_data(point)
     settings = {
@@ -41,28 +45,34 @@ def run(P: Params, point: str | None = None, params_path: str = "params.yaml") -
         "target": cfg.target,
         "num_masks": len(cfg.masks),
     }
-    with stage_run("ablate", settings, tags, experiment=ablation_experiment(P.profile), key=f"ablate@{point}") as t:
-        work = work_dir(
-            f"ablate-{point}", settings, [PREPARED], [*data.sources, *task_files(P, P.probe.tasks[task].data)]
-        )
+    work = shared_work_dir(
+        f"ablate-{point}", settings, [PREPARED], [*data.sources, *task_files(P, P.probe.tasks[task].data)]
+    )
+    if launch_torchrun("ablate", point, params_path, torch.cuda.device_count()):
+        return None
+    rank0 = is_rank0()
+    experiment = ablation_experiment(P.profile)
+    with stage_run("ablate", settings, tags, experiment=experiment, key=f"ablate@{point}", enabled=rank0) as t:
 
         def compute():
             # no per-step curves in the ablation run: its runs table shows the few numbers it logs
             # (the curves go to the run as the metrics.jsonl artifact below)
-            summary = run_pretraining(P, cfg, seed, work / "pretrain", Tracker(), data)
-            encoder, _ = frozen_encoder(P, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
-            r = probe_task(
-                P, task, encoder, work / "probe", seed, P.probe.tasks[task].segments[0], point, P.ablations.probe
-            )
+            with process_group(cfg.device):  # one group for the pretraining and the probe
+                summary = run_pretraining(P, cfg, seed, work / "pretrain", Tracker(), data)
+                encoder, _ = frozen_encoder(P, str(work / "pretrain" / "latest.pth.tar"), cfg.model, override=False)
+                segments = P.probe.tasks[task].segments[0]
+                r = probe_task(P, task, encoder, work / "probe", seed, segments, point, P.ablations.probe)
             stats = [mask_statistics(m, cfg.model.grid, batch_size=cfg.batch_size, num_batches=20) for m in cfg.masks]
             return {
                 "summary": summary,
                 "top1_by_kind": top1_by_kind(r),
                 "mask_statistics": stats,
-                "clips": clip_outcomes(work / "probe", r),
+                "clips": clip_outcomes(work / "probe", r) if rank0 else None,  # rank 0 wrote the predictions
             }
 
-        result = once(work, compute)
+        result = once(work, compute, record=rank0)
+        if not rank0:
+            return result
         (work / "pretrain" / "latest.pth.tar").unlink(
             missing_ok=True
         )  # keep the curve and probe results, not the weights

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.plumbing import PREPARED, RUNS, finish, is_rank0, launch_torchrun, once, publish, shared_work_dir
 from pipeline.stages.common import encoder_files, frozen_encoder, probe_checkpoint
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
@@ -15,24 +17,31 @@ from vjepa.data.detection import ava_datasets
 from vjepa.detect import run_detection
 
 
-def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
-    """Train the head on the ground truth, predict on the proposals; writes runs/detect/."""
+def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Train the head on the ground truth, predict on the proposals; writes runs/detect/. With
+    several GPUs, relaunched under torchrun, one process per GPU (global batch = batch x GPUs)."""
     seed = P.main_seed
     labelmap = read_ava_labelmap(P.detect.data.labelmap)
     cfg = P.detect_config(sorted(labelmap), seed)
     ckpt = probe_checkpoint(P)
     settings = {"detect": to_dict(P.detect), "encoder": to_dict(P.probe.encoder), "checkpoint": ckpt}
-    with stage_run("detect", settings, {"profile": P.profile}) as t:
+    files = [f for k, f in vars(P.detect.data).items() if f and k != "frames"]  # the frames: too many to hash
+    work = shared_work_dir("detect", settings, [PREPARED, *encoder_files(P, ckpt)], files)
+    if launch_torchrun("detect", None, params_path, torch.cuda.device_count()):
+        return None
+    rank0 = is_rank0()
+    with stage_run("detect", settings, {"profile": P.profile}, enabled=rank0) as t:
         sets = ava_datasets(P.detect.data, P.detect.clip, cfg.num_classes, seed)
         encoder, enc = frozen_encoder(P, ckpt)
-        files = [f for k, f in vars(P.detect.data).items() if f and k != "frames"]  # the frames: too many to hash
-        work = work_dir("detect", settings, [PREPARED, *encoder_files(P, ckpt)], files)
         result = once(
             work,
             lambda: run_detection(
                 cfg, encoder, sets.train, sets.val, sets.val_groundtruth, work, sets.val_exclusions, labelmap
             ),
+            record=rank0,
         )
+        if not rank0:
+            return result
         out = publish(work, RUNS / "detect")
         metrics = {
             "profile": P.profile,

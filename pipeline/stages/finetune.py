@@ -3,13 +3,22 @@ on several views."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, WORK, checkpoint_path, finish, launch_torchrun, once, publish, work_dir
+from pipeline.plumbing import (
+    PREPARED,
+    RUNS,
+    checkpoint_path,
+    finish,
+    is_rank0,
+    launch_torchrun,
+    once,
+    publish,
+    shared_work_dir,
+)
 from pipeline.stages.common import task_entries, task_files
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
@@ -26,15 +35,10 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
     ckpt = P.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
     name = f"finetune-{task}"
-    # as pretrain: the launching process owns the work folder, torchrun's workers (one per GPU) share it
-    work = (
-        WORK / name
-        if "LOCAL_RANK" in os.environ
-        else work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
-    )
+    work = shared_work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
     if launch_torchrun("finetune", task, params_path, torch.cuda.device_count()):
         return None
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    rank0 = is_rank0()
     with stage_run("finetune", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
 
         def compute():

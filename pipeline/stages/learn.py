@@ -8,14 +8,27 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.plumbing import (
+    PREPARED,
+    RUNS,
+    checkpoint_path,
+    finish,
+    is_rank0,
+    launch_torchrun,
+    once,
+    publish,
+    shared_work_dir,
+)
 from pipeline.stages.common import frozen_encoder, probe_task, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
+from vjepa.distributed import process_group
 from vjepa.stats import clip_outcomes
 
 
-def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict:
+def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Probe the seed's encoder and a random one on the motion and appearance tasks; with several
+    GPUs, relaunched under torchrun (the probes run data-parallel, one process per GPU)."""
     seed = P.main_seed if seed is None else int(seed)
     names, ckpt = P.learn.tasks, str(checkpoint_path(seed))
     settings = {
@@ -25,23 +38,30 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         "tasks": {n: to_dict(P.probe.tasks[n]) for n in names},
         "defaults": P.probe.defaults,
     }
-    with stage_run("learn", settings, {"profile": P.profile, "seed": seed}) as t:
-        work = work_dir(
-            f"learn-seed{seed}", settings, [PREPARED, ckpt], task_files(P, *(P.probe.tasks[n].data for n in names))
-        )
+    files = task_files(P, *(P.probe.tasks[n].data for n in names))
+    work = shared_work_dir(f"learn-seed{seed}", settings, [PREPARED, ckpt], files)
+    if launch_torchrun("learn", str(seed), params_path, torch.cuda.device_count()):
+        return None
+    rank0 = is_rank0()
+    with stage_run("learn", settings, {"profile": P.profile, "seed": seed}, enabled=rank0) as t:
 
         def compute():
             results, clips = {}, {}  # clips: per-clip outcomes, for the report's paired verdicts
-            for kind in ("pretrained", "random"):
-                torch.manual_seed(seed)  # the random encoder's init is a function of the seed
-                encoder, _ = frozen_encoder(P, ckpt if kind == "pretrained" else None, override=False)
-                for name in names:
-                    r = probe_task(P, name, encoder, work / kind / name, seed, P.learn.segments, kind, P.learn.probe)
-                    results.setdefault(name, {})[kind] = top1_by_kind(r)
-                    clips.setdefault(name, {})[kind] = clip_outcomes(work / kind / name, r)
+            with process_group(P.probe_defaults().device):  # one group for all the probes
+                for kind in ("pretrained", "random"):
+                    torch.manual_seed(seed)  # the random encoder's init is a function of the seed
+                    encoder, _ = frozen_encoder(P, ckpt if kind == "pretrained" else None, override=False)
+                    for name in names:
+                        out = work / kind / name
+                        r = probe_task(P, name, encoder, out, seed, P.learn.segments, kind, P.learn.probe)
+                        results.setdefault(name, {})[kind] = top1_by_kind(r)
+                        # rank 0 wrote the predictions the outcomes are read from
+                        clips.setdefault(name, {})[kind] = clip_outcomes(out, r) if rank0 else None
             return {"top1": results, "clips": clips}
 
-        result = once(work, compute)
+        result = once(work, compute, record=rank0)
+        if not rank0:
+            return result
         results = result["top1"]
         publish(work, RUNS / "learn" / f"seed{seed}")
         margins = {

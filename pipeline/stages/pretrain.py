@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -11,13 +10,13 @@ from pipeline.config import Params, PretrainData
 from pipeline.plumbing import (
     PREPARED,
     RUNS,
-    WORK,
     curves_path,
     finish,
+    is_rank0,
     launch_torchrun,
     once,
     publish,
-    work_dir,
+    shared_work_dir,
     write_curves,
 )
 from pipeline.tracking import stage_run
@@ -68,11 +67,10 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
     cfg = P.pretrain_config(seed)
     settings = {"pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data)}
     name = f"pretrain-seed{seed}"
-    # the launching process owns the work folder (resume or start over); torchrun's workers use it
-    work = WORK / name if "LOCAL_RANK" in os.environ else work_dir(name, settings, [PREPARED], P.pretrain.data.sources)
+    work = shared_work_dir(name, settings, [PREPARED], P.pretrain.data.sources)
     if launch_torchrun("pretrain", str(seed), params_path, torch.cuda.device_count()):
         return None
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    rank0 = is_rank0()
     with stage_run("pretrain", settings, {"profile": P.profile, "seed": seed}, enabled=rank0) as t:
         summary = once(work, lambda: run_pretraining(P, cfg, seed, work, t), record=rank0)
         if not rank0:

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, finish, once, publish, work_dir
+from pipeline.plumbing import PREPARED, RUNS, finish, is_rank0, launch_torchrun, once, publish, shared_work_dir
 from pipeline.stages.common import encoder_files, frozen_encoder, probe_checkpoint, probe_task, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
+from vjepa.distributed import process_group
 
 
-def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict:
-    """Every probe of the grid on one task; writes runs/probe/<task>/."""
+def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
+    """Every probe of the grid on one task; writes runs/probe/<task>/. With several GPUs,
+    relaunched under torchrun, one process per GPU (global batch = batch x GPUs)."""
     spec = P.probe.tasks[task]
     if spec.evaluate_only is not None:  # a released probe, evaluated as it is
         from pipeline.stages.released import evaluate_only
 
-        return evaluate_only(P, task)
+        return evaluate_only(P, task, params_path)
     seed, ckpt = P.main_seed, probe_checkpoint(P)
     settings = {
         "task": to_dict(spec),
@@ -28,21 +32,25 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
         "seed": seed,
         "data": to_dict(P.tasks[spec.data]),
     }
-    with stage_run("probe", settings, {"profile": P.profile, "task": task}) as t:
-        work = work_dir(f"probe-{task}", settings, [PREPARED, *encoder_files(P, ckpt)], task_files(P, spec.data))
+    work = shared_work_dir(f"probe-{task}", settings, [PREPARED, *encoder_files(P, ckpt)], task_files(P, spec.data))
+    if launch_torchrun("probe", task, params_path, torch.cuda.device_count()):
+        return None
+    rank0 = is_rank0()
+    with stage_run("probe", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
 
         def compute():
             encoder, enc = frozen_encoder(P, ckpt)
             name = enc.checkpoint or enc.timm_model or "random"
-            return {
-                "encoder": enc.checkpoint or enc.timm_model,
-                "runs": {
+            with process_group(P.probe_defaults().device):  # one group for every run of the stage
+                runs = {
                     f"segments{s}": probe_task(P, task, encoder, work / f"segments{s}", seed, s, name)
                     for s in spec.segments
-                },
-            }
+                }
+            return {"encoder": enc.checkpoint or enc.timm_model, "runs": runs}
 
-        result = once(work, compute)
+        result = once(work, compute, record=rank0)
+        if not rank0:
+            return result
         results = result["runs"]
         head = results[f"segments{spec.segments[0]}"]
         publish(work, RUNS / "probe" / task)

@@ -8,8 +8,20 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from pipeline.config import Params
-from pipeline.plumbing import PREPARED, RUNS, checkpoint_path, finish, once, publish, work_dir
+from pipeline.plumbing import (
+    PREPARED,
+    RUNS,
+    checkpoint_path,
+    finish,
+    is_rank0,
+    launch_torchrun,
+    once,
+    publish,
+    shared_work_dir,
+)
 from pipeline.stages.common import frozen_encoder, task_entries, task_files, top1_by_kind
 from pipeline.tracking import stage_run
 from vjepa.config import to_dict
@@ -17,8 +29,9 @@ from vjepa.data import task_datasets
 from vjepa.probe import evaluate_released
 
 
-def evaluate_only(P: Params, task: str) -> dict:
-    """Evaluate the released probe of one task; returns (and writes) the stage's metrics."""
+def evaluate_only(P: Params, task: str, params_path: str = "params.yaml") -> dict | None:
+    """Evaluate the released probe of one task; returns (and writes) the stage's metrics. With
+    several GPUs, relaunched under torchrun, each process evaluating one block of the videos."""
     spec = P.probe.tasks[task]
     released = spec.evaluate_only
     segments, views = released.protocol(task)
@@ -32,8 +45,14 @@ def evaluate_only(P: Params, task: str) -> dict:
         "views": views,
         "data": to_dict(P.tasks[spec.data]),
     }
-    with stage_run("probe", settings, {"profile": P.profile, "task": task, "released": "true"}) as t:
-        work = work_dir(f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(P, spec.data))
+    work = shared_work_dir(
+        f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(P, spec.data)
+    )
+    if launch_torchrun("probe", task, params_path, torch.cuda.device_count()):
+        return None
+    rank0 = is_rank0()
+    tags = {"profile": P.profile, "task": task, "released": "true"}
+    with stage_run("probe", settings, tags, enabled=rank0) as t:
 
         def compute():
             encoder, _ = frozen_encoder(P, encoder_file, override=False)
@@ -46,7 +65,9 @@ def evaluate_only(P: Params, task: str) -> dict:
                 cfg, encoder, released.probe, val_set, work / f"segments{segments}", encoder_file, released.num_heads
             )
 
-        run = once(work, compute)
+        run = once(work, compute, record=rank0)
+        if not rank0:
+            return run
         publish(work, RUNS / "probe" / task)
         by_kind = top1_by_kind(run)
         metrics = {
