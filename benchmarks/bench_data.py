@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from vjepa.data import ClipSampling, VideoDataset, collate, pretrain_transform, read_path_label_list
 from vjepa.data.datasets import worker_threads_init
-from vjepa.data.small_suite import SmallSuiteConfig, build_small_suite, write_video
+from vjepa.data.small_suite import build_small_suite, write_video
+from vjepa.infra.configs import SmallSuiteConfig
 
 
 def clips_per_second(dataset, workers: int, batch_size: int) -> float:

@@ -16,8 +16,8 @@ Lines (each step measurement in its own fresh process, so each peak memory is th
   interleaved in one process; the official evaluation trains one probe per run, so its K probes
   cost K runs.
 - loader: benchmarks/bench_loader.py --official-repo <checkout>, run as a subprocess when it exists.
-The official checkout is read from outside this repository (see README, "Benchmarks against the
-official code"); nothing of it is copied here.
+The official checkout is read from outside this repository (docs/benchmarks.md, "The pretraining
+step against the official code"); nothing of it is copied here.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def peak_rss_mib() -> float:
 
 
 def write_step_inputs(name: str, path: Path) -> None:
-    from vjepa.config import from_dict
-    from vjepa.masks import MaskCollator
+    from vjepa.infra.config import from_dict
+    from vjepa.jepa.masks import MaskCollator
     from vjepa.models import ModelConfig, build_encoder, build_predictor
 
     spec = STEP_CONFIGS[name]
@@ -81,7 +81,7 @@ def write_step_inputs(name: str, path: Path) -> None:
         for t in pred.mask_tokens:
             t.normal_(0, 0.02)
     steps = spec["steps"] + 1  # one warm-up step
-    from vjepa.masks import PAPER_MASKS
+    from vjepa.infra.configs import PAPER_MASKS
 
     collator = MaskCollator(PAPER_MASKS, model.grid, seed=0)
     masks = [collator(spec["batch"], s) for s in range(steps)]
@@ -103,9 +103,11 @@ def write_step_inputs(name: str, path: Path) -> None:
 
 
 def step_ours(inputs: dict, out: Path) -> dict:
-    from vjepa.config import from_dict
-    from vjepa.distributed import DistEnv
-    from vjepa.pretrain import PretrainConfig, build_state, train_step
+    from vjepa.infra.config import from_dict
+    from vjepa.infra.distributed import DistEnv
+    from vjepa.jepa.step import train_step
+    from vjepa.train.pretrain import build_state
+    from vjepa.infra.configs import PretrainConfig
 
     cfg = from_dict(
         PretrainConfig,
@@ -219,7 +221,8 @@ def step_official(inputs: dict, repo: str, out: Path) -> dict:
 def masks_both(repo: str, calls: int) -> dict:
     """Our and the official MaskCollator for the same settings, their calls interleaved in one process
     (a load change on the machine hits both alike)."""
-    from vjepa.masks import PAPER_MASKS, MaskCollator
+    from vjepa.jepa.masks import MaskCollator
+    from vjepa.infra.configs import PAPER_MASKS
 
     sys.path.insert(0, str(HERE))
     from official import import_official
@@ -256,7 +259,9 @@ def probe_batches(ks: list[int], steps: int, cached: bool, seed: int = 0) -> dic
     step; one ProbeSet per k in ks, their steps interleaved in this process so a load change on the
     machine hits every k alike."""
     from vjepa.models import ModelConfig, build_encoder
-    from vjepa.probe import ProbeConfig, ProbeSet, encode
+    from vjepa.evals.frozen import encode
+    from vjepa.evals.probe import ProbeSet
+    from vjepa.infra.configs import ProbeConfig
     import contextlib
 
     model = ModelConfig(size="tiny", img_size=64, num_frames=16)

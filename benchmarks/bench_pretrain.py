@@ -1,4 +1,4 @@
-"""Throughput and memory of one V-JEPA pretraining step (vjepa.pretrain.train_step, the loop's own
+"""Throughput and memory of one V-JEPA pretraining step (vjepa.train.pretrain.train_step, the loop's own
 step: target pass, context passes for both masks, predictor, backward, AdamW, EMA).
 
 Configs: the CPU profile's tiny model, and ViT-L/16 at 224 px and 16 frames with the paper's masks.
@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from vjepa.config import from_dict
-from vjepa.distributed import DistEnv
-from vjepa.flops import step_flops
-from vjepa.masks import MaskCollator
-from vjepa.pretrain import PretrainConfig, build_state, train_step
+from vjepa.infra.config import from_dict
+from vjepa.infra.distributed import DistEnv
+from vjepa.models.flops import step_flops
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.step import train_step
+from vjepa.train.pretrain import build_state
+from vjepa.infra.configs import PretrainConfig
 
 # the default profile's model (params.yaml `model`), and the paper's ViT-L/16
 TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "default.yaml").read_text())["model"]

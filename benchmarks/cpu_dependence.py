@@ -1,5 +1,5 @@
 """How much does a pretraining run move with the CPU's kernel dispatch? The same short run of the
-default profile's model (vjepa.pretrain.train_step on fixed clips, seeded masks) is repeated, each
+default profile's model (vjepa.train.pretrain.train_step on fixed clips, seeded masks) is repeated, each
 in its own process, under environment settings that change which CPU kernels torch, MKL and oneDNN
 pick: the machine's own (twice, to show same-machine bit-reproducibility), ATen's vectorised
 kernels forced lower (`ATEN_CPU_CAPABILITY`), MKL's code path pinned (`MKL_CBWR`), oneDNN capped
@@ -27,10 +27,12 @@ import numpy as np
 import torch
 import yaml
 
-from vjepa.config import from_dict
-from vjepa.distributed import DistEnv
-from vjepa.masks import MaskCollator
-from vjepa.pretrain import PretrainConfig, build_state, train_step
+from vjepa.infra.config import from_dict
+from vjepa.infra.distributed import DistEnv
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.step import train_step
+from vjepa.train.pretrain import build_state
+from vjepa.infra.configs import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())

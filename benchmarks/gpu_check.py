@@ -11,7 +11,7 @@ lines and merges its result into one JSON (--results), so that a run can be comm
 
 --rehearse runs a part at tiny sizes on the CPU (the same code, imports and lines); --dry stops each
 part after its imports and arguments, before anything is timed. Model FLOPs are counted analytically
-(vjepa.flops) from the shapes the step ran; utilisation is those FLOPs over the step time and the
+(vjepa.models.flops) from the shapes the step ran; utilisation is those FLOPs over the step time and the
 GPU's peak dense bf16 rate.
 """
 
@@ -110,10 +110,11 @@ def step_run(
     torch.compile backend or None (eager)."""
     import torch
     from bench_pretrain import peak_rate, step_timer  # the step timing both benchmarks share
-    from vjepa.config import from_dict
-    from vjepa.distributed import DistEnv
-    from vjepa.masks import MaskCollator
-    from vjepa.pretrain import PretrainConfig, build_state
+    from vjepa.infra.config import from_dict
+    from vjepa.infra.distributed import DistEnv
+    from vjepa.jepa.masks import MaskCollator
+    from vjepa.train.pretrain import build_state
+    from vjepa.infra.configs import PretrainConfig
 
     t_start = time.perf_counter()
     dev = torch.device(device)
@@ -204,7 +205,6 @@ def step_part(args, shape: str) -> dict:
     backend = ("aot_eager" if args.rehearse else "inductor") if args.compile else None
     if args.dry:
         from bench_pretrain import peak_rate, step_timer  # noqa: F401  the imports the step needs
-        from vjepa.pretrain import PretrainConfig, build_state  # noqa: F401
 
         print(
             f"dry: {shape} step (model {model}, batch {batch}, compile={backend}, act_ckpt={act_ckpt}) "

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     from pipeline.plumbing import StageBusy
-    from vjepa.config import ConfigError
+    from vjepa.infra.config import ConfigError
     from vjepa.data.readers import AnnotationError
 
     try:
@@ -47,21 +47,24 @@ def main(argv=None) -> int:
             from pipeline.profiles import params_text
             import yaml
 
-            P = (
+            params = (
                 from_mapping(yaml.safe_load(params_text(args.key)), f"profiles/{args.key}.yaml")
                 if args.key
                 else load(args.params)
             )
             print(f"{f'profile {args.key}' if args.key else args.params}: valid ({', '.join(SECTIONS)})")
             if args.gpus:
-                for stage, batch in P.global_batches(args.gpus).items():
+                for stage, batch in params.global_batches(args.gpus).items():
                     print(f"  global batch of {stage}: {batch}")
             if args.files:
                 import importlib
                 import json
 
                 prepare = importlib.import_module("pipeline.stages.prepare")  # not a dep of every stage's command
-                print("  files read and checked:", json.dumps(prepare.check_inputs(P), indent=2).replace("\n", "\n  "))
+                print(
+                    "  files read and checked:",
+                    json.dumps(prepare.check_inputs(params), indent=2).replace("\n", "\n  "),
+                )
             return 0
         from pipeline.stages import run
 
@@ -91,7 +94,7 @@ def _run_stops() -> tuple[type, ...]:
     that this entry point imports no training code itself (each stage's dvc.yaml deps stay its own)."""
     found = [
         getattr(sys.modules.get(m), c, None)
-        for m, c in (("vjepa.data.datasets", "TooManySkipped"), ("vjepa.runtime", "NonFiniteLossError"))
+        for m, c in (("vjepa.data.datasets", "TooManySkipped"), ("vjepa.infra.runtime", "NonFiniteLossError"))
     ]
     return tuple(c for c in found if c is not None)
 

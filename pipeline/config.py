@@ -23,9 +23,10 @@ from typing import Annotated
 
 import yaml
 
-from vjepa.config import ConfigError, FieldError, Partial, check_range, from_dict, join, to_dict
-from vjepa.configs import (
+from vjepa.infra.config import ConfigError, FieldError, Partial, check_range, from_dict, join, to_dict
+from vjepa.infra.configs import (
     BACKENDS,
+    DEFAULT_BACKEND,
     AvaClipConfig,
     AvaFiles,
     DetectConfig,
@@ -53,11 +54,18 @@ FinetuneTask = Annotated[
 DetectHead = Annotated[dict, Partial(DetectConfig, exclude=("eval_classes", "seed"))]
 
 
+class Replace(dict):
+    """A mapping that replaces the base's mapping instead of merging into it (a profile's `!replace`)."""
+
+
 def merge(base: dict, override: dict) -> dict:
-    """`override` on top of `base`: mappings merge key by key, anything else (lists, masks) is replaced."""
+    """`override` on top of `base`: mappings merge key by key; anything else (lists, masks) and a
+    Replace mapping replace what the base holds. The one merge of the project (profiles, ablation
+    points, per-task settings)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        nested = isinstance(v, dict) and not isinstance(v, Replace) and isinstance(out.get(k), dict)
+        out[k] = merge(out[k], v) if nested else copy.deepcopy(v)
     return out
 
 
@@ -78,9 +86,9 @@ class PretrainData:
     hflip: bool = True
     decode_threads: int = 1
     cache_mb: int = 0  # keep decoded videos in memory (small datasets read many times)
-    video_backend: str = "pyav"  # "pyav" | "decord" (the official loader's); same frames, byte for byte (README)
+    video_backend: str = DEFAULT_BACKEND  # "pyav" | "decord" (the official loader's); same frames, byte for byte
     finish_on_device: bool = False  # workers only decode and cut the box; the training process converts,
-    # resizes, flips and normalises on its GPU (README, "loader speed")
+    # resizes, flips and normalises on its GPU (docs/videos-and-loader.md)
 
     def validate(self) -> None:
         if not self.sources:
@@ -101,7 +109,9 @@ PretrainDataOverrides = Annotated[dict, Partial(PretrainData)]
 @dataclass
 class PretrainSection:
     data: PretrainData
-    train: PretrainOverrides = field(default_factory=dict)  # vjepa.pretrain.PretrainConfig minus model, masks, seed
+    train: PretrainOverrides = field(
+        default_factory=dict
+    )  # vjepa.train.pretrain.PretrainConfig minus model, masks, seed
     mlflow_every: int = 1  # steps between step metrics sent to MLflow
 
     def validate(self) -> None:
@@ -132,14 +142,14 @@ class ProbeTask(TaskViews):
 class ProbeSection:
     tasks: dict[str, ProbeTask]
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    defaults: ProbeOverrides = field(default_factory=dict)  # vjepa.probe.ProbeConfig minus num_classes
+    defaults: ProbeOverrides = field(default_factory=dict)  # vjepa.evals.probe.ProbeConfig minus num_classes
 
 
 @dataclass
 class DetectSection:
     data: AvaFiles
     clip: AvaClipConfig = field(default_factory=AvaClipConfig)
-    head: DetectHead = field(default_factory=dict)  # vjepa.detect.DetectConfig minus eval_classes, seed
+    head: DetectHead = field(default_factory=dict)  # vjepa.evals.detect.DetectConfig minus eval_classes, seed
 
 
 @dataclass
@@ -509,10 +519,10 @@ def from_mapping(data: dict, name: str = "params.yaml") -> Params:
 def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file (errors: `params.yaml: pretrain.train.optim.lr: ...`); its
     generated `sources` section must be there when the params name release files."""
-    P = from_mapping(read_yaml(path), str(path))
-    if P.sources is None and P.derived_sources():
+    params = from_mapping(read_yaml(path), str(path))
+    if params.sources is None and params.derived_sources():
         raise ConfigError(
             f"{path}: sources: missing (the release files DVC tracks); write the params file with "
-            f"`python -m pipeline profile {P.profile}`"
+            f"`python -m pipeline profile {params.profile}`"
         )
-    return P
+    return params

@@ -16,7 +16,7 @@ by the Prefect server, which every machine reaches). Without a DVC remote config
 checkout) nothing is pulled or pushed.
 
 What comes from a flow run is checked before it touches the checkout: every file of a received
-record must lie inside the checkout (`vjepa.runtime.confined`), and a stage whose upstream stages
+record must lie inside the checkout (`vjepa.infra.runtime.confined`), and a stage whose upstream stages
 never ran here and came with no record is refused at once, naming them. Such refusals are
 deterministic and are not retried (a killed or failed `dvc` run is). A run's `profile` applies to
 that run only: the checkout's params.yaml and dvc.lock are put back afterwards.
@@ -175,7 +175,7 @@ def apply_records(root: Path, records: list[dict]) -> None:
         return
     from dvc.repo import Repo
 
-    from vjepa.runtime import confined
+    from vjepa.infra.runtime import confined
 
     writes = []
     for r in records:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vjepa.runtime import read_json, source_stamp, write_json, write_text
+from vjepa.infra.runtime import read_json, source_stamp, write_json, write_text
 
 PREPARED = Path("data/prepared")  # the prepare stage's output: the small suite, or a real-data profile's index
 RUNS = Path("runs")

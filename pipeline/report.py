@@ -15,8 +15,8 @@ from pipeline import paper
 from pipeline.config import Params
 from pipeline.plumbing import DETAILS
 from pipeline.tracking import ablation_reference
-from vjepa.runtime import write_json, write_text
-from vjepa.stats import PairedComparison, paired_bootstrap, paired_outcomes
+from vjepa.infra.runtime import write_json, write_text
+from vjepa.evals.stats import PairedComparison, paired_bootstrap, paired_outcomes
 
 RUNS = Path("runs")
 # set by build_report to the profile's folders: metrics/<profile>, reports/<profile>
@@ -62,12 +62,12 @@ def _mean_spread(xs: list[float]) -> str:
     return f"{np.mean(xs):.1f} ± {_sd(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
 
-def stand_ins(P: Params) -> dict[str, str]:
+def stand_ins(params: Params) -> dict[str, str]:
     """What each task is on this profile: the small suite's stand-in where `prepare` builds the data
     (default and smoke profiles), nothing where the tasks read the real datasets."""
-    if P.prepare is None:
+    if params.prepare is None:
         return {}
-    motion = P.prepare.ssv2_label
+    motion = params.prepare.ssv2_label
     return {
         "k400": "K400 stand-in: digit class, moving digits",
         "ssv2": f"SSv2 stand-in: motion {motion}",
@@ -547,11 +547,11 @@ def switched_off(ours8: dict) -> list[str]:
     return off
 
 
-def section_hyperparameters(P: Params, profile: str) -> str:
+def section_hyperparameters(params: Params, profile: str) -> str:
     """Tables 5-8: the paper's settings (ViT-L/16, K400 columns) beside the active profile's, resolved
     through the same typed configs the stages build (so defaults the profile leaves out show too)."""
-    pre = P.pretrain_config(P.main_seed)
-    data = P.pretrain.data
+    pre = params.pretrain_config(params.main_seed)
+    data = params.pretrain.data
     o, m = pre.optim, pre.model
     ours5 = {
         "resolution": m.img_size,
@@ -582,8 +582,8 @@ def section_hyperparameters(P: Params, profile: str) -> str:
         "### Table 5: pretraining\n\n"
         + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours5[k])] for k, v in paper.TABLE5.items()]),
     ]
-    tasks = P.probe.tasks
-    probe = P.probe_defaults()
+    tasks = params.probe.tasks
+    probe = params.probe_defaults()
     k400, ssv2 = tasks.get("k400"), tasks.get("ssv2")
     ours6 = {
         "num_clips (K400 / SSv2)": f"{k400.segments[0] if k400 else '–'} / {ssv2.segments[0] if ssv2 else '–'}",
@@ -604,7 +604,7 @@ def section_hyperparameters(P: Params, profile: str) -> str:
         "### Table 6: frozen evaluation\n\n"
         + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours6[k])] for k, v in paper.TABLE6.items()])
     )
-    det = P.detect_config([1], P.main_seed)
+    det = params.detect_config([1], params.main_seed)
     ours7 = {
         "out_layers": str(det.out_layers),
         "batch_size": det.batch_size,
@@ -619,10 +619,10 @@ def section_hyperparameters(P: Params, profile: str) -> str:
         "### Table 7: frozen detection\n\n"
         + _table(["hyper-parameter", "paper", "ours"], [[k, str(v), str(ours7[k])] for k, v in paper.TABLE7.items()])
     )
-    ft_tasks = P.finetune.tasks
+    ft_tasks = params.finetune.tasks
     if ft_tasks:
         name = "k400" if "k400" in ft_tasks else next(iter(ft_tasks))
-        ft = P.finetune_config(name, 2)
+        ft = params.finetune_config(name, 2)
         ours8 = {
             "num_frames": ft.num_frames,
             "sampling_rate": ft.frame_step,
@@ -909,11 +909,11 @@ def copy_masks_figure() -> str | None:
 COMPARISONS: dict = {}  # set by build_report: (point, probe kind) -> the ablation verdicts it reported
 
 
-def build_report(P: Params) -> Path:
+def build_report(params: Params) -> Path:
     """reports/<profile>/README.md and its figures from metrics/<profile>/ (the ablation verdicts it
     reports stay in COMPARISONS for the stage to log to MLflow)."""
     global METRICS, REPORTS, FIG
-    profile = P.profile
+    profile = params.profile
     METRICS, REPORTS = Path("metrics") / profile, Path("reports") / profile
     FIG = REPORTS / "figures"
     KEPT.clear()
@@ -926,11 +926,11 @@ def build_report(P: Params) -> Path:
     detect = json.loads(detect_path.read_text()) if detect_path.exists() else None
     REPORTS.mkdir(parents=True, exist_ok=True)
     FIG.mkdir(parents=True, exist_ok=True)
-    roles = {P.learn.motion: "motion", P.learn.appearance: "appearance"}
-    names = stand_ins(P)
-    reference = ablation_reference(P)
+    roles = {params.learn.motion: "motion", params.learn.appearance: "appearance"}
+    names = stand_ins(params)
+    reference = ablation_reference(params)
     seeds = len(learn)
-    segments = {t: task.segments[0] for t, task in P.probe.tasks.items()}
+    segments = {t: task.segments[0] for t, task in params.probe.tasks.items()}
     comparisons, _ = ablation_comparisons(ablate, reference)
     COMPARISONS.clear()
     COMPARISONS.update(comparisons)
@@ -970,17 +970,17 @@ def build_report(P: Params) -> Path:
         "Generated by the `report` stage from the metrics files alone. Every number of ours is labelled "
         f"with the profile that produced it ({profile}); the paper's numbers are from its appendix and the "
         "official README.\n",
-        section_learn(learn, profile, roles, names, P.learn.segments),
+        section_learn(learn, profile, roles, names, params.learn.segments),
         section_frozen(probes, detect, profile, names, segments),
         section_lin_att(probes, profile, names, segments),
         section_coverage(probes, profile, names),
         section_samples(pretrain, profile),
         section_ablations(
-            ablate, profile, reference, names, segments.get(P.ablations.task, "–"), comparisons if ablate else None
+            ablate, profile, reference, names, segments.get(params.ablations.task, "–"), comparisons if ablate else None
         ),
         section_detect(detect, profile, names),
         section_finetune(finetune, probes, profile, names, segments),
-        section_hyperparameters(P, profile),
+        section_hyperparameters(params, profile),
         "## Figures\n\n" + "\n\n".join(lines) + "\n",
     ]
     path = REPORTS / "README.md"

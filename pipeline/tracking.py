@@ -333,10 +333,10 @@ def log_ablation(tracker: Tracker, point: str, spec, cfg, stats: list[dict], met
     tracker.description(ablation_description(point, spec.label, spec.tables, spec.pretrain))
 
 
-def ablation_reference(P) -> str | None:
+def ablation_reference(params) -> str | None:
     """The grid point that changes nothing (`pretrain: {}`): the profile's own settings, which every
     other point is compared with."""
-    return next((k for k, v in P.ablations.points.items() if not v.pretrain), None)
+    return next((k for k, v in params.ablations.points.items() if not v.pretrain), None)
 
 
 AXES = ("masks_per_sample", "blocks_per_mask", "spatial_scale", "temporal_extent", "mask_kind", "target_kind")

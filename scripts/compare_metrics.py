@@ -6,7 +6,7 @@ Every JSON file under each folder is read and flattened to dotted keys; a stage'
 its name, looked up first under `details/` (where the full record lives since the headline/details
 split) and then at the top (older runs kept everything there), and `--rename OLD=NEW` maps renamed
 files (e.g. `ablate/paper=ablate/reference`). Timings, rates and memory vary run to run and are left
-out (the keys of vjepa.runtime.TIMINGS, the ones a run keeps out of its cached outputs); every
+out (the keys of vjepa.infra.runtime.TIMINGS, the ones a run keeps out of its cached outputs); every
 other number must be equal, bit for bit. Prints each difference and a summary; exits 1 if any value
 differs, 0 otherwise. Files or keys present on one side only are listed, not counted as differences.
 """
@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vjepa.runtime import read_json, without_timings
+from vjepa.infra.runtime import read_json, without_timings
 
 
 def flatten(value, prefix: str = ""):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vjepa.masks import PAPER_MASKS
+from vjepa.infra.configs import PAPER_MASKS
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from vjepa.masks import PAPER_MASKS, MaskCollator
+from vjepa.jepa.masks import MaskCollator
+from vjepa.infra.configs import PAPER_MASKS
 from vjepa.models import ModelConfig, build_encoder, build_predictor, gather_tokens
 from vjepa.models.convert import save_hf
 from vjepa.models.probes import vjepa2_probe

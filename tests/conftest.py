@@ -46,8 +46,9 @@ TINY_SUITE = dict(
 
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory):
-    from vjepa.config import from_dict
-    from vjepa.data.small_suite import SmallSuiteConfig, build_small_suite
+    from vjepa.infra.config import from_dict
+    from vjepa.data.small_suite import build_small_suite
+    from vjepa.infra.configs import SmallSuiteConfig
 
     root = tmp_path_factory.mktemp("tiny_suite") / "data"
     summary = build_small_suite(from_dict(SmallSuiteConfig, TINY_SUITE, "data"), root)

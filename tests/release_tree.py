@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vjepa.data.ava import AVA_EVAL_CLASS_IDS, write_ava_csv, write_ava_labelmap
+from vjepa.data.ava import write_ava_csv, write_ava_labelmap
+from vjepa.infra.configs import AVA_EVAL_CLASS_IDS
 from vjepa.data.readers import write_path_label_list
 from vjepa.data.small_suite import _youtube_id, write_image, write_video
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vjepa.ava_eval import average_precision, frame_map, official_top_k, read_detections_csv, write_detections_csv
+from vjepa.evals.ava_eval import average_precision, frame_map, official_top_k, read_detections_csv, write_detections_csv
 
 A = (0.1, 0.1, 0.4, 0.5)
 B = (0.5, 0.2, 0.9, 0.9)

@@ -5,8 +5,7 @@ import pickle
 import pytest
 import torch
 
-from vjepa.checkpoint import (
-    CheckpointError,
+from vjepa.infra.checkpoint import (
     export_official,
     import_official,
     load,
@@ -15,6 +14,7 @@ from vjepa.checkpoint import (
     save_atomic,
     strip_prefix,
 )
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from vjepa.config import ConfigError, from_dict, to_dict
+from vjepa.infra.config import ConfigError, from_dict, to_dict
 
 
 @dataclass

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from vjepa.data.ava import (
-    AVA_EVAL_CLASS_IDS,
     AvaFrameFolder,
     ava_clip_indices,
     ava_keyframe_index,
@@ -20,6 +19,7 @@ from vjepa.data.ava import (
     write_ava_labelmap,
     write_ava_proposals,
 )
+from vjepa.infra.configs import AVA_EVAL_CLASS_IDS
 from vjepa.data.readers import AnnotationError
 
 PBTXT = """item {
@@ -241,7 +241,7 @@ def test_proposals_whose_values_are_not_arrays_of_numbers_are_an_error_naming_th
 
 @pytest.mark.parametrize("video_id", ["../outside", "/etc", "a/../../outside"])
 def test_an_ava_video_id_that_leads_out_of_the_frames_folder_is_refused_naming_it(tmp_path, video_id):
-    from vjepa.runtime import PathEscapeError
+    from vjepa.infra.runtime import PathEscapeError
 
     _frames(tmp_path / "outside", ["outside_000001.jpg"])
     (tmp_path / "frames").mkdir()

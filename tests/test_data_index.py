@@ -10,10 +10,12 @@ import pytest
 import yaml
 from conftest import with_sources
 
-from vjepa.config import from_dict
-from vjepa.data.index import IndexConfig, index_path, load_task_index, write_task_index
+from vjepa.infra.config import from_dict
+from vjepa.data.index import index_path, load_task_index, write_task_index
+from vjepa.infra.configs import IndexConfig
 from vjepa.data.readers import AnnotationError, Entries
-from vjepa.data.sources import TaskData, read_task
+from vjepa.data.sources import read_task
+from vjepa.infra.configs import TaskData
 
 
 def _tasks(root):

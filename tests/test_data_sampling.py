@@ -5,7 +5,7 @@ frame steps from a clip duration."""
 import numpy as np
 import pytest
 
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data.sampling import ClipSampling, clip_indices, clip_window
 
 SPEC_EXAMPLE = [0, 4, 8, 12, 17, 21, 25, 29, 34, 38, 42, 46, 51, 55, 59, 63]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data import (
     AvaFrameFolder,
     ClipSampling,
@@ -26,7 +26,8 @@ from vjepa.data import (
     read_ssv2,
 )
 from vjepa.data import moving_digits as md
-from vjepa.data.small_suite import SmallSuiteConfig, _Digits, _rng, build_small_suite
+from vjepa.data.small_suite import _Digits, _rng, build_small_suite
+from vjepa.infra.configs import SmallSuiteConfig
 
 TINY = dict(
     k400_train=4,

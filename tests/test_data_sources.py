@@ -2,9 +2,10 @@
 
 import pytest
 
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data.readers import AnnotationError
-from vjepa.data.sources import TaskData, read_task
+from vjepa.data.sources import read_task
+from vjepa.infra.configs import TaskData
 
 
 def spec(root, fmt, train, val, **extra):

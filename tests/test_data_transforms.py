@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from vjepa.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    RAND_AUGMENT,
     ClipAutoAugment,
     ClipColorJitter,
     ClipRandAugment,
@@ -25,6 +24,7 @@ from vjepa.data.transforms import (
     to_clip_tensor,
     TrainClipTransform,
 )
+from vjepa.infra.configs import RAND_AUGMENT
 
 
 def _static_clip(T=4, h=40, w=48, seed=0):

@@ -228,6 +228,7 @@ def test_a_width_decord_cannot_copy_is_decoded_by_pyav_and_counted(files):
         ClipSampling(num_frames=4, frame_step=2),
         lambda f, rng=None: to_clip_tensor(f[:, :16, :16])[None],
         seed=0,
+        video_backend="decord",
     )
     counter = SkipCounter(len(ds), max_fraction=0.5)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
@@ -272,7 +273,7 @@ def _dataset(root: Path, world_size: int, finish_on_device: bool = False) -> tup
     """8 real videos of 4+ frames at 32 px; the two that shard 0 draws at iteration 1 are broken
     (zero bytes, truncated), so that micro-batch has no clip."""
     from vjepa.data.transforms import pretrain_transform
-    from vjepa.distributed import DistEnv, ShardedBatchSampler
+    from vjepa.infra.distributed import DistEnv, ShardedBatchSampler
 
     root.mkdir(parents=True, exist_ok=True)
     sampler = ShardedBatchSampler(8, 2, 1, DistEnv(rank=0, world_size=world_size), 7, 3)
@@ -297,7 +298,7 @@ def _dataset(root: Path, world_size: int, finish_on_device: bool = False) -> tup
 
 def _empty_steps(world_size: int, bad: list[str], paths_of) -> list[int]:
     """1-based steps at which some process draws a micro-batch of only broken files."""
-    from vjepa.distributed import DistEnv, ShardedBatchSampler
+    from vjepa.infra.distributed import DistEnv, ShardedBatchSampler
 
     out = []
     for step in range(3):
@@ -314,7 +315,7 @@ def _config():
 
 def _worker(out: str) -> None:
     import torch.distributed as dist
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -334,7 +335,7 @@ def read_steps(run: Path) -> list[int]:
 
 
 def test_a_micro_batch_of_only_broken_files_is_skipped_and_counted_in_one_process(tmp_path):
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     ds, bad = _dataset(tmp_path / "videos", 1)
     with warnings.catch_warnings():
@@ -343,7 +344,7 @@ def test_a_micro_batch_of_only_broken_files_is_skipped_and_counted_in_one_proces
     assert _empty_steps(1, bad, [p for p, _ in ds.entries]) == [2]
     assert summary["empty_steps"] == 1 and summary["skipped_videos"] == 2 and summary["steps"] == 3
     assert read_steps(tmp_path / "run") == [1, 3]  # step 2 had no clip: no update, not logged
-    from vjepa.checkpoint import load
+    from vjepa.infra.checkpoint import load
 
     assert load(tmp_path / "run" / "latest.pth.tar")["skipped"] == bad
 
@@ -352,9 +353,9 @@ def test_finishing_the_transform_in_the_training_process_trains_bit_identically(
     # finish_on_device: a DataLoader worker decodes and cuts each clip's box (uint8, one shared
     # buffer per batch); the training process converts, resizes, flips and normalises. On the CPU
     # that is the same numbers: the same losses and weights, with the broken files skipped alike
-    from vjepa.checkpoint import load
+    from vjepa.infra.checkpoint import load
     from vjepa.data.transforms import UnfinishedClips
-    from vjepa.pretrain import MicroBatches, pretrain
+    from vjepa.train.pretrain import MicroBatches, pretrain
 
     runs = {}
     for finish in (False, True):

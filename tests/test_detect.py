@@ -10,12 +10,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vjepa.config import from_dict
+from vjepa.infra.config import from_dict
 from vjepa.data.ava import AvaFrameFolder
 from vjepa.data.datasets import TooManySkipped
-from vjepa.data.detection import AvaBoxDataset, AvaClipConfig, ava_gt_boxes, ava_proposal_boxes
-from vjepa.detect import DetectConfig, DetectionHead, collate_boxes, feature_map, run_detection
-from vjepa.ava_eval import read_detections_csv
+from vjepa.data.detection import AvaBoxDataset, ava_gt_boxes, ava_proposal_boxes
+from vjepa.infra.configs import AvaClipConfig
+from vjepa.evals.detect import DetectionHead, collate_boxes, feature_map, run_detection
+from vjepa.infra.configs import DetectConfig
+from vjepa.evals.ava_eval import read_detections_csv
 from vjepa.models import ModelConfig, build_encoder
 
 TINY = ModelConfig(size="tiny", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3)
@@ -228,7 +230,8 @@ def test_detection_counts_unreadable_keyframes_and_stops_past_the_cap(tmp_path):
 
 def test_ava_datasets_builds_both_sets_from_an_ava_folder_without_the_excluded_keyframes(tiny_suite, tmp_path):
     from vjepa.data.ava import read_ava_csv, read_ava_exclusions, write_ava_csv
-    from vjepa.data.detection import AvaFiles, ava_datasets
+    from vjepa.data.detection import ava_datasets
+    from vjepa.infra.configs import AvaFiles
 
     root, _ = tiny_suite
     ann = root / "ava/annotations"
@@ -265,7 +268,7 @@ def test_ava_datasets_builds_both_sets_from_an_ava_folder_without_the_excluded_k
 
 
 def test_detection_on_an_encoder_with_nan_weights_stops_naming_the_step_and_publishes_nothing(tmp_path):
-    from vjepa.runtime import NonFiniteLossError
+    from vjepa.infra.runtime import NonFiniteLossError
 
     torch.manual_seed(0)
     enc = build_encoder(TINY).eval()

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from vjepa.checkpoint import CheckpointError, load
+from vjepa.infra.checkpoint import load
+from vjepa.infra.runtime import CheckpointError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detect import Squares  # noqa: E402
@@ -40,8 +41,8 @@ def probe_cfg(batch_size: int, **kw):
 
 
 def detect_cfg(batch_size: int):
-    from vjepa.config import from_dict
-    from vjepa.detect import DetectConfig
+    from vjepa.infra.config import from_dict
+    from vjepa.infra.configs import DetectConfig
 
     return from_dict(
         DetectConfig,
@@ -66,9 +67,9 @@ def detection_sets():
 def _worker(out_root: str) -> None:
     """One torchrun process: every 2-process run, sharing one process group."""
     import torch.distributed as dist
-    from vjepa.detect import run_detection
+    from vjepa.evals.detect import run_detection
     from vjepa.models import build_encoder
-    from vjepa.probe import run_probe
+    from vjepa.evals.probe import run_probe
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -94,7 +95,7 @@ def two_process_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(PROBE_RUNS))
 def test_two_process_probes_match_one_process_with_the_same_global_batch(name, two_process_runs, tmp_path):
-    from vjepa.probe import run_probe
+    from vjepa.evals.probe import run_probe
 
     torch.set_num_threads(1)
     one = run_probe(
@@ -120,7 +121,7 @@ def test_two_process_probes_match_one_process_with_the_same_global_batch(name, t
 def test_negative_control_one_process_at_the_per_process_batch_is_far_from_the_two_process_run(
     two_process_runs, tmp_path
 ):
-    from vjepa.probe import run_probe
+    from vjepa.evals.probe import run_probe
 
     torch.set_num_threads(1)
     run_probe(probe_cfg(PROBE_BATCH), tiny_encoder(), Bands(45), Bands(21, seed=1), tmp_path)
@@ -130,7 +131,7 @@ def test_negative_control_one_process_at_the_per_process_batch_is_far_from_the_t
 
 
 def test_a_probe_state_of_two_processes_does_not_resume_in_one(two_process_runs, tmp_path):
-    from vjepa.probe import run_probe
+    from vjepa.evals.probe import run_probe
 
     (tmp_path / "probe_state.pt").write_bytes((two_process_runs / "plain" / "probe_state.pt").read_bytes())
     with pytest.raises(CheckpointError, match="processes 2 -> 1"):
@@ -138,7 +139,7 @@ def test_a_probe_state_of_two_processes_does_not_resume_in_one(two_process_runs,
 
 
 def test_two_process_detection_matches_one_process_with_the_same_global_batch(two_process_runs, tmp_path):
-    from vjepa.detect import run_detection
+    from vjepa.evals.detect import run_detection
     from vjepa.models import build_encoder
 
     torch.set_num_threads(1)

@@ -18,7 +18,7 @@ from test_hub import SMALL, by_hand, write_official
 from pipeline import stages
 from pipeline.profiles import resolve
 from pipeline.report import section_frozen
-from vjepa.config import ConfigError, to_dict
+from vjepa.infra.config import ConfigError, to_dict
 from vjepa.data import ClipSampling, clip_indices
 from vjepa.data.transforms import eval_transform
 from vjepa.models.probes import AttentiveClassifier, official_probe_state

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from vjepa.checkpoint import CheckpointError, export_official, import_official, load
-from vjepa.config import ConfigError, from_dict
-from vjepa.distributed import DistEnv
-from vjepa.runtime import TIMINGS
-from vjepa.finetune import (
+from vjepa.infra.checkpoint import export_official, import_official, load
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import ConfigError, from_dict
+from vjepa.infra.distributed import DistEnv
+from vjepa.infra.runtime import TIMINGS
+from vjepa.train.finetune import (
     ClipMixup,
-    FinetuneConfig,
     build_model,
     build_state,
     evaluate,
@@ -25,6 +25,7 @@ from vjepa.finetune import (
     multiview_metrics,
     topk_accuracy,
 )
+from vjepa.infra.configs import FinetuneConfig
 from vjepa.models import ModelConfig, build_encoder, build_predictor
 
 

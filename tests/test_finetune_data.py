@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data import ClipSampling, VideoDataset, clip_indices
 from vjepa.data.small_suite import write_video
 from vjepa.data.sampling import spread_indices, tsn_indices
 from vjepa.data.transforms import RepeatedAugment, finetune_train_transform, to_clip_tensor
-from vjepa.finetune import FinetuneConfig, build_datasets
+from vjepa.train.finetune import build_datasets
+from vjepa.infra.configs import FinetuneConfig
 
 
 def test_spread_views_take_consecutive_subsampled_frames_from_first_to_last_window():

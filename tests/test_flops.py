@@ -3,7 +3,7 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vjepa.flops import block_flops, step_flops
+from vjepa.models.flops import block_flops, step_flops
 from vjepa.models import ModelConfig
 from vjepa.models.vit import Block
 

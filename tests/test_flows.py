@@ -390,7 +390,7 @@ def _tiny_repo(path):
 
 @pytest.mark.parametrize("rel", ["../escaped.txt", "/tmp/vjepa-escaped-abs.txt", "sub/../../escaped.txt"])
 def test_a_received_record_naming_a_file_outside_the_checkout_is_refused_and_nothing_is_written(tmp_path, rel):
-    from vjepa.runtime import PathEscapeError
+    from vjepa.infra.runtime import PathEscapeError
 
     repo = _tiny_repo(tmp_path / "tiny")
     record = {"stage": "a", "lock": {"cmd": "x"}, "files": {"ok.json": {"text": "{}"}, rel: {"text": "pwned"}}}

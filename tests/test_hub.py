@@ -12,10 +12,11 @@ from test_checkpoint import official_state
 
 import vjepa
 from vjepa import hub
-from vjepa.checkpoint import CheckpointError, encoder_config_from_state, import_official, strip_prefix
+from vjepa.infra.checkpoint import encoder_config_from_state, import_official, strip_prefix
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models import ModelConfig, build_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state
-from vjepa.probe import average_views, encode
+from vjepa.evals.frozen import average_views, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ModelConfig(

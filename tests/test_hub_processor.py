@@ -15,11 +15,12 @@ from test_pretrain import MovingSquares, tiny_config
 
 import vjepa
 from vjepa import hub
-from vjepa.checkpoint import CheckpointError, import_official, load
+from vjepa.infra.checkpoint import import_official, load
+from vjepa.infra.runtime import CheckpointError
 from vjepa.data import ClipSampling, read_clips
 from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalClipTransform
 from vjepa.models import build_encoder
-from vjepa.pretrain import pretrain
+from vjepa.train.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
 

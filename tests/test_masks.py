@@ -4,17 +4,10 @@ statistics against the official collator's measured distribution, random tubes, 
 import pytest
 import torch
 
-from vjepa.config import ConfigError, from_dict
-from vjepa.masks import (
-    LONG_RANGE,
-    PAPER_MASKS,
-    SHORT_RANGE,
-    MaskCollator,
-    MaskConfig,
-    MaskGenerator,
-    mask_statistics,
-    plot_masks,
-)
+from vjepa.infra.config import ConfigError, from_dict
+from vjepa.jepa.masks import MaskCollator, MaskGenerator, mask_statistics, plot_masks
+from vjepa.infra.configs import MaskConfig
+from vjepa.infra.configs import LONG_RANGE, PAPER_MASKS, SHORT_RANGE
 
 GRID = (8, 14, 14)
 

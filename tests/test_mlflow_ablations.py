@@ -22,10 +22,10 @@ def store(tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     mp.delenv("VJEPA_MLFLOW", raising=False)
     mp.delenv("DVC_STAGE", raising=False)
-    P = from_mapping(resolve("smoke"))
+    params = from_mapping(resolve("smoke"))
     with _quiet():
-        prepare.run(P)
-        ablate.run(P, "reference")
+        prepare.run(params)
+        ablate.run(params, "reference")
         real = ablate.probe_task
 
         def killed(*a, **k):
@@ -33,14 +33,14 @@ def store(tmp_path_factory):
 
         mp.setattr(ablate, "probe_task", killed)
         with pytest.raises(KeyboardInterrupt):
-            ablate.run(P, "copy")
+            ablate.run(params, "copy")
         mp.setattr(ablate, "probe_task", real)
-        ablate.run(P, "copy")  # the re-run after the kill resumes from the work folder
-        report_stage.run(P)
+        ablate.run(params, "copy")  # the re-run after the kill resumes from the work folder
+        report_stage.run(params)
     mp.undo()
     from mlflow.tracking import MlflowClient
 
-    return P, root, MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return params, root, MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
 
 
 class _quiet:
@@ -84,7 +84,7 @@ def test_the_experiment_description_explains_the_table_and_links_the_sorted_view
 
 
 def test_every_point_carries_its_margin_interval_and_verdict_against_the_reference(store):
-    P, root, client = store
+    params, root, client = store
     exp = client.get_experiment_by_name("vjepa-ablations-smoke")
     runs = {r.data.tags["ablation"]: r.data for r in client.search_runs([exp.experiment_id])}
     saved = json.loads((root / "reports/smoke/verdicts/ablate/copy.json").read_text())

@@ -10,7 +10,7 @@ import yaml
 from pipeline import profiles
 from pipeline.__main__ import main
 from pipeline.config import from_mapping, load
-from vjepa.config import ConfigError
+from vjepa.infra.config import ConfigError
 
 SMOKE = profiles.resolve("smoke")
 
@@ -184,13 +184,13 @@ def test_check_validates_each_ablation_point_as_the_stage_merges_it():
         lambda p: p["ablations"]["points"]["copy"]["pretrain"].update(masks=[{"num_blocks": 0}]),
         "params.yaml: ablations.points.copy.pretrain.masks[0].num_blocks: must be >= 1, got 0",
     )
-    P = load("profiles/default.yaml")
-    cfg = P.pretrain_config(0, "ratio-low")  # the one merge, which the ablate stage calls too
+    params = load("profiles/default.yaml")
+    cfg = params.pretrain_config(0, "ratio-low")  # the one merge, which the ablate stage calls too
     assert [m.num_blocks for m in cfg.masks] == [1] and cfg.model.num_mask_tokens == 1
     assert cfg.optim.iterations == 150 and cfg.optim.warmup_iterations == 15  # ablations.pretrain
     assert cfg.optim.lr == 1e-3 and cfg.batch_size == 32  # pretrain.train underneath
-    assert P.pretrain_config(0, "target-copy").target == "copy"
-    assert P.pretrain_config(0).optim.iterations == 300
+    assert params.pretrain_config(0, "target-copy").target == "copy"
+    assert params.pretrain_config(0).optim.iterations == 300
 
 
 def test_check_on_the_command_line_names_the_key(tmp_path, capsys):
@@ -263,8 +263,8 @@ def test_every_profile_resolves_over_its_base_and_validates(name, tmp_path, caps
     assert f"profile {name}: valid" in capsys.readouterr().out
     resolved = profiles.resolve(name)
     assert resolved["profile"] == name
-    P = from_mapping(resolved)
-    assert P.pretrain_config(P.main_seed).model.img_size == resolved["model"]["img_size"]
+    params = from_mapping(resolved)
+    assert params.pretrain_config(params.main_seed).model.img_size == resolved["model"]["img_size"]
 
 
 def test_the_paper_profiles_differ_only_in_what_the_paper_changes():
@@ -291,7 +291,7 @@ def _tree(tmp_path):
         "base: default\nseeds: [5]\nablations:\n  points: !replace\n    only: "
         "{tables: ['D'], pretrain: {target: copy}}\n"
     )
-    (tmp_path / "params.yaml").write_text((tmp_path / "profiles" / "default.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(profiles.params_text("default", tmp_path))
     (tmp_path / "dvc.lock").write_text("default lock\n")
     return tmp_path
 
@@ -407,7 +407,7 @@ def test_the_profile_command_names_the_profile_file_it_read(tmp_path, monkeypatc
 
 
 def test_probe_defaults_may_set_max_skipped_fraction_and_an_out_of_range_value_is_named():
-    P = from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=0.05)))
-    assert P.probe_config("k400", 5, 1, 0).max_skipped_fraction == 0.05
+    params = from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=0.05)))
+    assert params.probe_config("k400", 5, 1, 0).max_skipped_fraction == 0.05
     with pytest.raises(ConfigError, match=r"probe\.defaults\.max_skipped_fraction: must be >= 0 and <= 1, got 5"):
         from_mapping(params_with(lambda p: p["probe"]["defaults"].update(max_skipped_fraction=5)))

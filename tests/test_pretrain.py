@@ -16,24 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from vjepa.checkpoint import CheckpointError, import_official, load
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.checkpoint import import_official, load
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data import MixtureDataset, TooManySkipped
-from vjepa.distributed import DistEnv, ShardedBatchSampler
-from vjepa.masks import MaskCollator
-from vjepa.runtime import TIMINGS
+from vjepa.infra.distributed import DistEnv, ShardedBatchSampler
+from vjepa.jepa.masks import MaskCollator
+from vjepa.infra.runtime import TIMINGS
 from vjepa.models import build_encoder, build_predictor
-from vjepa.pretrain import (
-    MicroBatches,
-    NonFiniteLossError,
-    PretrainConfig,
-    build_state,
-    ema_update_,
-    jepa_loss,
-    param_groups,
-    pretrain,
-    train_step,
-)
+from vjepa.train.pretrain import MicroBatches, build_state, pretrain
+from vjepa.infra.configs import PretrainConfig
+from vjepa.infra.runtime import NonFiniteLossError
+from vjepa.jepa.step import ema_update_, jepa_loss, param_groups, train_step
 
 TINY = {
     "model": {
@@ -481,7 +475,7 @@ if __name__ == "__main__" and sys.argv[1] == "kill":
 def test_foreach_adamw_and_ema_steps_are_bit_identical_to_the_per_parameter_loop(monkeypatch):
     # with optim.fused false, a GPU runs AdamW and the EMA as foreach kernels, the CPU (and the
     # official code) the per-parameter loop: the two must give the same bits
-    import vjepa.pretrain as pretrain_module
+    import vjepa.train.pretrain as pretrain_module
 
     cfg = tiny_config(optim={"fused": False})
     loop, micro = tiny_state_and_batch(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vjepa.checkpoint import load
+from vjepa.infra.checkpoint import load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pretrain import MovingSquares, read_metrics, tiny_config  # noqa: E402
@@ -39,7 +39,7 @@ def config(batch_size: int, accumulation_steps: int):
 def _worker(out_root: str) -> None:
     """One torchrun process: both 2-process runs, sharing one process group."""
     import torch.distributed as dist
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -59,7 +59,7 @@ def two_process_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_two_processes_match_one_process_with_the_same_global_batch(name, two_process_runs, tmp_path):
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     torch.set_num_threads(1)
     (b, acc), (b1, acc1) = RUNS[name]
@@ -82,7 +82,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(name, two_pr
 def test_the_tolerance_tells_other_shards_apart(two_process_runs, tmp_path):
     # negative control: one process, the same 4 clips per step as one micro-batch (one shard, so
     # other masks) ends far outside the tolerance of the comparison above
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     torch.set_num_threads(1)
     pretrain(config(4, 1), MovingSquares(16), tmp_path)

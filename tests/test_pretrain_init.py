@@ -9,11 +9,14 @@ import torch
 from test_checkpoint import official_state
 from test_pretrain import TINY, MovingSquares, read_metrics
 
-from vjepa.checkpoint import CheckpointError, load, strip_prefix
-from vjepa.config import from_dict
-from vjepa.distributed import DistEnv, ShardedBatchSampler
+from vjepa.infra.checkpoint import load, strip_prefix
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import from_dict
+from vjepa.infra.distributed import DistEnv, ShardedBatchSampler
 from vjepa.models import ModelConfig
-from vjepa.pretrain import MicroBatches, PretrainConfig, build_state, jepa_loss, pretrain
+from vjepa.train.pretrain import MicroBatches, build_state, pretrain
+from vjepa.infra.configs import PretrainConfig
+from vjepa.jepa.step import jepa_loss
 
 
 def tiny_config(init=None, optim=None) -> PretrainConfig:

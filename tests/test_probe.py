@@ -10,22 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vjepa.checkpoint import CheckpointError, export_official, load
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.checkpoint import export_official, load
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.models import ModelConfig, build_encoder, build_predictor
-from vjepa.runtime import without_timings
+from vjepa.infra.runtime import without_timings
 from vjepa.models.probes import AttentiveClassifier, load_official_probe
-from vjepa.probe import (
-    EncoderConfig,
-    ProbeConfig,
-    ProbeSet,
-    average_views,
-    build_frozen_encoder,
-    encode,
-    param_groups,
-    run_probe,
-    view_loss,
-)
+from vjepa.evals.frozen import average_views, build_frozen_encoder, encode, param_groups, view_loss
+from vjepa.evals.probe import ProbeSet, run_probe
+from vjepa.infra.configs import EncoderConfig, ProbeConfig
 
 TINY = ModelConfig(
     size="tiny",
@@ -372,7 +365,7 @@ class NanEncoder(torch.nn.Module):
 
 
 def test_a_probe_on_an_encoder_with_nan_weights_stops_naming_the_step_and_publishes_nothing(tmp_path):
-    from vjepa.runtime import NonFiniteLossError
+    from vjepa.infra.runtime import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match=r"non-finite features from the frozen encoder at step 1 \(epoch 1\)"):
         run_probe(fast_cfg(epochs=1, kinds=["linear"]), NanEncoder(), Bands(16), Bands(4), tmp_path)
@@ -380,7 +373,7 @@ def test_a_probe_on_an_encoder_with_nan_weights_stops_naming_the_step_and_publis
 
 
 def test_a_non_finite_probe_loss_stops_before_the_probe_weights_change():
-    from vjepa.runtime import NonFiniteLossError
+    from vjepa.infra.runtime import NonFiniteLossError
 
     probes = ProbeSet(fast_cfg(kinds=["linear"], lrs=[1e-2]), 48, 3, torch.device("cpu"))
     ((name, probe),) = probes.probes.items()

@@ -8,7 +8,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from vjepa.checkpoint import CheckpointError, save_atomic
+from vjepa.infra.checkpoint import save_atomic
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models.image_adapter import FrameWiseEncoder, build_image_encoder
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, load_official_probe, official_probe_state
 

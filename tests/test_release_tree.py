@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vjepa.config import ConfigError, from_dict
+from vjepa.infra.config import ConfigError, from_dict
 from vjepa.data import TaskData, read_task
 from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_labelmap, read_ava_proposals
 from vjepa.data.index import load_task_index, write_task_index

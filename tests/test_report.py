@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline import report
-from pipeline.report import ablation_reference, section_ablations, section_learn
+from pipeline.report import section_ablations, section_learn
+from pipeline.tracking import ablation_reference
 
 
 def learn_metrics(seed, pre, rnd, with_clips=True):
@@ -141,7 +142,7 @@ def _rows(text, start):
 
 def test_the_reference_point_is_not_called_paper(default_report):
     P, text, _ = default_report
-    assert report.ablation_reference(P) == "reference" and "paper" not in P.ablations.points
+    assert ablation_reference(P) == "reference" and "paper" not in P.ablations.points
     assert "against the reference point `reference`" in text and "`paper`" not in text
 
 

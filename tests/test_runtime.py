@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa.checkpoint import CheckpointError
-from vjepa.runtime import check_resume, epoch_generator, seeded
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.runtime import check_resume, epoch_generator, seeded
 
 
 def test_check_resume_names_each_differing_key_and_returns_the_allowed_ones():
@@ -42,7 +42,7 @@ def test_atomic_writes_take_the_process_umask_not_0600(tmp_path):
     import os
     import stat
 
-    from vjepa.runtime import write_json
+    from vjepa.infra.runtime import write_json
 
     old = os.umask(0o022)
     try:

@@ -2,9 +2,15 @@
 
 import pytest
 
-from vjepa.config import ConfigError, from_dict
-from vjepa.pretrain import OptimConfig
-from vjepa.schedules import cosine_weight_decay, ema_momentum, linear_weight_decay, schedule_length, warmup_cosine_lr
+from vjepa.infra.config import ConfigError, from_dict
+from vjepa.infra.configs import OptimConfig
+from vjepa.infra.schedules import (
+    cosine_weight_decay,
+    ema_momentum,
+    linear_weight_decay,
+    schedule_length,
+    warmup_cosine_lr,
+)
 
 # step: (LR, WD, EMA momentum) as printed in spec 4.4 for the ViT-L/H run (90,000 steps, warmup 12,000)
 PAPER_TABLE = {

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pipeline import plumbing, tracking
-from vjepa import runtime
-from vjepa.checkpoint import save_atomic
-from vjepa.runtime import JsonlLog, WriteError, write_json
+from vjepa.infra import runtime
+from vjepa.infra.checkpoint import save_atomic
+from vjepa.infra.runtime import JsonlLog, WriteError, write_json
 
 
 def test_a_temporary_checkpoint_left_by_a_kill_during_a_save_is_never_published(tmp_path, monkeypatch):

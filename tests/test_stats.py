@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vjepa.stats import clip_outcomes, paired_bootstrap, paired_outcomes
+from vjepa.evals.stats import clip_outcomes, paired_bootstrap, paired_outcomes
 
 
 def outcomes(rng, accuracy, seeds=3, clips=300):

@@ -129,7 +129,7 @@ def test_ablation_runs_form_the_ablation_table_ordered_by_the_headline_accuracy(
 
     from pipeline.config import from_mapping
     from pipeline.profiles import resolve
-    from vjepa.masks import mask_statistics
+    from vjepa.jepa.masks import mask_statistics
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, official_layout
+from vjepa.infra.checkpoint import official_layout
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models import ModelConfig, build_encoder, build_predictor, count_trainable, gather_tokens
 from vjepa.models.convert import hf_config, hf_state, load_hf, load_released, probe_from_hf, save_hf, states_from_hf
 from vjepa.models.probes import official_probe_state, probe_from_file, vjepa2_probe
@@ -178,7 +179,7 @@ def test_vitg_is_v_jepa_2s_22_heads_and_its_predictor_has_12():
 
 
 def test_rope_config_refuses_heads_too_narrow_to_rotate():
-    from vjepa.config import FieldError
+    from vjepa.infra.config import FieldError
 
     with pytest.raises(FieldError, match="at least 6 channels"):
         ModelConfig(**{**V2.__dict__, "pred_num_heads": 12}).validate()  # 48 / 12 = 4 channels
@@ -295,7 +296,7 @@ def test_hf_classification_head_is_our_4_block_probe(tmp_path):
     with pytest.raises(CheckpointError, match="runs with 2 attention heads, not 16"):
         load_probe(tmp_path / "hf-head", num_heads=16)
     # and as a probe file of the released layout it comes back as the same probe
-    from vjepa.checkpoint import save_atomic
+    from vjepa.infra.checkpoint import save_atomic
 
     save_atomic({"classifier": official_probe_state(probe)}, tmp_path / "probe.pt")
     again = probe_from_file(tmp_path / "probe.pt", num_heads=2)
@@ -432,7 +433,7 @@ def test_vjepa2_encoder_predictor_and_probe_are_ours_bit_for_bit(vjepa2):
 
 def test_vjepa2_released_names_resolve_to_their_files_and_vitg_reads_as_22_heads(tmp_path, monkeypatch):
     from vjepa import hub
-    from vjepa.checkpoint import encoder_config_from_state
+    from vjepa.infra.checkpoint import encoder_config_from_state
 
     monkeypatch.setenv("VJEPA_CHECKPOINTS", str(tmp_path))
     with pytest.raises(
@@ -452,7 +453,7 @@ def test_vjepa2_released_names_resolve_to_their_files_and_vitg_reads_as_22_heads
 
 
 def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path):
-    from vjepa.checkpoint import save_atomic
+    from vjepa.infra.checkpoint import save_atomic
     from vjepa.hub import load_encoder
 
     enc, pred = v2_models()
@@ -465,7 +466,7 @@ def test_load_encoder_builds_a_rope_encoder_from_a_released_layout_file(tmp_path
 
 
 def test_vjepa2_probe_file_with_its_classifiers_list_loads_as_the_4_block_probe(tmp_path):
-    from vjepa.checkpoint import save_atomic
+    from vjepa.infra.checkpoint import save_atomic
 
     probes = [vjepa2_probe(64, 5, num_heads=4) for _ in range(2)]
     for p in probes:
@@ -484,7 +485,7 @@ def test_vjepa2_probe_file_with_its_classifiers_list_loads_as_the_4_block_probe(
 
 def test_the_4_block_probe_trains_beside_the_others_on_a_rope_encoder(tmp_path):
     from test_probe import Bands, fast_cfg
-    from vjepa.probe import run_probe
+    from vjepa.evals.probe import run_probe
 
     enc, _ = v2_models()
     enc.requires_grad_(False)
@@ -509,8 +510,8 @@ def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup
         ("vjepa2-vitg", "giant_xformers", 256),
         ("vjepa2-vitg-384", "giant_xformers", 384),
     ]:
-        P = from_mapping(profiles.resolve(name))
-        cfg = P.pretrain_config(P.main_seed)
+        params = from_mapping(profiles.resolve(name))
+        cfg = params.pretrain_config(params.main_seed)
         m, o = cfg.model, cfg.optim
         assert (m.size, m.img_size, m.pos_encoding, m.rope_layout, m.pred_num_heads) == (
             size,
@@ -528,7 +529,7 @@ def test_vjepa2_profiles_carry_the_switches_and_a_constant_schedule_after_warmup
 
 def test_pretraining_runs_with_the_v_jepa_2_switches_and_its_checkpoint_loads_as_released(tmp_path):
     from test_pretrain import MovingSquares, read_metrics, tiny_config
-    from vjepa.pretrain import pretrain
+    from vjepa.train.pretrain import pretrain
 
     switches = dict(
         pos_encoding="rope3d", pred_num_heads=2, pred_sort_tokens=True, mask_token_per="group", num_mask_tokens=1

@@ -158,14 +158,17 @@ def test_dvc_repro_after_a_kill_and_an_upstream_change_starts_over_instead_of_re
 def test_an_edit_to_a_module_changes_only_the_stages_that_run_it(smoke_copy):
     repo = smoke_copy
     ablations = yaml.safe_load((repo / "params.yaml").read_text())["ablations"]["points"]
-    with open(repo / "vjepa" / "detect.py", "a") as f:
+    with open(repo / "vjepa" / "evals" / "detect.py", "a") as f:
         f.write("\n# a comment\n")
     assert sorted(json.loads(dvc(repo, "status", "--json"))) == ["detect"]  # not the days of pretraining
-    with open(repo / "vjepa" / "pretrain.py", "a") as f:
+    with open(repo / "vjepa" / "jepa" / "step.py", "a") as f:
         f.write("\n# a comment\n")
     changed = sorted(json.loads(dvc(repo, "status", "--json")))
-    # the stages that run pretraining code (finetuning batches with its MicroBatches); what reads their
-    # outputs re-runs if those outputs change
+    # the stages that run the JEPA step; what reads their outputs re-runs if those outputs change
+    assert changed == sorted(["detect", "pretrain@0", "pretrain@1", *(f"ablate@{p}" for p in ablations)])
+    with open(repo / "vjepa" / "train" / "batches.py", "a") as f:
+        f.write("\n# a comment\n")
+    changed = sorted(json.loads(dvc(repo, "status", "--json")))  # the batches both training loops read
     assert changed == sorted(
         ["detect", "pretrain@0", "pretrain@1", "finetune@k400", "finetune@ssv2", *(f"ablate@{p}" for p in ablations)]
     )

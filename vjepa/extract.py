@@ -44,10 +44,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from vjepa.checkpoint import CheckpointError
+from vjepa.infra.runtime import CheckpointError
 from vjepa.data.transforms import eval_transform
 from vjepa.data.video import VideoDecodeError, VideoFile
-from vjepa.runtime import PRECISIONS, autocast_for
+from vjepa.infra.runtime import PRECISIONS, autocast_for
 
 POOLINGS = ("mean", "tokens", "probe")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -324,7 +324,7 @@ def recorded_clip(path: str | os.PathLike) -> dict:
     `preprocessing` entry every pretraining checkpoint of ours carries (what load_processor reads),
     else `num_frames` and `img_size` from the model config and `frame_step` from a data config
     (released files record none of these). Keys it does not record are absent."""
-    from vjepa.checkpoint import load
+    from vjepa.infra.checkpoint import load
 
     ck = load(path)
     config = ck.get("config") if isinstance(ck.get("config"), dict) else {}

@@ -20,15 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import (
-    CheckpointError,
-    check_state_dict,
-    encoder_config_from_state,
-    load,
-    load_official_module,
-    strip_prefix,
-)
-from vjepa.models.registry import ModelConfig, build_encoder
+from vjepa.infra.checkpoint import check_state_dict, encoder_config_from_state, load, load_official_module, strip_prefix
+from vjepa.infra.runtime import CheckpointError
+from vjepa.models.registry import build_encoder
+from vjepa.infra.configs import DEFAULT_BACKEND, ModelConfig
 
 URL = "https://dl.fbaipublicfiles.com/jepa"
 # the released encoders: name -> the model each file holds (16 frames, tubelets of 2, patches of 16)
@@ -131,7 +126,7 @@ def _model_hint(ck: dict) -> ModelConfig | None:
     model = ck.get("config", {}).get("model") if isinstance(ck.get("config"), dict) else None
     if not isinstance(model, dict):
         return None
-    from vjepa.config import from_dict
+    from vjepa.infra.config import from_dict
 
     return from_dict(ModelConfig, model, "checkpoint config.model")
 
@@ -258,7 +253,7 @@ class VideoProcessor:
     frame_step: int | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    video_backend: str = "decord"
+    video_backend: str = DEFAULT_BACKEND
 
     def read(self, path: str | os.PathLike):
         """The clip this processor takes from a video file (uint8 [T, H, W, 3])."""
@@ -347,7 +342,7 @@ class Classifier(nn.Module):
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        from vjepa.probe import average_views, encode
+        from vjepa.evals.frozen import average_views, encode
 
         if video.ndim == 5:
             video = video[:, None, None]

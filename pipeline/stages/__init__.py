@@ -1,4 +1,4 @@
-"""The DVC stages, one module each: `run(P, key)` reads its typed section of `Params`, calls one
+"""The DVC stages, one module each: `run(params, key)` reads its typed section of `Params`, calls one
 `vjepa` function, writes its outputs and a metrics JSON, and logs the same to MLflow.
 
 Each module imports only what its stage runs, so dvc.yaml lists exactly those files as the
@@ -13,28 +13,28 @@ import importlib
 STAGES = ("source", "prepare", "masks", "pretrain", "probe", "detect", "learn", "ablate", "finetune", "report")
 
 
-def stage_keys(P, stage: str) -> tuple[str, list[str], bool] | None:
+def stage_keys(params, stage: str) -> tuple[str, list[str], bool] | None:
     """(what the key is, the valid keys, whether it may be left out) of a stage that takes a
     foreach key, as dvc.yaml lists them; None for a stage that takes none."""
     if stage in ("pretrain", "learn"):
-        return "seed", [str(s) for s in P.seeds], True
+        return "seed", [str(s) for s in params.seeds], True
     if stage == "probe":
-        return "task", list(P.probe.tasks), False
+        return "task", list(params.probe.tasks), False
     if stage == "finetune":
-        return "task", list(P.finetune.tasks), False
+        return "task", list(params.finetune.tasks), False
     if stage == "ablate":
-        return "grid point", list(P.ablations.points), False
+        return "grid point", list(params.ablations.points), False
     if stage == "source":
-        return "release file", list(P.sources or {}), False
+        return "release file", list(params.sources or {}), False
     return None
 
 
-def check_key(P, stage: str, key: str | None, params_path: str = "params.yaml") -> None:
+def check_key(params, stage: str, key: str | None, params_path: str = "params.yaml") -> None:
     """Refuse, in one line naming the valid keys, a key the stage does not have in this profile,
     before the stage makes any work folder."""
-    from vjepa.config import ConfigError
+    from vjepa.infra.config import ConfigError
 
-    spec = stage_keys(P, stage)
+    spec = stage_keys(params, stage)
     if spec is None:
         if key is not None:
             raise ConfigError(f"{stage} takes no key, got '{key}'")
@@ -44,14 +44,16 @@ def check_key(P, stage: str, key: str | None, params_path: str = "params.yaml") 
         return
     if key not in valid:
         got = f"no {what} '{key}'" if key is not None else f"name a {what}"
-        raise ConfigError(f"{stage}: {got} in {params_path} (profile {P.profile}); valid: {', '.join(valid) or 'none'}")
+        raise ConfigError(
+            f"{stage}: {got} in {params_path} (profile {params.profile}); valid: {', '.join(valid) or 'none'}"
+        )
 
 
 def run(stage: str, params_path: str = "params.yaml", key: str | None = None):
     """Load and validate the params once, check the foreach key, then run one stage."""
     from pipeline.config import load
 
-    P = load(params_path)
-    check_key(P, stage, key, params_path)
+    params = load(params_path)
+    check_key(params, stage, key, params_path)
     module = importlib.import_module(f"pipeline.stages.{stage}")
-    return module.run(P, key, params_path)
+    return module.run(params, key, params_path)

@@ -11,55 +11,59 @@ from pipeline.plumbing import PREPARED
 from vjepa.data import read_task, task_datasets
 from vjepa.data.index import load_task_index
 from vjepa.models import ModelConfig
-from vjepa.probe import EncoderConfig, build_frozen_encoder, run_probe
+from vjepa.evals.frozen import build_frozen_encoder
+from vjepa.evals.probe import run_probe
+from vjepa.infra.configs import EncoderConfig
 
 INDEX = PREPARED / "index"
 
 
-def frozen_encoder(P: Params, checkpoint: str | None, model: ModelConfig | None = None, override: bool = True):
+def frozen_encoder(params: Params, checkpoint: str | None, model: ModelConfig | None = None, override: bool = True):
     """The EMA target encoder of a checkpoint (None: random init) of shape `model` (default: the
     `model` section), or, with override, the `probe.encoder` section's encoder (a released V-JEPA
     file or a timm image model run frame by frame). Returns (encoder, its config)."""
-    enc = P.probe.encoder if override else EncoderConfig()
+    enc = params.probe.encoder if override else EncoderConfig()
     if enc.checkpoint is None:
         enc = dataclasses.replace(enc, checkpoint=checkpoint)
-    return build_frozen_encoder(enc, model or P.model), enc
+    return build_frozen_encoder(enc, model or params.model), enc
 
 
-def task_files(P: Params, *tasks: str) -> list[str]:
+def task_files(params: Params, *tasks: str) -> list[str]:
     """The annotation files (and ImageFolder roots) of tasks as their specs name them: what,
     besides data/prepared and a checkpoint, keys a stage's work folder (plumbing.work_dir)."""
-    return [f for t in tasks for src in (P.tasks[t].train, P.tasks[t].val) for f in (src.path, src.labels) if f]
+    return [
+        f for t in tasks for src in (params.tasks[t].train, params.tasks[t].val) for f in (src.path, src.labels) if f
+    ]
 
 
-def encoder_files(P: Params, checkpoint: str | None) -> list[str]:
+def encoder_files(params: Params, checkpoint: str | None) -> list[str]:
     """The files a frozen encoder is read from: the checkpoint, or `probe.encoder`'s own file."""
-    return [f for f in (checkpoint, P.probe.encoder.checkpoint, P.probe.encoder.timm_weights) if f]
+    return [f for f in (checkpoint, params.probe.encoder.checkpoint, params.probe.encoder.timm_weights) if f]
 
 
-def probe_checkpoint(P: Params) -> str | None:
+def probe_checkpoint(params: Params) -> str | None:
     """The main seed's pretraining checkpoint, unless `probe.encoder` names another encoder."""
     from pipeline.plumbing import checkpoint_path
 
-    return None if P.probe.encoder.checkpoint else str(checkpoint_path(P.main_seed))
+    return None if params.probe.encoder.checkpoint else str(checkpoint_path(params.main_seed))
 
 
-def task_entries(P: Params, name: str):
+def task_entries(params: Params, name: str):
     """(train, val, classes) of a task: real-data profiles (`prepare: null`) load the index that
     prepare wrote (read and checked once); the small suite is read directly (it is tiny)."""
-    return load_task_index(name, P.tasks[name], INDEX) if P.prepare is None else read_task(P.tasks[name])
+    return load_task_index(name, params.tasks[name], INDEX) if params.prepare is None else read_task(params.tasks[name])
 
 
 def probe_task(
-    P: Params, task: str, encoder, out: Path, seed: int, segments: int, name: str, extra: dict | None = None
+    params: Params, task: str, encoder, out: Path, seed: int, segments: int, name: str, extra: dict | None = None
 ) -> dict:
     """Every probe of the grid on one task (its datasets from the task spec), written under `out`."""
-    spec = P.probe.tasks[task]
+    spec = params.probe.tasks[task]
     train_set, val_set, n = task_datasets(
-        P.tasks[spec.data], spec, P.model.img_size, segments, seed, task_entries(P, spec.data)
+        params.tasks[spec.data], spec, params.model.img_size, segments, seed, task_entries(params, spec.data)
     )
     return run_probe(
-        P.probe_config(task, n, segments, seed, extra), encoder, train_set, val_set, out, encoder_name=name
+        params.probe_config(task, n, segments, seed, extra), encoder, train_set, val_set, out, encoder_name=name
     )
 
 

@@ -21,25 +21,25 @@ from pipeline.plumbing import (
 )
 from pipeline.stages.common import task_entries, task_files
 from pipeline.tracking import stage_run
-from vjepa.config import to_dict
-from vjepa.finetune import build_datasets
-from vjepa.finetune import finetune as vjepa_finetune
+from vjepa.infra.config import to_dict
+from vjepa.train.finetune import build_datasets
+from vjepa.train.finetune import finetune as vjepa_finetune
 
 
-def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
+def run(params: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
     """Writes runs/finetune/<task>/ (the finetuned model and its multi-view results); with several
     GPUs, relaunched under torchrun, one process per GPU (global batch = batch x GPUs x accumulation)."""
-    seed, data = P.main_seed, P.tasks[P.finetune_data(task)]
-    train, val, classes = task_entries(P, P.finetune_data(task))
-    cfg = P.finetune_config(task, len(classes), seed)
-    ckpt = P.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
+    seed, data = params.main_seed, params.tasks[params.finetune_data(task)]
+    train, val, classes = task_entries(params, params.finetune_data(task))
+    cfg = params.finetune_config(task, len(classes), seed)
+    ckpt = params.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
     name = f"finetune-{task}"
-    work = shared_work_dir(name, settings, [PREPARED, ckpt], task_files(P, P.finetune_data(task)))
+    work = shared_work_dir(name, settings, [PREPARED, ckpt], task_files(params, params.finetune_data(task)))
     if launch_torchrun("finetune", task, params_path, torch.cuda.device_count()):
         return None
     rank0 = is_rank0()
-    with stage_run("finetune", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
+    with stage_run("finetune", settings, {"profile": params.profile, "task": task}, enabled=rank0) as t:
 
         def compute():
             train_set, val_set = build_datasets(cfg, train, val)
@@ -59,7 +59,7 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
         publish(work, RUNS / "finetune" / task)
         return finish(
             t,
-            Path("metrics") / P.profile,
+            Path("metrics") / params.profile,
             f"finetune/{task}",
-            {"profile": P.profile, "task": task, "checkpoint": ckpt, **result},
+            {"profile": params.profile, "task": task, "checkpoint": ckpt, **result},
         )

@@ -7,20 +7,22 @@ from pathlib import Path
 from pipeline.config import Params
 from pipeline.plumbing import RUNS, finish
 from pipeline.tracking import stage_run
-from vjepa.config import to_dict
-from vjepa.masks import mask_statistics, plot_masks
+from vjepa.infra.config import to_dict
+from vjepa.jepa.masks import mask_statistics, plot_masks
 
 
-def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
-    grid = P.model.grid
+def run(params: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
+    grid = params.model.grid
     out = RUNS / "masks"
-    with stage_run("masks", {"masks": [to_dict(m) for m in P.masks]}, {"profile": P.profile}) as t:
-        stats = {f"mask{i}": mask_statistics(c, grid, batch_size=24, num_batches=50) for i, c in enumerate(P.masks)}
-        plot_masks(P.masks, grid, out / "masks.png")
+    with stage_run("masks", {"masks": [to_dict(m) for m in params.masks]}, {"profile": params.profile}) as t:
+        stats = {
+            f"mask{i}": mask_statistics(c, grid, batch_size=24, num_batches=50) for i, c in enumerate(params.masks)
+        }
+        plot_masks(params.masks, grid, out / "masks.png")
         return finish(
             t,
-            Path("metrics") / P.profile,
+            Path("metrics") / params.profile,
             "masks",
-            {"profile": P.profile, "grid": list(grid), **stats},
+            {"profile": params.profile, "grid": list(grid), **stats},
             out / "masks.png",
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import Params, PretrainData
+from pipeline.config import Params
 from pipeline.plumbing import (
     PREPARED,
     RUNS,
@@ -20,59 +20,23 @@ from pipeline.plumbing import (
     write_curves,
 )
 from pipeline.tracking import stage_run
-from vjepa.config import to_dict
-from vjepa.data import ClipSampling, MixtureDataset, VideoDataset, pretrain_transform, read_path_label_list
-from vjepa.pretrain import PretrainConfig
-from vjepa.pretrain import pretrain as vjepa_pretrain
+from vjepa.infra.config import to_dict
+from pipeline.stages.pretraining import run_pretraining
 
 
-def pretrain_dataset(P: Params, cfg: PretrainConfig, seed: int, data: PretrainData | None = None) -> MixtureDataset:
-    """The `pretrain.data` mix (or `data`, an ablation point's) at the model's resolution."""
-    data = data or P.pretrain.data
-    clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
-    transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip, data.finish_on_device)
-    parts = [
-        VideoDataset(
-            read_path_label_list(p),
-            clip,
-            transform,
-            data.decode_threads,
-            seed=seed,
-            cache_mb=data.cache_mb,
-            video_backend=data.video_backend,
-        )
-        for p in data.sources
-    ]
-    return MixtureDataset(parts, data.weights)
-
-
-def run_pretraining(
-    P: Params, cfg: PretrainConfig, seed: int, work: Path, tracker, data: PretrainData | None = None
-) -> dict:
-    """vjepa.pretrain.pretrain on `data` (default `pretrain.data`), its step metrics mirrored to
-    MLflow every pretrain.mlflow_every steps."""
-    every = P.pretrain.mlflow_every
-
-    def log(metrics, step):
-        if step % every == 0:
-            tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
-
-    return vjepa_pretrain(cfg, pretrain_dataset(P, cfg, seed, data), work, log_fn=log)
-
-
-def run(P: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:
+def run(params: Params, seed: str | int | None = None, params_path: str = "params.yaml") -> dict | None:
     """Pretrain with one seed; writes runs/pretrain/seed<k>/ (checkpoint.pth.tar, metrics.jsonl: the
     step curve without timings) and metrics/<profile>/pretrain/seed<k>.json (with them)."""
-    seed = P.main_seed if seed is None else int(seed)
-    cfg = P.pretrain_config(seed)
-    settings = {"pretrain": to_dict(cfg), "data": to_dict(P.pretrain.data)}
+    seed = params.main_seed if seed is None else int(seed)
+    cfg = params.pretrain_config(seed)
+    settings = {"pretrain": to_dict(cfg), "data": to_dict(params.pretrain.data)}
     name = f"pretrain-seed{seed}"
-    work = shared_work_dir(name, settings, [PREPARED], P.pretrain.data.sources)
+    work = shared_work_dir(name, settings, [PREPARED], params.pretrain.data.sources)
     if launch_torchrun("pretrain", str(seed), params_path, torch.cuda.device_count()):
         return None
     rank0 = is_rank0()
-    with stage_run("pretrain", settings, {"profile": P.profile, "seed": seed}, enabled=rank0) as t:
-        summary = once(work, lambda: run_pretraining(P, cfg, seed, work, t), record=rank0)
+    with stage_run("pretrain", settings, {"profile": params.profile, "seed": seed}, enabled=rank0) as t:
+        summary = once(work, lambda: run_pretraining(params, cfg, seed, work, t), record=rank0)
         if not rank0:
             return summary
         if (work / "latest.pth.tar").exists():
@@ -80,12 +44,12 @@ def run(P: Params, seed: str | int | None = None, params_path: str = "params.yam
         out = publish(work, RUNS / "pretrain" / f"seed{seed}")
         summary["checkpoint"] = str(out / "checkpoint.pth.tar")
         summary["samples_seen"] = summary["steps"] * summary["global_batch"]
-        curves = write_curves(out / "metrics.jsonl", curves_path(P.profile, seed))  # what `dvc plots` draws
+        curves = write_curves(out / "metrics.jsonl", curves_path(params.profile, seed))  # what `dvc plots` draws
         return finish(
             t,
-            Path("metrics") / P.profile,
+            Path("metrics") / params.profile,
             f"pretrain/seed{seed}",
-            {"profile": P.profile, "seed": seed, **summary},
+            {"profile": params.profile, "seed": seed, **summary},
             out / "metrics.jsonl",
             curves,
         )

@@ -11,39 +11,41 @@ from pipeline.config import Params
 from pipeline.plumbing import PREPARED, RUNS, finish, is_rank0, launch_torchrun, once, publish, shared_work_dir
 from pipeline.stages.common import encoder_files, frozen_encoder, probe_checkpoint, probe_task, task_files, top1_by_kind
 from pipeline.tracking import stage_run
-from vjepa.config import to_dict
-from vjepa.distributed import process_group
+from vjepa.infra.config import to_dict
+from vjepa.infra.distributed import process_group
 
 
-def run(P: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
+def run(params: Params, task: str | None = None, params_path: str = "params.yaml") -> dict | None:
     """Every probe of the grid on one task; writes runs/probe/<task>/. With several GPUs,
     relaunched under torchrun, one process per GPU (global batch = batch x GPUs)."""
-    spec = P.probe.tasks[task]
+    spec = params.probe.tasks[task]
     if spec.evaluate_only is not None:  # a released probe, evaluated as it is
         from pipeline.stages.released import evaluate_only
 
-        return evaluate_only(P, task, params_path)
-    seed, ckpt = P.main_seed, probe_checkpoint(P)
+        return evaluate_only(params, task, params_path)
+    seed, ckpt = params.main_seed, probe_checkpoint(params)
     settings = {
         "task": to_dict(spec),
-        "defaults": P.probe.defaults,
-        "encoder": to_dict(P.probe.encoder),
+        "defaults": params.probe.defaults,
+        "encoder": to_dict(params.probe.encoder),
         "checkpoint": ckpt,
         "seed": seed,
-        "data": to_dict(P.tasks[spec.data]),
+        "data": to_dict(params.tasks[spec.data]),
     }
-    work = shared_work_dir(f"probe-{task}", settings, [PREPARED, *encoder_files(P, ckpt)], task_files(P, spec.data))
+    work = shared_work_dir(
+        f"probe-{task}", settings, [PREPARED, *encoder_files(params, ckpt)], task_files(params, spec.data)
+    )
     if launch_torchrun("probe", task, params_path, torch.cuda.device_count()):
         return None
     rank0 = is_rank0()
-    with stage_run("probe", settings, {"profile": P.profile, "task": task}, enabled=rank0) as t:
+    with stage_run("probe", settings, {"profile": params.profile, "task": task}, enabled=rank0) as t:
 
         def compute():
-            encoder, enc = frozen_encoder(P, ckpt)
+            encoder, enc = frozen_encoder(params, ckpt)
             name = enc.checkpoint or enc.timm_model or "random"
-            with process_group(P.probe_defaults().device):  # one group for every run of the stage
+            with process_group(params.probe_defaults().device):  # one group for every run of the stage
                 runs = {
-                    f"segments{s}": probe_task(P, task, encoder, work / f"segments{s}", seed, s, name)
+                    f"segments{s}": probe_task(params, task, encoder, work / f"segments{s}", seed, s, name)
                     for s in spec.segments
                 }
             return {"encoder": enc.checkpoint or enc.timm_model, "runs": runs}
@@ -55,7 +57,7 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
         head = results[f"segments{spec.segments[0]}"]
         publish(work, RUNS / "probe" / task)
         metrics = {
-            "profile": P.profile,
+            "profile": params.profile,
             "task": task,
             "seed": seed,
             "encoder": result["encoder"],
@@ -64,4 +66,4 @@ def run(P: Params, task: str | None = None, params_path: str = "params.yaml") ->
             "coverage": {s: top1_by_kind(r) for s, r in results.items()},
             "runs": results,
         }
-        return finish(t, Path("metrics") / P.profile, f"probe/{task}", metrics)
+        return finish(t, Path("metrics") / params.profile, f"probe/{task}", metrics)

@@ -24,46 +24,53 @@ from pipeline.plumbing import (
 )
 from pipeline.stages.common import frozen_encoder, task_entries, task_files, top1_by_kind
 from pipeline.tracking import stage_run
-from vjepa.config import to_dict
+from vjepa.infra.config import to_dict
 from vjepa.data import task_datasets
-from vjepa.probe import evaluate_released
+from vjepa.evals.probe import evaluate_released
+from vjepa.hub import load_probe, resolve
 
 
-def evaluate_only(P: Params, task: str, params_path: str = "params.yaml") -> dict | None:
+def evaluate_only(params: Params, task: str, params_path: str = "params.yaml") -> dict | None:
     """Evaluate the released probe of one task; returns (and writes) the stage's metrics. With
     several GPUs, relaunched under torchrun, each process evaluating one block of the videos."""
-    spec = P.probe.tasks[task]
+    spec = params.probe.tasks[task]
     released = spec.evaluate_only
     segments, views = released.protocol(task)
-    seed = P.main_seed
-    encoder_file = released.encoder or P.probe.encoder.checkpoint or str(checkpoint_path(seed))
+    seed = params.main_seed
+    encoder_file = released.encoder or params.probe.encoder.checkpoint or str(checkpoint_path(seed))
     settings = {
         "task": to_dict(spec),
         "evaluate_only": to_dict(released),
         "encoder": encoder_file,
         "segments": segments,
         "views": views,
-        "data": to_dict(P.tasks[spec.data]),
+        "data": to_dict(params.tasks[spec.data]),
     }
     work = shared_work_dir(
-        f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(P, spec.data)
+        f"probe-{task}", settings, [PREPARED, encoder_file, released.probe], task_files(params, spec.data)
     )
     if launch_torchrun("probe", task, params_path, torch.cuda.device_count()):
         return None
     rank0 = is_rank0()
-    tags = {"profile": P.profile, "task": task, "released": "true"}
+    tags = {"profile": params.profile, "task": task, "released": "true"}
     with stage_run("probe", settings, tags, enabled=rank0) as t:
 
         def compute():
-            encoder, _ = frozen_encoder(P, encoder_file, override=False)
+            encoder, _ = frozen_encoder(params, encoder_file, override=False)
             protocol = dataclasses.replace(spec, eval_views=views, allow_overlap=True)  # official frozen-eval clips
             _, val_set, n = task_datasets(
-                P.tasks[spec.data], protocol, P.model.img_size, segments, seed, task_entries(P, spec.data)
+                params.tasks[spec.data],
+                protocol,
+                params.model.img_size,
+                segments,
+                seed,
+                task_entries(params, spec.data),
             )
-            cfg = P.probe_config(task, n, segments, seed)
-            return evaluate_released(
-                cfg, encoder, released.probe, val_set, work / f"segments{segments}", encoder_file, released.num_heads
-            )
+            cfg = params.probe_config(task, n, segments, seed)
+            # its heads: the ones set, else the encoder's (as the official probes)
+            head = load_probe(resolve(released.probe), released.num_heads or getattr(encoder, "num_heads", None))
+            out = work / f"segments{segments}"
+            return evaluate_released(cfg, encoder, head, released.probe, val_set, out, encoder_file)
 
         run = once(work, compute, record=rank0)
         if not rank0:
@@ -71,7 +78,7 @@ def evaluate_only(P: Params, task: str, params_path: str = "params.yaml") -> dic
         publish(work, RUNS / "probe" / task)
         by_kind = top1_by_kind(run)
         metrics = {
-            "profile": P.profile,
+            "profile": params.profile,
             "task": task,
             "seed": seed,
             "encoder": encoder_file,
@@ -81,4 +88,4 @@ def evaluate_only(P: Params, task: str, params_path: str = "params.yaml") -> dic
             "coverage": {f"segments{segments}": by_kind},
             "runs": {f"segments{segments}": run},
         }
-        return finish(t, Path("metrics") / P.profile, f"probe/{task}", metrics)
+        return finish(t, Path("metrics") / params.profile, f"probe/{task}", metrics)

@@ -8,9 +8,9 @@ from pipeline.config import Params
 from pipeline.tracking import ablation_reference, log_verdicts, stage_run
 
 
-def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
-    with stage_run("report", None, {"profile": P.profile}) as t:
-        path = report.build_report(P)
+def run(params: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
+    with stage_run("report", None, {"profile": params.profile}) as t:
+        path = report.build_report(params)
         t.artifact(path)
-        log_verdicts(P.profile, ablation_reference(P), report.COMPARISONS)
+        log_verdicts(params.profile, ablation_reference(params), report.COMPARISONS)
         return {"report": str(path)}

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
-from vjepa.runtime import source_stamp, write_json
+from vjepa.infra.runtime import source_stamp, write_json
 
 OUT = Path("data/sources")
 
 
-def run(P: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
-    src = (P.sources or {})[key]
+def run(params: Params, key: str | None = None, params_path: str = "params.yaml") -> dict:
+    src = (params.sources or {})[key]
     out = {"path": src.path, "stamp": source_stamp(src.path)}
     write_json(OUT / src.group / f"{key}.json", out)
     return out

@@ -45,8 +45,10 @@ from vjepa.data.transforms import (
     pretrain_transform,
     probe_train_transform,
 )
-from vjepa.data.sources import SplitSource, TaskData, read_task
-from vjepa.data.tasks import TaskViews, clip_datasets, task_datasets
+from vjepa.data.sources import read_task
+from vjepa.infra.configs import SplitSource, TaskData
+from vjepa.data.tasks import clip_datasets, task_datasets
+from vjepa.infra.configs import TaskViews
 
 __all__ = [
     "AnnotationError",

@@ -2,7 +2,7 @@
 (pbtxt), excluded timestamps, person-box proposals (pickle or CSV, with a score threshold), and
 the 30 fps frame folders with 1 Hz keyframes.
 
-Conventions (eval-protocols.md 1.1): boxes are normalised [0, 1] corners (x1, y1, x2, y2); action
+Conventions of the AVA v2.2 release files: boxes are normalised [0, 1] corners (x1, y1, x2, y2); action
 ids are 1-based; keyframe keys are (video_id, second); the frames are the video cut from second
 900, decoded at 30 fps and numbered from 1, so the keyframe of second `sec` is the 0-based frame
 index (sec - 900) * 30 in the ordered frame list. A malformed row raises AnnotationError naming
@@ -23,13 +23,12 @@ from typing import Collection, Mapping
 import numpy as np
 import pandas as pd
 
-from vjepa.data.readers import AnnotationError, _int, _nonblank_lines, _open_text, read_text
-from vjepa.configs import AVA_EVAL_CLASS_IDS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
-from vjepa.runtime import confined
+from vjepa.data.readers import AnnotationError, int_field, nonblank_lines, open_text, read_text
+from vjepa.infra.configs import AVA_EVAL_CLASS_IDS
+from vjepa.infra.runtime import confined
 
 AVA_FPS = 30
 AVA_START_SEC = 900
-AVA_KEYFRAME_SECONDS = range(902, 1799)  # 897 keyframes per 15-minute video
 AVA_CSV_COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id"]
 
 
@@ -61,7 +60,7 @@ def _video_id(text: str, path, line: int) -> str:
 
 
 def _csv_rows(path):
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
         for row in reader:
             if not row or not "".join(row).strip():
@@ -80,7 +79,7 @@ def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
     preceding name, a duplicate id or an unknown line is an error naming the line."""
     out: dict[int, str] = {}
     name = None
-    for i, raw in _nonblank_lines(path):
+    for i, raw in nonblank_lines(path):
         line = raw.strip()
         if line.startswith("#") or line in ("}", "{"):
             continue
@@ -94,7 +93,7 @@ def read_ava_labelmap(path: str | os.PathLike) -> dict[int, str]:
                 raise AnnotationError(path, i, f"name must be a quoted string, got {val!r}")
             name = val[1:-1]
         elif key in ("id", "label_id"):
-            k = _int(val, path, i, key)
+            k = int_field(val, path, i, key)
             if name is None:
                 raise AnnotationError(path, i, f"{key} {k} has no name before it in its block")
             if k in out:
@@ -140,14 +139,14 @@ def _read_ava_csv_rows(path, allowed) -> list:
                 f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id,person_id), got {len(row)}: {row}",
             )
         vid = _video_id(row[0], path, i)
-        sec = _int(row[1], path, i, "timestamp")
+        sec = int_field(row[1], path, i, "timestamp")
         box = _box(row[2:6], path, i)
         if not row[6]:
             raise AnnotationError(path, i, "empty action_id (a proposals CSV? use read_ava_proposals)")
-        act = _int(row[6], path, i, "action_id")
+        act = int_field(row[6], path, i, "action_id")
         if act < 1 or (allowed is not None and act not in allowed):
             raise AnnotationError(path, i, f"unknown label: action_id {act}")
-        pid = _int(row[7], path, i, "person_id") if len(row) == 8 else -1
+        pid = int_field(row[7], path, i, "person_id") if len(row) == 8 else -1
         rows.append((vid, sec, *box, act, pid))
     return rows
 
@@ -254,7 +253,7 @@ def read_ava_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
     for i, row in _csv_rows(path):
         if len(row) != 2:
             raise AnnotationError(path, i, f"expected 2 columns (video_id,timestamp), got {len(row)}: {row}")
-        out.add((_video_id(row[0], path, i), _int(row[1], path, i, "timestamp")))
+        out.add((_video_id(row[0], path, i), int_field(row[1], path, i, "timestamp")))
     return out
 
 
@@ -357,7 +356,7 @@ def read_ava_proposals(path: str | os.PathLike, score_threshold: float) -> dict[
                 raise AnnotationError(
                     path, i, f"expected 8 columns (video_id,timestamp,x1,y1,x2,y2,action,score), got {len(row)}: {row}"
                 )
-            key = (_video_id(row[0], path, i), _int(row[1], path, i, "timestamp"))
+            key = (_video_id(row[0], path, i), int_field(row[1], path, i, "timestamp"))
             rec = (*_box(row[2:6], path, i), _float(row[7], path, i, "score"))
             per_box = boxes.setdefault(key, {})  # a box repeated on several rows: kept once, best score
             old = per_box.get(rec[:4])

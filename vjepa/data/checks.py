@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from vjepa.data.ava import AvaFrameFolder, read_ava_labelmap
-from vjepa.data.detection import AvaClipConfig, AvaFiles, ava_datasets
+from vjepa.data.detection import ava_datasets
+from vjepa.infra.configs import AvaClipConfig, AvaFiles
 from vjepa.data.readers import AnnotationError, check_files_exist, read_path_label_list
 
 

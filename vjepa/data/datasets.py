@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, default_collate
 from vjepa.data.sampling import ClipSampling
 from vjepa.data.transforms import UnfinishedClip, UnfinishedClips
 from vjepa.data.video import FrameCache, VideoDecodeError, check_backend, decode_clips
+from vjepa.infra.configs import DEFAULT_BACKEND
 
 Transform = Callable[..., torch.Tensor]  # (frames uint8 [T, H, W, 3], rng=None) -> [V, C, T, H, W]
 
@@ -74,7 +75,7 @@ class VideoDataset(_Seeded, Dataset):
         decode_threads: int = 1,
         seed: int | None = None,
         cache_mb: int = 0,
-        video_backend: str = "decord",
+        video_backend: str = DEFAULT_BACKEND,
     ):
         clip.validate()
         self.entries, self.clip, self.transform = (

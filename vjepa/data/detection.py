@@ -1,7 +1,7 @@
 """AVA detection's datasets (appendix B.2): the files of an AVA v2.2 folder, the clip settings of
 SlowFast's frozen-detection recipe, and one function that assembles the training set (ground-truth
 boxes, excluded keyframes dropped) and the validation set (the detector's proposals above a score
-threshold) from them. Box items are described in `vjepa.detect`'s docstring."""
+threshold) from them. Box items are described in `vjepa.evals.detect`'s docstring."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from vjepa.data.ava import AvaFrameFolder, read_ava_csv, read_ava_exclusions, read_ava_proposals
 from vjepa.data.transforms import normalize, resize, to_clip_tensor
-from vjepa.configs import AvaFiles, AvaClipConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import AvaFiles, AvaClipConfig
 
 
 def ava_gt_boxes(

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 
 from vjepa.data.checks import check_sample
 from vjepa.data.readers import AnnotationError, Entries
-from vjepa.data.sources import TaskData, read_task
-from vjepa.runtime import source_stamp
-from vjepa.configs import IndexConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.data.sources import read_task
+from vjepa.infra.configs import TaskData
+from vjepa.infra.runtime import source_stamp
+from vjepa.infra.configs import IndexConfig
 
 INDEX_VERSION = 1
 _SPLITS = ("train", "val")

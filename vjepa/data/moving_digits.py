@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from vjepa.configs import DIRECTIONS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import DIRECTIONS
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

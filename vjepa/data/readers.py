@@ -34,7 +34,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import (
     KINETICS_PATH_FORMATS,
     KINETICS_PATH_FORMAT,
     kinetics_path_format,
@@ -138,8 +138,6 @@ class Entries(_SequenceABC):
         return Entries(self.paths, np.asarray(table)[self.labels])
 
 
-def as_entries(entries: Entries | Iterable[Entry]) -> Entries:
-    return entries if isinstance(entries, Entries) else Entries.from_pairs(entries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ def read_text(path: str | os.PathLike) -> str:
             view.release()
 
 
-def _open_text(path: str | os.PathLike):
+def open_text(path: str | os.PathLike):
     """A text stream over read_text (for csv.reader), universal newlines as open(newline='')."""
     return io.StringIO(read_text(path), newline="")
 
@@ -198,9 +196,6 @@ def line_of(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
 
-def resolve_path(path: str, base: str | os.PathLike) -> str:
-    """Absolute paths are kept; relative ones resolve against `base` (the annotation file's folder)."""
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
 def _lines(text: str) -> list[str]:
@@ -215,7 +210,7 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+def nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its newline); trailing blank lines are allowed, blank lines
     in the middle are an error (a list with a hole is usually a broken merge)."""
     for i, line in enumerate(_lines(read_text(path)), 1):
@@ -224,7 +219,7 @@ def _nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         yield i, line
 
 
-def _int(text: str, path, line: int, what: str) -> int:
+def int_field(text: str, path, line: int, what: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -251,10 +246,10 @@ def confine_names(names: Sequence[str] | pa.Array, root, where, line_of_index=No
     """Names an annotation file gives relative to a data root (a Kinetics clip, an SSv2 video, an
     iNat image) must stay under it: an absolute name or one whose `..` leads out is an
     AnnotationError naming the file and line. Only names with `..` or a leading '/' are looked at
-    one by one (by vjepa.runtime.confined), so millions of plain names cost one vectorised pass."""
+    one by one (by vjepa.infra.runtime.confined), so millions of plain names cost one vectorised pass."""
     import pyarrow.compute as pc
 
-    from vjepa.runtime import PathEscapeError, confined
+    from vjepa.infra.runtime import PathEscapeError, confined
 
     arr = names if isinstance(names, pa.Array) else pa.array(list(names), type=pa.large_string())
     flagged = pc.or_(pc.starts_with(arr, "/"), pc.match_substring_regex(arr, r"(^|/)\.\.(/|$)"))
@@ -315,7 +310,7 @@ def _check_list_line(line: str, path, i: int, num_classes: int | None) -> tuple[
             f"fields in {line!r} (double-quote a path that holds spaces: "
             '"air drumming/x.mp4" 3)',
         )
-    label = _int(fields[1], path, i, "label")
+    label = int_field(fields[1], path, i, "label")
     if label < 0 or (num_classes is not None and label >= num_classes):
         raise AnnotationError(path, i, f"unknown label {label} (expected 0..{(num_classes or 1) - 1})")
     return fields[0], label
@@ -461,7 +456,7 @@ def read_kinetics_csv(
     root = Path(video_root) if video_root is not None else Path(path).resolve().parent
     path_format = kinetics_path_format(path_format)
     rows = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header[:5]) != KINETICS_COLUMNS:
@@ -481,7 +476,7 @@ def read_kinetics_csv(
             label, yid = row[0], row[1]
             if not label or not yid:
                 raise AnnotationError(path, i, "empty label or youtube_id")
-            rows.append((i, label, yid, _int(row[2], path, i, "time_start"), _int(row[3], path, i, "time_end"), row[4]))
+            rows.append((i, label, yid, int_field(row[2], path, i, "time_start"), int_field(row[3], path, i, "time_end"), row[4]))
     if not rows:
         raise AnnotationError(path, None, "the CSV has no rows")
     if classes is None:

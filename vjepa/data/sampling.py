@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vjepa.config import FieldError, check_range
+from vjepa.infra.config import FieldError, check_range
 
 
 METHODS = ("window", "spread", "tsn")

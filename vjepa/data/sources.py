@@ -7,17 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vjepa.data.readers import (
-    KINETICS_PATH_FORMAT,
-    AnnotationError,
-    Entries,
-    read_image_folder,
-    read_inat_json,
-    read_kinetics_csv,
-    read_path_label_list,
-    read_ssv2,
-)
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.data.readers import AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2
+from vjepa.infra.configs import KINETICS_PATH_FORMAT
+from vjepa.infra.configs import (
     FORMATS,
     IMAGE_FORMATS,
     SplitSource,

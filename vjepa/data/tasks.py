@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from vjepa.data.datasets import ImageDataset, VideoDataset
 from vjepa.data.sampling import ClipSampling
-from vjepa.data.sources import TaskData, read_task
+from vjepa.data.sources import read_task
+from vjepa.infra.configs import TaskData
 from vjepa.data.transforms import eval_transform, probe_train_transform
-from vjepa.configs import TaskViews  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import TaskViews
 
 
 def clip_datasets(

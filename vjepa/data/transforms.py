@@ -22,7 +22,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from vjepa.configs import RAND_AUGMENT  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import RAND_AUGMENT
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

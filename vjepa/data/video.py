@@ -7,10 +7,10 @@ Before any pixel is decoded, PyAV demuxes the file's packets once (no decoding) 
 (presentation order, as decord numbers them) and to check the container against itself: a
 packet the demuxer flags as corrupt or cut short, fewer packets than the frames the container
 declares, or (where no frame count is declared) fewer frames than its declared duration holds, or
-a demuxer error, all refuse the file (VideoDecodeError). What this cannot see is in the README
-("Broken videos").
+a demuxer error, all refuse the file (VideoDecodeError). What this cannot see is in
+docs/videos-and-loader.md ("Broken files").
 
-Backends (`backend`, per run):
+Backends (`backend`, per run; DEFAULT_BACKEND, "pyav", everywhere unless a run says otherwise):
 - "pyav": seeks to the keyframe before the clip, decodes only up to its last frame (frames that no
   other frame references and the clip does not need are skipped by the decoder, `skip_frame`),
   converts only the clip's frames to RGB, and refuses the clip on a decoder error or a frame the
@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vjepa.data.sampling import ClipSampling, clip_indices
-from vjepa.configs import BACKENDS, DECORD_BROKEN_WIDTHS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import BACKENDS, DECORD_BROKEN_WIDTHS, DEFAULT_BACKEND
 
 
 class VideoDecodeError(RuntimeError):
@@ -285,7 +285,7 @@ def _decord_frames(
 
 
 def video_frames(
-    path: str, frames: np.ndarray, index: VideoIndex, container, stream, backend: str = "decord", num_threads: int = 1
+    path: str, frames: np.ndarray, index: VideoIndex, container, stream, backend: str = DEFAULT_BACKEND, num_threads: int = 1
 ) -> tuple[np.ndarray, str | None]:
     """uint8 [len(frames), H, W, 3] and the fallback reason (None when `backend` decoded them)."""
     why = None
@@ -334,7 +334,7 @@ class FrameCache:
         self.too_big: set[str] = set()
 
     def get(
-        self, path: str, num_threads: int, backend: str = "decord"
+        self, path: str, num_threads: int, backend: str = DEFAULT_BACKEND
     ) -> tuple[np.ndarray, float, str | None, int] | None:
         if path in self.videos:
             return self.videos[path]
@@ -362,7 +362,7 @@ def decode_clips(
     rng: np.random.Generator | None = None,
     num_threads: int = 1,
     cache: FrameCache | None = None,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
 ) -> DecodedClips:
     """Decode the cfg.num_segments clips of one video (checked as the module docstring says)."""
     check_backend(backend)
@@ -401,7 +401,7 @@ def read_clips(
     rng: np.random.Generator | None = None,
     num_threads: int = 1,
     cache: FrameCache | None = None,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Decode the cfg.num_segments clips of one video: (uint8 [S*T, H, W, 3], per-segment indices)."""
     got = decode_clips(path, cfg, rng, num_threads, cache, backend)
@@ -414,7 +414,7 @@ class VideoFile:
     container's timestamps, so variable frame rates are timed right), and frames by index, with
     the same checks and decord-to-PyAV fallback as the clip decoder."""
 
-    def __init__(self, path: str, num_threads: int = 1, backend: str = "decord"):
+    def __init__(self, path: str, num_threads: int = 1, backend: str = DEFAULT_BACKEND):
         import av
         import av.logging
 

@@ -21,9 +21,11 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module
+from vjepa.infra.checkpoint import load, load_into, load_official_module
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models.predictor import Predictor
-from vjepa.models.registry import ModelConfig, build_encoder, build_predictor
+from vjepa.models.registry import build_encoder, build_predictor
+from vjepa.infra.configs import ModelConfig
 from vjepa.models.vit import VisionTransformer
 
 # ours -> Hugging Face, per block (qkv is split separately)

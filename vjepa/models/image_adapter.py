@@ -13,7 +13,8 @@ import timm
 import torch
 import torch.nn as nn
 
-from vjepa.checkpoint import CheckpointError, load, load_into
+from vjepa.infra.checkpoint import load, load_into
+from vjepa.infra.runtime import CheckpointError
 
 
 class FrameWiseEncoder(nn.Module):

@@ -24,7 +24,7 @@ from vjepa.models.vit import (
     run_block,
     unpack,
 )
-from vjepa.configs import MASK_TOKEN_CHOICES  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import MASK_TOKEN_CHOICES
 
 
 class Predictor(nn.Module):

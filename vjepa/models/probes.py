@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vjepa.checkpoint import CheckpointError, load, load_into
+from vjepa.infra.checkpoint import load, load_into
+from vjepa.infra.runtime import CheckpointError
 from vjepa.models.vit import MLP, Block
-from vjepa.configs import PROBE_KINDS  # noqa: F401 (defined in vjepa.configs, the typed config tree)
 
 
 class CrossAttention(nn.Module):

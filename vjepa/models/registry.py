@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vjepa.models.predictor import Predictor
 from vjepa.models.vit import VisionTransformer
-from vjepa.configs import SIZES, ModelConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import ModelConfig
 
 
 def build_encoder(cfg: ModelConfig, **overrides) -> VisionTransformer:

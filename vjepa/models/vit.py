@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from vjepa.models.pos_embed import interpolate_pos_embed, sincos_3d
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.configs import (
     ROPE_LAYOUTS,
     POS_ENCODINGS,
     rope_axis_dim,

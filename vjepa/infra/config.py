@@ -55,11 +55,15 @@ class Partial:
     extra: tuple[tuple[str, Any], ...] = ()  # (name, type) of keys allowed beside cls's fields
 
 
-def _plain(v: Any) -> Any:
-    if dataclasses.is_dataclass(v):
-        return to_dict(v)
+def plain(v: Any) -> Any:
+    """Plain data (for YAML, JSON, logging, comparing): dataclasses as dicts, tuples as lists, dict
+    and list subclasses as dicts and lists, recursively."""
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     return v
 
 
@@ -79,7 +83,7 @@ def _check_partial(value: Any, spec: Partial, where: str) -> dict:
         if dataclasses.is_dataclass(tp) and isinstance(v, dict):
             out[k] = _check_partial(v, Partial(tp), join(where, k))
         else:
-            out[k] = _plain(_check(v, tp, join(where, k)))
+            out[k] = plain(_check(v, tp, join(where, k)))
     return out
 
 
@@ -204,15 +208,7 @@ def check_range(
 
 
 def to_dict(obj: Any) -> dict:
-    """Dataclass -> plain dict (tuples become lists), e.g. for logging or YAML."""
-
-    def conv(v):
-        if isinstance(v, tuple):
-            return [conv(x) for x in v]
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
-
-    return {k: conv(v) for k, v in dataclasses.asdict(obj).items()}
+    """A config (dataclass) as a plain dict (`plain`), e.g. for logging or YAML."""
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        raise TypeError(f"to_dict takes a dataclass instance, got {type(obj).__name__}")
+    return plain(obj)

@@ -97,7 +97,7 @@ def paired_bootstrap(a, b, resamples: int = 10_000, level: float = 0.95, seed: i
 
 
 def clip_outcomes(run_dir: str | Path, metrics: dict) -> dict:
-    """Per-clip outcomes of the best probe of each kind in a `vjepa.probe.run_probe` output folder
+    """Per-clip outcomes of the best probe of each kind in a `vjepa.evals.probe.run_probe` output folder
     (its predictions.csv and returned metrics): {"index": [dataset index per clip], "probe": {kind:
     name}, "correct": {kind: "0110..." one character per clip, in index order}}. Compact enough to sit
     in a stage's metrics JSON, so a report can pair two encoders clip by clip without the run folder."""

@@ -31,8 +31,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from vjepa.data.ava import AVA_EVAL_CLASS_IDS
-from vjepa.runtime import atomic_file
+from vjepa.infra.configs import AVA_EVAL_CLASS_IDS
+from vjepa.infra.runtime import atomic_file
 
 BOX = ["x1", "y1", "x2", "y2"]
 DETECTION_COLUMNS = ["video_id", "timestamp", *BOX, "action_id", "score"]

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
-from vjepa.runtime import mix_seed
+from vjepa.infra.runtime import mix_seed
 
 
 @dataclass

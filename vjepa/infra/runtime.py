@@ -237,12 +237,6 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def read_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool] = lambda row: True) -> list[dict]:
-    """The rows of a JSON-lines log. A torn last line (a kill or a full disk mid-write) is dropped
-    with a warning naming the file; a bad line before the last is an error naming file and line."""
-    return [row for row, _ in _jsonl(Path(path), keep)]
-
-
 def _jsonl(path: Path, keep: Callable[[dict], bool]) -> list[tuple[dict, str]]:
     lines = path.read_text().splitlines()
     rows = []

@@ -1,51 +1,34 @@
-"""V-JEPA pretraining: the JEPA step, the EMA target encoder, AdamW with the paper's schedules, and
-the loop with atomic checkpoints, exact resume and data-parallel training (see vjepa.distributed).
-
-One step, in order (spec 4.2):
-  1. set lr / weight decay for this step;
-  2. targets: h = LN(target_encoder(clip)) over all N tokens (no affine, eps 1e-5), gathered at
-     each target mask -> [B, K_tgt_i, D];
-  3. context: z_i = encoder(clip, context mask i); p_i = predictor(z_i, mask token i) -> [B, K_tgt_i, D];
-  4. loss = mean_i L1(p_i, h_i), plus reg_coeff x the official variance regulariser (default 0);
-  5. backward (per micro-batch; DDP averages over processes), optional clipping, AdamW step;
-  6. EMA: theta_tgt <- m theta_tgt + (1 - m) theta_ctx.
-
-Steps are 1-based (step s is the s-th update); masks for step s are drawn with the 0-based
-iteration s - 1, as the official collator's counter does.
+"""V-JEPA pretraining: the loop around the JEPA step (vjepa.jepa.step) with AdamW and the paper's
+schedules, atomic checkpoints, exact resume and data-parallel training (see vjepa.infra.distributed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import random
 import resource
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from vjepa.checkpoint import CheckpointError, load, load_official_module, official_layout, save_atomic, strip_prefix
-from vjepa.config import to_dict
-from vjepa.runtime import (
+from vjepa.infra.checkpoint import load, load_official_module, official_layout, save_atomic, strip_prefix
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import to_dict
+from vjepa.infra.runtime import (
     JsonlLog,
     NonFiniteLossError,
-    autocast_for,
     check_resume,
-    require_finite,
-    seeded,
     use_foreach,
     without_timings,
 )
-from vjepa.distributed import (
+from vjepa.infra.distributed import (
     DistEnv,
     ShardedBatchSampler,
     all_reduce_sum,
@@ -55,10 +38,11 @@ from vjepa.distributed import (
     shutdown,
     wrap_ddp,
 )
-from vjepa.masks import MaskCollator
-from vjepa.models import build_encoder, build_predictor, gather_tokens
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
-    OptimConfig,
+from vjepa.train.batches import KeyedBatches, identity
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.step import ContextPath, TrainState, param_groups, train_step
+from vjepa.models import build_encoder, build_predictor
+from vjepa.infra.configs import (
     InitConfig,
     PretrainConfig,
 )
@@ -68,95 +52,7 @@ if TYPE_CHECKING:
 
 
 # ----------------------------------------------------------------------------------------------
-# Configs
-
-
-# ----------------------------------------------------------------------------------------------
-# The JEPA step
-
-
-class ContextPath(nn.Module):
-    """Context encoder + predictor as one module, so that one DDP wrapper averages both."""
-
-    def __init__(self, encoder: nn.Module, predictor: nn.Module):
-        super().__init__()
-        self.encoder, self.predictor = encoder, predictor
-
-    def forward(self, clips, context_masks, target_masks) -> list[torch.Tensor]:
-        z = self.encoder(clips, context_masks)  # [B, K_ctx_i, D] per mask
-        return self.predictor.forward_masks(z, context_masks, target_masks)  # [B, K_tgt_i, D] per mask
-
-
-@dataclass
-class JepaOutput:
-    loss: torch.Tensor  # scalar to backpropagate: mean over masks + reg_coeff * reg
-    per_mask: list[torch.Tensor]  # L1 mean of each mask config
-    reg: torch.Tensor  # the variance regulariser (logged even when reg_coeff = 0)
-    target_pooled: torch.Tensor  # [B, D] mean-pooled normalised targets, for the collapse monitor
-
-
-def jepa_loss(
-    context_path: nn.Module,
-    target_encoder: nn.Module,
-    clips: torch.Tensor,
-    context_masks: list[torch.Tensor],
-    target_masks: list[torch.Tensor],
-    reg_coeff: float = 0.0,
-) -> JepaOutput:
-    """The V-JEPA objective for one batch of clips [B, C, T, H, W] and one (context, target) mask
-    pair per mask config."""
-    with torch.no_grad():
-        h = target_encoder(clips)  # [B, N, D], after the encoder's own final LN
-        h = F.layer_norm(h, (h.size(-1),))  # no affine, eps 1e-5
-        targets = [gather_tokens(h, m) for m in target_masks]  # [B, K_tgt_i, D]
-    preds = context_path(clips, context_masks, target_masks)
-    per_mask = [(p - t).abs().mean() for p, t in zip(preds, targets)]
-    loss = sum(per_mask) / len(per_mask)
-    # official reg_fn: hinge on the std of each prediction over its tokens
-    reg = sum(F.relu(1.0 - torch.sqrt(p.float().var(dim=1) + 1e-4)).mean() for p in preds) / len(preds)
-    if reg_coeff:
-        loss = loss + reg_coeff * reg
-    return JepaOutput(loss, per_mask, reg.detach(), h.float().mean(1))
-
-
-@torch.no_grad()
-def ema_update_(target: nn.Module, context: nn.Module, momentum: float) -> None:
-    """theta_tgt <- m * theta_tgt + (1 - m) * theta_ctx, for every parameter (pos_embed included, as
-    the official code does), computed as official: mul_(m) then add_((1 - m) * theta_ctx)."""
-    tgt, ctx = list(target.parameters()), list(context.parameters())
-    if use_foreach(tgt[0].device):
-        torch._foreach_mul_(tgt, momentum)
-        torch._foreach_add_(tgt, torch._foreach_mul(ctx, 1.0 - momentum))
-    else:
-        for t, c in zip(tgt, ctx):
-            t.mul_(momentum).add_(c * (1.0 - momentum))
-
-
-def param_groups(encoder: nn.Module, predictor: nn.Module) -> list[dict]:
-    """The official 4 AdamW groups: encoder / predictor weights (decayed), then their biases and 1-D
-    parameters (WD_exclude, no decay). Frozen pos_embeds are listed too (they get no gradient), so
-    the optimizer state lines up with the official one."""
-
-    def split(model, decayed):
-        return [p for n, p in model.named_parameters() if (("bias" not in n) and p.ndim != 1) == decayed]
-
-    return [
-        {"params": split(encoder, True)},
-        {"params": split(predictor, True)},
-        {"params": split(encoder, False), "WD_exclude": True, "weight_decay": 0.0},
-        {"params": split(predictor, False), "WD_exclude": True, "weight_decay": 0.0},
-    ]
-
-
-@dataclass
-class TrainState:
-    encoder: nn.Module
-    predictor: nn.Module
-    target_encoder: nn.Module  # the encoder itself when cfg.target == "copy"
-    context_path: nn.Module  # ContextPath, DDP-wrapped when distributed
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    env: DistEnv
+# The models and optimizer
 
 
 def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
@@ -204,101 +100,6 @@ def init_from_checkpoint(
                 stacklevel=3,
             )
         model.load_state_dict({**own, **fits}, strict=True)
-
-
-def _grad_norm(module: nn.Module, clip: float | None) -> float:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    norm = torch.nn.utils.get_total_norm(grads)
-    if clip is not None:
-        torch.nn.utils.clip_grads_with_norm_([p for p in module.parameters() if p.grad is not None], clip, norm)
-    return float(norm)
-
-
-def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step: int) -> dict:
-    """One optimizer update (1-based `step`) over this process's micro-batches, a list of
-    (clips [B, C, T, H, W], context masks, target masks). Returns the step's metrics, averaged over
-    all micro-batches of all processes. Raises NonFiniteLossError before touching any weight."""
-    env, opt = state.env, cfg.optim
-    lr, wd = opt.lr_at(step), opt.weight_decay_at(step)
-    for g in state.optimizer.param_groups:
-        g["lr"] = lr
-        if not g.get("WD_exclude"):
-            g["weight_decay"] = wd
-
-    M, n, D = len(cfg.masks), len(micro_batches), state.encoder.embed_dim
-    # sums over micro-batches and processes, reduced in one call: per-mask losses, reg,
-    # #micro-batches, #clips, then sum and sum of squares of the pooled targets over clips [D each]
-    stats = torch.zeros(M + 3 + 2 * D, dtype=torch.float64, device=env.device)
-    autocast = autocast_for(env.device, cfg.precision)()
-    for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
-        if clips.size(0) == 0:
-            if env.distributed:
-                raise RuntimeError(
-                    f"step {step}: every clip of a micro-batch failed to decode; with several "
-                    "processes this would stall the gradient exchange"
-                )
-            continue  # one process: this micro-batch contributes no gradient
-        last = i == n - 1
-        sync = contextlib.nullcontext() if last or not env.distributed else state.context_path.no_sync()
-        with sync:
-            with autocast:
-                out = jepa_loss(
-                    state.context_path, state.target_encoder, clips, context_masks, target_masks, cfg.reg_coeff
-                )
-            # / n: the accumulated gradient is the mean over micro-batches (DDP then averages processes)
-            state.scaler.scale(out.loss / n).backward()
-        pooled = out.target_pooled.double()
-        stats[:M] += torch.stack([l.detach().double() for l in out.per_mask])
-        stats[M] += out.reg.double()
-        stats[M + 1] += 1
-        stats[M + 2] += clips.size(0)
-        stats[M + 3 : M + 3 + D] += pooled.sum(0)
-        stats[M + 3 + D :] += pooled.square().sum(0)
-    stats = all_reduce_sum(stats, env)
-    count, clips_seen = max(stats[M + 1].item(), 1.0), stats[M + 2].item()
-    per_mask = (stats[:M] / count).tolist()
-    require_finite(per_mask, f"loss at step {step}: loss per mask {per_mask}", state.optimizer)
-    # collapse monitor: std over all clips of the step of the mean-pooled target, averaged over channels
-    target_std = None
-    if clips_seen > 1:
-        s1, s2 = stats[M + 3 : M + 3 + D], stats[M + 3 + D :]
-        var = (s2 - s1.square() / clips_seen) / (clips_seen - 1)
-        target_std = var.clamp(min=0).sqrt().mean().item()
-
-    state.scaler.unscale_(state.optimizer)
-    clip = opt.clip_grad if step >= opt.clip_grad_from_step else None
-    norm_enc = _grad_norm(state.encoder, clip)  # clipped separately, as the official code does
-    norm_pred = _grad_norm(state.predictor, clip)
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    state.optimizer.zero_grad(set_to_none=True)
-
-    if cfg.target == "ema":
-        m = opt.momentum_at(step)
-        ema_update_(state.target_encoder, state.encoder, m)
-    else:
-        m = 0.0  # the target is the context encoder itself
-
-    jepa, reg = sum(per_mask) / M, stats[M].item() / count
-    metrics = {
-        "loss": jepa + cfg.reg_coeff * reg,
-        "loss_jepa": jepa,
-        **{f"loss_mask{i}": v for i, v in enumerate(per_mask)},
-        "loss_reg": reg,
-        "lr": lr,
-        "weight_decay": wd,
-        "momentum": m,
-        "grad_norm_encoder": norm_enc,
-        "grad_norm_predictor": norm_pred,
-        "target_std": target_std,
-        "clips": int(clips_seen),
-    }
-    _, context_masks, target_masks = micro_batches[0]  # token counts of the first micro-batch
-    metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(context_masks)})
-    metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(target_masks)})
-    return metrics
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,37 +259,21 @@ def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
     return v[:, 0, 0]
 
 
-def _identity(x):
-    return x
-
-
-class MicroBatches(torch.utils.data.Dataset):
-    """Builds one micro-batch from a sampler key (step, shard, epoch, [(index, item seed), ...]), inside a
-    DataLoader worker when num_workers > 0: each item is drawn with the python, numpy and torch RNGs
-    seeded by its item seed (then the caller's RNG states are put back), so augmentations are a
-    function of the data position alone, which exact resume needs; the items are collated and the
-    shard's masks drawn for the clips that decoded (as the official collator does in its workers)."""
+class MicroBatches(KeyedBatches):
+    """Pretraining's micro-batches: KeyedBatches (each item drawn with the RNGs seeded by its item seed,
+    so augmentations are a function of the data position alone, which exact resume needs), clips checked
+    against the model, and the shard's masks drawn for the clips that decoded (as the official collator
+    does in its workers)."""
 
     def __init__(self, dataset, cfg: PretrainConfig):
-        self.dataset, self.cfg = dataset, cfg
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def item(self, index: int, seed: int):
-        with seeded(seed):
-            return self.dataset[index]
+        super().__init__(dataset)
+        self.cfg = cfg
 
     def __getitem__(self, key) -> dict:
-        from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop
-
-        step, shard, epoch, keys = key
-        if hasattr(self.dataset, "set_epoch"):  # datasets with their own seeded draws key them by epoch
-            self.dataset.set_epoch(epoch)
-        batch = collate([self.item(i, s) for i, s in keys])
+        batch = super().__getitem__(key)
         clips = _clips(batch, self.cfg)
-        masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=shard)
-        context_masks, target_masks = masks(len(clips), step)
+        masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=batch["shard"])
+        context_masks, target_masks = masks(len(clips), batch["step"])
         return {
             "clips": clips,
             "context_masks": context_masks,
@@ -496,8 +281,8 @@ class MicroBatches(torch.utils.data.Dataset):
             "skipped": batch["skipped"],
             "fallback": batch["fallback"],
             "declared_over": batch["declared_over"],
-            "step": step,
-            "shard": shard,
+            "step": batch["step"],
+            "shard": batch["shard"],
         }
 
 
@@ -553,7 +338,7 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
         MicroBatches(dataset, cfg),
         sampler=sampler,
         batch_size=None,
-        collate_fn=_identity,
+        collate_fn=identity,
         num_workers=cfg.num_workers,
         pin_memory=env.device.type == "cuda",
     )
@@ -653,19 +438,8 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
 
 
 __all__ = [
-    "OptimConfig",
-    "InitConfig",
-    "PretrainConfig",
-    "NonFiniteLossError",
-    "ContextPath",
-    "JepaOutput",
-    "jepa_loss",
-    "ema_update_",
-    "param_groups",
-    "TrainState",
     "build_state",
     "init_from_checkpoint",
-    "train_step",
     "save_checkpoint",
     "restore_checkpoint",
     "MicroBatches",

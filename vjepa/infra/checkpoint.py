@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from vjepa.runtime import CheckpointError, atomic_file  # noqa: F401  (CheckpointError: re-exported)
+from vjepa.infra.runtime import CheckpointError, atomic_file  # noqa: F401  (CheckpointError: re-exported)
 
 OFFICIAL_PREFIX = "module.backbone."
 
@@ -256,7 +256,8 @@ def encoder_config_from_state(
     shapes: they come from `num_heads`, else from the size table row of that width and depth.
     A RoPE encoder (pos_encoding 'rope3d', or no `pos_embed` in the state) has no grid in its weights:
     num_frames and img_size must be given, and a ViT-g width and depth mean V-JEPA 2's 22 heads."""
-    from vjepa.models.registry import SIZES, ModelConfig
+    from vjepa.infra.configs import ModelConfig
+    from vjepa.infra.configs import SIZES
 
     check_state_dict(state, where)
     pos_encoding = pos_encoding or ("sincos" if "pos_embed" in state else "rope3d")
@@ -340,7 +341,8 @@ def _rope_encoder_config(
     state: Mapping[str, torch.Tensor], num_frames: int | None, img_size: int | None, num_heads: int | None, where: str
 ):
     """encoder_config_from_state for a 3D-RoPE (V-JEPA 2) encoder, whose weights hold no token grid."""
-    from vjepa.models.registry import SIZES, ModelConfig
+    from vjepa.infra.configs import ModelConfig
+    from vjepa.infra.configs import SIZES
 
     if num_frames is None or img_size is None:
         raise CheckpointError(

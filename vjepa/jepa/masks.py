@@ -20,12 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vjepa.runtime import mix_seed
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.runtime import mix_seed
+from vjepa.infra.configs import (
     MaskConfig,
-    SHORT_RANGE,
-    LONG_RANGE,
-    PAPER_MASKS,
 )
 
 

@@ -2,8 +2,7 @@
 probes, finetuning, detection, data sources and views, the small suite), with the constants their
 checks read. Kept apart from the code that runs them, so validating params (pipeline/config.py)
 imports no model, data or training code: a stage's DVC deps are then the modules it runs, and
-an edit to one of them re-runs only the stages that run it. Each defining module re-exports its
-configs (`from vjepa.probe import ProbeConfig` keeps working)."""
+an edit to one of them re-runs only the stages that run it. Import a config from here."""
 
 from __future__ import annotations
 
@@ -11,9 +10,9 @@ import copy
 from dataclasses import dataclass, field
 from itertools import product
 
-from vjepa import schedules
-from vjepa.config import ConfigError, FieldError, check_range
-from vjepa.runtime import PRECISIONS
+from vjepa.infra import schedules
+from vjepa.infra.config import ConfigError, FieldError, check_range
+from vjepa.infra.runtime import PRECISIONS
 
 
 # -- from vjepa/models/vit.py -----------------------------------------------------------------------------
@@ -137,7 +136,7 @@ class ModelConfig:
         )
 
 
-# -- from vjepa/masks.py ----------------------------------------------------------------------------------
+# -- from vjepa/jepa/masks.py ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -177,7 +176,7 @@ LONG_RANGE = MaskConfig(num_blocks=2, spatial_scale=(0.7, 0.7))
 PAPER_MASKS = (SHORT_RANGE, LONG_RANGE)
 
 
-# -- from vjepa/pretrain.py -------------------------------------------------------------------------------
+# -- from vjepa/train/pretrain.py -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -320,7 +319,7 @@ class PretrainConfig:
 PROBE_KINDS = ("attentive", "attentive4", "linear")
 
 
-# -- from vjepa/probe.py ----------------------------------------------------------------------------------
+# -- from vjepa/evals/probe.py ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -343,7 +342,7 @@ class EncoderConfig:
 
 @dataclass
 class ProbeConfig:
-    """Table 6 defaults; the official code's choices are one parameter away (see README)."""
+    """Table 6 defaults; the official code's choices are one parameter away (docs/differences.md)."""
 
     num_classes: int
     kinds: list[str] = field(default_factory=lambda: ["attentive", "linear"])
@@ -433,10 +432,10 @@ def probe_name(kind: str, lr: float, wd: float) -> str:
 RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"  # VideoMAE / official probe (Table 8, spec 6.2)
 
 
-# -- from vjepa/finetune.py -------------------------------------------------------------------------------
+# -- from vjepa/train/finetune.py -------------------------------------------------------------------------------
 
 
-FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.runtime.PRECISIONS: no GradScaler here for fp16
+FINETUNE_PRECISIONS = ("fp32", "bf16")  # of vjepa.infra.runtime.PRECISIONS: no GradScaler here for fp16
 
 
 @dataclass
@@ -653,7 +652,7 @@ AVA_EVAL_CLASS_IDS = (
 )
 
 
-# -- from vjepa/detect.py ---------------------------------------------------------------------------------
+# -- from vjepa/evals/detect.py ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -697,6 +696,7 @@ class DetectConfig:
 
 
 BACKENDS = ("decord", "pyav")
+DEFAULT_BACKEND = "pyav"  # the one default of the library and the pipeline: it refuses damaged packets decord conceals
 
 
 # decord 0.6.0 cannot return frames of these widths (its copy fails with "The size must exactly match")

@@ -8,7 +8,7 @@ RoIAlign 7x7 (spatial_scale 1/patch, sampling_ratio 0, aligned=True) on person b
 pool, dropout 0.5, a linear layer to 80 classes, sigmoid + binary cross-entropy.
 Training uses ground-truth boxes; evaluation uses the detector's proposals (above a score threshold,
 chosen when the dataset is built) and reports frame-level mAP@0.5 over the 60 evaluation classes.
-Data-parallel under torchrun as the probes (vjepa.probe): each process reads batch_size keyframes of a
+Data-parallel under torchrun as the probes (vjepa.evals.probe): each process reads batch_size keyframes of a
 global batch of batch_size x processes, the head's gradients are summed over processes (each loss
 weighted by its share of the global batch's boxes), and evaluation is split into one block per process.
 
@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from vjepa.ava_eval import DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
-from vjepa.checkpoint import load, load_into, save_atomic
-from vjepa.config import to_dict
+from vjepa.evals.ava_eval import DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
+from vjepa.infra.checkpoint import load, load_into, save_atomic
+from vjepa.infra.config import to_dict
 from vjepa.data.datasets import TooManySkipped
-from vjepa.distributed import (
+from vjepa.infra.distributed import (
     DistEnv,
     all_reduce_grads,
     all_reduce_sum,
@@ -47,8 +47,8 @@ from vjepa.distributed import (
     process_group,
     sharded_batches,
 )
-from vjepa.probe import param_groups
-from vjepa.runtime import (
+from vjepa.evals.frozen import param_groups
+from vjepa.infra.runtime import (
     autocast_for,
     check_resume,
     epoch_generator,
@@ -57,8 +57,8 @@ from vjepa.runtime import (
     without_timings,
     write_json,
 )
-from vjepa.schedules import warmup_cosine_lr
-from vjepa.configs import DetectConfig  # noqa: F401 (defined in vjepa.configs, the typed config tree)
+from vjepa.infra.schedules import warmup_cosine_lr
+from vjepa.infra.configs import DetectConfig
 
 
 def feature_map(encoder: nn.Module, video: torch.Tensor, out_layers: list[int]) -> torch.Tensor:

@@ -18,7 +18,7 @@ end with the VideoMAE recipe (Tong et al. 2022), then tested on several views pe
 - Runs: atomic checkpoints every `checkpoint_every` steps and each epoch; a killed run resumes from
   out_dir/latest.pth.tar with the same model, optimiser, schedule position, data position and random
   draws (each item's and each micro-batch's draws come from seeds fixed by their position).
-  Data-parallel under torchrun as vjepa.pretrain.
+  Data-parallel under torchrun as vjepa.train.pretrain.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from vjepa.checkpoint import CheckpointError, add_prefix, load, load_into, load_official_module, save_atomic
-from vjepa.config import to_dict
-from vjepa.runtime import (
+from vjepa.infra.checkpoint import add_prefix, load, load_into, load_official_module, save_atomic
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import to_dict
+from vjepa.infra.runtime import (
     atomic_file,
     autocast_for,
     check_resume,
@@ -50,7 +51,7 @@ from vjepa.runtime import (
 )
 from vjepa.data import ClipSampling, SkipCounter, VideoDataset, clip_datasets, collate
 from vjepa.data.transforms import RepeatedAugment, eval_transform, finetune_train_transform
-from vjepa.distributed import (
+from vjepa.infra.distributed import (
     DistEnv,
     ShardedBatchSampler,
     all_reduce_sum,
@@ -62,10 +63,9 @@ from vjepa.distributed import (
 )
 from vjepa.models import build_encoder
 from vjepa.models.vit import LayerNorm, VisionTransformer
-from vjepa.pretrain import MicroBatches
-from vjepa.probe import average_views
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
-    FINETUNE_PRECISIONS,
+from vjepa.train.batches import KeyedBatches, identity
+from vjepa.evals.frozen import average_views
+from vjepa.infra.configs import (
     FinetuneConfig,
 )
 
@@ -209,24 +209,6 @@ def build_datasets(cfg: FinetuneConfig, train_entries, val_entries) -> tuple[Vid
         eval_transform(cfg.input_size, cfg.test_num_crop),
         cfg.decode_threads,
     )
-
-
-class _Batches(MicroBatches):
-    """Collated micro-batches from sampler keys (step, shard, epoch, [(index, item seed)]), each item
-    drawn with the global RNGs seeded by its item seed (pretraining's rule), without masks."""
-
-    def __init__(self, dataset):
-        super().__init__(dataset, cfg=None)
-
-    def __getitem__(self, key) -> dict:
-        step, shard, epoch, keys = key
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        return {**collate([self.item(i, s) for i, s in keys]), "step": step, "shard": shard}
-
-
-def _identity(x):
-    return x
 
 
 def _check_labels(labels: torch.Tensor, paths: list[str], num_classes: int, where: str) -> None:
@@ -522,7 +504,7 @@ def _write_outputs(
     out: Path, metrics: dict, predictions: pd.DataFrame, model: VideoClassifier, cfg: FinetuneConfig
 ) -> None:
     """metrics.json, predictions.csv and finetuned.pth.tar (encoder in the official key layout, so
-    vjepa.checkpoint loads it into a VisionTransformer; head separately), each written atomically."""
+    vjepa.infra.checkpoint loads it into a VisionTransformer; head separately), each written atomically."""
     head = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     save_atomic(
         {
@@ -582,10 +564,10 @@ def _finetune(cfg, encoder_checkpoint, train_set, val_set, out: Path, log_fn, en
         del ck
     sampler = ShardedBatchSampler(len(train_set), cfg.batch_size, cfg.accumulation_steps, env, cfg.seed, total, start)
     loader = DataLoader(
-        _Batches(train_set),
+        KeyedBatches(train_set),
         sampler=sampler,
         batch_size=None,
-        collate_fn=_identity,
+        collate_fn=identity,
         num_workers=cfg.num_workers,
         pin_memory=env.device.type == "cuda",
     )

@@ -28,14 +28,13 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from vjepa.checkpoint import CheckpointError, load, load_into, load_official_module, save_atomic
-from vjepa.config import ConfigError, to_dict
-from vjepa.runtime import (
-    PRECISIONS,
+from vjepa.infra.checkpoint import load, load_into, save_atomic
+from vjepa.infra.runtime import CheckpointError
+from vjepa.infra.config import ConfigError, to_dict
+from vjepa.infra.runtime import (
     atomic_file,
     autocast_for,
     check_resume,
@@ -46,7 +45,7 @@ from vjepa.runtime import (
     write_json,
 )
 from vjepa.data import SkipCounter, collate
-from vjepa.distributed import (
+from vjepa.infra.distributed import (
     DistEnv,
     all_reduce_grads,
     all_reduce_sum,
@@ -57,64 +56,10 @@ from vjepa.distributed import (
     process_group,
     sharded_batches,
 )
-from vjepa.models import ModelConfig, build_encoder, still_clip
 from vjepa.models.probes import AttentiveClassifier, LinearProbe, official_probe_state, probe_kind, vjepa2_probe
-from vjepa.schedules import cosine_weight_decay, warmup_cosine_lr
-from vjepa.configs import (  # noqa: F401 (defined in vjepa.configs, the typed config tree)
-    EncoderConfig,
-    ProbeConfig,
-    RELEASED_PROTOCOL,
-    EvaluateOnly,
-    probe_name,
-)
-
-AUTOCAST = PRECISIONS  # detection and older callers import it under this name
-
-
-def build_frozen_encoder(cfg: EncoderConfig, model: ModelConfig | None = None) -> nn.Module:
-    """The encoder in eval mode with gradients off. V-JEPA files load strictly (weights_only)."""
-    if cfg.kind == "timm":
-        from vjepa.models.image_adapter import build_image_encoder  # here: timm is imported only when used
-
-        enc = build_image_encoder(cfg.timm_model, cfg.timm_weights, cfg.timm_img_size)
-    else:
-        if model is None:
-            raise ConfigError("a V-JEPA encoder needs the model config (params section 'model')")
-        enc = build_encoder(model)
-        if cfg.checkpoint is not None:
-            load_official_module(enc, load(cfg.checkpoint), cfg.checkpoint_key, cfg.checkpoint)
-    return enc.eval().requires_grad_(False)
-
-
-def encode(encoder: nn.Module, video: torch.Tensor, still_frames: int = 16, chunk: int | None = None) -> torch.Tensor:
-    """[B, S, V, C, T, H, W] -> [V, B, S*N, D]: every clip encoded on its own, the S segments' tokens
-    concatenated along the token axis (segment-major), one sequence per spatial view."""
-    B, S, V = video.shape[:3]
-    clips = video.flatten(0, 2)  # [B*S*V, C, T, H, W], order (b, s, v)
-    if clips.shape[2] == 1 and still_frames > 1:  # an image: repeat it into a still clip
-        clips = still_clip(clips[:, :, 0], still_frames)
-    parts = clips.split(chunk) if chunk else [clips]
-    tokens = torch.cat([encoder(p) for p in parts])  # [B*S*V, N, D]
-    N, D = tokens.shape[1:]
-    return tokens.view(B, S, V, N, D).permute(2, 0, 1, 3, 4).reshape(V, B, S * N, D)
-
-
-def average_views(logits: torch.Tensor) -> torch.Tensor:
-    """Per-view logits [V, B, K] -> class probabilities [B, K]: the mean of the views' softmaxes."""
-    return logits.float().softmax(dim=-1).mean(dim=0)
-
-
-def view_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy averaged over views: logits [V, B, K]."""
-    return torch.stack([F.cross_entropy(lv.float(), labels) for lv in logits]).mean()
-
-
-def param_groups(module: nn.Module) -> list[dict]:
-    """Official split: biases and 1-D parameters without weight decay, everything else (the 3-D query included) with."""
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
-    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
+from vjepa.infra.schedules import cosine_weight_decay, warmup_cosine_lr
+from vjepa.infra.configs import ProbeConfig, probe_name
+from vjepa.evals.frozen import average_views, encode, param_groups, view_loss
 
 
 class ProbeSet:
@@ -572,32 +517,29 @@ def _write_results(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
 def evaluate_released(
     cfg: ProbeConfig,
     encoder: nn.Module,
-    probe: str | Path,
+    head: nn.Module,
+    probe: str,
     val_set: Dataset,
     out_dir: str | Path,
     encoder_name: str = "",
-    num_heads: int | None = None,
     collate_fn: Callable = collate,
 ) -> dict:
-    """Evaluate a probe file as it is (no training) on val_set, whose items carry the protocol's
-    segments and views; writes out_dir/metrics.json and predictions.csv as run_probe does, the
-    probe labelled as released. Its heads: num_heads, else the encoder's (official). Under torchrun
-    each process evaluates one block of val_set; rank 0 writes the files."""
+    """Evaluate a released probe as it is (no training): `head`, loaded from the file or name `probe`
+    (vjepa.hub.load_probe), on val_set, whose items carry the protocol's segments and views; writes
+    out_dir/metrics.json and predictions.csv as run_probe does, the probe labelled as released.
+    Under torchrun each process evaluates one block of val_set; rank 0 writes the files."""
     with process_group(cfg.device) as env:
-        return _evaluate_released(cfg, encoder, probe, val_set, Path(out_dir), encoder_name, num_heads, collate_fn, env)
+        return _evaluate_released(cfg, encoder, head, probe, val_set, Path(out_dir), encoder_name, collate_fn, env)
 
 
-def _evaluate_released(cfg, encoder, probe, val_set, out: Path, encoder_name, num_heads, collate_fn, env) -> dict:
-    from vjepa.hub import load_probe, resolve
-
+def _evaluate_released(cfg, encoder, head, probe, val_set, out: Path, encoder_name, collate_fn, env) -> dict:
     t0 = time.time()
     device, autocast = env.device, autocast_for(env.device, cfg.precision)
     encoder = encoder.to(device).eval().requires_grad_(False)
-    path = resolve(probe)
-    head = load_probe(path, num_heads or getattr(encoder, "num_heads", None)).to(device)
+    head = head.to(device).eval()
     if head.linear.out_features != cfg.num_classes or head.linear.in_features != encoder.embed_dim:
         raise CheckpointError(
-            f"{path}: the probe maps {head.linear.in_features}-wide tokens to "
+            f"{probe}: the probe maps {head.linear.in_features}-wide tokens to "
             f"{head.linear.out_features} classes; the task has {cfg.num_classes} classes and the "
             f"encoder writes {encoder.embed_dim}-wide tokens"
         )
