@@ -542,3 +542,62 @@ def test_pretraining_runs_with_the_v_jepa_2_switches_and_its_checkpoint_loads_as
     ck = load_released(tmp_path / "latest.pth.tar", encoder=enc, predictor=pred)  # official layout, strictly
     assert enc.pos_encoding == "rope3d" and "pos_embed" not in ck["encoder"]
     assert pred.mask_tokens[0].abs().sum() > 0  # the group's token learnt (it starts at zero)
+
+
+# ---------------------------------------------------------------------------------------------
+# everywhere a V-JEPA 1 encoder goes: detection and finetuning on a RoPE encoder
+
+
+def test_detection_trains_on_a_rope_encoders_feature_map(tmp_path):
+    from test_detect import Squares
+
+    from vjepa.evals.detect import feature_map, run_detection
+    from vjepa.infra.config import from_dict
+    from vjepa.infra.configs import DetectConfig
+
+    enc, _ = v2_models()
+    video = torch.randn(2, 3, 4, 32, 32)
+    assert feature_map(enc, video, [1, 2]).shape == (2, 2 * 64, 2, 4, 4)  # 2 layers x 64 channels on the 2x4x4 grid
+    train, val = Squares(32, seed=0), Squares(12, seed=1)
+    cfg = from_dict(
+        DetectConfig,
+        {
+            "out_layers": [1, 2],
+            "epochs": 4,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "warmup_epochs": 1,
+            "eval_classes": [1, 3, 80],
+            "precision": "fp32",
+            "device": "cpu",
+        },
+    )
+    m = run_detection(cfg, enc, train, val, val.groundtruth(), tmp_path)
+    assert m["train_loss"][-1] < m["train_loss"][0] and m["mAP"] >= 0.8  # colour is trivially separable
+
+
+def test_finetuning_starts_from_a_rope_pretraining_checkpoint_and_takes_longer_clips_as_they_are(tmp_path):
+    from test_finetune import Bands as FinetuneBands
+
+    from vjepa.infra.checkpoint import export_official
+    from vjepa.infra.config import from_dict
+    from vjepa.infra.configs import FinetuneConfig
+    from vjepa.train.finetune import build_model, finetune
+
+    enc, pred = v2_models()
+    export_official(tmp_path / "pre.pth.tar", enc, pred, enc)
+    model_cfg = {k: getattr(V2, k) for k in ("size", "img_size", "num_frames", "patch_size", "embed_dim", "depth")}
+    model_cfg.update(num_heads=2, pos_encoding="rope3d")
+
+    def cfg(**kw):
+        base = dict(num_classes=3, model=model_cfg, num_frames=4, epochs=3, batch_size=8, num_sample=1, lr=1e-2)
+        base.update(warmup_epochs=0, mixup_prob=0.0, smoothing=0.0, head_drop_rate=0.0, drop_path=0.0)
+        base.update(layer_decay=1.0, init_scale=1.0, precision="fp32", device="cpu", **kw)
+        return from_dict(FinetuneConfig, base, "finetune")
+
+    long = build_model(cfg(num_frames=8), tmp_path / "pre.pth.tar")  # RoPE: no position table to interpolate
+    assert long.encoder.pos_encoding == "rope3d" and long.encoder.pos_embed is None
+    assert torch.equal(long.encoder.patch_embed.proj.weight, enc.patch_embed.proj.weight)
+    assert long(torch.randn(2, 3, 8, 32, 32)).shape == (2, 3)
+    metrics = finetune(cfg(), tmp_path / "pre.pth.tar", FinetuneBands(48), FinetuneBands(12, seed=1), tmp_path / "ft")
+    assert metrics["top1"] >= 80 and metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
