@@ -15,6 +15,7 @@ from pipeline import paper
 from pipeline.config import Params
 from pipeline.plumbing import DETAILS
 from pipeline.tracking import ablation_reference
+from vjepa.infra.configs import PROBE_KINDS
 from vjepa.infra.runtime import write_json, write_text
 from vjepa.evals.stats import PairedComparison, paired_bootstrap, paired_outcomes
 
@@ -45,7 +46,12 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-KINDS = ("attentive", "linear")
+def kinds_of(*by_kind: dict) -> tuple[str, ...]:
+    """The probe kinds with a result in any of these {kind: top-1} mappings, in PROBE_KINDS' order
+    (attentive, attentive4, linear): a profile's report shows the kinds it trained."""
+    return tuple(k for k in PROBE_KINDS if any(k in d for d in by_kind if d))
+
+
 TASK_TITLES = {"k400": "K400", "ssv2": "SSv2", "in1k": "IN1K", "places205": "Places205", "inat21": "iNat21"}
 
 
@@ -148,6 +154,9 @@ def section_frozen(
 
 def section_lin_att(probes: dict, profile: str, names: dict | None = None, segments: dict | None = None) -> str:
     names, segments = names or {}, segments or {}
+    # linear first, then the attentive kinds this profile trained (V-JEPA 2's 4-block probe beside them)
+    kinds = ("linear", *[k for k in kinds_of(*(m["top1_by_kind"] for m in probes.values())) if k != "linear"])
+    kinds = kinds if len(kinds) > 1 else ("linear", "attentive")
     rows = []
     for t in ["k400", "ssv2", "in1k", "places205", "inat21"]:
         if t in probes:
@@ -157,20 +166,20 @@ def section_lin_att(probes: dict, profile: str, names: dict | None = None, segme
                 [
                     f"{_task_name(t, names)} ({who}, {profile}, {segments.get(t, '–')} "
                     f"clip{'' if segments.get(t) == 1 else 's'})",
-                    k.get("linear"),
-                    k.get("attentive"),
+                    *[k.get(kind) for kind in kinds],
                 ]
             )
-    for name, vals in paper.TABLE9.items():
-        for t, (lin, att) in vals.items():
-            rows.append([f"{t} (paper Table 9, {name})", lin, att])
-    for name, vals in paper.TABLE10.items():
-        for t, (lin, att) in vals.items():
-            rows.append([f"{t} (paper Table 10, {name})", lin, att])
+    paper_cols = {"linear": 0, "attentive": 1}  # the paper's tables: linear and attentive
+    for table, values in (("Table 9", paper.TABLE9), ("Table 10", paper.TABLE10)):
+        for name, vals in values.items():
+            for t, pair in vals.items():
+                rows.append(
+                    [f"{t} (paper {table}, {name})", *[pair[paper_cols[k]] if k in paper_cols else None for k in kinds]]
+                )
     return (
         "## Tables 9 and 10: linear vs attentive probes (top-1 %)\n\n"
         f"*{setup_line('per task, in each row', 1, 'linear and attentive, each the best of its grid')} The paper's "
-        "rows: its models on the real datasets.*\n\n" + _table(["task", "linear", "attentive"], rows) + "\n"
+        "rows: its models on the real datasets.*\n\n" + _table(["task", *kinds], rows) + "\n"
     )
 
 
@@ -180,8 +189,8 @@ def section_coverage(probes: dict, profile: str, names: dict | None = None) -> s
     if k:
         cov = k["coverage"]
         one, eight = cov.get("segments1", {}), cov.get("segments8", {})
-        rows.append([f"ours ({profile}), attentive", one.get("attentive"), eight.get("attentive")])
-        rows.append([f"ours ({profile}), linear", one.get("linear"), eight.get("linear")])
+        for kind in kinds_of(one, eight):
+            rows.append([f"ours ({profile}), {kind}", one.get(kind), eight.get(kind)])
     for name, (a, b) in paper.TABLE11.items():
         rows.append([f"paper, {name}", a, b])
     return (
@@ -212,7 +221,7 @@ def learn_comparisons(learn: dict) -> tuple[dict[tuple[str, str], PairedComparis
     if missing:
         return out, missing
     for t in seeds[0]["top1"]:
-        for kind in KINDS:
+        for kind in kinds_of(*(m["top1"][t]["pretrained"] for m in seeds)):
             try:
                 a, b = paired_outcomes(
                     [m["clips"][t]["pretrained"] for m in seeds], [m["clips"][t]["random"] for m in seeds], kind
@@ -280,7 +289,7 @@ def section_learn(
     rows, verdicts = [], [_unavailable(missing, "learn")] if missing else []
     for t in seeds[0]["top1"]:
         name = f"{_task_name(t, names)} ({roles[t]})" if t in roles else _task_name(t, names)
-        for kind in KINDS:
+        for kind in kinds_of(*(m["top1"][t]["pretrained"] for m in seeds)):
             pre = [m["top1"][t]["pretrained"].get(kind) for m in seeds]
             rnd = [m["top1"][t]["random"].get(kind) for m in seeds]
             margin = [m["margin"][t].get(kind) for m in seeds]
@@ -306,10 +315,11 @@ def section_learn(
         else ""
     )
     verdict_text = "\n".join([v for v in verdicts if isinstance(v, str)] + ([table] if table else []))
+    trained = " and ".join(kinds_of(*(m["top1"][t]["pretrained"] for m in seeds for t in m["top1"])))
     return (
         f"## Does it learn? V-JEPA against a random encoder of the same shape ({profile} profile, "
         f"{_n(len(seeds), 'seed')})\n\n"
-        + f"*{setup_line(clips, len(seeds), 'attentive and linear, each the best of the lr x weight-decay grid')}*\n\n"
+        + f"*{setup_line(clips, len(seeds), f'{trained}, each the best of the lr x weight-decay grid')}*\n\n"
         + _table(["task", "probe", "pretrained", "random init", "margin", "margin per seed"], rows)
         + "\n\nMean ± sample standard deviation over seeds (seeds "
         + ", ".join(str(m["seed"]) for m in seeds)
@@ -342,7 +352,7 @@ def ablation_comparisons(
     for name, m in sorted(ablate.items()):
         if name == reference:
             continue
-        for kind in KINDS:
+        for kind in kinds_of(m["top1_by_kind"], ref["top1_by_kind"]):
             try:
                 a, b = paired_outcomes([m["clips"]], [ref["clips"]], kind)
             except (KeyError, ValueError) as e:
@@ -391,10 +401,11 @@ def section_ablations(
         return ""
     names = names or {}
     task = next(iter(ablate.values()))["task"]
+    kinds = kinds_of(*(m["top1_by_kind"] for m in ablate.values()))
     out = [
         "## Masking and target ablations (Tables 13-15, Appendix D)\n",
         f"*Ours: {profile} profile, task {_task_name(task, names)}; "
-        + setup_line(clips, 1, "attentive and linear, each the best of its grid")
+        + setup_line(clips, 1, f"{' and '.join(kinds)}, each the best of its grid")
         + " Each point is one "
         "pretraining run (the main seed) with the shorter schedule of `ablations.pretrain`; the point "
         f"`{reference}` is the profile's own masks and EMA target, which every other point is compared with. "
@@ -410,8 +421,7 @@ def section_ablations(
         "context tokens",
         "target tokens",
         "target",
-        "attentive",
-        "linear",
+        *kinds,
         "target std (end)",
     ]
     for table in ("13", "14", "15", "D", "V2"):
@@ -432,8 +442,7 @@ def section_ablations(
                     " / ".join(f"{s['context_tokens_mean']:.0f}" for s in st),
                     " / ".join(f"{s['target_tokens_mean']:.0f}" for s in st),
                     m["target"],
-                    m["top1_by_kind"].get("attentive"),
-                    m["top1_by_kind"].get("linear"),
+                    *[m["top1_by_kind"].get(k) for k in kinds],
                     _fmt(m.get("final_target_std"), 3),
                 ]
             )
@@ -712,8 +721,9 @@ def figure_probes(learn: dict, names: dict) -> str | None:
     seeds = sorted(learn.values(), key=lambda m: m["seed"])
     tasks = list(seeds[0]["top1"])
     x, w = np.arange(len(tasks)), 0.36
-    fig, axes = plt.subplots(1, len(KINDS), figsize=(4.2 * len(KINDS), 3.6), sharey=True, squeeze=False)
-    for ax, kind in zip(axes[0], KINDS):
+    kinds = kinds_of(*(m["top1"][t]["pretrained"] for m in seeds for t in tasks))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
         for j, (enc, colour) in enumerate((("pretrained", "tab:blue"), ("random", "tab:grey"))):
             vals = [[m["top1"][t][enc].get(kind) for m in seeds] for t in tasks]
             pos = x + (j - 0.5) * w
@@ -793,16 +803,17 @@ def figure_masking(ablate: dict, reference: str | None, names: dict) -> str | No
     fig, axes = plt.subplots(
         len(tables), 2, figsize=(12, 2.9 * len(tables)), squeeze=False, gridspec_kw={"width_ratios": [1.25, 1]}
     )
-    colours = {"attentive": "tab:blue", "linear": "tab:orange"}
+    colours = {"attentive": "tab:blue", "attentive4": "tab:green", "linear": "tab:orange"}
+    kinds = kinds_of(*(m["top1_by_kind"] for m in ablate.values()))
     for row, table in zip(axes, tables):
         points = sorted(
             (m for m in ablate.values() if table in [str(x) for x in m["tables"]]),
             key=lambda m: (m["point"] != reference, m["point"]),
         )  # the reference first
-        y, h = np.arange(len(points)), 0.38
-        for j, kind in enumerate(KINDS):
+        y, h = np.arange(len(points)), 0.76 / len(kinds)
+        for j, kind in enumerate(kinds):
             row[0].barh(
-                y + (j - 0.5) * h,
+                y + (j - (len(kinds) - 1) / 2) * h,
                 [m["top1_by_kind"].get(kind, np.nan) for m in points],
                 h,
                 color=colours[kind],
@@ -857,8 +868,9 @@ def write_verdicts(ablations: dict, learn: dict, ablate: dict, reference: str | 
     for path, data in by_file.items():
         write_json(path, data)
     rows = ["point_probe,point,probe,top1,margin,low,high,verdict"]
+    kinds = kinds_of(*(m["top1_by_kind"] for m in ablate.values()))
     for name, m in sorted(ablate.items(), key=lambda kv: (kv[0] != reference, kv[0])):
-        for kind in KINDS:
+        for kind in kinds:
             c = ablations.get((name, kind))
             v = verdict_numbers(c) if c is not None else {"verdict": "reference"}
             rows.append(
