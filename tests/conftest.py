@@ -98,6 +98,16 @@ def checkout_copy(dst: Path, without: tuple[str, ...] = ()) -> Path:
     return dst
 
 
+def run_torchrun(script: str, out: Path, processes: int = 2) -> Path:
+    """Run a test file as the worker of `processes` CPU processes under torchrun (one thread each),
+    its only argument the folder `out` it writes into; asserts it succeeded and returns `out`."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, script, str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 def run_dvc(repo: Path, *args, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run dvc in `repo` with MLflow off, whatever its exit status (for runs that must fail)."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "VJEPA_MLFLOW": "0", "DVC_NO_ANALYTICS": "1"}

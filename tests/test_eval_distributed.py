@@ -7,8 +7,6 @@ Run as a script under torchrun, this file is the worker of the test.
 """
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from vjepa.infra.checkpoint import load
 from vjepa.infra.runtime import CheckpointError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_torchrun  # noqa: E402
 from test_detect import Squares  # noqa: E402
 from test_probe import TINY, Bands, fast_cfg, tiny_encoder  # noqa: E402
 
@@ -86,11 +85,7 @@ def _worker(out_root: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp_eval")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return run_torchrun(__file__, tmp_path_factory.mktemp("ddp_eval"))
 
 
 @pytest.mark.parametrize("name", sorted(PROBE_RUNS))

@@ -5,8 +5,6 @@ either way, so loss and weights agree up to float summation order.
 Run as a script under torchrun, this file is the worker of the test.
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from vjepa.infra.checkpoint import load
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_torchrun  # noqa: E402
 from test_pretrain import MovingSquares, read_metrics, tiny_config  # noqa: E402
 
 # (per-process batch, accumulation steps) on 2 processes, and the 1-process run with the same shards
@@ -50,11 +49,7 @@ def _worker(out_root: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return run_torchrun(__file__, tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
