@@ -102,3 +102,48 @@ def test_shapes_that_do_not_fit_fail_strictly_and_are_listed_when_strict_is_off(
     enc = state.encoder.state_dict()
     assert all(torch.equal(enc[k], v) for k, v in want["encoder"].items() if k != "pos_embed")
     assert enc["pos_embed"].shape == (1, 2 * 4 * 4, 48)
+
+
+def test_a_cooldown_takes_the_first_stages_optimizer_state_and_decays_linearly_on_longer_clips(tmp_path):
+    """V-JEPA 2's second phase: a RoPE model pretrained on 4-frame clips goes on with 8-frame clips
+    from the first stage's checkpoint, its AdamW moments included, the step back at 1 and the learning
+    rate decaying linearly from lr toward final_lr over the stretched schedule."""
+    from test_pretrain import tiny_config as pretrain_config
+
+    switches = dict(
+        pos_encoding="rope3d", pred_num_heads=2, pred_sort_tokens=True, mask_token_per="group", num_mask_tokens=1
+    )
+    first = pretrain_config(model=switches, batch_size=4, optim={"iterations": 3, "warmup_iterations": 1})
+    first.checkpoint_every = 3
+    pretrain(first, MovingSquares(8), tmp_path / "phase1")
+    ck = load(tmp_path / "phase1" / "latest.pth.tar")
+    assert ck["step"] == 3 and ck["opt"]["state"]
+
+    init = {"checkpoint": str(tmp_path / "phase1" / "latest.pth.tar"), "optimizer": True}
+    optim = {"iterations": 2, "lr_schedule": "linear_decay", "warmup_iterations": 0, "lr": 4e-4, "final_lr": 0.0}
+    d = copy.deepcopy(TINY)
+    d["model"].update(switches, num_frames=8)
+    d["optim"].update(optim)
+    cooldown = from_dict(PretrainConfig, {**d, "batch_size": 4, "init": init, "checkpoint_every": 2}, "pretrain")
+    state = build_state(cooldown, DistEnv())
+    loaded = state.optimizer.state_dict()
+    for i, s in ck["opt"]["state"].items():  # the moments and step counts, tensor for tensor
+        assert loaded["state"][i].keys() == s.keys() and all(
+            torch.equal(loaded["state"][i][k], v) for k, v in s.items()
+        )
+    assert same(state.encoder, strip_prefix(ck["encoder"])) and same(state.predictor, strip_prefix(ck["predictor"]))
+
+    pretrain(cooldown, MovingSquares(8, frames=8), tmp_path / "phase2")
+    rows = read_metrics(tmp_path / "phase2")
+    total = int(1.25 * 2)  # the stretched schedule (T = int(1.25 x iterations))
+    assert [r["lr"] for r in rows] == pytest.approx([4e-4 * (1 - min(s / total, 1)) for s in (1, 2)])
+    assert load(tmp_path / "phase2" / "latest.pth.tar")["step"] == 2
+
+
+def test_a_cooldown_config_refuses_a_warmup_and_a_checkpoint_without_optimizer_state(tmp_path):
+    with pytest.raises(Exception, match="warmup_iterations: must be 0 with lr_schedule linear_decay"):
+        tiny_config(optim={"lr_schedule": "linear_decay", "warmup_iterations": 5})
+    released_like(tmp_path / "vit.pth.tar", tiny_config().model.__dict__)  # an official file: "opt" is empty
+    init = {"checkpoint": str(tmp_path / "vit.pth.tar"), "optimizer": True}
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        build_state(tiny_config(init=init), DistEnv())

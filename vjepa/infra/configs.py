@@ -187,6 +187,7 @@ class OptimConfig:
     lr: float = 6.25e-4
     start_lr: float = 2e-4
     final_lr: float = 1e-6
+    lr_schedule: str = "warmup_cosine"  # or "linear_decay": V-JEPA 2's cooldown, lr -> final_lr, no warmup
     warmup_iterations: int | None = 12_000  # the appendix text and the official code
     warmup_iterations_fraction: float | None = None  # Table 5 says 0.15 (13,500 steps); set this instead
     start_weight_decay: float = 0.04
@@ -223,6 +224,12 @@ class OptimConfig:
             raise ValueError("set exactly one of warmup_iterations and warmup_iterations_fraction")
         if self.warmup > self.iterations:
             raise FieldError("warmup_iterations", f"{self.warmup} warmup steps exceed the {self.iterations} iterations")
+        if self.lr_schedule not in ("warmup_cosine", "linear_decay"):
+            raise FieldError("lr_schedule", f"must be 'warmup_cosine' or 'linear_decay', got {self.lr_schedule!r}")
+        if self.lr_schedule == "linear_decay" and self.warmup:
+            raise FieldError(
+                "warmup_iterations", f"must be 0 with lr_schedule linear_decay (no warmup), got {self.warmup}"
+            )
         if self.weight_decay_schedule not in ("cosine", "linear"):
             raise FieldError(
                 "weight_decay_schedule", f"must be 'cosine' or 'linear', got {self.weight_decay_schedule!r}"
@@ -240,6 +247,8 @@ class OptimConfig:
         return schedules.schedule_length(self.iterations, self.scheduler_scale_factor)
 
     def lr_at(self, step: int) -> float:
+        if self.lr_schedule == "linear_decay":
+            return schedules.linear_decay_lr(step, lr=self.lr, final_lr=self.final_lr, total=self.schedule_length)
         return schedules.warmup_cosine_lr(
             step,
             lr=self.lr,
@@ -262,12 +271,18 @@ class OptimConfig:
 @dataclass
 class InitConfig:
     """Continued pretraining (domain adaptation): start from a checkpoint's encoder, predictor and
-    target encoder (a released file or ours), with a fresh optimizer and schedules from step 1."""
+    target encoder (a released file or ours), with a fresh optimizer and schedules from step 1; or,
+    with `optimizer`, V-JEPA 2's cooldown (`is_anneal`): its AdamW and grad-scaler state too."""
 
     checkpoint: str
     strict: bool = True  # False: keys of another shape (e.g. pos_embed at another
     # resolution) keep their fresh values, listed in a warning
     reinit_predictor: bool = False  # True: a freshly initialised predictor (encoders still loaded)
+    optimizer: bool = False  # True: also the optimizer and scaler state (the schedules still start at step 1)
+
+    def validate(self) -> None:
+        if self.optimizer and self.reinit_predictor:
+            raise FieldError("optimizer", "cannot take the optimizer state with a freshly initialised predictor")
 
 
 @dataclass

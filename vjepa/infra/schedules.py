@@ -27,6 +27,13 @@ def warmup_cosine_lr(step: int, *, lr: float, start_lr: float, final_lr: float, 
     return max(final_lr, final_lr + (lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def linear_decay_lr(step: int, *, lr: float, final_lr: float, total: int) -> float:
+    """V-JEPA 2's cooldown (LinearDecaySchedule): linear from lr toward final_lr over `total` steps,
+    no warmup; the first update already takes one step of the decay. With the 1.25 stretch only 80%
+    of it runs, so it ends at lr + 0.8 (final_lr - lr) (the released configs: near 1.06e-4)."""
+    return lr + min(step / max(1, total), 1.0) * (final_lr - lr)
+
+
 def cosine_weight_decay(step: int, *, start: float, final: float, total: int) -> float:
     """Cosine from `start` (0.04) to `final` (0.4) over `total` steps, clamped at `final`."""
     progress = min(1.0, step / total)
@@ -44,4 +51,11 @@ def ema_momentum(step: int, *, start: float, final: float, total: int) -> float:
     return start + (step - 1) * (final - start) / total
 
 
-__all__ = ["schedule_length", "warmup_cosine_lr", "cosine_weight_decay", "linear_weight_decay", "ema_momentum"]
+__all__ = [
+    "schedule_length",
+    "warmup_cosine_lr",
+    "linear_decay_lr",
+    "cosine_weight_decay",
+    "linear_weight_decay",
+    "ema_momentum",
+]

@@ -64,13 +64,20 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         target = copy.deepcopy(encoder).requires_grad_(False)  # starts identical to the context encoder
     else:
         target = encoder
+    ck = None
     if cfg.init is not None:
-        init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
+        ck = init_from_checkpoint(cfg.init, encoder, predictor, target if cfg.target == "ema" else None, env)
     kernel = {"fused": True} if cfg.optim.fused else {"foreach": use_foreach(env.device)}
     optimizer = torch.optim.AdamW(
         param_groups(encoder, predictor), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kernel
     )
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.grad_scaler)
+    if ck is not None and cfg.init.optimizer:  # V-JEPA 2's cooldown: the first stage's AdamW moments go on
+        if not ck.get("opt"):
+            raise CheckpointError(f"pretrain.init.optimizer: {cfg.init.checkpoint} holds no optimizer state ('opt')")
+        optimizer.load_state_dict(ck["opt"])
+        if cfg.grad_scaler and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
     return TrainState(
         encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env
     )
@@ -78,9 +85,10 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
 
 def init_from_checkpoint(
     init: InitConfig, encoder: nn.Module, predictor: nn.Module, target: nn.Module | None, env: DistEnv
-) -> None:
+) -> dict:
     """Load the models of a continued pretraining from init.checkpoint (official layout), strictly
-    unless init.strict is False; nothing of its optimizer, schedule or step is taken."""
+    unless init.strict is False; nothing of its schedule or step is taken. Returns the checkpoint
+    (build_state takes its optimizer state when init.optimizer says so)."""
     ck = load(init.checkpoint, map_location=env.device)
     pairs = [("encoder", encoder)] + ([] if init.reinit_predictor else [("predictor", predictor)])
     pairs += [("target_encoder", target)] if target is not None else []
@@ -100,6 +108,7 @@ def init_from_checkpoint(
                 stacklevel=3,
             )
         model.load_state_dict({**own, **fits}, strict=True)
+    return ck
 
 
 # ----------------------------------------------------------------------------------------------
