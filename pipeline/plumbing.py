@@ -200,9 +200,9 @@ def publish(work: Path, out: Path) -> Path:
     return out
 
 
-def checkpoint_path(seed: int) -> Path:
-    """The published pretraining checkpoint of one seed."""
-    return RUNS / "pretrain" / f"seed{seed}" / "checkpoint.pth.tar"
+def checkpoint_path(seed: int, stage: str = "pretrain") -> Path:
+    """The published checkpoint of one seed's pretraining (or of its `cooldown` stage)."""
+    return RUNS / stage / f"seed{seed}" / "checkpoint.pth.tar"
 
 
 # The numbers a user compares across runs and profiles (`dvc metrics show`, `dvc exp show`): top-1
@@ -241,9 +241,9 @@ def finish(tracker, metrics_dir: Path, name: str, metrics: dict, *artifacts: Pat
     return metrics
 
 
-def curves_path(profile: str, seed: int) -> Path:
-    """metrics/<profile>/curves/pretrain/seed<k>.csv: one seed's pretraining curves (dvc.yaml `plots`)."""
-    return Path("metrics") / profile / "curves" / "pretrain" / f"seed{seed}.csv"
+def curves_path(profile: str, seed: int, stage: str = "pretrain") -> Path:
+    """metrics/<profile>/curves/<stage>/seed<k>.csv: one seed's pretraining (or cooldown) curves (dvc.yaml `plots`)."""
+    return Path("metrics") / profile / "curves" / stage / f"seed{seed}.csv"
 
 
 def write_curves(jsonl: Path, out: Path, columns: tuple[str, ...] = ("step", "loss", "target_std", "lr")) -> Path:

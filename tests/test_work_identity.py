@@ -207,3 +207,34 @@ def test_a_probe_on_a_root_without_videos_stops_and_never_publishes_a_probe_trai
     assert "[probe-k400] resuming" not in log
     run = json.loads((repo / "metrics/smoke/details/probe/k400.json").read_text())["runs"]["segments1"]
     assert run["num_train"] == 40 and run["skipped_train"] == 0  # prepare.k400_train of the smoke profile
+
+
+def test_a_cooldown_stage_goes_on_from_each_seeds_pretraining_with_its_optimizer_state(smoke_copy):
+    """V-JEPA 2's second stage through `dvc repro` on the smoke profile: cooldown@<seed> starts from
+    the published pretraining checkpoint with its AdamW state (the moments' step counts go on from
+    there), decays the learning rate linearly, and the evaluations then read its encoders."""
+    from vjepa.infra.checkpoint import load
+
+    repo = smoke_copy
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["cooldown"] = {
+        "seeds": params["seeds"],
+        "evaluate": "cooldown",
+        "train": {"optim": {"iterations": 2, "lr_schedule": "linear_decay", "warmup_iterations": 0, "final_lr": 0.0}},
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = sorted(json.loads(dvc(repo, "status", "--json")))
+    assert {f"cooldown@{s}" for s in params["seeds"]} <= set(changed)  # new stages
+    assert {"probe@k400", "detect", "learn@0"} <= set(changed)  # they read the cooldown's encoders now
+    assert not any(s.startswith("pretrain@") for s in changed)  # the first stage stays as it ran
+
+    dvc(repo, "repro", "cooldown@0")
+    first = load(repo / "runs/pretrain/seed0/checkpoint.pth.tar")
+    cooled = load(repo / "runs/cooldown/seed0/checkpoint.pth.tar")
+    assert cooled["step"] == 2 and cooled["config"]["init"]["optimizer"] is True
+    steps = {int(s["step"]) for s in first["opt"]["state"].values()}
+    assert {int(s["step"]) for s in cooled["opt"]["state"].values()} == {n + 2 for n in steps}  # AdamW went on
+    rows = [json.loads(line) for line in (repo / "runs/cooldown/seed0/metrics.jsonl").read_text().splitlines()]
+    lr = params["pretrain"]["train"]["optim"]["lr"]
+    total = int(params["pretrain"]["train"]["optim"].get("scheduler_scale_factor", 1.25) * 2)
+    assert [r["lr"] for r in rows] == pytest.approx([lr * (1 - s / total) for s in (1, 2)])

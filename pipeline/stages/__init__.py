@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import importlib
 
-STAGES = ("source", "prepare", "masks", "pretrain", "probe", "detect", "learn", "ablate", "finetune", "report")
+STAGES = (
+    "source",
+    "prepare",
+    "masks",
+    "pretrain",
+    "cooldown",
+    "probe",
+    "detect",
+    "learn",
+    "ablate",
+    "finetune",
+    "report",
+)
 
 
 def stage_keys(params, stage: str) -> tuple[str, list[str], bool] | None:
@@ -18,6 +30,8 @@ def stage_keys(params, stage: str) -> tuple[str, list[str], bool] | None:
     foreach key, as dvc.yaml lists them; None for a stage that takes none."""
     if stage in ("pretrain", "learn"):
         return "seed", [str(s) for s in params.seeds], True
+    if stage == "cooldown":
+        return "seed", [str(s) for s in params.cooldown.seeds], False
     if stage == "probe":
         return "task", list(params.probe.tasks), False
     if stage == "finetune":

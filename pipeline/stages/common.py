@@ -43,9 +43,7 @@ def encoder_files(params: Params, checkpoint: str | None) -> list[str]:
 
 def probe_checkpoint(params: Params) -> str | None:
     """The main seed's pretraining checkpoint, unless `probe.encoder` names another encoder."""
-    from pipeline.plumbing import checkpoint_path
-
-    return None if params.probe.encoder.checkpoint else str(checkpoint_path(params.main_seed))
+    return None if params.probe.encoder.checkpoint else params.encoder_checkpoint(params.main_seed)
 
 
 def task_entries(params: Params, name: str):

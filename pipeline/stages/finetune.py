@@ -11,7 +11,6 @@ from pipeline.config import Params
 from pipeline.plumbing import (
     PREPARED,
     RUNS,
-    checkpoint_path,
     finish,
     is_rank0,
     launch_torchrun,
@@ -32,7 +31,7 @@ def run(params: Params, task: str | None = None, params_path: str = "params.yaml
     seed, data = params.main_seed, params.tasks[params.finetune_data(task)]
     train, val, classes = task_entries(params, params.finetune_data(task))
     cfg = params.finetune_config(task, len(classes), seed)
-    ckpt = params.finetune.checkpoint or str(checkpoint_path(seed))  # or a released file
+    ckpt = params.finetune.checkpoint or params.encoder_checkpoint(seed)  # or a released file
     settings = {"finetune": to_dict(cfg), "checkpoint": ckpt, "data": to_dict(data)}
     name = f"finetune-{task}"
     work = shared_work_dir(name, settings, [PREPARED, ckpt], task_files(params, params.finetune_data(task)))

@@ -11,7 +11,6 @@ from pipeline.config import Params
 from pipeline.plumbing import (
     PREPARED,
     RUNS,
-    checkpoint_path,
     finish,
     is_rank0,
     launch_torchrun,
@@ -30,7 +29,7 @@ def run(params: Params, seed: str | int | None = None, params_path: str = "param
     """Probe the seed's encoder and a random one on the motion and appearance tasks; with several
     GPUs, relaunched under torchrun (the probes run data-parallel, one process per GPU)."""
     seed = params.main_seed if seed is None else int(seed)
-    names, ckpt = params.learn.tasks, str(checkpoint_path(seed))
+    names, ckpt = params.learn.tasks, params.encoder_checkpoint(seed)
     settings = {
         "learn": to_dict(params.learn),
         "seed": seed,

@@ -14,7 +14,6 @@ from pipeline.config import Params
 from pipeline.plumbing import (
     PREPARED,
     RUNS,
-    checkpoint_path,
     finish,
     is_rank0,
     launch_torchrun,
@@ -37,7 +36,7 @@ def evaluate_only(params: Params, task: str, params_path: str = "params.yaml") -
     released = spec.evaluate_only
     segments, views = released.protocol(task)
     seed = params.main_seed
-    encoder_file = released.encoder or params.probe.encoder.checkpoint or str(checkpoint_path(seed))
+    encoder_file = released.encoder or params.probe.encoder.checkpoint or params.encoder_checkpoint(seed)
     settings = {
         "task": to_dict(spec),
         "evaluate_only": to_dict(released),
