@@ -14,6 +14,7 @@ from conftest import checkout_copy, dvc, with_sources
 from pipeline.profiles import available, use_profile
 
 PAPER = ("paper-vitl16", "paper-vith16", "paper-vith16-384")
+VJEPA2 = "vjepa2-vitl"  # its test profile also shrinks the predictor's heads and the cooldown
 
 # What a test profile over a paper profile may change: where the data is, and how much compute a
 # 2-core CPU spends (model size, image size, frames, steps, batches, workers, epochs, precision,
@@ -25,7 +26,10 @@ ALLOWED = [
     r"ablations\.data\.sources",
     r"detect\.data\..*",
     r"(ablations\.pretrain\.)?model\.(embed_dim|depth|num_heads|img_size|num_frames|pred_depth|pred_embed_dim"
-    r"|patch_size)",
+    r"|patch_size|pred_num_heads)",
+    r"cooldown\.(model|data)\.num_frames",
+    r"cooldown\.train\.(batch_size|accumulation_steps|num_workers|checkpoint_every|precision)",
+    r"cooldown\.train\.optim\.iterations",
     r"pretrain\.data\.(num_frames|decode_threads)",
     r"(ablations\.)?pretrain\.train\.(batch_size|accumulation_steps|num_workers|checkpoint_every|precision)",
     r"(ablations\.)?pretrain\.(train\.)?optim\.(iterations|warmup_iterations)",
@@ -118,6 +122,20 @@ def shrunk(base: str, tree: dict) -> dict:
     }
 
 
+def shrunk_vjepa2(tree: dict) -> dict:
+    """The test profile over the V-JEPA 2 profile: the paper profiles' one, with the predictor's heads
+    fitting the narrow predictor and a cooldown of 8-frame clips (the first stage's: 4)."""
+    out = shrunk(VJEPA2, tree)
+    out["model"] = {**TINY, "pred_num_heads": 2}
+    out["ablations"]["pretrain"]["model"] = out["model"]
+    out["cooldown"] = {
+        "model": {"num_frames": 8},
+        "data": {"num_frames": 8},
+        "train": {"batch_size": 2, "accumulation_steps": 1, "checkpoint_every": 1, "optim": {"iterations": 2}},
+    }
+    return out
+
+
 def _keys(d: dict, prefix: str = "") -> list[str]:
     out = []
     for k, v in d.items():
@@ -128,14 +146,15 @@ def _keys(d: dict, prefix: str = "") -> list[str]:
 
 def _with_test_profile(repo, base: str, tree: dict) -> str:
     name = f"test-{base}"
-    (repo / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump(shrunk(base, tree), sort_keys=False))
+    profile = shrunk_vjepa2(tree) if base == VJEPA2 else shrunk(base, tree)
+    (repo / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     use_profile(name, repo)
     return name
 
 
 def test_the_test_profiles_change_only_data_paths_and_compute(release_tree):
-    for base in PAPER:
-        keys = _keys(shrunk(base, release_tree))
+    for base in (*PAPER, VJEPA2):
+        keys = _keys(shrunk(base, release_tree) if base != VJEPA2 else shrunk_vjepa2(release_tree))
         bad = [k for k in keys if not any(re.fullmatch(p, k) for p in ALLOWED)]
         assert not bad, f"test profile over {base} changes more than data paths and compute: {bad}"
         assert "tasks.k400.train.root" in keys and "model.depth" in keys  # the allowlist is exercised
@@ -210,6 +229,20 @@ def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
     repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
     metrics = _run_end_to_end(repo, base, release_tree)
     assert metrics["details/probe/k400.json"]["runs"]
+    shutil.rmtree(repo)
+
+
+@pytest.mark.slow
+def test_the_vjepa2_profile_runs_end_to_end_with_its_cooldown(release_tree, tmp_path):
+    """V-JEPA 2's whole DAG shrunk to CPU size: RoPE models, the constant schedule, the cooldown stage
+    from the first stage's checkpoint and optimizer state, and the 4-block probes reading its encoders."""
+    repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
+    metrics = _run_end_to_end(repo, VJEPA2, release_tree)
+    cooled = metrics["details/cooldown/seed0.json"]
+    assert cooled["steps"] == 2 and metrics["details/pretrain/seed0.json"]["steps"] == 2
+    probe = metrics["details/probe/k400.json"]
+    assert probe["encoder"].endswith("runs/cooldown/seed0/checkpoint.pth.tar")
+    assert set(next(iter(probe["runs"].values()))["best_probe_by_kind"]) == {"attentive4"}
     shutil.rmtree(repo)
 
 

@@ -601,3 +601,14 @@ def test_finetuning_starts_from_a_rope_pretraining_checkpoint_and_takes_longer_c
     assert long(torch.randn(2, 3, 8, 32, 32)).shape == (2, 3)
     metrics = finetune(cfg(), tmp_path / "pre.pth.tar", FinetuneBands(48), FinetuneBands(12, seed=1), tmp_path / "ft")
     assert metrics["top1"] >= 80 and metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+
+
+def test_a_full_test_frame_that_does_not_tile_is_cut_to_whole_tubelets_for_either_position_encoding():
+    from vjepa.evals.detect import feature_map
+
+    enc, _ = v2_models()  # RoPE: a clip must tile
+    with torch.no_grad():
+        wide = torch.randn(1, 3, 5, 32, 42)  # 5 frames, 42 px wide: the full frame at test
+        assert torch.equal(feature_map(enc, wide, [2]), feature_map(enc, wide[:, :, :4, :, :40], [2]))
+        sincos = build_encoder(ModelConfig(**{**V2.__dict__, "pos_encoding": "sincos"})).eval()
+        assert feature_map(sincos, wide, [2]).shape == (1, 64, 2, 4, 5)

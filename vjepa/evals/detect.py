@@ -63,7 +63,13 @@ from vjepa.infra.configs import DetectConfig
 
 def feature_map(encoder: nn.Module, video: torch.Tensor, out_layers: list[int]) -> torch.Tensor:
     """[B, C, T, H, W] -> [B, L*D, T', H', W']: the normed outputs of the L blocks `out_layers`,
-    concatenated along channels (layer-major), tokens laid back on their (t, h, w) grid."""
+    concatenated along channels (layer-major), tokens laid back on their (t, h, w) grid. A clip that
+    does not tile (the full test frame: short side resized, the long side as it comes) is cut to the
+    whole tubelets it holds, as a sin-cos encoder's patch embedding drops the rest; pixel coordinates
+    (the boxes') are unchanged."""
+    T, H, W = video.shape[-3:]
+    tubelet, patch = getattr(encoder, "tubelet_size", 1), encoder.patch_size
+    video = video[..., : T - T % tubelet, : H - H % patch, : W - W % patch]
     layers = encoder(video, out_layers=out_layers)  # L x [B, N, D]
     x = torch.cat(layers, dim=-1)  # [B, N, L*D]
     t, h, w = encoder.token_grid(video)
