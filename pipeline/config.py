@@ -277,8 +277,7 @@ class Params:
         """`model`, `masks` and `pretrain.train` with this seed; with an ablation point, then
         `ablations.pretrain` and the point's `pretrain` on top (a point's masks also set the
         number of mask tokens, unless it sets model.num_mask_tokens itself or takes them per fpc group)."""
-        raw = {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
-        where = "pretrain.train"
+        raw, where = self._pretrain_base(), "pretrain.train"
         if point is not None:
             changes = merge(self.ablations.pretrain, self.ablations.points[point].pretrain)
             raw = merge(raw, changes)
@@ -288,13 +287,14 @@ class Params:
             where = f"ablations.points.{point}.pretrain"
         return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
 
+    def _pretrain_base(self) -> dict:
+        """`model`, `masks` and `pretrain.train` as one PretrainConfig mapping (without the seed)."""
+        return {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
+
     def cooldown_config(self, seed: int) -> PretrainConfig:
         """`pretrain_config(seed)` with `cooldown.model` and `cooldown.train` on top, started from the
         seed's pretraining checkpoint with its optimizer state."""
-        raw = merge(
-            {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train},
-            {"model": self.cooldown.model, **self.cooldown.train},
-        )
+        raw = merge(self._pretrain_base(), {"model": self.cooldown.model, **self.cooldown.train})
         init = {"checkpoint": str(checkpoint_path(seed, "pretrain")), "optimizer": True}
         return from_dict(PretrainConfig, {**raw, "seed": seed, "init": init}, "cooldown")
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.evals.ava_eval import DETECTION_COLUMNS, frame_map, official_top_k, write_detections_csv
@@ -41,9 +41,8 @@ from vjepa.infra.distributed import (
     DistEnv,
     all_reduce_grads,
     all_reduce_sum,
-    gather_objects,
     global_count,
-    my_block,
+    map_blocks,
     process_group,
     sharded_batches,
 )
@@ -150,11 +149,7 @@ def predict(
     and the number of unreadable keyframes skipped. Under torchrun each process reads one block of
     the dataset and every process gets all the detections, in the dataset's order."""
     env = env or DistEnv()
-    if not env.distributed:
-        return _predict_part(encoder, head, dataset, cfg, device, autocast, env)
-    parts = gather_objects(
-        _predict_part(encoder, head, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, env), env
-    )
+    parts = map_blocks(lambda d: _predict_part(encoder, head, d, cfg, device, autocast, env), dataset, env)
     frames = [f for f, _ in parts if len(f)]
     detections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DETECTION_COLUMNS)
     return detections, sum(k for _, k in parts)

@@ -28,7 +28,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from vjepa.infra.checkpoint import load, load_into, save_atomic
@@ -52,7 +52,7 @@ from vjepa.infra.distributed import (
     broadcast_buffers,
     gather_objects,
     global_count,
-    my_block,
+    map_blocks,
     process_group,
     sharded_batches,
 )
@@ -222,14 +222,8 @@ def _cache_features(encoder, dataset, cfg, device, autocast, collate_fn, env) ->
 def _cache_all(encoder, dataset, cfg, device, autocast, collate_fn, env: DistEnv):
     """The training set's features [V, n, L, D] and labels [n], in the dataset's order; under
     torchrun each process encodes one block and every process gets all of them."""
-    if env.distributed:
-        part = _cache_features(
-            encoder, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, collate_fn, env
-        )
-        parts = gather_objects(part, env)
-        feats, labels, skipped = ([x for p in parts for x in p[i]] for i in range(3))
-    else:
-        feats, labels, skipped = _cache_features(encoder, dataset, cfg, device, autocast, collate_fn, env)
+    parts = map_blocks(lambda d: _cache_features(encoder, d, cfg, device, autocast, collate_fn, env), dataset, env)
+    feats, labels, skipped = ([x for p in parts for x in p[i]] for i in range(3))
     if not feats:
         raise ValueError(f"no training item could be read ({len(skipped)} skipped)")
     return torch.cat(feats, dim=1), torch.cat(labels), skipped
@@ -283,13 +277,9 @@ def evaluate(
     view-averaged probabilities [n, K] and per-view predictions [V, n]. Under torchrun each process
     reads one block of the dataset and every process gets the whole result, in the dataset's order."""
     env = env or DistEnv()
-    if env.distributed:
-        mine = _evaluate_part(
-            encoder, probes, Subset(dataset, my_block(len(dataset), env)), cfg, device, autocast, collate_fn, env
-        )
-        parts = gather_objects(mine, env)
-    else:
-        parts = [_evaluate_part(encoder, probes, dataset, cfg, device, autocast, collate_fn, env)]
+    parts = map_blocks(
+        lambda d: _evaluate_part(encoder, probes, d, cfg, device, autocast, collate_fn, env), dataset, env
+    )
     skipped = [x for p in parts for x in p["skipped"]]
     SkipCounter(len(dataset), cfg.max_skipped_fraction, "probe evaluation set").update(skipped)
     got = [p for p in parts if p["labels"]]

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler, Subset
 
 from vjepa.infra.runtime import mix_seed
 
@@ -131,10 +131,15 @@ def process_group(device: str | None = "auto"):
         shutdown(env)
 
 
-def my_block(n: int, env: DistEnv) -> range:
-    """This process's contiguous share of n items (evaluation, feature caching): gathered in rank
-    order, the shares are the items in their order, as one process reads them."""
-    return range(env.rank * n // env.world_size, (env.rank + 1) * n // env.world_size)
+def map_blocks(fn: Callable[[Dataset], Any], dataset: Dataset, env: DistEnv) -> list:
+    """fn over this process's contiguous block of `dataset`, and every process's result in rank
+    order, so the blocks read as the items in their order (evaluation, feature caching); one
+    process: [fn(dataset)]. A collective: all ranks must call it."""
+    if not env.distributed:
+        return [fn(dataset)]
+    n = len(dataset)
+    block = range(env.rank * n // env.world_size, (env.rank + 1) * n // env.world_size)
+    return gather_objects(fn(Subset(dataset, block)), env)
 
 
 def sharded_batches(order: Sequence[int], batch_size: int, env: DistEnv) -> list[list[int]]:
@@ -257,7 +262,7 @@ __all__ = [
     "gather_objects",
     "barrier",
     "process_group",
-    "my_block",
+    "map_blocks",
     "sharded_batches",
     "all_reduce_grads",
     "broadcast_buffers",
