@@ -244,7 +244,8 @@ OFFICIAL_FRAME_STEP = 4
 @dataclass(frozen=True)
 class VideoProcessor:
     """Turns a video file, or a decoded clip (uint8 [T, H, W, 3], numpy or torch), into the model's
-    input [1, 3, T, S, S]: `num_frames` frames `frame_step` apart from the middle of the video, the
+    input [1, 3, T, S, S]: `num_frames` frames `frame_step` apart (or, with `fps`, V-JEPA 2's
+    ceil(video fps) // fps apart) from the middle of the video, the
     short side resized to S * 256/224 and centre-cropped to S (the frozen evaluation's single view),
     normalised with the checkpoint's mean and std."""
 
@@ -254,19 +255,20 @@ class VideoProcessor:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     video_backend: str = DEFAULT_BACKEND
+    fps: float | None = None
 
     def read(self, path: str | os.PathLike):
         """The clip this processor takes from a video file (uint8 [T, H, W, 3])."""
         from vjepa.data import ClipSampling, read_clips
 
-        if self.frame_step is None:
+        if self.frame_step is None and self.fps is None:
             raise ValueError(
                 "this processor has no frame step (its checkpoint does not record one): pass "
                 "frame_step= to load_processor, or give a decoded clip"
             )
         frames, _ = read_clips(
             str(path),
-            ClipSampling(num_frames=self.num_frames, frame_step=self.frame_step, random=False),
+            ClipSampling(num_frames=self.num_frames, frame_step=self.frame_step or 1, fps=self.fps, random=False),
             backend=self.video_backend,
         )
         return frames
@@ -322,6 +324,8 @@ def load_processor(
         }
     given = {"frame_step": frame_step, "num_frames": num_frames, "img_size": img_size, **overrides}
     fields.update({k: v for k, v in given.items() if v is not None})
+    if frame_step is not None and "fps" not in overrides:  # a frame step asked for replaces a recorded fps
+        fields.pop("fps", None)
     if fields.get("frame_step") is None and not saved and isinstance(ck.get("config"), dict):
         raise CheckpointError(
             f"{path} records no frame step (written before checkpoints carried their "

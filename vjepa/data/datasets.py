@@ -62,9 +62,30 @@ class _Seeded:
         return i, np.random.default_rng([self.seed, key, i])
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # V-JEPA 2's test for an image among videos
+
+
+def is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str) -> np.ndarray | None:
+    """An image file as uint8 [1, H, W, 3] RGB; None (and a warning naming it once) when it cannot
+    be read, or when it is larger than PIL's decompression-bomb limit."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))[None]
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        _skip(path, str(e) or type(e).__name__)
+        return None
+
+
 class VideoDataset(_Seeded, Dataset):
     """Videos listed as [(path, label)] -> items of S = clip.num_segments clips, each turned into V
-    views by `transform`. Files are opened inside __getitem__ (so inside each worker) and decoded
+    views by `transform`. A listed image (IMAGE_SUFFIXES) is a still clip, as V-JEPA 2 mixes
+    ImageNet into pretraining: the image repeated to the clip's frames, then transformed as a clip. Files are opened inside __getitem__ (so inside each worker) and decoded
     with `video_backend` ("decord" or "pyav", see vjepa.data.video)."""
 
     def __init__(
@@ -92,17 +113,23 @@ class VideoDataset(_Seeded, Dataset):
     def __getitem__(self, index) -> dict | None:
         i, rng = self._rng(index)
         path, label = self.entries[i]
-        try:
-            decoded = decode_clips(path, self.clip, rng, self.decode_threads, self.cache, self.video_backend)
-        except VideoDecodeError as e:
-            _skip(path, str(e))
-            return None
-        frames = decoded.frames
-        if decoded.fallback is not None:
-            _recent_fallbacks.append(path)
-        if decoded.declared_over:
-            _recent_declared_over.append(path)
         T = self.clip.num_frames
+        if is_image(path):  # V-JEPA 2's still clip: the image repeated to the clip's frames, then augmented as one
+            frame = read_image(path)
+            if frame is None:
+                return None
+            frames = np.repeat(frame, T * self.clip.num_segments, axis=0)
+        else:
+            try:
+                decoded = decode_clips(path, self.clip, rng, self.decode_threads, self.cache, self.video_backend)
+            except VideoDecodeError as e:
+                _skip(path, str(e))
+                return None
+            frames = decoded.frames
+            if decoded.fallback is not None:
+                _recent_fallbacks.append(path)
+            if decoded.declared_over:
+                _recent_declared_over.append(path)
         clips = [self.transform(frames[s * T : (s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
         if isinstance(clips[0], UnfinishedClip):  # finished where the batch is consumed (one segment)
             if len(clips) != 1:
@@ -135,15 +162,10 @@ class ImageDataset(_Seeded, Dataset):
         return len(self.entries)
 
     def __getitem__(self, index) -> dict | None:
-        from PIL import Image, UnidentifiedImageError
-
         i, rng = self._rng(index)
         path, label = self.entries[i]
-        try:
-            with Image.open(path) as im:
-                frame = np.asarray(im.convert("RGB"))[None]  # [1, H, W, 3]
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            _skip(path, str(e) or type(e).__name__)
+        frame = read_image(path)
+        if frame is None:
             return None
         views = self.transform(frame, rng=rng)  # [V, C, 1, H, W]
         video = views.expand(-1, -1, self.still_frames, -1, -1).unsqueeze(0)

@@ -1,7 +1,8 @@
 """Which frames of a video make up each clip (the official `loadvideo_decord` semantics, spec 4.6).
 
 A clip is `num_frames` frames spread over a window of clip_len = num_frames * frame_step frames
-(frame_step from `clip_duration` and the video's fps when that is set). The video is cut into
+(frame_step from `clip_duration` and the video's fps when that is set, or from `fps`, V-JEPA 2's
+frames per second: ceil(video fps) // fps, 7 at 29.97 fps for 4 fps). The video is cut into
 `num_segments` equal partitions and one clip is taken from each:
 - partition longer than the window: indices = floor(linspace(start, start + clip_len, num_frames))
   clipped to the window, so the stride is only about frame_step (64/15 for 16x4: 0, 4, 8, 12, 17, ...).
@@ -23,6 +24,7 @@ Two more methods serve VideoMAE-style finetuning (appendix Table 8):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +42,7 @@ class ClipSampling:
     num_frames: int = 16
     frame_step: int = 4
     clip_duration: float | None = None  # seconds; when set, frame_step = int(duration * fps / num_frames)
+    fps: float | None = None  # V-JEPA 2's `data.fps`; when set, frame_step = ceil(video fps) // fps
     num_segments: int = 1
     random: bool = True  # True for training; False for deterministic evaluation
     allow_overlap: bool = False  # official frozen evals: True
@@ -50,6 +53,10 @@ class ClipSampling:
         check_range(self, "num_frames", "frame_step", "num_segments", ge=1)
         if self.clip_duration is not None and self.clip_duration <= 0:
             raise FieldError("clip_duration", f"must be positive seconds, got {self.clip_duration}")
+        if self.fps is not None and self.fps <= 0:
+            raise FieldError("fps", f"must be positive frames per second, got {self.fps}")
+        if self.fps is not None and self.clip_duration is not None:
+            raise FieldError("fps", "set fps or clip_duration, not both (each fixes the frame step)")
         if self.eval_window not in ("center", "start"):
             raise FieldError("eval_window", f"must be 'center' or 'start', got {self.eval_window!r}")
         if self.method not in METHODS:
@@ -73,11 +80,16 @@ def _padded(length: int, num_points: int, num_frames: int, last: int) -> np.ndar
 
 
 def frame_step_for(cfg: ClipSampling, fps: float | None) -> int:
-    """The frame step: fixed, or from clip_duration and the video's frame rate."""
-    if cfg.clip_duration is None:
+    """The frame step: fixed, or from the video's frame rate and clip_duration or cfg.fps."""
+    if cfg.clip_duration is None and cfg.fps is None:
         return cfg.frame_step
     if not fps or fps <= 0:
-        raise ValueError("clip_duration needs the video's frame rate, which is unknown")
+        raise ValueError(f"{'clip_duration' if cfg.fps is None else 'fps'} needs the video's frame rate, which is unknown")
+    if cfg.fps is not None:  # V-JEPA 2's loadvideo_decord: the source rate rounded up, floor-divided
+        step = int(math.ceil(fps) // cfg.fps)
+        if step < 1:
+            raise ValueError(f"the video runs at {fps:.3g} fps, slower than the {cfg.fps:g} fps asked for")
+        return step
     step = int(cfg.clip_duration * fps / cfg.num_frames)
     if step < 1:
         raise ValueError(

@@ -371,7 +371,7 @@ def decode_clips(
         if n < cfg.num_segments:
             raise VideoDecodeError(f"{path}: has {n} frames, fewer than the {cfg.num_segments} segments asked for")
         try:
-            return clip_indices(n, cfg, rng, fps if cfg.clip_duration is not None else None)
+            return clip_indices(n, cfg, rng, fps if cfg.clip_duration is not None or cfg.fps is not None else None)
         except ValueError as e:
             raise VideoDecodeError(f"{path}: {e}") from None
 
