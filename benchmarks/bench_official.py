@@ -105,7 +105,7 @@ def write_step_inputs(name: str, path: Path) -> None:
 def step_ours(inputs: dict, out: Path) -> dict:
     from vjepa.infra.config import from_dict
     from vjepa.infra.distributed import DistEnv
-    from vjepa.jepa.step import train_step
+    from vjepa.jepa.step import Group, train_step
     from vjepa.train.pretrain import build_state
     from vjepa.infra.configs import PretrainConfig
 
@@ -126,7 +126,7 @@ def step_ours(inputs: dict, out: Path) -> dict:
     clips, losses, times = inputs["clips"], [], []
     for s, (ctx, tgt) in enumerate(inputs["masks"], start=1):
         t0 = time.perf_counter()
-        metrics = train_step(state, cfg, [(clips, ctx, tgt)], s)
+        metrics = train_step(state, cfg, [[Group(clips, ctx, tgt)]], s)
         times.append(time.perf_counter() - t0)
         losses.append(metrics["loss"])
     torch.save(state.target_encoder.state_dict(), out)

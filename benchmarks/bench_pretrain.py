@@ -28,7 +28,7 @@ from vjepa.infra.config import from_dict
 from vjepa.infra.distributed import DistEnv
 from vjepa.models.flops import step_flops
 from vjepa.jepa.masks import MaskCollator
-from vjepa.jepa.step import train_step
+from vjepa.jepa.step import Group, train_step
 from vjepa.train.pretrain import build_state
 from vjepa.infra.configs import PretrainConfig
 
@@ -62,7 +62,7 @@ def step_timer(state, cfg: PretrainConfig, masks: MaskCollator, clips: torch.Ten
 
     def one(step: int):
         ctx, tgt = masks(batch, step)
-        mb = [(clips, [c.to(dev) for c in ctx], [t.to(dev) for t in tgt])]
+        mb = [[Group(clips, [c.to(dev) for c in ctx], [t.to(dev) for t in tgt])]]
         sync()
         t0 = time.perf_counter()
         metrics = train_step(state, cfg, mb, step + 1)

@@ -30,7 +30,7 @@ import yaml
 from vjepa.infra.config import from_dict
 from vjepa.infra.distributed import DistEnv
 from vjepa.jepa.masks import MaskCollator
-from vjepa.jepa.step import train_step
+from vjepa.jepa.step import Group, train_step
 from vjepa.train.pretrain import build_state
 from vjepa.infra.configs import PretrainConfig
 
@@ -78,7 +78,7 @@ def child(steps: int, batch: int, threads: int | None, out: str) -> None:
     for s in range(1, steps + 1):
         ctx, tgt = masks(batch, s)
         t0 = time.perf_counter()
-        losses.append(train_step(state, cfg, [(clips, ctx, tgt)], s)["loss"])
+        losses.append(train_step(state, cfg, [[Group(clips, ctx, tgt)]], s)["loss"])
         times.append(time.perf_counter() - t0)
     torch.save(
         {

@@ -45,8 +45,8 @@ from vjepa.infra.configs import (
 )
 
 # Override sections: the fields a stage fills itself are excluded, so setting them is an error.
-PretrainOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("model", "masks", "seed"))]
-PointOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("seed",))]
+PretrainOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("model", "masks", "seed", "clip_lengths"))]
+PointOverrides = Annotated[dict, Partial(PretrainConfig, exclude=("seed", "clip_lengths"))]
 ProbeOverrides = Annotated[dict, Partial(ProbeConfig, exclude=("num_classes", "num_segments", "still_frames", "seed"))]
 FinetuneOverrides = Annotated[dict, Partial(FinetuneConfig, exclude=("model", "num_classes", "seed"))]
 FinetuneTask = Annotated[
@@ -70,6 +70,15 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _check_frames(where: str, data: "PretrainData", model_key: str, model_frames: int) -> None:
+    """The model's frames are the data's clip length (V-JEPA 2: the longest of dataset_fpcs)."""
+    key = "num_frames" if data.dataset_fpcs is None else "dataset_fpcs"
+    frames = max(data.frames_per_clip())
+    if frames != model_frames:
+        what = f"{frames} frames" if key == "num_frames" else f"at most {frames} frames"
+        raise ConfigError(f"{where}.{key}: {what}, but {model_key} is {model_frames}")
+
+
 # ----------------------------------------------------------------------------------------------
 # sections
 
@@ -82,6 +91,9 @@ class PretrainData:
     weights: list[float] | None = None
     num_frames: int = 16
     frame_step: int = 4
+    fps: float | None = None  # V-JEPA 2's sampling by frames per second: set, it replaces frame_step
+    # (each video's step is ceil(its fps) // fps)
+    dataset_fpcs: list[int] | None = None  # V-JEPA 2's frames per clip of each source; null: num_frames
     scale: tuple[float, float] = (0.3, 1.0)
     ratio: tuple[float, float] = (0.75, 1.33)
     hflip: bool = True
@@ -97,11 +109,23 @@ class PretrainData:
         if self.weights is not None and len(self.weights) != len(self.sources):
             raise FieldError("weights", f"{len(self.weights)} weights for {len(self.sources)} sources")
         check_range(self, "weights", "cache_mb", ge=0)
-        check_range(self, "num_frames", "frame_step", "decode_threads", ge=1)
+        check_range(self, "num_frames", "frame_step", "decode_threads", "dataset_fpcs", ge=1)
+        check_range(self, "fps", gt=0)
+        if self.dataset_fpcs is not None and len(self.dataset_fpcs) != len(self.sources):
+            raise FieldError("dataset_fpcs", f"{len(self.dataset_fpcs)} frame counts for {len(self.sources)} sources")
         check_range(self, "scale", gt=0, le=1)
         check_range(self, "ratio", gt=0)
         if self.video_backend not in BACKENDS:
             raise FieldError("video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
+
+    def frames_per_clip(self) -> list[int]:
+        """The frames per clip of each source."""
+        return list(self.dataset_fpcs) if self.dataset_fpcs is not None else [self.num_frames] * len(self.sources)
+
+    @property
+    def clip_lengths(self) -> list[int] | None:
+        """The distinct frames per clip in source order (PretrainConfig.clip_lengths); None without dataset_fpcs."""
+        return None if self.dataset_fpcs is None else list(dict.fromkeys(self.dataset_fpcs))
 
 
 PretrainDataOverrides = Annotated[dict, Partial(PretrainData)]
@@ -277,8 +301,9 @@ class Params:
         """`model`, `masks` and `pretrain.train` with this seed; with an ablation point, then
         `ablations.pretrain` and the point's `pretrain` on top (a point's masks also set the
         number of mask tokens, unless it sets model.num_mask_tokens itself or takes them per fpc group)."""
-        raw, where = self._pretrain_base(), "pretrain.train"
+        raw, where = self._pretrain_base(self.pretrain.data), "pretrain.train"
         if point is not None:
+            raw["clip_lengths"] = self.ablation_data(point).clip_lengths
             changes = merge(self.ablations.pretrain, self.ablations.points[point].pretrain)
             raw = merge(raw, changes)
             per_mask = raw["model"].get("mask_token_per", "mask") == "mask"
@@ -287,14 +312,16 @@ class Params:
             where = f"ablations.points.{point}.pretrain"
         return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
 
-    def _pretrain_base(self) -> dict:
-        """`model`, `masks` and `pretrain.train` as one PretrainConfig mapping (without the seed)."""
-        return {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
+    def _pretrain_base(self, data: PretrainData) -> dict:
+        """`model`, `masks` and `pretrain.train` as one PretrainConfig mapping (without the seed), with
+        the clip lengths of `data`."""
+        base = {"model": to_dict(self.model), "masks": [to_dict(m) for m in self.masks], **self.pretrain.train}
+        return {**base, "clip_lengths": data.clip_lengths}
 
     def cooldown_config(self, seed: int) -> PretrainConfig:
         """`pretrain_config(seed)` with `cooldown.model` and `cooldown.train` on top, started from the
         seed's pretraining checkpoint with its optimizer state."""
-        raw = merge(self._pretrain_base(), {"model": self.cooldown.model, **self.cooldown.train})
+        raw = merge(self._pretrain_base(self.cooldown_data()), {"model": self.cooldown.model, **self.cooldown.train})
         init = {"checkpoint": str(checkpoint_path(seed, "pretrain")), "optimizer": True}
         return from_dict(PretrainConfig, {**raw, "seed": seed, "init": init}, "cooldown")
 
@@ -422,11 +449,7 @@ class Params:
         for key, value, allowed, name in refs:
             if value not in allowed:
                 raise ConfigError(f"{key}: '{value}' is not a key of {name} ({', '.join(allowed)})")
-        if self.pretrain.data.num_frames != self.model.num_frames:
-            raise ConfigError(
-                f"pretrain.data.num_frames: {self.pretrain.data.num_frames} frames, but "
-                f"model.num_frames is {self.model.num_frames}"
-            )
+        _check_frames("pretrain.data", self.pretrain.data, "model.num_frames", self.model.num_frames)
         self.probe_defaults()
         from_dict(
             FinetuneConfig,
@@ -440,11 +463,7 @@ class Params:
                     "cooldown.seeds", f"must be every seed of `seeds` ({self.seeds}), got {self.cooldown.seeds}"
                 )
             cool, data = self.cooldown_config(self.main_seed), self.cooldown_data()
-            if data.num_frames != cool.model.num_frames:
-                raise ConfigError(
-                    f"cooldown.data.num_frames: {data.num_frames} frames, but the cooldown's model.num_frames is "
-                    f"{cool.model.num_frames}"
-                )
+            _check_frames("cooldown.data", data, "the cooldown's model.num_frames", cool.model.num_frames)
             if cool.model.grid != self.model.grid and cool.model.pos_encoding != "rope3d":
                 raise ConfigError(
                     "cooldown.model: a cooldown that changes frames or resolution needs model.pos_encoding "
@@ -452,11 +471,7 @@ class Params:
                 )
         for point in self.ablations.points:
             frames, data = self.pretrain_config(self.main_seed, point).model.num_frames, self.ablation_data(point)
-            if data.num_frames != frames:
-                raise ConfigError(
-                    f"ablations.points.{point}.data.num_frames: {data.num_frames} frames, but the "
-                    f"point's model.num_frames is {frames}"
-                )
+            _check_frames(f"ablations.points.{point}.data", data, "the point's model.num_frames", frames)
         for name, task in self.probe.tasks.items():
             for s in task.segments:
                 self.probe_config(name, 2, s, 0)

@@ -368,9 +368,9 @@ def test_finishing_the_transform_in_the_training_process_trains_bit_identically(
         assert summary["empty_steps"] == 1 and summary["skipped_videos"] == 2
         runs[finish] = load(tmp_path / f"run{finish}" / "latest.pth.tar")
         runs[finish]["log"] = (tmp_path / f"run{finish}" / "metrics.jsonl").read_text().splitlines()
-    mb = MicroBatches(ds, cfg)[(0, 0, 0, [(0, 1), (3, 2)])]
-    assert isinstance(mb["clips"], UnfinishedClips) and mb["clips"].data.dtype == torch.uint8
-    assert len(mb["clips"]) == 2 and mb["clips"].finish().shape == (2, 3, 4, 32, 32)
+    (group,) = MicroBatches(ds, cfg)[(0, 0, 0, [(0, 1), (3, 2)])]["groups"]
+    assert isinstance(group.clips, UnfinishedClips) and group.clips.data.dtype == torch.uint8
+    assert len(group.clips) == 2 and group.clips.finish().shape == (2, 3, 4, 32, 32)
     assert runs[False]["log"] == runs[True]["log"]  # the curve holds no timing, so the lines are equal as written
     for key in ("encoder", "predictor", "target_encoder"):
         a, b = runs[False][key], runs[True][key]

@@ -27,7 +27,7 @@ from vjepa.models import build_encoder, build_predictor
 from vjepa.train.pretrain import MicroBatches, build_state, pretrain
 from vjepa.infra.configs import PretrainConfig
 from vjepa.infra.runtime import NonFiniteLossError
-from vjepa.jepa.step import ema_update_, jepa_loss, param_groups, train_step
+from vjepa.jepa.step import Group, ema_update_, jepa_loss, param_groups, train_step
 
 TINY = {
     "model": {
@@ -174,7 +174,7 @@ def tiny_state_and_batch(cfg: PretrainConfig, batch: int = 2, shards=(0,)):
     for k in shards:
         clips = torch.stack([data[i]["video"][0, 0] for i in range(k * batch, (k + 1) * batch)])
         ctx, tgt = MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=k)(batch, 0)
-        micro.append((clips, ctx, tgt))
+        micro.append([Group(clips, ctx, tgt)])
     return state, micro
 
 
@@ -183,7 +183,7 @@ def test_target_encoder_moves_by_the_ema_rule_and_gets_no_gradients():
     state, micro = tiny_state_and_batch(cfg)
     before = copy.deepcopy(state.target_encoder.state_dict())
     assert all(torch.equal(before[k], v) for k, v in state.encoder.state_dict().items())  # starts identical
-    out = jepa_loss(state.context_path, state.target_encoder, *micro[0])
+    out = jepa_loss(state.context_path, state.target_encoder, micro[0])
     out.loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in state.target_encoder.parameters())
     state.optimizer.zero_grad(set_to_none=True)
@@ -280,7 +280,7 @@ def test_accumulated_gradient_is_the_mean_over_micro_batches():
     ref = copy.deepcopy(state)  # one deepcopy keeps the optimizer pointing at the copied parameters
     train_step(state, cfg, micro, step=1)
     # reference: one backward of the mean of the two micro-batch losses, then the same AdamW step
-    loss = sum(jepa_loss(ref.context_path, ref.target_encoder, *mb).loss for mb in micro) / 2
+    loss = sum(jepa_loss(ref.context_path, ref.target_encoder, mb).loss for mb in micro) / 2
     loss.backward()
     for g in ref.optimizer.param_groups:
         g["lr"] = cfg.optim.lr_at(1)
@@ -329,13 +329,14 @@ def test_micro_batches_seed_augmentations_by_position_and_draw_the_shards_masks(
     torch.manual_seed(1)
     state = torch.get_rng_state()
     a, b = data[(5, 1, 2, [(2, 11), (3, 12)])], data[(5, 1, 2, [(2, 11), (3, 12)])]
-    assert torch.equal(a["clips"], b["clips"]) and torch.equal(torch.get_rng_state(), state)
+    (ga,), (gb,) = a["groups"], b["groups"]
+    assert torch.equal(ga.clips, gb.clips) and torch.equal(torch.get_rng_state(), state)
     flips = {bool(torch.equal(data.item(2, s)["video"], data.item(2, 11)["video"])) for s in range(8)}
     assert flips == {True, False}  # the item seed drives the random flip
     ctx, tgt = MaskCollator(cfg.masks, cfg.model.grid, seed=cfg.seed, rank=1)(2, 5)
-    assert all(torch.equal(x, y) for x, y in zip(a["context_masks"] + a["target_masks"], ctx + tgt))
-    other = data[(5, 0, 2, [(2, 11), (3, 12)])]  # shard 0 draws other masks for the same clips
-    assert not all(torch.equal(x, y) for x, y in zip(other["context_masks"] + other["target_masks"], ctx + tgt))
+    assert all(torch.equal(x, y) for x, y in zip(ga.context_masks + ga.target_masks, ctx + tgt))
+    (other,) = data[(5, 0, 2, [(2, 11), (3, 12)])]["groups"]  # shard 0 draws other masks for the same clips
+    assert not all(torch.equal(x, y) for x, y in zip(other.context_masks + other.target_masks, ctx + tgt))
 
 
 def test_checkpoint_has_the_official_layout_and_our_training_state(tmp_path):

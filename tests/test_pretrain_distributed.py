@@ -26,13 +26,25 @@ STEPS = 3
 ATOL, RTOL = 1e-6, 1e-5
 
 
-def config(batch_size: int, accumulation_steps: int):
+# V-JEPA 2's clips of two lengths (4 and 8 frames) with a mask token per length: a process may draw
+# no clip of one length in a step, so DDP must find that token unused there
+GROUPS = {"clip_lengths": [4, 8], "model": {"pos_encoding": "rope3d", "mask_token_per": "group", "num_mask_tokens": 2}}
+
+
+def config(batch_size: int, accumulation_steps: int, **over):
     return tiny_config(
         batch_size=batch_size,
         accumulation_steps=accumulation_steps,
         checkpoint_every=STEPS,
         optim={"iterations": STEPS, "lr": 1e-2, "start_lr": 1e-2, "warmup_iterations": 0},
+        **over,
     )
+
+
+def two_lengths():
+    from vjepa.data import MixtureDataset
+
+    return MixtureDataset([MovingSquares(8, frames=4), MovingSquares(8, frames=8)])
 
 
 def _worker(out_root: str) -> None:
@@ -44,6 +56,7 @@ def _worker(out_root: str) -> None:
     dist.init_process_group("gloo")
     for name, ((b, acc), _) in RUNS.items():
         pretrain(config(b, acc), MovingSquares(16), Path(out_root) / name)
+    pretrain(config(1, 1, **GROUPS), two_lengths(), Path(out_root) / "groups")
     dist.destroy_process_group()
 
 
@@ -69,6 +82,22 @@ def test_two_processes_match_one_process_with_the_same_global_batch(name, two_pr
     for key in ("loss", "loss_mask0", "loss_mask1", "grad_norm_encoder", "grad_norm_predictor", "target_std"):
         assert [m[key] for m in m_ddp] == pytest.approx([m[key] for m in m_one], rel=RTOL, abs=ATOL), key
     assert m_ddp[-1]["loss"] < m_ddp[0]["loss"]  # and it trained
+    for part in ("encoder", "predictor", "target_encoder"):
+        for k, v in ddp[part].items():
+            torch.testing.assert_close(v, one[part][k], atol=ATOL, rtol=RTOL, msg=f"{part}.{k}")
+
+
+def test_two_processes_match_one_with_clips_of_two_lengths_and_a_mask_token_each(two_process_runs, tmp_path):
+    from vjepa.train.pretrain import pretrain
+
+    torch.set_num_threads(1)
+    pretrain(config(1, 2, **GROUPS), two_lengths(), tmp_path)
+    ddp, one = load(two_process_runs / "groups" / "latest.pth.tar"), load(tmp_path / "latest.pth.tar")
+    m_ddp, m_one = read_metrics(two_process_runs / "groups"), read_metrics(tmp_path)
+    # one clip per process and step: some step has a process without a clip of some length
+    assert [(m["clips_4f"], m["clips_8f"]) for m in m_ddp] == [(m["clips_4f"], m["clips_8f"]) for m in m_one]
+    assert any(0 < m["clips_4f"] < 2 for m in m_ddp)
+    assert [m["loss"] for m in m_ddp] == pytest.approx([m["loss"] for m in m_one], rel=RTOL, abs=ATOL)
     for part in ("encoder", "predictor", "target_encoder"):
         for k, v in ddp[part].items():
             torch.testing.assert_close(v, one[part][k], atol=ATOL, rtol=RTOL, msg=f"{part}.{k}")

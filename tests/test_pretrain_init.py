@@ -83,7 +83,7 @@ def test_the_first_step_is_computed_from_the_loaded_weights_and_the_schedules_st
     key = next(iter(ShardedBatchSampler(len(data), cfg.batch_size, 1, DistEnv(), cfg.seed, 1)))
     mb = MicroBatches(data, cfg)[key]
     with torch.no_grad():
-        out = jepa_loss(hand.context_path, hand.target_encoder, mb["clips"], mb["context_masks"], mb["target_masks"])
+        out = jepa_loss(hand.context_path, hand.target_encoder, mb["groups"])
     assert step1["step"] == 1 and step1["loss"] == pytest.approx(float(out.loss), rel=1e-6)
 
 

@@ -32,19 +32,18 @@ def pretrain_dataset(
 ) -> MixtureDataset:
     """The `pretrain.data` mix (or `data`, an ablation point's) at the model's resolution."""
     data = data or params.pretrain.data
-    clip = ClipSampling(num_frames=data.num_frames, frame_step=data.frame_step, random=True)
     transform = pretrain_transform(cfg.model.img_size, data.scale, data.ratio, data.hflip, data.finish_on_device)
     parts = [
         VideoDataset(
             read_path_label_list(p),
-            clip,
+            ClipSampling(num_frames=frames, frame_step=data.frame_step, fps=data.fps, random=True),
             transform,
             data.decode_threads,
             seed=seed,
             cache_mb=data.cache_mb,
             video_backend=data.video_backend,
         )
-        for p in data.sources
+        for p, frames in zip(data.sources, data.frames_per_clip())
     ]
     return MixtureDataset(parts, data.weights)
 

@@ -306,8 +306,34 @@ class PretrainConfig:
     checkpoint_every: int = 300
     log_every: int = 1
     init: InitConfig | None = None  # continued pretraining from a checkpoint (a resume takes precedence)
+    # V-JEPA 2's per-dataset frames per clip: the data's clip lengths, one group each in this order
+    # (its own masks and, with model.mask_token_per 'group', its mask token); null: model.num_frames
+    clip_lengths: list[int] | None = None
+
+    @property
+    def groups(self) -> list[int]:
+        """The clip lengths a batch is grouped by (V-JEPA 1: one, the model's frames)."""
+        return list(self.clip_lengths) if self.clip_lengths else [self.model.num_frames]
+
+    def group_grid(self, num_frames: int) -> tuple[int, int, int]:
+        """The token grid of a clip of `num_frames` frames at the model's resolution."""
+        return (num_frames // self.model.tubelet_size, *self.model.grid[1:])
 
     def validate(self) -> None:
+        if self.clip_lengths is not None:
+            lengths, m = list(self.clip_lengths), self.model
+            if not lengths or len(set(lengths)) != len(lengths) or any(t < 1 or t % m.tubelet_size for t in lengths):
+                raise FieldError(
+                    "clip_lengths",
+                    f"must be distinct frame counts, each a multiple of model.tubelet_size "
+                    f"{m.tubelet_size}; got {lengths}",
+                )
+            if m.pos_encoding == "sincos" and lengths != [m.num_frames]:
+                raise FieldError(
+                    "clip_lengths",
+                    f"{lengths}: a sin-cos model takes clips of its model.num_frames ({m.num_frames}) only; "
+                    "clips of several lengths need model.pos_encoding: rope3d",
+                )
         if self.precision not in ("fp32", "bf16"):
             raise FieldError("precision", f"must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.target not in ("ema", "copy"):
@@ -317,8 +343,8 @@ class PretrainConfig:
         check_range(self, "max_skipped_fraction", ge=0, le=1)
         if not self.masks:
             raise FieldError("masks", "must hold at least one mask config")
-        # an unused mask token gets no gradient, which DDP refuses; per fpc group, one group runs here
-        used = len(self.masks) if self.model.mask_token_per == "mask" else 1
+        # an unused mask token gets no gradient, which DDP refuses
+        used = len(self.masks) if self.model.mask_token_per == "mask" else len(self.groups)
         if self.model.num_mask_tokens > used:
             raise ValueError(
                 f"model.num_mask_tokens ({self.model.num_mask_tokens}) exceeds the {used} mask token(s) "

@@ -89,13 +89,14 @@ def shutdown(env: DistEnv) -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(module: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
+def wrap_ddp(module: torch.nn.Module, env: DistEnv, find_unused: bool = False) -> torch.nn.Module:
     """DDP over all processes (a no-op for one process). Every trainable parameter is used in each
-    step, so no unused-parameter search is needed."""
+    step unless `find_unused` says otherwise (V-JEPA 2's mask token of a clip length that a process
+    drew no clip of): DDP then searches the graph for the parameters left without a gradient."""
     if not env.distributed:
         return module
     ids = [env.device.index] if env.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def all_reduce_sum(x: torch.Tensor, env: DistEnv) -> torch.Tensor:

@@ -101,8 +101,9 @@ class MaskCollator:
     """All mask configs of a run: call with (batch_size, step) -> (context masks, target masks),
     one [B, K] tensor per config."""
 
-    def __init__(self, cfgs, grid: tuple[int, int, int], seed: int = 0, rank: int = 0):
-        self.generators = [MaskGenerator(c, grid, seed, rank, i) for i, c in enumerate(cfgs)]
+    def __init__(self, cfgs, grid: tuple[int, int, int], seed: int = 0, rank: int = 0, group: int = 0):
+        # group g of V-JEPA 2's clip lengths draws its own masks: generator indices g*M .. g*M + M - 1
+        self.generators = [MaskGenerator(c, grid, seed, rank, group * len(cfgs) + i) for i, c in enumerate(cfgs)]
 
     def __call__(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         pairs = [g(batch_size, step) for g in self.generators]

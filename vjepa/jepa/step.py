@@ -8,6 +8,8 @@ One step, in order (spec 4.2 of docs/official-vjepa-spec.md):
      each target mask -> [B, K_tgt_i, D];
   3. context: z_i = encoder(clip, context mask i); p_i = predictor(z_i, mask token i) -> [B, K_tgt_i, D];
   4. loss = mean_i L1(p_i, h_i), plus reg_coeff x the official variance regulariser (default 0);
+     with V-JEPA 2's clips of several lengths, each length is a group with its own masks, and the
+     loss is the mean over every (group, mask) pair;
   5. backward (per micro-batch; DDP averages over processes), optional clipping, AdamW step;
   6. EMA: theta_tgt <- m theta_tgt + (1 - m) theta_ctx.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -30,6 +33,15 @@ from vjepa.infra.runtime import autocast_for, require_finite, use_foreach
 from vjepa.models import gather_tokens
 
 
+class Group(NamedTuple):
+    """The clips of one length in a micro-batch, with their masks (V-JEPA 1: one group a batch)."""
+
+    clips: torch.Tensor  # [B_g, C, T_g, H, W]
+    context_masks: list[torch.Tensor]  # one [B_g, K_ctx_i] per mask config
+    target_masks: list[torch.Tensor]  # one [B_g, K_tgt_i] per mask config
+    index: int = 0  # the length's place in PretrainConfig.groups (its mask token, per 'group')
+
+
 class ContextPath(nn.Module):
     """Context encoder + predictor as one module, so that one DDP wrapper averages both."""
 
@@ -37,41 +49,44 @@ class ContextPath(nn.Module):
         super().__init__()
         self.encoder, self.predictor = encoder, predictor
 
-    def forward(self, clips, context_masks, target_masks) -> list[torch.Tensor]:
-        z = self.encoder(clips, context_masks)  # [B, K_ctx_i, D] per mask
-        return self.predictor.forward_masks(z, context_masks, target_masks)  # [B, K_tgt_i, D] per mask
+    def forward(self, groups: list[Group]) -> list[list[torch.Tensor]]:
+        out = []
+        for g in groups:
+            z = self.encoder(g.clips, g.context_masks)  # [B, K_ctx_i, D] per mask
+            out.append(self.predictor.forward_masks(z, g.context_masks, g.target_masks, g.index))  # [B, K_tgt_i, D]
+        return out
 
 
 @dataclass
 class JepaOutput:
-    loss: torch.Tensor  # scalar to backpropagate: mean over masks + reg_coeff * reg
-    per_mask: list[torch.Tensor]  # L1 mean of each mask config
+    loss: torch.Tensor  # scalar to backpropagate: mean over (group, mask) pairs + reg_coeff * reg
+    per_mask: list[torch.Tensor]  # L1 mean of each mask config (averaged over the groups)
     reg: torch.Tensor  # the variance regulariser (logged even when reg_coeff = 0)
     target_pooled: torch.Tensor  # [B, D] mean-pooled normalised targets, for the collapse monitor
 
 
 def jepa_loss(
-    context_path: nn.Module,
-    target_encoder: nn.Module,
-    clips: torch.Tensor,
-    context_masks: list[torch.Tensor],
-    target_masks: list[torch.Tensor],
-    reg_coeff: float = 0.0,
+    context_path: nn.Module, target_encoder: nn.Module, groups: list[Group], reg_coeff: float = 0.0
 ) -> JepaOutput:
-    """The V-JEPA objective for one batch of clips [B, C, T, H, W] and one (context, target) mask
-    pair per mask config."""
+    """The V-JEPA objective for the groups of one micro-batch, each clips [B, C, T, H, W] with one
+    (context, target) mask pair per mask config."""
     with torch.no_grad():
-        h = target_encoder(clips)  # [B, N, D], after the encoder's own final LN
-        h = F.layer_norm(h, (h.size(-1),))  # no affine, eps 1e-5
-        targets = [gather_tokens(h, m) for m in target_masks]  # [B, K_tgt_i, D]
-    preds = context_path(clips, context_masks, target_masks)
-    per_mask = [(p - t).abs().mean() for p, t in zip(preds, targets)]
-    loss = sum(per_mask) / len(per_mask)
+        hs = []
+        for g in groups:
+            h = target_encoder(g.clips)  # [B, N, D], after the encoder's own final LN
+            hs.append(F.layer_norm(h, (h.size(-1),)))  # no affine, eps 1e-5
+        targets = [[gather_tokens(h, m) for m in g.target_masks] for h, g in zip(hs, groups)]  # [B, K_tgt_i, D]
+    preds = context_path(groups)
+    pairs = [[(p - t).abs().mean() for p, t in zip(ps, ts)] for ps, ts in zip(preds, targets)]  # [group][mask]
+    flat = [loss for row in pairs for loss in row]
+    loss = sum(flat) / len(flat)  # V-JEPA 2's loss_fn: the mean over every (group, mask) pair
+    per_mask = pairs[0] if len(pairs) == 1 else [sum(col) / len(col) for col in zip(*pairs)]
     # official reg_fn: hinge on the std of each prediction over its tokens
-    reg = sum(F.relu(1.0 - torch.sqrt(p.float().var(dim=1) + 1e-4)).mean() for p in preds) / len(preds)
+    flat_preds = [p for ps in preds for p in ps]
+    reg = sum(F.relu(1.0 - torch.sqrt(p.float().var(dim=1) + 1e-4)).mean() for p in flat_preds) / len(flat_preds)
     if reg_coeff:
         loss = loss + reg_coeff * reg
-    return JepaOutput(loss, per_mask, reg.detach(), h.float().mean(1))
+    return JepaOutput(loss, per_mask, reg.detach(), torch.cat([h.float().mean(1) for h in hs]))
 
 
 @torch.no_grad()
@@ -135,6 +150,7 @@ class StepSums:
     clips: torch.Tensor  # [1]
     target_sum: torch.Tensor  # [D]
     target_sq_sum: torch.Tensor  # [D]
+    group_clips: torch.Tensor  # [G] clips of each length
 
     def all_reduce(self, env: DistEnv) -> "StepSums":
         """The sums over all processes, in one collective (this process's sums when it is alone)."""
@@ -144,9 +160,9 @@ class StepSums:
 
 
 def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step: int) -> dict:
-    """One optimizer update (1-based `step`) over this process's micro-batches, a list of
-    (clips [B, C, T, H, W], context masks, target masks). Returns the step's metrics, averaged over
-    all micro-batches of all processes. Raises NonFiniteLossError before touching any weight."""
+    """One optimizer update (1-based `step`) over this process's micro-batches, each a list of
+    Groups (one per clip length present; none when no clip decoded). Returns the step's metrics,
+    averaged over all micro-batches of all processes. Raises NonFiniteLossError before touching any weight."""
     env, opt = state.env, cfg.optim
     lr, wd = opt.lr_at(step), opt.weight_decay_at(step)
     for g in state.optimizer.param_groups:
@@ -154,7 +170,7 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         if not g.get("WD_exclude"):
             g["weight_decay"] = wd
 
-    M, n, D = len(cfg.masks), len(micro_batches), state.encoder.embed_dim
+    M, n, D, lengths = len(cfg.masks), len(micro_batches), state.encoder.embed_dim, cfg.groups
     f64 = {"dtype": torch.float64, "device": env.device}
     # sums over micro-batches, then over processes (StepSums.all_reduce: one collective)
     sums = StepSums(
@@ -164,10 +180,11 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         clips=torch.zeros(1, **f64),
         target_sum=torch.zeros(D, **f64),  # of the mean-pooled targets over clips, for the collapse monitor
         target_sq_sum=torch.zeros(D, **f64),
+        group_clips=torch.zeros(len(lengths), **f64),
     )
     autocast = autocast_for(env.device, cfg.precision)()
-    for i, (clips, context_masks, target_masks) in enumerate(micro_batches):
-        if clips.size(0) == 0:
+    for i, groups in enumerate(micro_batches):
+        if not groups:
             if env.distributed:
                 raise RuntimeError(
                     f"step {step}: every clip of a micro-batch failed to decode; with several "
@@ -178,16 +195,16 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         sync = contextlib.nullcontext() if last or not env.distributed else state.context_path.no_sync()
         with sync:
             with autocast:
-                out = jepa_loss(
-                    state.context_path, state.target_encoder, clips, context_masks, target_masks, cfg.reg_coeff
-                )
+                out = jepa_loss(state.context_path, state.target_encoder, groups, cfg.reg_coeff)
             # / n: the accumulated gradient is the mean over micro-batches (DDP then averages processes)
             state.scaler.scale(out.loss / n).backward()
         pooled = out.target_pooled.double()
         sums.loss_per_mask += torch.stack([l.detach().double() for l in out.per_mask])
         sums.reg += out.reg.double()
         sums.micro_batches += 1
-        sums.clips += clips.size(0)
+        for g in groups:
+            sums.clips += g.clips.size(0)
+            sums.group_clips[g.index] += g.clips.size(0)
         sums.target_sum += pooled.sum(0)
         sums.target_sq_sum += pooled.square().sum(0)
     sums = sums.all_reduce(env)
@@ -229,7 +246,9 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         "target_std": target_std,
         "clips": int(clips_seen),
     }
-    _, context_masks, target_masks = micro_batches[0]  # token counts of the first micro-batch
-    metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(context_masks)})
-    metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(target_masks)})
+    first = next(g for groups in micro_batches for g in groups)  # token counts of the first group
+    metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(first.context_masks)})
+    metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(first.target_masks)})
+    if len(lengths) > 1:  # how the step's clips fell into V-JEPA 2's clip lengths
+        metrics.update({f"clips_{t}f": int(c) for t, c in zip(lengths, sums.group_clips.tolist())})
     return metrics

@@ -30,10 +30,14 @@ class KeyedBatches(torch.utils.data.Dataset):
         with seeded(seed):
             return self.dataset[index]
 
-    def __getitem__(self, key) -> dict:
-        from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop
-
+    def items(self, key) -> list:
+        """The micro-batch's items, uncollated (None for a file that could not be read)."""
         step, shard, epoch, keys = key
         if hasattr(self.dataset, "set_epoch"):  # datasets with their own seeded draws key them by epoch
             self.dataset.set_epoch(epoch)
-        return {**collate([self.item(i, s) for i, s in keys]), "step": step, "shard": shard}
+        return [self.item(i, s) for i, s in keys]
+
+    def __getitem__(self, key) -> dict:
+        from vjepa.data import collate  # the data layer (pandas, decoders) loads only for the loop
+
+        return {**collate(self.items(key)), "step": key[0], "shard": key[1]}

@@ -40,7 +40,7 @@ from vjepa.infra.distributed import (
 )
 from vjepa.train.batches import KeyedBatches, identity
 from vjepa.jepa.masks import MaskCollator
-from vjepa.jepa.step import ContextPath, TrainState, param_groups, train_step
+from vjepa.jepa.step import ContextPath, Group, TrainState, param_groups, train_step
 from vjepa.models import build_encoder, build_predictor
 from vjepa.infra.configs import (
     InitConfig,
@@ -78,9 +78,10 @@ def build_state(cfg: PretrainConfig, env: DistEnv) -> TrainState:
         optimizer.load_state_dict(ck["opt"])
         if cfg.grad_scaler and ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
-    return TrainState(
-        encoder, predictor, target, wrap_ddp(ContextPath(encoder, predictor), env), optimizer, scaler, env
-    )
+    # a mask token per clip length gets no gradient on a process that drew no clip of that length
+    unused = cfg.model.mask_token_per == "group" and len(cfg.groups) > 1
+    context_path = wrap_ddp(ContextPath(encoder, predictor), env, find_unused=unused)
+    return TrainState(encoder, predictor, target, context_path, optimizer, scaler, env)
 
 
 def init_from_checkpoint(
@@ -145,16 +146,20 @@ def _set_rng_state(s: dict) -> None:
 def preprocessing(cfg: PretrainConfig, dataset) -> dict:
     """How to feed the model this run trains, saved in every checkpoint (vjepa.hub.load_processor
     reads it): image size and frames (the model's), frame step (the data's clip sampling; None when
-    the dataset does not say, e.g. a tensor dataset, or its parts disagree) and the normalisation."""
+    the dataset does not say, e.g. a tensor dataset, or its parts disagree) or frames per second
+    (`fps`, V-JEPA 2's sampling, when every part samples so) and the normalisation."""
     from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     parts = getattr(dataset, "datasets", [dataset])
     steps = {getattr(getattr(d, "clip", None), "frame_step", None) for d in parts}
     durations = {getattr(getattr(d, "clip", None), "clip_duration", None) for d in parts}
+    rates = {getattr(getattr(d, "clip", None), "fps", None) for d in parts}
+    by_rate = len(rates) == 1 and None not in rates  # V-JEPA 2's sampling by frames per second
     return {
         "img_size": cfg.model.img_size,
         "num_frames": cfg.model.num_frames,
-        "frame_step": steps.pop() if len(steps) == 1 and durations == {None} else None,
+        "frame_step": steps.pop() if len(steps) == 1 and durations == {None} and rates == {None} else None,
+        **({"fps": rates.pop()} if by_rate else {}),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
     }
@@ -243,56 +248,84 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
 # The loop
 
 
-def _clips(batch: dict, cfg: PretrainConfig) -> torch.Tensor:
-    """batch["video"] [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W] (or UnfinishedClips, finished in the
-    loop on the training device), checked against the model."""
-    v = batch["video"]
+def _clips(video, cfg: PretrainConfig) -> torch.Tensor:
+    """One group's collated video [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W] (or UnfinishedClips,
+    finished in the loop on the training device), checked against the model and cfg.groups."""
     m = cfg.model
-    if hasattr(v, "finish"):  # UnfinishedClips: boxes to be finished on the training device
-        if len(v) and (v.num_frames, v.transform.size) != (m.num_frames, m.img_size):
-            raise ValueError(
-                f"clips of {v.num_frames} frames finished at {v.transform.size} px do not match model "
-                f"config (num_frames {m.num_frames}, img_size {m.img_size})"
-            )
-        return v
-    if v.size(0) == 0:
-        return v.reshape(0, cfg.model.in_chans, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size)
-    if v.ndim != 7 or v.shape[1:3] != (1, 1):
+    if hasattr(video, "finish"):  # UnfinishedClips: boxes to be finished on the training device
+        if video.transform.size != m.img_size:
+            raise ValueError(f"clips finished at {video.transform.size} px do not match model.img_size {m.img_size}")
+        return video
+    if video.ndim != 7 or video.shape[1:3] != (1, 1):
         raise ValueError(
             f"pretraining takes one segment and one view per video: batch['video'] has shape "
-            f"{tuple(v.shape)}, expected [B, 1, 1, C, T, H, W]"
+            f"{tuple(video.shape)}, expected [B, 1, 1, C, T, H, W]"
         )
     want = (m.in_chans, m.num_frames, m.img_size, m.img_size)
-    if tuple(v.shape[3:]) != want:
-        raise ValueError(f"clips of shape [C, T, H, W] = {tuple(v.shape[3:])} do not match model config {want}")
-    return v[:, 0, 0]
+    if tuple(video.shape[3:]) != want and len(cfg.groups) == 1:
+        raise ValueError(f"clips of shape [C, T, H, W] = {tuple(video.shape[3:])} do not match model config {want}")
+    if (video.shape[3], *video.shape[5:]) != (m.in_chans, m.img_size, m.img_size):
+        raise ValueError(
+            f"clips of shape [C, T, H, W] = {tuple(video.shape[3:])} do not match the model's "
+            f"{m.in_chans} channels at {m.img_size} px"
+        )
+    return video[:, 0, 0]
+
+
+def _num_frames(item: dict) -> int:
+    v = item["video"]
+    return len(v.box) if hasattr(v, "box") else v.shape[-3]  # an UnfinishedClip, or [S, V, C, T, H, W]
 
 
 class MicroBatches(KeyedBatches):
     """Pretraining's micro-batches: KeyedBatches (each item drawn with the RNGs seeded by its item seed,
-    so augmentations are a function of the data position alone, which exact resume needs), clips checked
-    against the model, and the shard's masks drawn for the clips that decoded (as the official collator
-    does in its workers)."""
+    so augmentations are a function of the data position alone, which exact resume needs), grouped by
+    clip length (cfg.groups; one group for V-JEPA 1), each group's clips checked against the model and
+    its masks drawn for the clips that decoded (as the official collators do in their workers)."""
 
     def __init__(self, dataset, cfg: PretrainConfig):
         super().__init__(dataset)
         self.cfg = cfg
 
     def __getitem__(self, key) -> dict:
-        batch = super().__getitem__(key)
-        clips = _clips(batch, self.cfg)
-        masks = MaskCollator(self.cfg.masks, self.cfg.model.grid, seed=self.cfg.seed, rank=batch["shard"])
-        context_masks, target_masks = masks(len(clips), batch["step"])
+        from vjepa.data import collate
+
+        items, lengths = self.items(key), self.cfg.groups
+        good = [x for x in items if x is not None and x.get("video") is not None]
+        found = sorted({_num_frames(x) for x in good} - set(lengths))
+        if found:
+            raise ValueError(
+                f"clips of {found} frames in a batch; the run takes clips of {lengths} frames "
+                "(pretrain clip_lengths, or model.num_frames)"
+            )
+        bad = collate([x for x in items if x is None or x.get("video") is None])  # names the unreadable files
+        groups = []
+        for g, length in enumerate(lengths):
+            part = [x for x in good if _num_frames(x) == length]
+            if not part:
+                continue
+            clips = _clips(collate(part)["video"], self.cfg)
+            grid = self.cfg.group_grid(length)
+            masks = MaskCollator(self.cfg.masks, grid, seed=self.cfg.seed, rank=key[1], group=g)
+            groups.append(Group(clips, *masks(len(clips), key[0]), g))
         return {
-            "clips": clips,
-            "context_masks": context_masks,
-            "target_masks": target_masks,
-            "skipped": batch["skipped"],
-            "fallback": batch["fallback"],
-            "declared_over": batch["declared_over"],
-            "step": batch["step"],
-            "shard": batch["shard"],
+            "groups": groups,
+            "skipped": bad["skipped"],
+            "fallback": bad["fallback"],
+            "declared_over": bad["declared_over"],
+            "step": key[0],
+            "shard": key[1],
         }
+
+
+def _to_device(group: Group, device: torch.device) -> Group:
+    """A group on the training device; UnfinishedClips (finish_on_device) converted, resized and
+    normalised there."""
+    clips, ctx, tgt, index = group
+    clips = clips.finish(device) if hasattr(clips, "finish") else clips.to(device, non_blocking=True)
+    return Group(
+        clips, [m.to(device, non_blocking=True) for m in ctx], [m.to(device, non_blocking=True) for m in tgt], index
+    )
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -374,15 +407,11 @@ def _pretrain(cfg: PretrainConfig, dataset, out_dir: Path, log_fn, env: DistEnv)
             step_skipped += mb["skipped"]
             step_fallback += mb["fallback"]
             step_over += mb["declared_over"]
-            to_dev = [m.to(env.device, non_blocking=True) for m in mb["context_masks"] + mb["target_masks"]]
-            M = len(cfg.masks)
-            clips = mb["clips"]  # UnfinishedClips (finish_on_device) are converted, resized and normalised here
-            clips = clips.finish(env.device) if hasattr(clips, "finish") else clips.to(env.device, non_blocking=True)
-            micro.append((clips, to_dev[:M], to_dev[M:]))
+            micro.append([_to_device(g, env.device) for g in mb["groups"]])
         # one exchange before the step, the same on every process: undecodable and fallback files, and
         # micro-batches left without a clip (any, with several processes: the gradient exchange needs
         # every process; all of them, with one): such a step is skipped everywhere and counted
-        n_empty = sum(c.size(0) == 0 for c, _, _ in micro)
+        n_empty = sum(not groups for groups in micro)
         flags = all_reduce_sum(
             torch.tensor(
                 [
