@@ -234,3 +234,43 @@ def test_dataset_fpcs_become_the_runs_clip_lengths_and_are_checked_against_the_m
     )
     with pytest.raises(ConfigError, match=f"pretrain.data.dataset_fpcs: 1 frame counts for {sources} sources"):
         from_mapping(params_with(lambda p: per_source(p, [8], num_frames=8)))
+
+
+def test_a_mixture_of_videos_and_images_with_their_own_clip_lengths_pretrains(tmp_path):
+    """pretrain.data as the vjepa2 profiles can set it: a video list of 8-frame clips and an image list
+    of 4-frame still clips, weighted, sampled at 4 fps, through the stage's dataset and the loop."""
+    from conftest import with_sources
+    from test_params import params_with
+
+    from pipeline.config import from_mapping
+    from pipeline.stages.pretraining import pretrain_dataset
+    from vjepa.train.pretrain import pretrain
+
+    videos, images = tmp_path / "videos.csv", tmp_path / "images.csv"
+    videos.write_text(
+        "".join(f"{encode(tmp_path / f'v{i}.mp4', texture(40, 40, 56, seed=i), fps=12)} {i}\n" for i in range(3))
+    )
+    images.write_text("".join(f"{_image(tmp_path / f'i{i}.jpg', seed=i)} {i}\n" for i in range(3)))
+
+    def edit(p):
+        p["model"].update(pos_encoding="rope3d", mask_token_per="group", num_mask_tokens=2, num_frames=8)
+        p["pretrain"]["data"] = {
+            "sources": [str(videos), str(images)],
+            "weights": [0.75, 0.25],
+            "fps": 4,
+            "dataset_fpcs": [8, 4],
+            "num_frames": 8,
+        }
+        p["pretrain"]["train"].update(batch_size=4, num_workers=0)
+        p["pretrain"]["train"]["optim"].update(iterations=3, warmup_iterations=1)
+
+    params = from_mapping(with_sources(params_with(edit)))
+    cfg = params.pretrain_config(0)
+    data = pretrain_dataset(params, cfg, 0)
+    video, image = data[(0, 0)], data[(3, 0)]
+    assert video["video"].shape[-3] == 8 and image["video"].shape[-3] == 4
+    assert data.datasets[0].clip.fps == 4 and data.weights == [0.75, 0.25]
+    summary = pretrain(cfg, data, tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")
+    assert summary["steps"] == 3 and summary["skipped_videos"] == 0
+    assert sum(r["clips_8f"] for r in rows) > sum(r["clips_4f"] for r in rows) > 0  # 3 : 1 by weight
