@@ -70,6 +70,30 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _pretrain_config(raw: dict, where: str, data_where: str) -> PretrainConfig:
+    """A PretrainConfig; an error in the clip lengths it took from the data names the data's
+    `dataset_fpcs` (the key a user sets), not `clip_lengths`."""
+    try:
+        return from_dict(PretrainConfig, raw, where)
+    except ConfigError as e:
+        prefix = f"{join(where, 'clip_lengths')}: "
+        if str(e).startswith(prefix):
+            raise ConfigError(f"{data_where}.dataset_fpcs: {str(e)[len(prefix) :]}") from None
+        raise
+
+
+def data_over(base: dict, over: dict) -> dict:
+    """Pretraining data `over` a base's: new `sources` drop the base's `weights` and `dataset_fpcs`
+    (they were for its own lists: the new lists mix evenly, at `num_frames`), and a new `num_frames`
+    drops its `dataset_fpcs`, unless `over` sets them too."""
+    resets = {}
+    if "sources" in over:
+        resets = {"weights": None, "dataset_fpcs": None}
+    elif "num_frames" in over:
+        resets = {"dataset_fpcs": None}
+    return merge(base, {**resets, **over})
+
+
 def _check_frames(where: str, data: "PretrainData", model_key: str, model_frames: int) -> None:
     """The model's frames are the data's clip length (V-JEPA 2: the longest of dataset_fpcs)."""
     key = "num_frames" if data.dataset_fpcs is None else "dataset_fpcs"
@@ -310,7 +334,8 @@ class Params:
             if "masks" in changes and "num_mask_tokens" not in changes.get("model", {}) and per_mask:
                 raw["model"]["num_mask_tokens"] = len(raw["masks"])
             where = f"ablations.points.{point}.pretrain"
-        return from_dict(PretrainConfig, {**raw, "seed": seed}, where)
+        data_where = "pretrain.data" if point is None else f"ablations.points.{point}.data"
+        return _pretrain_config({**raw, "seed": seed}, where, data_where)
 
     def _pretrain_base(self, data: PretrainData) -> dict:
         """`model`, `masks` and `pretrain.train` as one PretrainConfig mapping (without the seed), with
@@ -323,22 +348,21 @@ class Params:
         seed's pretraining checkpoint with its optimizer state."""
         raw = merge(self._pretrain_base(self.cooldown_data()), {"model": self.cooldown.model, **self.cooldown.train})
         init = {"checkpoint": str(checkpoint_path(seed, "pretrain")), "optimizer": True}
-        return from_dict(PretrainConfig, {**raw, "seed": seed, "init": init}, "cooldown")
+        return _pretrain_config({**raw, "seed": seed, "init": init}, "cooldown", "cooldown.data")
 
     def cooldown_data(self) -> PretrainData:
-        """`pretrain.data` with `cooldown.data` on top."""
-        return from_dict(PretrainData, merge(to_dict(self.pretrain.data), self.cooldown.data), "cooldown.data")
+        """`pretrain.data` with `cooldown.data` on top (as `data_over`)."""
+        return from_dict(PretrainData, data_over(to_dict(self.pretrain.data), self.cooldown.data), "cooldown.data")
 
     def encoder_checkpoint(self, seed: int) -> str:
         """The checkpoint the evaluations read for a seed: its pretraining's, or its cooldown's."""
         return str(checkpoint_path(seed, self.cooldown.evaluate))
 
     def ablation_data(self, point: str) -> PretrainData:
-        """`pretrain.data`, then `ablations.data` and the point's `data` on top (new `sources` without
-        `weights` mix their lists evenly: the base's weights were for its own lists)."""
+        """`pretrain.data`, then `ablations.data` and the point's `data` on top (as `data_over`)."""
         raw = to_dict(self.pretrain.data)
         for over in (self.ablations.data, self.ablations.points[point].data):
-            raw = merge(raw, {"weights": None, **over} if "sources" in over else over)
+            raw = data_over(raw, over)
         return from_dict(PretrainData, raw, f"ablations.points.{point}.data")
 
     def probe_config(

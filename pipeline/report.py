@@ -565,7 +565,7 @@ def section_hyperparameters(params: Params, profile: str) -> str:
     ours5 = {
         "resolution": m.img_size,
         "num_frames": m.num_frames,
-        "temporal_stride": data.frame_step,
+        "temporal_stride": data.frame_step if data.fps is None else f"{data.fps:g} fps",
         "random_resize_scale": f"({data.scale[0]}, {data.scale[1]})",
         "batch_size": pre.batch_size * pre.accumulation_steps,
         "iterations": o.iterations,

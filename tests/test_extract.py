@@ -2,6 +2,7 @@
 the windows and their times are the ones the stride asks for, each window's feature equals the
 encoder run by hand on frames the test decodes itself, and undecodable files are skipped and listed."""
 
+import math
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -290,7 +291,7 @@ def test_every_command_line_option_is_documented():
     from vjepa.extract import parser
 
     actions = [a for a in parser()._actions if a.dest != "help"]
-    assert len(actions) == 18 and [a.dest for a in actions if not a.help] == []
+    assert len(actions) == 19 and [a.dest for a in actions if not a.help] == []
 
 
 def test_a_checkpoint_that_records_its_clip_sets_frames_step_and_size_without_options(vfr_video, tmp_path):
@@ -322,3 +323,26 @@ def test_a_checkpoint_that_records_its_clip_sets_frames_step_and_size_without_op
         )
     index = pd.read_csv(tmp_path / "f" / "windows.csv")
     assert (index["end_frame"] - index["start_frame"]).tolist() == [9, 9, 9]  # 4 frames, 3 apart
+
+
+def test_a_checkpoint_trained_at_a_frame_rate_cuts_each_video_at_it_unless_a_step_is_asked_for(vfr_video, tmp_path):
+    from test_hub import official_state
+
+    from vjepa.data.video import VideoFile
+    from vjepa.extract import recorded_clip
+
+    ck = official_state(SMALL, fill="randn")
+    ck["target_encoder"] = ck["encoder"]
+    ck["preprocessing"] = {"num_frames": 4, "img_size": 32, "frame_step": None, "fps": 2}  # V-JEPA 2's sampling
+    torch.save(ck, tmp_path / "ours.pth.tar")
+    assert recorded_clip(tmp_path / "ours.pth.tar") == {"num_frames": 4, "img_size": 32, "fps": 2}
+    step = math.ceil(VideoFile(vfr_video[0]).fps) // 2
+    base = [vfr_video[0], "--checkpoint", str(tmp_path / "ours.pth.tar"), "--num-heads", "3", "--device", "cpu"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the recorded fps needs no frame step: no warning
+        main([*base, "--out", str(tmp_path / "f"), "--stride", "150"])
+    index = pd.read_csv(tmp_path / "f" / "windows.csv")
+    assert step >= 2 and (index["end_frame"] - index["start_frame"]).tolist() == [3 * step] * len(index)
+    main([*base, "--out", str(tmp_path / "g"), "--stride", "150", "--frame-step", "3"])
+    index = pd.read_csv(tmp_path / "g" / "windows.csv")
+    assert (index["end_frame"] - index["start_frame"]).tolist() == [9] * len(index)

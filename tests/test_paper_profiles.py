@@ -252,7 +252,7 @@ def test_paper_vitl16_runs_end_to_end_on_release_format_data(paper_repo, release
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base", PAPER[1:])
-def test_the_other_paper_profilesrun_end_to_end(release_tree, tmp_path, base):
+def test_the_other_paper_profiles_run_end_to_end(release_tree, tmp_path, base):
     repo = checkout_copy(tmp_path / "repo", without=("metrics/", "reports/", "dvc.lock"))
     metrics = run_end_to_end(repo, base, release_tree)
     assert metrics["details/probe/k400.json"]["runs"]

@@ -89,9 +89,13 @@ def test_an_image_in_a_video_list_is_the_image_repeated_to_the_clip_then_augment
         assert item["video"].shape == (1, 1, 3, 4, 32, 32) and item["label"] == i
         clip = item["video"][0, 0]
         assert all(torch.equal(clip[:, t], clip[:, 0]) for t in range(4))  # a still clip
-        # the same crop and flip as the image dataset's one frame, repeated (V-JEPA 2's get_item_image)
-        still = ImageDataset(ds.entries, transform, still_frames=4, seed=3)[(i, 0)]["video"]
-        assert torch.equal(item["video"], still)
+        # V-JEPA 2's get_item_image: the image repeated to 4 frames, then transformed as one clip
+        from PIL import Image
+
+        frames = np.repeat(np.asarray(Image.open(ds.entries[i][0]).convert("RGB"))[None], 4, axis=0)
+        assert torch.equal(item["video"][0], transform(frames, rng=np.random.default_rng([3, 0, i])))
+        # and the image dataset's still clip of the same draw
+        assert torch.equal(item["video"], ImageDataset(ds.entries, transform, still_frames=4, seed=3)[(i, 0)]["video"])
     assert ds[(0, 0)]["video"].shape == (1, 1, 3, 4, 32, 32)
     assert not torch.equal(ds[(1, 0)]["video"], ds[(1, 1)]["video"])  # augmented anew each epoch
 
@@ -205,7 +209,9 @@ def test_clip_lengths_the_run_does_not_take_are_refused_naming_them():
 
     with pytest.raises(ConfigError, match=r"pretrain.clip_lengths: \[4, 8\]: a sin-cos model takes clips of its"):
         tiny_config(clip_lengths=[4, 8]).validate()
-    with pytest.raises(ConfigError, match="pretrain.clip_lengths: must be distinct frame counts, each a multiple of"):
+    with pytest.raises(
+        ConfigError, match="pretrain.clip_lengths: frame counts must be multiples of model.tubelet_size 2"
+    ):
         tiny_config(clip_lengths=[4, 5], model={"pos_encoding": "rope3d"}).validate()
     with pytest.raises(ValueError, match=r"clips of \[8\] frames in a batch; the run takes clips of \[4\] frames"):
         MicroBatches(_two_lengths(), tiny_config())[(0, 0, 0, [(0, 1), (8, 2)])]
@@ -215,13 +221,14 @@ def test_clip_lengths_the_run_does_not_take_are_refused_naming_them():
 
 
 def test_dataset_fpcs_become_the_runs_clip_lengths_and_are_checked_against_the_model():
+    from conftest import with_sources
     from test_params import params_with, refused
 
     from pipeline.config import from_mapping
 
     def per_source(p, fpcs, **model):
         p["model"].update(pos_encoding="rope3d", mask_token_per="group", num_mask_tokens=1, **model)
-        p["pretrain"]["data"].update(dataset_fpcs=fpcs, fps=4)
+        p["pretrain"]["data"].update(dataset_fpcs=fpcs, fps=4, num_frames=max(fpcs))
 
     sources = len(params_with(lambda p: None)["pretrain"]["data"]["sources"])
     fpcs = [4] + [8] * (sources - 1)
@@ -234,6 +241,34 @@ def test_dataset_fpcs_become_the_runs_clip_lengths_and_are_checked_against_the_m
     )
     with pytest.raises(ConfigError, match=f"pretrain.data.dataset_fpcs: 1 frame counts for {sources} sources"):
         from_mapping(params_with(lambda p: per_source(p, [8], num_frames=8)))
+    # an error in the lengths names the key the user sets
+    refused(
+        lambda p: (per_source(p, fpcs, num_frames=8), p["model"].update(pos_encoding="sincos")),
+        "params.yaml: pretrain.data.dataset_fpcs: [4, 8]: a sin-cos model takes clips of its model.num_frames (8) "
+        "only; clips of several lengths need model.pos_encoding: rope3d",
+    )
+    # the ablations' own lists, and a cooldown's own clip length, leave the per-source lengths behind
+    assert params.ablation_data(next(iter(params.ablations.points))).dataset_fpcs == fpcs  # inherited with the lists
+
+    def own_lists(p):
+        per_source(p, fpcs, num_frames=8)
+        p["ablations"]["data"] = {"sources": p["pretrain"]["data"]["sources"][:1]}
+
+    params = from_mapping(with_sources(params_with(own_lists)))
+    point = next(iter(params.ablations.points))
+    assert params.ablation_data(point).dataset_fpcs is None and params.pretrain_config(0, point).clip_lengths is None
+    over = params_with(lambda p: (per_source(p, fpcs, num_frames=8), p.update(cooldown={"data": {"num_frames": 8}})))
+    assert from_mapping(over).cooldown_data().dataset_fpcs is None
+
+
+def test_a_run_of_other_clip_lengths_does_not_resume_it(tmp_path):
+    from vjepa.infra.runtime import CheckpointError
+    from vjepa.train.pretrain import pretrain
+
+    pretrain(_groups_config(optim={"iterations": 1, "warmup_iterations": 0}), _two_lengths(), tmp_path)
+    with pytest.raises(CheckpointError, match="clip_lengths"):
+        swapped = tiny_config(clip_lengths=[8, 4], model={**ROPE, "num_mask_tokens": 2}, optim={"iterations": 2})
+        pretrain(swapped, _two_lengths(), tmp_path)  # the lengths' masks and tokens would change places
 
 
 def test_a_mixture_of_videos_and_images_with_their_own_clip_lengths_pretrains(tmp_path):

@@ -15,9 +15,9 @@ folder (`a/clip.mp4` -> `a/clip.npy`, the extension kept where two names would o
 no two videos share a file; an existing output is never overwritten. Anything that is not a regular
 file (a FIFO, a device) is skipped unread.
 
-The clip (frames, frame step, resolution) is the one the checkpoint says the encoder was trained
-on where it records it; an option that differs from it is used, with a warning, and where the
-checkpoint records nothing the options' defaults are used, with a warning.
+The clip (frames, frame step or V-JEPA 2's frames per second, resolution) is the one the checkpoint
+says the encoder was trained on where it records it; an option that differs from it is used, with a
+warning, and where the checkpoint records nothing the options' defaults are used, with a warning.
 
 Writes, under the output folder: `<name>.npy` per video (float32 [windows, ...]) or one
 `features.npz` (format `npz`, one array per video), the window index `windows.csv` (video, file,
@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from vjepa.infra.runtime import CheckpointError
 from vjepa.data.transforms import eval_transform
+from vjepa.data.sampling import ClipSampling, frame_step_for
 from vjepa.data.video import VideoDecodeError, VideoFile
 from vjepa.infra.runtime import PRECISIONS, autocast_for
 
@@ -59,6 +60,7 @@ class ExtractConfig:
     """How windows are cut and pooled."""
 
     frame_step: int = 4  # frames between a window's frames (paper 4; the default profile 2)
+    fps: float | None = None  # V-JEPA 2's sampling: set, each video's step is ceil(its fps) // fps
     stride: float | None = None  # between window starts; null: one window span (no overlap)
     stride_unit: str = "frames"  # "frames" | "seconds"
     pooling: str = "mean"  # "mean" | "tokens" | "probe"
@@ -72,6 +74,8 @@ class ExtractConfig:
     def validate(self) -> None:
         if self.frame_step < 1 or self.batch_size < 1:
             raise ValueError("frame_step and batch_size must be >= 1")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.stride is not None and self.stride <= 0:
             raise ValueError(f"stride must be > 0, got {self.stride}")
         if self.stride_unit not in ("frames", "seconds"):
@@ -148,7 +152,11 @@ def extract_video(
     video = VideoFile(path, cfg.decode_threads)
     times = _round_to(video.times(), video.time_base)
     n, T = len(video), encoder.num_frames
-    span = T * cfg.frame_step
+    try:
+        step = frame_step_for(ClipSampling(num_frames=T, frame_step=cfg.frame_step, fps=cfg.fps), video.fps)
+    except ValueError as e:
+        raise VideoDecodeError(f"{path}: {e}") from None
+    span = T * step
     starts = window_starts(times, span, cfg.stride, cfg.stride_unit)
     transform = eval_transform(cfg.img_size or encoder.img_size, 1, cfg.resize_ratio)
     autocast = autocast_for(device, cfg.precision)
@@ -156,7 +164,7 @@ def extract_video(
     bar = tqdm(total=len(starts), desc=Path(path).name, unit="window", leave=False, disable=not progress)
     for b in range(0, len(starts), cfg.batch_size):
         batch = starts[b : b + cfg.batch_size]
-        idx = [window_indices(s, T, cfg.frame_step, n) for s in batch]
+        idx = [window_indices(s, T, step, n) for s in batch]
         wanted = np.unique(np.concatenate(idx))  # decode each frame once, in order
         # the eval transform acts frame by frame, so each decoded frame is transformed once even
         # when overlapping windows share it
@@ -336,7 +344,11 @@ def recorded_clip(path: str | os.PathLike) -> dict:
         "img_size": prep.get("img_size", model.get("img_size")),
         "frame_step": prep.get("frame_step", data.get("frame_step", config.get("frame_step"))),
     }
-    return {k: int(v) for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool)}
+    out = {k: int(v) for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool)}
+    fps = prep.get("fps")
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+        out["fps"] = fps  # sampled by frames per second (V-JEPA 2): no frame step is recorded
+    return out
 
 
 def clip_options(asked: dict, recorded: dict, defaults: dict, where: str) -> dict:
@@ -389,6 +401,12 @@ def parser() -> argparse.ArgumentParser:
         help=f"frames between a window's frames: default the checkpoint's "
         f"record, else {FRAME_STEP} (the paper's), with a warning",
     )
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="sample windows at this many frames per second (V-JEPA 2; step = ceil(video fps) // fps): "
+        "default the checkpoint's record, when it was trained so",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--stride", type=int, help="frames between window starts (default: one window span)")
     g.add_argument("--stride-seconds", type=float, help="seconds between window starts")
@@ -439,14 +457,18 @@ def main(argv: list[str] | None = None) -> dict:
             inputs = read_video_list(inputs[0])
         videos, skipped = find_videos(inputs, [e.strip() for e in a.ext.split(",") if e.strip()])
         ckpt = resolve(a.checkpoint)
+        recorded = recorded_clip(ckpt)
+        if a.frame_step is not None and a.fps is None:
+            recorded.pop("fps", None)  # a frame step asked for replaces a recorded fps
+        if a.fps is not None or "fps" in recorded:
+            recorded.setdefault("frame_step", FRAME_STEP)  # unused: the fps sets each video's step
+        asked = {"frame_step": a.frame_step, "num_frames": a.num_frames, "img_size": a.img_size, "fps": a.fps}
         clip = clip_options(
-            {"frame_step": a.frame_step, "num_frames": a.num_frames, "img_size": a.img_size},
-            recorded_clip(ckpt),
-            {"frame_step": FRAME_STEP, "num_frames": None, "img_size": None},
-            str(ckpt),
+            asked, recorded, {"frame_step": FRAME_STEP, "num_frames": None, "img_size": None, "fps": None}, str(ckpt)
         )
         cfg = ExtractConfig(
             frame_step=clip["frame_step"],
+            fps=clip["fps"],
             stride=a.stride_seconds or a.stride,
             stride_unit="seconds" if a.stride_seconds else "frames",
             pooling=a.pooling,

@@ -113,12 +113,13 @@ class VideoDataset(_Seeded, Dataset):
     def __getitem__(self, index) -> dict | None:
         i, rng = self._rng(index)
         path, label = self.entries[i]
-        T = self.clip.num_frames
-        if is_image(path):  # V-JEPA 2's still clip: the image repeated to the clip's frames, then augmented as one
+        T, S = self.clip.num_frames, self.clip.num_segments
+        if is_image(path):  # V-JEPA 2's still clip: the image repeated to the clip's frames, augmented as one
             frame = read_image(path)
             if frame is None:
                 return None
-            frames = np.repeat(frame, T * self.clip.num_segments, axis=0)
+            # its one frame transformed, then held for T frames: the numbers of repeating it first, without the copies
+            clips = [still_clip(self.transform(frame, rng=rng), T) for _ in range(S)]
         else:
             try:
                 decoded = decode_clips(path, self.clip, rng, self.decode_threads, self.cache, self.video_backend)
@@ -130,7 +131,7 @@ class VideoDataset(_Seeded, Dataset):
                 _recent_fallbacks.append(path)
             if decoded.declared_over:
                 _recent_declared_over.append(path)
-        clips = [self.transform(frames[s * T : (s + 1) * T], rng=rng) for s in range(self.clip.num_segments)]
+            clips = [self.transform(frames[s * T : (s + 1) * T], rng=rng) for s in range(S)]
         if isinstance(clips[0], UnfinishedClip):  # finished where the batch is consumed (one segment)
             if len(clips) != 1:
                 raise ValueError(
@@ -139,6 +140,14 @@ class VideoDataset(_Seeded, Dataset):
             return {"video": clips[0], "label": int(label), "index": i, "path": path}
         video = stack_segments(clips)
         return {"video": video, "label": int(label), "index": i, "path": path}
+
+
+def still_clip(clip, num_frames: int):
+    """A transformed one-frame clip ([V, C, 1, H, W], or an UnfinishedClip of one frame) held for
+    `num_frames` frames, as views (no copy until collate)."""
+    if isinstance(clip, UnfinishedClip):
+        return clip._replace(box=np.broadcast_to(clip.box, (num_frames, *clip.box.shape[1:])))
+    return clip.expand(-1, -1, num_frames, -1, -1)
 
 
 def stack_segments(clips: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -167,8 +176,7 @@ class ImageDataset(_Seeded, Dataset):
         frame = read_image(path)
         if frame is None:
             return None
-        views = self.transform(frame, rng=rng)  # [V, C, 1, H, W]
-        video = views.expand(-1, -1, self.still_frames, -1, -1).unsqueeze(0)
+        video = still_clip(self.transform(frame, rng=rng), self.still_frames).unsqueeze(0)  # [1, V, C, T, H, W]
         return {"video": video, "label": int(label), "index": i, "path": path}
 
 

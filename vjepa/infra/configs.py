@@ -322,12 +322,13 @@ class PretrainConfig:
     def validate(self) -> None:
         if self.clip_lengths is not None:
             lengths, m = list(self.clip_lengths), self.model
-            if not lengths or len(set(lengths)) != len(lengths) or any(t < 1 or t % m.tubelet_size for t in lengths):
+            if not lengths or any(t < 1 or t % m.tubelet_size for t in lengths):
                 raise FieldError(
                     "clip_lengths",
-                    f"must be distinct frame counts, each a multiple of model.tubelet_size "
-                    f"{m.tubelet_size}; got {lengths}",
+                    f"frame counts must be multiples of model.tubelet_size {m.tubelet_size}; got {lengths}",
                 )
+            if len(set(lengths)) != len(lengths):
+                raise FieldError("clip_lengths", f"must not repeat a length; got {lengths}")
             if m.pos_encoding == "sincos" and lengths != [m.num_frames]:
                 raise FieldError(
                     "clip_lengths",

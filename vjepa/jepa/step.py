@@ -246,9 +246,9 @@ def train_step(state: TrainState, cfg: PretrainConfig, micro_batches: list, step
         "target_std": target_std,
         "clips": int(clips_seen),
     }
-    first = next(g for groups in micro_batches for g in groups)  # token counts of the first group
-    metrics.update({f"context_tokens_mask{i}": c.size(1) for i, c in enumerate(first.context_masks)})
-    metrics.update({f"target_tokens_mask{i}": t.size(1) for i, t in enumerate(first.target_masks)})
+    first = micro_batches[0][0] if micro_batches[0] else None  # token counts of the first group (0: none)
+    metrics.update({f"context_tokens_mask{i}": first.context_masks[i].size(1) if first else 0 for i in range(M)})
+    metrics.update({f"target_tokens_mask{i}": first.target_masks[i].size(1) if first else 0 for i in range(M)})
     if len(lengths) > 1:  # how the step's clips fell into V-JEPA 2's clip lengths
         metrics.update({f"clips_{t}f": int(c) for t, c in zip(lengths, sums.group_clips.tolist())})
     return metrics

@@ -207,7 +207,7 @@ def save_checkpoint(
 
 
 # config keys that fix which clips, masks and models a step sees: a resume must not change them
-_FIXED_KEYS = ("model", "masks", "seed", "batch_size", "target")
+_FIXED_KEYS = ("model", "masks", "seed", "batch_size", "target", "clip_lengths")
 
 
 def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> dict:
@@ -250,7 +250,7 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
 
 def _clips(video, cfg: PretrainConfig) -> torch.Tensor:
     """One group's collated video [B, 1, 1, C, T, H, W] -> clips [B, C, T, H, W] (or UnfinishedClips,
-    finished in the loop on the training device), checked against the model and cfg.groups."""
+    finished in the loop on the training device), checked against the model's channels and size."""
     m = cfg.model
     if hasattr(video, "finish"):  # UnfinishedClips: boxes to be finished on the training device
         if video.transform.size != m.img_size:
@@ -261,10 +261,7 @@ def _clips(video, cfg: PretrainConfig) -> torch.Tensor:
             f"pretraining takes one segment and one view per video: batch['video'] has shape "
             f"{tuple(video.shape)}, expected [B, 1, 1, C, T, H, W]"
         )
-    want = (m.in_chans, m.num_frames, m.img_size, m.img_size)
-    if tuple(video.shape[3:]) != want and len(cfg.groups) == 1:
-        raise ValueError(f"clips of shape [C, T, H, W] = {tuple(video.shape[3:])} do not match model config {want}")
-    if (video.shape[3], *video.shape[5:]) != (m.in_chans, m.img_size, m.img_size):
+    if (video.shape[3], *video.shape[5:]) != (m.in_chans, m.img_size, m.img_size):  # T: by MicroBatches
         raise ValueError(
             f"clips of shape [C, T, H, W] = {tuple(video.shape[3:])} do not match the model's "
             f"{m.in_chans} channels at {m.img_size} px"
