@@ -179,6 +179,24 @@ def test_the_loss_is_the_mean_over_every_group_and_mask_and_each_group_trains_it
     assert tokens[0].grad is None and tokens[1].grad.abs().sum() > 0
 
 
+def test_the_released_numbering_gives_the_first_length_present_token_0():
+    from vjepa.infra.distributed import DistEnv
+    from vjepa.jepa.step import jepa_loss
+    from vjepa.train.pretrain import MicroBatches, build_state
+
+    only_eight = (0, 0, 0, [(8, 1), (9, 2)])  # a micro-batch of 8-frame clips alone
+    (ours,) = MicroBatches(_two_lengths(), _groups_config())[only_eight]["groups"]
+    cfg = _groups_config(group_token="present")
+    (released,) = MicroBatches(_two_lengths(), cfg)[only_eight]["groups"]
+    assert (ours.index, ours.token) == (1, 1) and (released.index, released.token) == (1, 0)
+    both = MicroBatches(_two_lengths(), cfg)[(0, 0, 0, [(0, 1), (8, 2)])]["groups"]
+    assert [(g.index, g.token) for g in both] == [(0, 0), (1, 1)]  # both present: the same numbering
+    state = build_state(cfg, DistEnv())
+    jepa_loss(state.context_path, state.target_encoder, [released]).loss.backward()
+    tokens = state.predictor.mask_tokens
+    assert tokens[0].grad.abs().sum() > 0 and tokens[1].grad is None
+
+
 def test_pretraining_over_two_clip_lengths_logs_each_groups_clips_and_resumes_exactly(tmp_path):
     from vjepa.infra.checkpoint import load
     from vjepa.train.pretrain import pretrain
@@ -266,6 +284,13 @@ def test_a_run_of_other_clip_lengths_does_not_resume_it(tmp_path):
     from vjepa.train.pretrain import pretrain
 
     pretrain(_groups_config(optim={"iterations": 1, "warmup_iterations": 0}), _two_lengths(), tmp_path)
+    # a checkpoint from before `group_token` resumes as the per-length numbering it used
+    ck = torch.load(tmp_path / "latest.pth.tar", weights_only=False)
+    del ck["config"]["group_token"]
+    torch.save(ck, tmp_path / "latest.pth.tar")
+    pretrain(_groups_config(optim={"iterations": 2, "warmup_iterations": 0}), _two_lengths(), tmp_path)
+    with pytest.raises(CheckpointError, match="group_token"):
+        pretrain(_groups_config(optim={"iterations": 3}, group_token="present"), _two_lengths(), tmp_path)
     with pytest.raises(CheckpointError, match="clip_lengths"):
         swapped = tiny_config(clip_lengths=[8, 4], model={**ROPE, "num_mask_tokens": 2}, optim={"iterations": 2})
         pretrain(swapped, _two_lengths(), tmp_path)  # the lengths' masks and tokens would change places

@@ -309,6 +309,9 @@ class PretrainConfig:
     # V-JEPA 2's per-dataset frames per clip: the data's clip lengths, one group each in this order
     # (its own masks and, with model.mask_token_per 'group', its mask token); null: model.num_frames
     clip_lengths: list[int] | None = None
+    # the mask token of a length (model.mask_token_per 'group'): "length", its place in clip_lengths |
+    # "present", its place among the lengths present in the micro-batch (the released collator's numbering)
+    group_token: str = "length"
 
     @property
     def groups(self) -> list[int]:
@@ -337,6 +340,8 @@ class PretrainConfig:
                 )
         if self.precision not in ("fp32", "bf16"):
             raise FieldError("precision", f"must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.group_token not in ("length", "present"):
+            raise FieldError("group_token", f"must be 'length' or 'present', got {self.group_token!r}")
         if self.target not in ("ema", "copy"):
             raise FieldError("target", f"must be 'ema' or 'copy', got {self.target!r}")
         check_range(self, "batch_size", "accumulation_steps", "checkpoint_every", "log_every", ge=1)

@@ -39,7 +39,8 @@ class Group(NamedTuple):
     clips: torch.Tensor  # [B_g, C, T_g, H, W]
     context_masks: list[torch.Tensor]  # one [B_g, K_ctx_i] per mask config
     target_masks: list[torch.Tensor]  # one [B_g, K_tgt_i] per mask config
-    index: int = 0  # the length's place in PretrainConfig.groups (its mask token, per 'group')
+    index: int = 0  # the length's place in PretrainConfig.groups
+    token: int | None = None  # its mask token (per 'group'); None: `index` (see PretrainConfig.group_token)
 
 
 class ContextPath(nn.Module):
@@ -53,7 +54,8 @@ class ContextPath(nn.Module):
         out = []
         for g in groups:
             z = self.encoder(g.clips, g.context_masks)  # [B, K_ctx_i, D] per mask
-            out.append(self.predictor.forward_masks(z, g.context_masks, g.target_masks, g.index))  # [B, K_tgt_i, D]
+            token = g.index if g.token is None else g.token
+            out.append(self.predictor.forward_masks(z, g.context_masks, g.target_masks, token))  # [B, K_tgt_i, D]
         return out
 
 

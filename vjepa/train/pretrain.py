@@ -207,7 +207,7 @@ def save_checkpoint(
 
 
 # config keys that fix which clips, masks and models a step sees: a resume must not change them
-_FIXED_KEYS = ("model", "masks", "seed", "batch_size", "target", "clip_lengths")
+_FIXED_KEYS = ("model", "masks", "seed", "batch_size", "target", "clip_lengths", "group_token")
 
 
 def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> dict:
@@ -220,6 +220,7 @@ def restore_checkpoint(path: Path, state: TrainState, cfg: PretrainConfig) -> di
     saved, now = dict(ck["config"]), to_dict(cfg)
     if "dtype" in saved and "precision" not in saved:  # a checkpoint from before the rename: the same setting
         saved["precision"] = saved.pop("dtype")
+    saved.setdefault("group_token", "length")  # from before the setting: what its runs did
     saved_global = saved["batch_size"] * ck["world_size"] * ck["accumulation_steps"]
     now_global = cfg.batch_size * env.world_size * cfg.accumulation_steps
     others = check_resume(saved, now, path, keys=_FIXED_KEYS, extra={"global batch": (saved_global, now_global)})
@@ -304,7 +305,8 @@ class MicroBatches(KeyedBatches):
             clips = _clips(collate(part)["video"], self.cfg)
             grid = self.cfg.group_grid(length)
             masks = MaskCollator(self.cfg.masks, grid, seed=self.cfg.seed, rank=key[1], group=g)
-            groups.append(Group(clips, *masks(len(clips), key[0]), g))
+            token = len(groups) if self.cfg.group_token == "present" else g
+            groups.append(Group(clips, *masks(len(clips), key[0]), g, token))
         return {
             "groups": groups,
             "skipped": bad["skipped"],
@@ -318,11 +320,10 @@ class MicroBatches(KeyedBatches):
 def _to_device(group: Group, device: torch.device) -> Group:
     """A group on the training device; UnfinishedClips (finish_on_device) converted, resized and
     normalised there."""
-    clips, ctx, tgt, index = group
+    clips, ctx, tgt = group.clips, group.context_masks, group.target_masks
     clips = clips.finish(device) if hasattr(clips, "finish") else clips.to(device, non_blocking=True)
-    return Group(
-        clips, [m.to(device, non_blocking=True) for m in ctx], [m.to(device, non_blocking=True) for m in tgt], index
-    )
+    to = [m.to(device, non_blocking=True) for m in ctx], [m.to(device, non_blocking=True) for m in tgt]
+    return group._replace(clips=clips, context_masks=to[0], target_masks=to[1])
 
 
 def _peak_memory_mb(device: torch.device) -> float:
