@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from vjepa.data.readers import AnnotationError, int_field, nonblank_lines, open_text, read_text
-from vjepa.infra.configs import AVA_EVAL_CLASS_IDS
 from vjepa.infra.runtime import confined
 
 AVA_FPS = 30

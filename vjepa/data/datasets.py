@@ -85,8 +85,9 @@ def read_image(path: str) -> np.ndarray | None:
 class VideoDataset(_Seeded, Dataset):
     """Videos listed as [(path, label)] -> items of S = clip.num_segments clips, each turned into V
     views by `transform`. A listed image (IMAGE_SUFFIXES) is a still clip, as V-JEPA 2 mixes
-    ImageNet into pretraining: the image repeated to the clip's frames, then transformed as a clip. Files are opened inside __getitem__ (so inside each worker) and decoded
-    with `video_backend` ("decord" or "pyav", see vjepa.data.video)."""
+    ImageNet into pretraining: the image repeated to the clip's frames, then transformed as a clip.
+    Files are opened inside __getitem__ (so inside each worker) and decoded with `video_backend`
+    ("decord" or "pyav", see vjepa.data.video)."""
 
     def __init__(
         self,

