@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vjepa.data.sampling import ClipSampling, clip_indices
-from vjepa.infra.configs import BACKENDS, DECORD_BROKEN_WIDTHS, DEFAULT_BACKEND
+from vjepa.infra.configs import BACKENDS, DEFAULT_BACKEND
 
 
 class VideoDecodeError(RuntimeError):
@@ -285,7 +285,13 @@ def _decord_frames(
 
 
 def video_frames(
-    path: str, frames: np.ndarray, index: VideoIndex, container, stream, backend: str = DEFAULT_BACKEND, num_threads: int = 1
+    path: str,
+    frames: np.ndarray,
+    index: VideoIndex,
+    container,
+    stream,
+    backend: str = DEFAULT_BACKEND,
+    num_threads: int = 1,
 ) -> tuple[np.ndarray, str | None]:
     """uint8 [len(frames), H, W, 3] and the fallback reason (None when `backend` decoded them)."""
     why = None
@@ -371,7 +377,7 @@ def decode_clips(
         if n < cfg.num_segments:
             raise VideoDecodeError(f"{path}: has {n} frames, fewer than the {cfg.num_segments} segments asked for")
         try:
-            return clip_indices(n, cfg, rng, fps if cfg.clip_duration is not None or cfg.fps is not None else None)
+            return clip_indices(n, cfg, rng, fps)  # frame_step_for reads the rate only when the clip asks for it
         except ValueError as e:
             raise VideoDecodeError(f"{path}: {e}") from None
 

@@ -40,7 +40,7 @@ class Group(NamedTuple):
     context_masks: list[torch.Tensor]  # one [B_g, K_ctx_i] per mask config
     target_masks: list[torch.Tensor]  # one [B_g, K_tgt_i] per mask config
     index: int = 0  # the length's place in PretrainConfig.groups
-    token: int | None = None  # its mask token (per 'group'); None: `index` (see PretrainConfig.group_token)
+    token: int = 0  # its mask token, per 'group' (PretrainConfig.group_token)
 
 
 class ContextPath(nn.Module):
@@ -54,8 +54,7 @@ class ContextPath(nn.Module):
         out = []
         for g in groups:
             z = self.encoder(g.clips, g.context_masks)  # [B, K_ctx_i, D] per mask
-            token = g.index if g.token is None else g.token
-            out.append(self.predictor.forward_masks(z, g.context_masks, g.target_masks, token))  # [B, K_tgt_i, D]
+            out.append(self.predictor.forward_masks(z, g.context_masks, g.target_masks, g.token))  # [B, K_tgt_i, D]
         return out
 
 

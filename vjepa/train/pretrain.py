@@ -289,8 +289,11 @@ class MicroBatches(KeyedBatches):
         from vjepa.data import collate
 
         items, lengths = self.items(key), self.cfg.groups
-        good = [x for x in items if x is not None and x.get("video") is not None]
-        found = sorted({_num_frames(x) for x in good} - set(lengths))
+        by_length: dict[int, list] = {}
+        for x in items:
+            if x is not None and x.get("video") is not None:
+                by_length.setdefault(_num_frames(x), []).append(x)
+        found = sorted(set(by_length) - set(lengths))
         if found:
             raise ValueError(
                 f"clips of {found} frames in a batch; the run takes clips of {lengths} frames "
@@ -299,7 +302,7 @@ class MicroBatches(KeyedBatches):
         bad = collate([x for x in items if x is None or x.get("video") is None])  # names the unreadable files
         groups = []
         for g, length in enumerate(lengths):
-            part = [x for x in good if _num_frames(x) == length]
+            part = by_length.get(length)
             if not part:
                 continue
             clips = _clips(collate(part)["video"], self.cfg)
@@ -320,10 +323,12 @@ class MicroBatches(KeyedBatches):
 def _to_device(group: Group, device: torch.device) -> Group:
     """A group on the training device; UnfinishedClips (finish_on_device) converted, resized and
     normalised there."""
-    clips, ctx, tgt = group.clips, group.context_masks, group.target_masks
-    clips = clips.finish(device) if hasattr(clips, "finish") else clips.to(device, non_blocking=True)
-    to = [m.to(device, non_blocking=True) for m in ctx], [m.to(device, non_blocking=True) for m in tgt]
-    return group._replace(clips=clips, context_masks=to[0], target_masks=to[1])
+    clips = group.clips.finish(device) if hasattr(group.clips, "finish") else group.clips.to(device, non_blocking=True)
+
+    def moved(masks):
+        return [m.to(device, non_blocking=True) for m in masks]
+
+    return group._replace(clips=clips, context_masks=moved(group.context_masks), target_masks=moved(group.target_masks))
 
 
 def _peak_memory_mb(device: torch.device) -> float:
